@@ -1,0 +1,163 @@
+//! Command-line types (SPEC.md, "Commands"). `culaunch CMD…` means
+//! `culaunch run CMD…`; everything after COMMAND belongs to COMMAND.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::EXIT_CULAUNCH;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "culaunch",
+    version,
+    about = "Which CUDA libraries did each process of a job really load, and why.",
+    override_usage = "culaunch [RUN-OPTIONS] [--] COMMAND [ARGS...]\n       culaunch <SUBCOMMAND> ..."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND traced (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Summarise trace files written earlier (for instance one per rank).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Append every event of every process in the tree to FILE, as JSON Lines.
+    #[arg(short = 't', long, value_name = "FILE", env = "CULAUNCH_TRACE")]
+    pub trace: Option<PathBuf>,
+
+    /// Record every shared object, not only the CUDA family.
+    #[arg(long)]
+    pub all_libs: bool,
+
+    /// Print no summary at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Also write the end-of-run summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// The command to run, and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Trace files (JSON Lines) to summarise together.
+    #[arg(required = true, value_name = "TRACE")]
+    pub traces: Vec<PathBuf>,
+}
+
+const SUBCOMMANDS: &[&str] = &["run", "report", "help"];
+const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
+
+/// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(with_default_subcommand(args.into_iter().collect()))
+}
+
+fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
+    let explicit = args.get(1).is_some_and(|first| {
+        SUBCOMMANDS
+            .iter()
+            .chain(TOP_LEVEL_FLAGS)
+            .any(|s| first.as_os_str() == *s)
+    });
+    if !explicit && !args.is_empty() {
+        args.insert(1, "run".into());
+    }
+    args
+}
+
+/// Help and version go to stdout with status 0; usage errors exit 125, so a
+/// supervisor can tell culaunch's failure from the command's.
+pub fn exit_for_clap(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_CULAUNCH)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match parse(argv.iter().map(OsString::from)) {
+            Ok(Cli {
+                command: Command::Run(r),
+            }) => r,
+            other => panic!("{argv:?} did not parse as run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_command_is_run() {
+        let r = run_args(&["culaunch", "--", "python", "train.py"]);
+        assert_eq!(r.command, vec![OsString::from("python"), "train.py".into()]);
+        let r = run_args(&["culaunch", "python", "train.py"]);
+        assert_eq!(r.command.len(), 2);
+    }
+
+    #[test]
+    fn options_after_the_command_belong_to_the_command() {
+        let r = run_args(&["culaunch", "-q", "python", "-q", "--trace", "x"]);
+        assert!(r.quiet);
+        assert_eq!(r.trace, None);
+        assert_eq!(
+            r.command,
+            ["python", "-q", "--trace", "x"]
+                .map(OsString::from)
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn a_command_named_like_a_subcommand_runs_after_dashes() {
+        let r = run_args(&["culaunch", "--", "report"]);
+        assert_eq!(r.command, vec![OsString::from("report")]);
+    }
+
+    #[test]
+    fn non_utf8_arguments_survive() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(vec![b'a', 0xff, b'b']);
+        let cli = parse([OsString::from("culaunch"), "echo".into(), odd.clone()]);
+        match cli {
+            Ok(Cli {
+                command: Command::Run(r),
+            }) => assert_eq!(r.command[1], odd),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_takes_files() {
+        match parse(["culaunch", "report", "--json", "a", "b"].map(OsString::from)) {
+            Ok(Cli {
+                command: Command::Report(r),
+            }) => {
+                assert!(r.json);
+                assert_eq!(r.traces.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What culaunch needs from an ELF file's headers, parsed with goblin from the
+//! first bytes and the program headers only: a large library is never read
+//! whole.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::header::{self, Header};
+use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElfHeader {
+    pub is_64: bool,
+    pub machine: u16,
+    /// Has PT_INTERP: the dynamic loader runs in it.
+    pub dynamic: bool,
+}
+
+impl ElfHeader {
+    /// The class and machine culaunch's audit module is built for.
+    pub fn matches_this_build(&self) -> bool {
+        self.is_64 == cfg!(target_pointer_width = "64") && self.machine == native_machine()
+    }
+
+    pub fn describe_machine(&self) -> String {
+        let bits = if self.is_64 { 64 } else { 32 };
+        format!("{bits}-bit {}", header::machine_to_str(self.machine))
+    }
+}
+
+fn native_machine() -> u16 {
+    if cfg!(target_arch = "x86_64") {
+        header::EM_X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        header::EM_AARCH64
+    } else if cfg!(target_arch = "powerpc64") {
+        header::EM_PPC64
+    } else {
+        header::EM_NONE
+    }
+}
+
+/// Reads the ELF header and program headers of `path`. `Ok(None)` means the
+/// file is not ELF (a script, say); a truncated or corrupt ELF is an error.
+pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
+    let file = File::open(path)?;
+    let mut ident = [0u8; header::header64::SIZEOF_EHDR];
+    let n = read_at_most(&file, &mut ident, 0)?;
+    if n < 4 || &ident[..4] != header::ELFMAG {
+        return Ok(None);
+    }
+    let header: Header = goblin::elf::Elf::parse_header(&ident[..n]).map_err(corrupt)?;
+    let container = if header.e_ident[header::EI_CLASS] == header::ELFCLASS64 {
+        Container::Big
+    } else {
+        Container::Little
+    };
+    let endian = Endian::from(header.e_ident[header::EI_DATA] == header::ELFDATA2LSB);
+    let ctx = Ctx::new(container, endian);
+    let table_len = usize::from(header.e_phnum).saturating_mul(usize::from(header.e_phentsize));
+    let mut table = vec![0u8; table_len];
+    if read_at_most(&file, &mut table, header.e_phoff)? != table_len {
+        return Err(corrupt("program header table is truncated"));
+    }
+    let phdrs =
+        ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
+    Ok(Some(ElfHeader {
+        is_64: container == Container::Big,
+        machine: header.e_machine,
+        dynamic: phdrs.iter().any(|p| p.p_type == PT_INTERP),
+    }))
+}
+
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt ELF file: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_system_program_is_traceable() {
+        let h = read_header(Path::new("/bin/sh")).unwrap().unwrap();
+        assert!(h.dynamic);
+        assert!(h.matches_this_build());
+    }
+
+    #[test]
+    fn scripts_are_not_elf_and_garbage_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("culaunch-elf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("s");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(read_header(&script).unwrap(), None);
+        let bad = dir.join("bad");
+        std::fs::write(&bad, b"\x7fELF\x02\x01\x01").unwrap();
+        assert!(read_header(&bad).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,77 @@
+//! The launcher's one error type, and the exit statuses it maps to.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+
+/// culaunch itself failed before starting the command (bad option, trace
+/// file not writable, …), like `env` and `timeout`.
+pub const EXIT_CULAUNCH: u8 = 125;
+/// The command was found but could not be executed.
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: command not found", .0.to_string_lossy())]
+    CommandNotFound(OsString),
+    #[error("{}: cannot execute: {source}", .path.display())]
+    CannotExecute {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the trace file {}: {source}", .path.display())]
+    TraceFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the trace file {}: {source}", .path.display())]
+    ReadTrace {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the summary {}: {source}", .path.display())]
+    SummaryFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot install the audit module in {}: {source}", .path.display())]
+    AuditModule {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start {}: {source}", .path.display())]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot wait for the command: {0}")]
+    Wait(#[source] nix::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::CommandNotFound(_) => EXIT_NOT_FOUND,
+            Error::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
+            _ => EXIT_CULAUNCH,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::AuditModule { .. } => {
+                Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned())
+            }
+            Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
+            _ => None,
+        }
+    }
+}

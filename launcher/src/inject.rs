@@ -1,0 +1,164 @@
+//! Puts the audit module where the loader can open it, and builds the
+//! environment that injects it into the command and all its descendants.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use culaunch_protocol::env as proto;
+
+use crate::error::Error;
+
+/// The audit module, built from `preload/` by build.rs.
+static MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libculaunch_preload.so"));
+
+/// Overrides the embedded module (for developing the module itself).
+const MODULE_OVERRIDE: &str = "CULAUNCH_AUDIT_MODULE";
+
+/// The path of the audit module on disk, writing it out the first time.
+///
+/// The file name carries a hash of its bytes, so versions never overwrite each
+/// other and a file found there is already the right one.
+pub fn module_path() -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os(MODULE_OVERRIDE) {
+        return Ok(PathBuf::from(p));
+    }
+    let name = format!(
+        "libculaunch_audit-{}-{:016x}.so",
+        env!("CARGO_PKG_VERSION"),
+        fnv1a(MODULE)
+    );
+    let mut last_error = None;
+    for dir in candidate_dirs() {
+        let path = dir.join(&name);
+        if path.as_os_str().as_bytes().contains(&b':') {
+            // LD_AUDIT is a colon-separated list.
+            continue;
+        }
+        match install(&dir, &path) {
+            Ok(()) => return Ok(path),
+            Err(e) => last_error = Some((path, e)),
+        }
+    }
+    let (path, source) =
+        last_error.unwrap_or_else(|| (PathBuf::from(name), io::ErrorKind::NotFound.into()));
+    Err(Error::AuditModule { path, source })
+}
+
+fn candidate_dirs() -> Vec<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let tmp = std::env::temp_dir().join(format!("culaunch-{uid}"));
+    cache
+        .map(|c| c.join("culaunch"))
+        .into_iter()
+        .chain([tmp])
+        .collect()
+}
+
+fn install(dir: &Path, path: &Path) -> io::Result<()> {
+    // Compared whole: a truncated or altered file must not be injected.
+    if fs::read(path).is_ok_and(|existing| existing == MODULE) {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    // Write beside, then rename: concurrent culaunch runs never see half a file.
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(&tmp)?;
+    f.write_all(MODULE)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// What the command's environment gains.
+pub struct Injection {
+    pub module: PathBuf,
+    pub trace: PathBuf,
+    pub all_libs: bool,
+}
+
+/// The variables to set in the command's environment, given the current
+/// values of those it extends.
+pub fn environment(
+    inj: &Injection,
+    current_ld_audit: Option<&OsStr>,
+) -> Vec<(&'static str, OsString)> {
+    let mut flags = Vec::new();
+    if inj.all_libs {
+        flags.push(proto::FLAG_ALL_LIBS);
+    }
+    vec![
+        (
+            proto::LD_AUDIT,
+            prepend_to_list(inj.module.as_os_str(), current_ld_audit),
+        ),
+        (proto::TRACE, inj.trace.clone().into_os_string()),
+        (proto::FLAGS, flags.join(",").into()),
+    ]
+}
+
+/// `ours` first, then the user's own entries, without a duplicate of ours
+/// (culaunch inside culaunch).
+fn prepend_to_list(ours: &OsStr, current: Option<&OsStr>) -> OsString {
+    let mut out = ours.as_bytes().to_vec();
+    for entry in current
+        .map(OsStr::as_bytes)
+        .unwrap_or_default()
+        .split(|&b| b == b':')
+    {
+        if !entry.is_empty() && entry != ours.as_bytes() {
+            out.push(b':');
+            out.extend_from_slice(entry);
+        }
+    }
+    OsString::from_vec(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_module_goes_first_and_the_users_stay() {
+        let ours = OsStr::new("/c/m.so");
+        assert_eq!(prepend_to_list(ours, None), "/c/m.so");
+        assert_eq!(
+            prepend_to_list(ours, Some(OsStr::new("/u/a.so"))),
+            "/c/m.so:/u/a.so"
+        );
+        assert_eq!(
+            prepend_to_list(ours, Some(OsStr::new("/c/m.so::/u/a.so"))),
+            "/c/m.so:/u/a.so"
+        );
+    }
+
+    #[test]
+    fn the_embedded_module_is_an_elf_shared_object() {
+        assert_eq!(&MODULE[..4], b"\x7fELF");
+    }
+}

@@ -1,0 +1,49 @@
+//! culaunch: which CUDA libraries did each process of a job really load, and
+//! why. `main` only parses, runs, and turns the outcome into an exit status.
+
+mod cli;
+mod command;
+mod elf;
+mod error;
+mod inject;
+mod report;
+mod run;
+mod spawn;
+mod trace_file;
+
+use std::process::ExitCode;
+
+use error::Error;
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => return cli::exit_for_clap(e),
+    };
+    let outcome = match cli.command {
+        cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
+        cli::Command::Report(args) => report::command(args).map(|()| ExitCode::SUCCESS),
+    };
+    outcome.unwrap_or_else(|e: Error| {
+        eprintln!("culaunch: {e}");
+        if let Some(hint) = e.hint() {
+            eprintln!("hint: {hint}");
+        }
+        ExitCode::from(e.exit_code())
+    })
+}
+
+/// culaunch's own diagnostics, filtered by CULAUNCH_LOG (EnvFilter syntax), on
+/// stderr; warnings only by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CULAUNCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(false)
+        .init();
+}

@@ -1,0 +1,115 @@
+//! Reading trace files: the JSON Lines the audit module writes.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// One trace line. Fields this version does not know are ignored (SPEC.md).
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    pub pid: i64,
+    #[serde(default)]
+    pub ppid: i64,
+    #[serde(default)]
+    pub host: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    ProcessStart {
+        #[serde(default)]
+        exe: Option<String>,
+        #[serde(default)]
+        argv: Vec<String>,
+        #[serde(default)]
+        forked: bool,
+    },
+    Load(Load),
+    Conflict {
+        family: String,
+        paths: Vec<String>,
+    },
+    ProcessExit {
+        #[serde(default)]
+        status: Option<i64>,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Load {
+    pub how: String,
+    #[serde(default)]
+    pub caller: Option<String>,
+    pub path: String,
+    #[serde(default)]
+    pub soname: Option<String>,
+    #[serde(default)]
+    pub cuda: bool,
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub search: Option<String>,
+}
+
+/// The events of a trace, from byte `start` on, and how many lines were not
+/// valid events (a torn last line from a killed process, say).
+pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
+    let err = |source| Error::ReadTrace {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    file.seek(SeekFrom::Start(start)).map_err(err)?;
+    parse(BufReader::new(file)).map_err(err)
+}
+
+pub fn parse(reader: impl Read) -> std::io::Result<(Vec<Envelope>, usize)> {
+    let mut events = Vec::new();
+    let mut bad = 0;
+    for line in BufReader::new(reader).split(b'\n') {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Envelope>(&line) {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping a trace line that is not an event");
+                bad += 1;
+            }
+        }
+    }
+    Ok((events, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_events_and_fields_are_ignored_torn_lines_counted() {
+        let trace = concat!(
+            r#"{"v":1,"pid":1,"ppid":0,"host":"h","ts":"t","event":"process_start","exe":"/bin/x","argv":["x"],"new":1}"#,
+            "\n",
+            r#"{"v":1,"pid":1,"event":"from_the_future","x":2}"#,
+            "\n",
+            r#"{"v":1,"pid":1,"event":"load","how":"dlopen","path":"/a/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            "\n",
+            r#"{"v":1,"pid":1,"event":"lo"#,
+        );
+        let (events, bad) = parse(trace.as_bytes()).unwrap();
+        assert_eq!((events.len(), bad), (3, 1));
+        assert!(matches!(events[1].event, Event::Unknown));
+        assert!(
+            matches!(&events[2].event, Event::Load(l) if l.family.as_deref() == Some("cudart"))
+        );
+    }
+}

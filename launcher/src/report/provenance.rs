@@ -1,0 +1,267 @@
+//! Where a library file came from: the pip wheel, conda package, CUDA toolkit
+//! or distribution package that installed it. Each answer comes from that
+//! installer's own records, never from the path's shape alone.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Listed in a `*.dist-info/RECORD`.
+    Pip {
+        package: String,
+        version: String,
+    },
+    /// Listed in a `conda-meta/*.json` file list.
+    Conda {
+        package: String,
+        version: String,
+    },
+    /// Under a CUDA toolkit root with a `version.json`.
+    Toolkit {
+        root: String,
+        version: Option<String>,
+    },
+    /// Owned by a dpkg package.
+    Distro {
+        package: String,
+    },
+    Unknown,
+}
+
+impl Origin {
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            Origin::Pip { version, .. } | Origin::Conda { version, .. } => Some(version),
+            Origin::Toolkit { version, .. } => version.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A short label for the summary table.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Pip { package, .. } => format!("pip {package}"),
+            Origin::Conda { package, .. } => format!("conda {package}"),
+            Origin::Toolkit { root, .. } => format!("toolkit {root}"),
+            Origin::Distro { package } => format!("deb {package}"),
+            Origin::Unknown => "unknown".to_owned(),
+        }
+    }
+}
+
+/// Looks origins up, reading each installer's records once.
+#[derive(Default)]
+pub struct Finder {
+    /// site-packages dir → (path relative to it → (package, version)).
+    pip: HashMap<PathBuf, HashMap<String, (String, String)>>,
+    /// dpkg's file lists, path → package, read on first use.
+    dpkg: Option<HashMap<String, String>>,
+}
+
+impl Finder {
+    pub fn origin(&mut self, path: &Path) -> Origin {
+        self.pip(path)
+            .or_else(|| conda(path))
+            .or_else(|| toolkit(path))
+            .or_else(|| self.distro(path))
+            .unwrap_or(Origin::Unknown)
+    }
+
+    fn pip(&mut self, path: &Path) -> Option<Origin> {
+        let site = path.ancestors().find(|a| {
+            matches!(
+                a.file_name().and_then(OsStr::to_str),
+                Some("site-packages" | "dist-packages")
+            )
+        })?;
+        let rel = path.strip_prefix(site).ok()?.to_str()?.to_owned();
+        let records = self
+            .pip
+            .entry(site.to_path_buf())
+            .or_insert_with(|| read_records(site));
+        records.get(&rel).map(|(package, version)| Origin::Pip {
+            package: package.clone(),
+            version: version.clone(),
+        })
+    }
+
+    fn distro(&mut self, path: &Path) -> Option<Origin> {
+        let owners = self.dpkg.get_or_insert_with(read_dpkg_lists);
+        let p = path.to_str()?;
+        // Debian merged /usr: a file under /usr/lib is listed as /lib, too.
+        let alt = p.strip_prefix("/usr").map(str::to_owned);
+        let package = owners
+            .get(p)
+            .or_else(|| alt.as_ref().and_then(|a| owners.get(a)))?;
+        Some(Origin::Distro {
+            package: package.clone(),
+        })
+    }
+}
+
+fn read_records(site: &Path) -> HashMap<String, (String, String)> {
+    let mut map = HashMap::new();
+    let Ok(entries) = fs::read_dir(site) else {
+        return map;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".dist-info")) else {
+            continue;
+        };
+        // `{name}-{version}.dist-info`; neither part contains '-' (PEP 427).
+        let Some((package, version)) = stem.split_once('-') else {
+            continue;
+        };
+        let Ok(record) = fs::read_to_string(entry.path().join("RECORD")) else {
+            continue;
+        };
+        for line in record.lines() {
+            if let Some((file, _)) = line.split_once(',') {
+                map.insert(
+                    file.to_owned(),
+                    (package.replace('_', "-"), version.to_owned()),
+                );
+            }
+        }
+    }
+    map
+}
+
+fn conda(path: &Path) -> Option<Origin> {
+    let prefix = path
+        .ancestors()
+        .skip(1)
+        .find(|a| a.join("conda-meta").is_dir())?;
+    let rel = path.strip_prefix(prefix).ok()?.to_str()?;
+    for entry in fs::read_dir(prefix.join("conda-meta")).ok()?.flatten() {
+        if entry.path().extension() != Some(OsStr::new("json")) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        if !text.contains(&format!("\"{rel}\"")) {
+            continue;
+        }
+        let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let listed = meta["files"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|f| f.as_str() == Some(rel)));
+        if listed {
+            return Some(Origin::Conda {
+                package: meta["name"].as_str().unwrap_or_default().to_owned(),
+                version: meta["version"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    None
+}
+
+fn toolkit(path: &Path) -> Option<Origin> {
+    // lib64/, targets/x86_64-linux/lib/: the root is at most three levels up.
+    let root = path
+        .ancestors()
+        .skip(1)
+        .take(4)
+        .find(|a| a.join("version.json").is_file())?;
+    let version = fs::read_to_string(root.join("version.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["cuda"]["version"].as_str().map(str::to_owned));
+    Some(Origin::Toolkit {
+        root: root.display().to_string(),
+        version,
+    })
+}
+
+fn read_dpkg_lists() -> HashMap<String, String> {
+    let mut owners = HashMap::new();
+    let Ok(entries) = fs::read_dir("/var/lib/dpkg/info") else {
+        return owners;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(package) = name.to_str().and_then(|n| n.strip_suffix(".list")) else {
+            continue;
+        };
+        let package = package.split(':').next().unwrap_or(package).to_owned();
+        let Ok(list) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for file in list.lines().filter(|l| l.contains(".so")) {
+            owners.insert(file.to_owned(), package.clone());
+        }
+    }
+    owners
+}
+
+/// The release a file name spells out: `libcudart.so.12.4.127` → `12.4.127`.
+/// A file named by its SONAME (`libcudart.so.12`, `libcudart.so.11.0`) spells
+/// out the ABI version, not a release.
+pub fn version_from_file_name(path: &str, soname: Option<&str>) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    if Some(name) == soname {
+        return None;
+    }
+    let (_, version) = name.split_once(".so.")?;
+    (version.matches('.').count() >= 1
+        && version
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| version.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_version_names_give_a_release_majors_do_not() {
+        let v = |p, s| version_from_file_name(p, Some(s));
+        assert_eq!(
+            v("/t/lib64/libcudart.so.12.4.127", "libcudart.so.12").as_deref(),
+            Some("12.4.127")
+        );
+        assert_eq!(v("/w/libcudart.so.12", "libcudart.so.12"), None);
+        assert_eq!(v("/w/libcudart.so.11.0", "libcudart.so.11.0"), None);
+        assert_eq!(v("/w/libfoo.so", "libfoo.so"), None);
+    }
+
+    #[test]
+    fn pip_origin_comes_from_record() {
+        let site = std::env::temp_dir().join(format!(
+            "culaunch-prov-{}/lib/python3.11/site-packages",
+            std::process::id()
+        ));
+        let lib = site.join("nvidia/cuda_runtime/lib");
+        fs::create_dir_all(&lib).unwrap();
+        fs::write(lib.join("libcudart.so.12"), b"x").unwrap();
+        let info = site.join("nvidia_cuda_runtime_cu12-12.9.79.dist-info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(
+            info.join("RECORD"),
+            "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=abc,1\n",
+        )
+        .unwrap();
+        let origin = Finder::default().origin(&lib.join("libcudart.so.12"));
+        assert_eq!(
+            origin,
+            Origin::Pip {
+                package: "nvidia-cuda-runtime-cu12".into(),
+                version: "12.9.79".into()
+            }
+        );
+        let stray = Finder::default().origin(&lib.join("libother.so.1"));
+        assert_ne!(stray, origin);
+        fs::remove_dir_all(site.ancestors().nth(3).unwrap()).unwrap();
+    }
+}

@@ -1,0 +1,216 @@
+//! The summary as text for a terminal: fits 100 columns, needs no colour.
+
+use std::fmt::Write;
+
+use super::summary::{Library, Summary};
+
+const WIDTH: usize = 100;
+
+pub fn text(s: &Summary) -> String {
+    let mut out = String::new();
+    let hosts: std::collections::BTreeSet<&str> =
+        s.processes.iter().map(|p| p.host.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "culaunch: {} traced, {} CUDA {}{}{}",
+        plural(s.processes.len(), "process", "processes"),
+        s.libraries.len(),
+        if s.libraries.len() == 1 {
+            "library"
+        } else {
+            "libraries"
+        },
+        if hosts.len() > 1 {
+            format!(" on {} hosts", hosts.len())
+        } else {
+            String::new()
+        },
+        if s.conflicts.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", plural(s.conflicts.len(), "conflict", "conflicts"))
+        },
+    );
+    if !s.libraries.is_empty() {
+        let rows: Vec<[String; 6]> = s.libraries.iter().map(row).collect();
+        let header = ["family", "soname", "version", "from", "loaded", "procs"].map(str::to_owned);
+        // 2 + 5 gaps of 2 + these = 100 columns.
+        let caps = [10, 19, 10, 24, 20, 5];
+        let widths: Vec<usize> = (0..6)
+            .map(|c| {
+                rows.iter()
+                    .chain([&header])
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .min(caps[c])
+            })
+            .collect();
+        let line = |r: &[String; 6]| {
+            let cells: Vec<String> = (0..6).map(|c| pad(&r[c], widths[c], c == 5)).collect();
+            format!("  {}", cells.join("  ")).trim_end().to_owned()
+        };
+        let _ = writeln!(out, "{}", line(&header).to_uppercase());
+        for (lib, r) in s.libraries.iter().zip(&rows) {
+            let _ = writeln!(out, "{}", line(r));
+            let _ = writeln!(out, "    {}", elide_middle(&lib.path, WIDTH - 4));
+        }
+    }
+    if !s.conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "conflicts (two files of one CUDA library in one process):"
+        );
+        for c in &s.conflicts {
+            let exe = s
+                .processes
+                .iter()
+                .find(|p| p.pid == c.pid && p.host == c.host)
+                .and_then(|p| p.exe.as_deref())
+                .map(basename)
+                .unwrap_or("?");
+            let _ = writeln!(out, "  pid {} ({exe}): {}", c.pid, c.family);
+            for p in &c.paths {
+                let _ = writeln!(out, "    {}", elide_middle(p, WIDTH - 4));
+            }
+        }
+    }
+    if s.malformed_lines > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} trace lines were not valid events and were skipped",
+            s.malformed_lines
+        );
+    }
+    out
+}
+
+fn row(lib: &Library) -> [String; 6] {
+    let how = lib
+        .how
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    let by = lib
+        .callers
+        .iter()
+        .map(|c| basename(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    let loaded = if by.is_empty() {
+        how
+    } else {
+        format!("{how} by {by}")
+    };
+    [
+        lib.family.clone(),
+        lib.soname
+            .clone()
+            .unwrap_or_else(|| basename(&lib.path).to_owned()),
+        lib.version.clone().unwrap_or_else(|| "?".to_owned()),
+        lib.origin.label(),
+        loaded,
+        lib.processes.len().to_string(),
+    ]
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// Pads or cuts `s` to `width` characters; a cut ends in `…`.
+fn pad(s: &str, width: usize, right: bool) -> String {
+    let n = s.chars().count();
+    let cell = if n > width {
+        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    } else {
+        s.to_owned()
+    };
+    if right {
+        format!("{cell:>width$}")
+    } else {
+        format!("{cell:<width$}")
+    }
+}
+
+/// Keeps both ends of a long path: the directory that says where, the file
+/// name that says what.
+fn elide_middle(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_owned();
+    }
+    let keep = width.saturating_sub(1);
+    let head: String = s.chars().take(keep / 2).collect();
+    let tail: String = s.chars().skip(n - (keep - keep / 2)).collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::provenance::Origin;
+    use crate::report::summary::{Conflict, Process};
+
+    #[test]
+    fn every_line_fits_a_hundred_columns() {
+        let long = format!(
+            "/{}/lib/libcudart.so.12",
+            "very-long-directory-name".repeat(10)
+        );
+        let lib = Library {
+            family: "cudart".into(),
+            soname: Some("libcudart.so.12".into()),
+            path: long.clone(),
+            version: Some("12.9.79".into()),
+            origin: Origin::Pip {
+                package: "nvidia-cuda-runtime-cu12-with-a-long-name".into(),
+                version: "12.9.79".into(),
+            },
+            how: ["dlopen".to_owned(), "needed".to_owned()].into(),
+            callers: [
+                "/usr/lib/python3/dist-packages/torch/lib/libtorch_cuda_linalg_and_more.so"
+                    .to_owned(),
+            ]
+            .into(),
+            search: Default::default(),
+            processes: ["h:1".to_owned()].into(),
+        };
+        let s = Summary {
+            processes: vec![Process {
+                host: "h".into(),
+                pid: 1,
+                ppid: 0,
+                exe: Some("/usr/bin/python3".into()),
+                argv: vec![],
+                forked: false,
+                exit_status: None,
+            }],
+            libraries: vec![lib],
+            conflicts: vec![Conflict {
+                host: "h".into(),
+                pid: 1,
+                family: "cudart".into(),
+                paths: vec![long.clone(), long],
+            }],
+            malformed_lines: 0,
+        };
+        let text = text(&s);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= WIDTH,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(text.contains("libcudart.so.12"));
+        assert!(text.contains("conflicts"));
+    }
+}

@@ -1,0 +1,163 @@
+//! From events to the end-of-run summary (SPEC.md, "The summary"): one row per
+//! CUDA library file, the processes, and the conflicts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::events::{Envelope, Event};
+use super::provenance::{self, Origin};
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub processes: Vec<Process>,
+    pub libraries: Vec<Library>,
+    pub conflicts: Vec<Conflict>,
+    /// Trace lines that were not valid events.
+    pub malformed_lines: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Process {
+    pub host: String,
+    pub pid: i64,
+    pub ppid: i64,
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    /// Started by fork without exec: it inherited its parent's libraries.
+    pub forked: bool,
+    pub exit_status: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Library {
+    pub family: String,
+    pub soname: Option<String>,
+    pub path: String,
+    pub version: Option<String>,
+    pub origin: Origin,
+    /// `how` values seen, e.g. `needed`, `dlopen`.
+    pub how: BTreeSet<String>,
+    /// Objects that asked for it.
+    pub callers: BTreeSet<String>,
+    /// Search steps that found it (`rpath_runpath`, `ld_library_path`, …).
+    pub search: BTreeSet<String>,
+    /// `host:pid` of every process that had it mapped.
+    pub processes: BTreeSet<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Conflict {
+    pub host: String,
+    pub pid: i64,
+    pub family: String,
+    pub paths: Vec<String>,
+}
+
+pub fn summarise(events: &[Envelope], malformed_lines: usize) -> Summary {
+    let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
+    let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for e in events {
+        let key = (e.host.clone(), e.pid);
+        let process = processes.entry(key).or_insert_with(|| Process {
+            host: e.host.clone(),
+            pid: e.pid,
+            ppid: e.ppid,
+            exe: None,
+            argv: Vec::new(),
+            forked: false,
+            exit_status: None,
+        });
+        match &e.event {
+            Event::ProcessStart { exe, argv, forked } => {
+                // After exec the same pid starts again: the last image wins.
+                process.exe.clone_from(exe);
+                process.argv.clone_from(argv);
+                process.forked = *forked;
+                process.ppid = e.ppid;
+            }
+            Event::ProcessExit { status } => process.exit_status = *status,
+            Event::Load(l) if l.cuda => {
+                let lib = libraries.entry(l.path.clone()).or_insert_with(|| Library {
+                    family: l.family.clone().unwrap_or_default(),
+                    soname: l.soname.clone(),
+                    path: l.path.clone(),
+                    version: None,
+                    origin: Origin::Unknown,
+                    how: BTreeSet::new(),
+                    callers: BTreeSet::new(),
+                    search: BTreeSet::new(),
+                    processes: BTreeSet::new(),
+                });
+                lib.how.insert(l.how.clone());
+                lib.callers.extend(l.caller.clone());
+                lib.search.extend(l.search.clone());
+                lib.processes.insert(format!("{}:{}", e.host, e.pid));
+            }
+            Event::Conflict { family, paths } => conflicts.push(Conflict {
+                host: e.host.clone(),
+                pid: e.pid,
+                family: family.clone(),
+                paths: paths.clone(),
+            }),
+            Event::Load(_) | Event::Unknown => {}
+        }
+    }
+    let mut libraries: Vec<Library> = libraries.into_values().collect();
+    let mut origins = provenance::Finder::default();
+    for lib in &mut libraries {
+        lib.origin = origins.origin(std::path::Path::new(&lib.path));
+        lib.version = lib
+            .origin
+            .version()
+            .map(str::to_owned)
+            .or_else(|| provenance::version_from_file_name(&lib.path, lib.soname.as_deref()));
+    }
+    libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
+    Summary {
+        processes: processes.into_values().collect(),
+        libraries,
+        conflicts,
+        malformed_lines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::events::parse;
+
+    #[test]
+    fn one_row_per_file_counting_processes_and_ways() {
+        let trace = concat!(
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/usr/bin/python3","argv":["python3"]}"#,
+            "\n",
+            r#"{"pid":1,"host":"h","event":"load","how":"dlopen","caller":"/usr/bin/python3","path":"/w/libcudart.so.12","soname":"libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            "\n",
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            "\n",
+            r#"{"pid":2,"host":"h","event":"load","how":"inherited","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            "\n",
+            r#"{"pid":1,"host":"h","event":"load","how":"initial","path":"/lib/libc.so.6","cuda":false}"#,
+            "\n",
+            r#"{"pid":1,"host":"h","event":"conflict","family":"cudart","paths":["/a","/b"]}"#,
+            "\n",
+            r#"{"pid":1,"host":"h","event":"process_exit","status":3}"#,
+            "\n",
+        );
+        let (events, bad) = parse(trace.as_bytes()).unwrap();
+        let s = summarise(&events, bad);
+        assert_eq!(s.processes.len(), 2);
+        assert_eq!(s.processes[0].exit_status, Some(3));
+        assert!(s.processes[1].forked);
+        assert_eq!(s.libraries.len(), 1);
+        let lib = &s.libraries[0];
+        assert_eq!(lib.processes.len(), 2);
+        assert_eq!(
+            lib.how.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["dlopen", "inherited"]
+        );
+        assert_eq!(s.conflicts.len(), 1);
+    }
+}

@@ -1,0 +1,114 @@
+//! `culaunch run`: check the command, inject the audit module, run, summarise.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use crate::cli::RunArgs;
+use crate::command;
+use crate::elf;
+use crate::error::Error;
+use crate::inject::{self, Injection};
+use crate::report;
+use crate::spawn::{self, Outcome};
+use crate::trace_file::TraceFile;
+
+pub fn run(args: RunArgs) -> Result<Outcome, Error> {
+    let path_var = std::env::var_os("PATH");
+    let argv0 = args
+        .command
+        .first()
+        .map(|a| a.as_os_str())
+        .unwrap_or(OsStr::new(""));
+    let program = command::resolve(argv0, path_var.as_deref())?;
+    let traceable = preflight(&program, path_var.as_deref());
+    let trace = TraceFile::prepare(args.trace.as_deref())?;
+    let env = if traceable {
+        let injection = Injection {
+            module: inject::module_path()?,
+            trace: trace.path.clone(),
+            all_libs: args.all_libs,
+        };
+        inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())
+    } else {
+        Vec::new()
+    };
+    tracing::debug!(program = %program.display(), ?env, "starting");
+    let outcome = spawn::start(&program, &args.command, &env)?.wait()?;
+    // The command has run: from here on, a failure to summarise is reported
+    // but never replaces the command's own exit status.
+    match report::from_trace(&trace.path, trace.start) {
+        Ok(summary) => {
+            if !args.quiet {
+                eprint!("{}", report::text(&summary));
+            }
+            if let Some(json) = &args.summary_json {
+                if let Err(e) = report::write_json(&summary, json) {
+                    eprintln!("culaunch: {e}");
+                }
+            }
+        }
+        Err(e) => eprintln!("culaunch: {e}"),
+    }
+    Ok(outcome)
+}
+
+/// Looks at the file the kernel will load and says, in one line each, why the
+/// loader will not run culaunch's module in it. Returns false only when
+/// injecting would make the loader complain (a program of another class or
+/// machine); a static or setuid program still gets the environment, so its
+/// dynamically linked children are traced.
+fn preflight(program: &Path, path_var: Option<&OsStr>) -> bool {
+    let chain = command::interpreter_chain(program, path_var);
+    let Some(runs) = chain.last() else {
+        return true;
+    };
+    let shown = runs.display();
+    match elf::read_header(runs) {
+        Ok(Some(h)) if !h.matches_this_build() => {
+            eprintln!(
+                "culaunch: warning: {shown} is a {} program; culaunch's audit module is not, so it runs untraced",
+                h.describe_machine()
+            );
+            return false;
+        }
+        Ok(Some(h)) if !h.dynamic => {
+            eprintln!("culaunch: warning: {shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(file = %shown, error = %e, "cannot inspect"),
+    }
+    if let Some(why) = secure_mode_reason(runs) {
+        eprintln!("culaunch: warning: {shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
+    }
+    true
+}
+
+/// setuid, setgid or file capabilities put the loader in secure mode.
+fn secure_mode_reason(file: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode();
+    if mode & 0o4000 != 0 {
+        return Some("is setuid");
+    }
+    if mode & 0o2000 != 0 {
+        return Some("is setgid");
+    }
+    has_file_capabilities(file).then_some("has file capabilities")
+}
+
+fn has_file_capabilities(file: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(file.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path; a null buffer of size 0 asks only for the size.
+    let n = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    n > 0
+}

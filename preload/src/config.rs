@@ -1,0 +1,98 @@
+//! What the launcher asked for, read once when the loader first calls us and
+//! immutable afterwards.
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::OnceLock;
+
+use culaunch_protocol::env;
+
+pub struct Config {
+    pub trace: CString,
+    pub all_libs: bool,
+    /// The node name, for the `host` field.
+    pub host: Vec<u8>,
+    /// Selected environment variables at start-up, for `process_start`.
+    pub env: Vec<(&'static str, Vec<u8>)>,
+}
+
+static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
+
+/// Reads the configuration from the environment; `None` means culaunch did not
+/// ask for tracing and the module stays out of the way.
+pub fn init() -> Option<&'static Config> {
+    CONFIG
+        .get_or_init(|| from_env(|k| std::env::var_os(k)))
+        .as_ref()
+}
+
+pub fn get() -> Option<&'static Config> {
+    CONFIG.get().and_then(Option::as_ref)
+}
+
+fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
+    let trace = var(env::TRACE).filter(|t| !t.is_empty())?;
+    let trace = CString::new(trace.into_vec()).ok()?;
+    let flags = var(env::FLAGS).unwrap_or_default();
+    let recorded = env::RECORDED_ENV
+        .iter()
+        .filter_map(|&k| var(k).map(|v| (k, v.into_vec())))
+        .collect();
+    Some(Config {
+        trace,
+        all_libs: env::has_flag(flags.as_bytes(), env::FLAG_ALL_LIBS),
+        host: hostname(),
+        env: recorded,
+    })
+}
+
+fn hostname() -> Vec<u8> {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Vec::new();
+    }
+    uts.nodename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn no_trace_means_inert() {
+        assert!(from_env(vars(&[])).is_none());
+        assert!(from_env(vars(&[(env::TRACE, "")])).is_none());
+    }
+
+    #[test]
+    fn reads_trace_flags_and_recorded_env() {
+        let c = from_env(vars(&[
+            (env::TRACE, "/tmp/t.jsonl"),
+            (env::FLAGS, "all-libs"),
+            ("RANK", "3"),
+            ("HOME", "/root"),
+        ]));
+        let c = c.as_ref();
+        assert_eq!(c.map(|c| c.trace.as_bytes()), Some(&b"/tmp/t.jsonl"[..]));
+        assert_eq!(c.map(|c| c.all_libs), Some(true));
+        assert_eq!(
+            c.map(|c| c.env.clone()),
+            Some(vec![("RANK", b"3".to_vec())])
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! The rtld-audit entry points (`man 7 rtld-audit`). Each one is thin: it
+//! catches panics, takes the state without waiting, and hands the loader's
+//! report to the tracker and the event writer.
+//!
+//! Only the hooks culaunch needs are defined: no `la_symbind*` or
+//! `la_plt*`, which would put this module on every PLT call of the program.
+
+use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use culaunch_protocol::catalogue;
+use culaunch_protocol::event::How;
+
+use crate::config::{self, Config};
+use crate::events::{self, Load};
+use crate::libc_hooks;
+use crate::linkmap::{self, LinkMap};
+use crate::lock::TryLock;
+use crate::objects::{stem_hash, Entry, Objects};
+use crate::tracker::Tracker;
+use crate::{clock, sink};
+
+/// The highest rtld-audit interface version this module implements; the
+/// hooks it uses have the same signatures in versions 1 and 2.
+const LAV_SUPPORTED: c_uint = 2;
+const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+struct State {
+    tracker: Tracker,
+    objects: Objects,
+}
+
+static STATE: TryLock<State> = TryLock::new(State {
+    tracker: Tracker::new(),
+    objects: Objects::new(),
+});
+/// Set after an internal error: the module then only passes through.
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// The version to answer the loader's offer with: ours, or the loader's if it
+/// is older. 0 turns auditing off.
+pub fn negotiate(offered: c_uint) -> c_uint {
+    offered.min(LAV_SUPPORTED)
+}
+
+#[no_mangle]
+pub extern "C" fn la_version(version: c_uint) -> c_uint {
+    guarded(0, || {
+        // Without culaunch's configuration (LD_AUDIT inherited by a process
+        // whose environment lost the rest) the module unloads itself.
+        let Some(config) = config::init() else {
+            return 0;
+        };
+        // Panics are caught and reported by `guarded`; the default hook would
+        // print a backtrace banner on the program's stderr.
+        std::panic::set_hook(Box::new(|_| {}));
+        events::process_start(config, false);
+        negotiate(version)
+    })
+}
+
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
+#[no_mangle]
+pub unsafe extern "C" fn la_objsearch(
+    name: *const c_char,
+    cookie: *mut usize,
+    flag: c_uint,
+) -> *mut c_char {
+    guarded((), || {
+        let now = clock::now_monotonic_ns();
+        if let (Some(mut st), false) = (STATE.try_lock(), name.is_null()) {
+            // SAFETY: the loader passes a NUL-terminated name and a valid cookie.
+            let (name, loader) = unsafe {
+                (
+                    CStr::from_ptr(name).to_bytes(),
+                    cookie.as_ref().copied().unwrap_or(0),
+                )
+            };
+            st.tracker.on_search(name, flag, loader, now);
+        }
+    });
+    // Tracing never changes the name: the loader searches exactly as it would
+    // without culaunch.
+    name.cast_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn la_activity(_cookie: *mut usize, flag: c_uint) {
+    guarded((), || {
+        if let Some(mut st) = STATE.try_lock() {
+            st.tracker.on_activity(flag);
+        }
+    })
+}
+
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
+#[no_mangle]
+pub unsafe extern "C" fn la_objopen(
+    map: *mut LinkMap,
+    lmid: libc::c_long,
+    cookie: *mut usize,
+) -> c_uint {
+    // The cookie identifies the object in later callbacks (it comes back as
+    // the requester in la_objsearch). Set it even when disabled.
+    // SAFETY: the loader passes a valid cookie slot.
+    if let Some(c) = unsafe { cookie.as_mut() } {
+        *c = map as usize;
+    }
+    guarded((), || {
+        let now = clock::now_monotonic_ns();
+        let (Some(config), Some(mut st)) = (config::get(), STATE.try_lock()) else {
+            return;
+        };
+        let st = &mut *st;
+        let arrival = st.tracker.on_open(lmid, now);
+        // SAFETY: the loader just mapped `map`.
+        let (name, soname) = unsafe { (linkmap::name(map), linkmap::soname(map)) };
+        // The program itself (""), and the vDSO (no file), are not loads.
+        if !name.contains(&b'/') {
+            return;
+        }
+        let family = soname
+            .and_then(catalogue::family)
+            .or_else(|| catalogue::family(name));
+        if family.is_none() && !config.all_libs {
+            return;
+        }
+        let mut path_buf = [0u8; PATH_MAX];
+        let path = events::canonical(name, &mut path_buf);
+        let mut caller_buf = [0u8; PATH_MAX];
+        let caller = path_of_loader(arrival.loader, &mut caller_buf);
+        let load = Load {
+            request: arrival.request,
+            how: arrival.how,
+            caller,
+            path,
+            soname,
+            family,
+            step: arrival.step,
+            lmid,
+            dur_ns: arrival.dur_ns,
+        };
+        events::load(config, &load);
+        let entry = entry_for(map as usize, path, soname.unwrap_or(name), family.is_some());
+        if let (Some(family), Some(other)) = (family, st.objects.conflicting(&entry)) {
+            let mut other_buf = [0u8; PATH_MAX];
+            // SAFETY: tracked objects are live: la_objclose removes them.
+            let other_path = events::canonical(
+                unsafe { linkmap::name(other.map as *const LinkMap) },
+                &mut other_buf,
+            );
+            events::conflict(config, family, other_path, path);
+        }
+        if !st.objects.add(entry) {
+            sink::warn_once(
+                config,
+                b"too many objects to track; conflicts may be missed",
+            );
+        }
+    });
+    // No LA_FLG_BINDTO/BINDFROM: culaunch needs no symbol-binding callbacks.
+    0
+}
+
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
+#[no_mangle]
+pub unsafe extern "C" fn la_objclose(cookie: *mut usize) -> c_uint {
+    guarded((), || {
+        // SAFETY: the cookie slot is the one la_objopen filled.
+        let map = unsafe { cookie.as_ref().copied().unwrap_or(0) };
+        if let Some(mut st) = STATE.try_lock() {
+            st.objects.remove(map);
+        }
+    });
+    0
+}
+
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
+#[no_mangle]
+pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
+    guarded((), || {
+        if config::get().is_none() {
+            return;
+        }
+        if let Some(mut st) = STATE.try_lock() {
+            st.tracker.on_preinit();
+        }
+        // SAFETY: la_preinit's cookie is the main program's, set in la_objopen.
+        let main_map = unsafe { cookie.as_ref().copied().unwrap_or(0) } as *mut LinkMap;
+        // SAFETY: `main_map` is the live main program.
+        unsafe { libc_hooks::install(main_map, on_exit, after_fork_in_child) };
+    })
+}
+
+/// Registered with the program's libc: runs at `exit`, with its status.
+extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
+    guarded((), || {
+        if let Some(config) = config::get() {
+            events::process_exit(config, status);
+        }
+    })
+}
+
+/// Registered with the program's libc: runs in the child after `fork`.
+extern "C" fn after_fork_in_child() {
+    guarded((), || {
+        let Some(config) = config::get() else { return };
+        // A parent thread that held the state is gone in the child.
+        STATE.force_unlock_after_fork();
+        let Some(mut st) = STATE.try_lock() else {
+            return;
+        };
+        st.tracker.reset_after_fork();
+        events::process_start(config, true);
+        for e in st.objects.iter() {
+            inherited(config, e);
+        }
+    })
+}
+
+/// The child of a fork starts with its parent's objects mapped: report them as
+/// this process's too.
+fn inherited(config: &Config, e: &Entry) {
+    // SAFETY: tracked objects are live.
+    let (name, soname) = unsafe {
+        let map = e.map as *const LinkMap;
+        (linkmap::name(map), linkmap::soname(map))
+    };
+    let mut path_buf = [0u8; PATH_MAX];
+    let path = events::canonical(name, &mut path_buf);
+    let family = soname
+        .and_then(catalogue::family)
+        .or_else(|| catalogue::family(name));
+    let load = Load {
+        request: None,
+        how: How::Inherited,
+        caller: None,
+        path,
+        soname,
+        family,
+        step: None,
+        lmid: 0,
+        dur_ns: 0,
+    };
+    events::load(config, &load);
+}
+
+fn entry_for(map: usize, path: &[u8], name: &[u8], cuda: bool) -> Entry {
+    let (dev, ino) = file_id(path).unwrap_or((0, map as u64));
+    Entry {
+        map,
+        dev,
+        ino,
+        cuda_stem: cuda.then(|| stem_hash(catalogue::stem(name))),
+    }
+}
+
+fn file_id(path: &[u8]) -> Option<(u64, u64)> {
+    let mut c_path = [0u8; PATH_MAX];
+    c_path.get_mut(..path.len())?.copy_from_slice(path);
+    if path.len() >= PATH_MAX {
+        return None;
+    }
+    // SAFETY: plain-data out-pointer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: NUL-terminated path.
+    (unsafe { libc::stat(c_path.as_ptr().cast(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// The path of the requesting object; the main program's link map has an
+/// empty name, so it is named by /proc/self/exe.
+fn path_of_loader(loader: usize, buf: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
+    if loader == 0 {
+        return None;
+    }
+    // SAFETY: cookies are set to live link maps in la_objopen.
+    let name = unsafe { linkmap::name(loader as *const LinkMap) };
+    if name.is_empty() {
+        return events::self_exe(buf);
+    }
+    let mut canon = [0u8; PATH_MAX];
+    let path = events::canonical(name, &mut canon);
+    let n = path.len().min(buf.len());
+    buf[..n].copy_from_slice(&path[..n]);
+    Some(&buf[..n])
+}
+
+/// Runs `f`; a panic disables the module for this process, says so once, and
+/// yields `default`. Nothing unwinds into the loader.
+fn guarded<T>(default: T, f: impl FnOnce() -> T) -> T {
+    if DISABLED.load(Ordering::Relaxed) {
+        return default;
+    }
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            DISABLED.store(true, Ordering::Relaxed);
+            if let Some(config) = config::get() {
+                sink::warn_once(
+                    config,
+                    b"internal error in the audit module; tracing is off in this process",
+                );
+            }
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_never_claims_more_than_either_side() {
+        assert_eq!(negotiate(0), 0);
+        assert_eq!(negotiate(1), 1);
+        assert_eq!(negotiate(2), 2);
+        assert_eq!(negotiate(7), LAV_SUPPORTED);
+    }
+}

@@ -1,0 +1,128 @@
+//! The objects this process has reported and still has mapped: enough to see
+//! a second copy of a CUDA library arrive, and to list what a forked child
+//! inherits. A fixed table, so that no allocation happens under the loader lock.
+
+/// More than the shared objects of a large PyTorch process (about 400).
+const CAP: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Entry {
+    /// The link map, as an address: the loader's handle for the object.
+    pub map: usize,
+    /// Identity of the mapped file.
+    pub dev: u64,
+    pub ino: u64,
+    /// Hash of the library's stem for CUDA-family objects, else `None`.
+    pub cuda_stem: Option<u64>,
+}
+
+pub struct Objects {
+    entries: [Entry; CAP],
+    len: usize,
+}
+
+impl Objects {
+    pub const fn new() -> Objects {
+        Objects {
+            entries: [Entry {
+                map: 0,
+                dev: 0,
+                ino: 0,
+                cuda_stem: None,
+            }; CAP],
+            len: 0,
+        }
+    }
+
+    /// Records `e`; false when the table is full (the object is then reported
+    /// but not checked for conflicts).
+    pub fn add(&mut self, e: Entry) -> bool {
+        match self.entries.get_mut(self.len) {
+            Some(slot) => {
+                *slot = e;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remove(&mut self, map: usize) {
+        if let Some(i) = self.entries[..self.len].iter().position(|e| e.map == map) {
+            self.entries.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries[..self.len].iter()
+    }
+
+    /// Another file of the same CUDA library already mapped (SPEC.md: two
+    /// different files of one family in one process).
+    pub fn conflicting(&self, new: &Entry) -> Option<&Entry> {
+        let stem = new.cuda_stem?;
+        self.iter()
+            .find(|e| e.cuda_stem == Some(stem) && (e.dev, e.ino) != (new.dev, new.ino))
+    }
+}
+
+/// FNV-1a: a stable hash for a stem, without allocation.
+pub fn stem_hash(stem: &[u8]) -> u64 {
+    stem.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuda(map: usize, ino: u64, stem: &[u8]) -> Entry {
+        Entry {
+            map,
+            dev: 1,
+            ino,
+            cuda_stem: Some(stem_hash(stem)),
+        }
+    }
+
+    #[test]
+    fn a_second_file_of_one_library_conflicts_the_same_file_does_not() {
+        let mut o = Objects::new();
+        o.add(cuda(1, 10, b"libcudart"));
+        o.add(cuda(2, 20, b"libcublas"));
+        assert_eq!(
+            o.conflicting(&cuda(3, 11, b"libcudart")).map(|e| e.map),
+            Some(1)
+        );
+        assert_eq!(o.conflicting(&cuda(3, 10, b"libcudart")), None);
+        assert_eq!(o.conflicting(&cuda(3, 30, b"libcublasLt")), None);
+        let plain = Entry {
+            map: 4,
+            dev: 1,
+            ino: 11,
+            cuda_stem: None,
+        };
+        assert_eq!(o.conflicting(&plain), None);
+    }
+
+    #[test]
+    fn closed_objects_no_longer_conflict() {
+        let mut o = Objects::new();
+        o.add(cuda(1, 10, b"libcudart"));
+        o.add(cuda(2, 20, b"libcublas"));
+        o.remove(1);
+        assert_eq!(o.iter().map(|e| e.map).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(o.conflicting(&cuda(3, 11, b"libcudart")), None);
+    }
+
+    #[test]
+    fn a_full_table_refuses_without_panicking() {
+        let mut o = Objects::new();
+        for i in 0..CAP {
+            assert!(o.add(cuda(i + 1, i as u64, b"x")));
+        }
+        assert!(!o.add(cuda(CAP + 1, 0, b"x")));
+    }
+}

@@ -1,0 +1,100 @@
+//! The trace file: one `write(2)` per event on an O_APPEND descriptor, so lines
+//! from many processes never interleave.
+//!
+//! The descriptor is checked against the file we opened before each write: a
+//! program that closes every descriptor and opens another file on the same
+//! number must not get our lines in its file.
+
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+use crate::config::Config;
+
+static FD: AtomicI32 = AtomicI32::new(-1);
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Descriptors below this are left to the program (0, 1, 2 and the first few
+/// it will open), so that ours is never mistaken for one of them.
+const MIN_FD: i32 = 100;
+
+pub fn write_line(config: &Config, line: &[u8]) {
+    let fd = match current_fd().or_else(|| open(config)) {
+        Some(fd) => fd,
+        None => return,
+    };
+    // SAFETY: `line` is a valid buffer; a short or failed write loses this one
+    // event and is never retried (a retry could tear the line).
+    let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+    if n != line.len() as isize {
+        warn_once(
+            config,
+            b"cannot append to the trace file; some events are lost",
+        );
+    }
+}
+
+fn current_fd() -> Option<i32> {
+    let fd = FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: plain-data out-pointer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat on any integer is safe; it fails on a closed descriptor.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    (ok && st.st_dev == DEV.load(Ordering::Relaxed) && st.st_ino == INO.load(Ordering::Relaxed))
+        .then_some(fd)
+}
+
+fn open(config: &Config) -> Option<i32> {
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC;
+    // SAFETY: `trace` is NUL-terminated.
+    let raw = unsafe { libc::open(config.trace.as_ptr(), flags, 0o644) };
+    if raw < 0 {
+        warn_once(
+            config,
+            b"cannot open the trace file; this process is not traced",
+        );
+        return None;
+    }
+    // SAFETY: `raw` is ours; the duplicate keeps CLOEXEC.
+    let fd = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, MIN_FD) };
+    let fd = if fd >= 0 {
+        // SAFETY: closing the descriptor we just opened.
+        unsafe { libc::close(raw) };
+        fd
+    } else {
+        raw
+    };
+    // SAFETY: plain-data out-pointer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `fd` is open.
+    unsafe { libc::fstat(fd, &mut st) };
+    DEV.store(st.st_dev, Ordering::Relaxed);
+    INO.store(st.st_ino, Ordering::Relaxed);
+    FD.store(fd, Ordering::Release);
+    Some(fd)
+}
+
+/// Says once per process, on stderr, that tracing is impaired; the job goes on.
+pub fn warn_once(config: &Config, what: &[u8]) {
+    if WARNED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    for part in [
+        &b"culaunch: warning: "[..],
+        what,
+        b" (",
+        config.trace.as_bytes(),
+        b")\n",
+    ] {
+        let n = part.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    // SAFETY: valid buffer; stderr may be closed, which is fine.
+    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+}

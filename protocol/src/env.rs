@@ -1,0 +1,50 @@
+//! Environment variables through which the launcher configures the audit module.
+//!
+//! They travel in the environment so that every descendant process — fork,
+//! exec, posix_spawn, Python's `subprocess` and `multiprocessing` — inherits
+//! them without help.
+
+/// Absolute path of the JSON Lines trace file; every process appends to it.
+pub const TRACE: &str = "CULAUNCH_AUDIT_TRACE";
+
+/// Comma-separated flags; see [`FLAG_ALL_LIBS`].
+pub const FLAGS: &str = "CULAUNCH_AUDIT_FLAGS";
+
+/// Record every shared object, not only the CUDA family.
+pub const FLAG_ALL_LIBS: &str = "all-libs";
+
+/// The loader variable culaunch injects its module through.
+pub const LD_AUDIT: &str = "LD_AUDIT";
+
+/// Environment variables copied into `process_start` when set.
+pub const RECORDED_ENV: &[&str] = &[
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "CUDA_VISIBLE_DEVICES",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "SLURM_PROCID",
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_RANK",
+];
+
+/// True when the comma-separated `flags` contain `flag`.
+pub fn has_flag(flags: &[u8], flag: &str) -> bool {
+    flags.split(|&b| b == b',').any(|f| f == flag.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_match_whole_words_only() {
+        assert!(has_flag(b"all-libs", FLAG_ALL_LIBS));
+        assert!(has_flag(b"x,all-libs,y", FLAG_ALL_LIBS));
+        assert!(!has_flag(b"all-libsx", FLAG_ALL_LIBS));
+        assert!(!has_flag(b"", FLAG_ALL_LIBS));
+    }
+}

@@ -1,0 +1,78 @@
+//! The trace schema (SPEC.md, "Trace events"): one JSON object per line.
+//!
+//! Field and value names live here so that the writer (the audit module) and
+//! the reader (the launcher's report) cannot drift apart.
+
+/// Schema version written in every event's `v`.
+pub const VERSION: u32 = 1;
+
+pub const PROCESS_START: &str = "process_start";
+pub const LOAD: &str = "load";
+pub const CONFLICT: &str = "conflict";
+pub const PROCESS_EXIT: &str = "process_exit";
+
+/// How an object came to be mapped (the `how` field of a `load` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// Mapped by the loader before `main`: the executable's DT_NEEDED closure
+    /// and LD_PRELOAD.
+    Initial,
+    /// DT_NEEDED of an object loaded after start-up.
+    Needed,
+    /// The object a `dlopen` asked for.
+    Dlopen,
+    /// The object a `dlmopen` into a new or other namespace asked for.
+    Dlmopen,
+    /// Already mapped in the parent when this process was forked.
+    Inherited,
+}
+
+impl How {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            How::Initial => "initial",
+            How::Needed => "needed",
+            How::Dlopen => "dlopen",
+            How::Dlmopen => "dlmopen",
+            How::Inherited => "inherited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<How> {
+        [
+            How::Initial,
+            How::Needed,
+            How::Dlopen,
+            How::Dlmopen,
+            How::Inherited,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
+    }
+}
+
+/// Which step of the loader's search found the file (the `search` field).
+///
+/// rtld-audit reports one flag for DT_RPATH and DT_RUNPATH alike, so they
+/// share `rpath_runpath`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchStep {
+    /// The request contained a slash and named the file itself.
+    Direct,
+    RpathRunpath,
+    LdLibraryPath,
+    LdSoCache,
+    Default,
+}
+
+impl SearchStep {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SearchStep::Direct => "direct",
+            SearchStep::RpathRunpath => "rpath_runpath",
+            SearchStep::LdLibraryPath => "ld_library_path",
+            SearchStep::LdSoCache => "ld.so.cache",
+            SearchStep::Default => "default",
+        }
+    }
+}

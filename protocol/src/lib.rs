@@ -1,0 +1,12 @@
+//! What the launcher and the injected audit module must agree on.
+//!
+//! This crate has no dependencies and never allocates, so the audit module can
+//! use all of it from inside the dynamic loader.
+
+#![no_std]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod catalogue;
+pub mod env;
+pub mod event;
+pub mod json;
