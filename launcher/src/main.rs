@@ -37,6 +37,10 @@ fn main() -> ExitCode {
 /// culaunch's own diagnostics, filtered by CULAUNCH_LOG (EnvFilter syntax), on
 /// stderr; warnings only by default.
 fn init_logging() {
+    // Building an EnvFilter costs about a millisecond; skip it unless asked.
+    if std::env::var_os("CULAUNCH_LOG").is_none() {
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("CULAUNCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -34,6 +34,9 @@ pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
     let outcome = spawn::start(&program, &args.command, &env)?.wait()?;
+    if args.quiet && args.summary_json.is_none() {
+        return Ok(outcome);
+    }
     // The command has run: from here on, a failure to summarise is reported
     // but never replaces the command's own exit status.
     match report::from_trace(&trace.path, trace.start) {

@@ -32,28 +32,22 @@ pub fn text(s: &Summary) -> String {
         },
     );
     if !s.libraries.is_empty() {
-        let rows: Vec<[String; 6]> = s.libraries.iter().map(row).collect();
-        let header = ["family", "soname", "version", "from", "loaded", "procs"].map(str::to_owned);
-        // 2 + 5 gaps of 2 + these = 100 columns.
-        let caps = [10, 19, 10, 24, 20, 5];
-        let widths: Vec<usize> = (0..6)
-            .map(|c| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .min(caps[c])
-            })
+        let rows: Vec<[String; 5]> = s.libraries.iter().map(row).collect();
+        let header = ["family", "soname", "version", "procs", "loaded"].map(str::to_owned);
+        // 2 + 4 gaps of 2 + these = 100 columns.
+        let caps = [10, 24, 12, 5, 41];
+        let widths: Vec<usize> = (0..5)
+            .map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0).min(caps[c]))
             .collect();
-        let line = |r: &[String; 6]| {
-            let cells: Vec<String> = (0..6).map(|c| pad(&r[c], widths[c], c == 5)).collect();
+        let line = |r: &[String; 5]| {
+            let cells: Vec<String> = (0..5).map(|c| pad(&r[c], widths[c], c == 3)).collect();
             format!("  {}", cells.join("  ")).trim_end().to_owned()
         };
         let _ = writeln!(out, "{}", line(&header).to_uppercase());
         for (lib, r) in s.libraries.iter().zip(&rows) {
             let _ = writeln!(out, "{}", line(r));
-            let _ = writeln!(out, "    {}", elide_middle(&lib.path, WIDTH - 4));
+            let from = format!("{}: {}", lib.origin.label(), lib.path);
+            let _ = writeln!(out, "    {}", elide_middle(&from, WIDTH - 4));
         }
     }
     if !s.conflicts.is_empty() {
@@ -85,7 +79,7 @@ pub fn text(s: &Summary) -> String {
     out
 }
 
-fn row(lib: &Library) -> [String; 6] {
+fn row(lib: &Library) -> [String; 5] {
     let how = lib
         .how
         .iter()
@@ -109,9 +103,8 @@ fn row(lib: &Library) -> [String; 6] {
             .clone()
             .unwrap_or_else(|| basename(&lib.path).to_owned()),
         lib.version.clone().unwrap_or_else(|| "?".to_owned()),
-        lib.origin.label(),
-        loaded,
         lib.processes.len().to_string(),
+        loaded,
     ]
 }
 
