@@ -23,7 +23,9 @@ fn main() {
     // The installed module's file name carries this hash; computing it here
     // keeps it off every run's start-up.
     let bytes = std::fs::read(&dest).expect("the module was just copied");
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     println!("cargo:rustc-env=CULAUNCH_MODULE_HASH={hash:016x}");
 }
 

@@ -37,7 +37,14 @@ pub fn text(s: &Summary) -> String {
         // 2 + 4 gaps of 2 + these = 100 columns.
         let caps = [10, 24, 12, 5, 41];
         let widths: Vec<usize> = (0..5)
-            .map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0).min(caps[c]))
+            .map(|c| {
+                rows.iter()
+                    .chain([&header])
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .min(caps[c])
+            })
             .collect();
         let line = |r: &[String; 5]| {
             let cells: Vec<String> = (0..5).map(|c| pad(&r[c], widths[c], c == 3)).collect();
