@@ -11,9 +11,7 @@ use std::process::Command;
 use common::*;
 
 fn loader_argv(actions: &[String]) -> Vec<&OsStr> {
-    std::iter::once(fixtures().loader.as_os_str())
-        .chain(actions.iter().map(OsStr::new))
-        .collect()
+    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
 }
 
 fn actions(list: &[&str]) -> Vec<String> {
@@ -26,32 +24,17 @@ fn p(path: &Path) -> String {
 
 /// Every process's reported CUDA loads are exactly what its maps show.
 fn assert_trace_matches_maps(run: &Run) {
-    assert!(
-        !run.maps.is_empty(),
-        "the fixture wrote no maps; stderr:\n{}",
-        run.stderr()
-    );
+    assert!(!run.maps.is_empty(), "the fixture wrote no maps; stderr:\n{}", run.stderr());
     for &pid in run.maps.keys() {
-        let reported: std::collections::BTreeSet<String> = run
-            .loads(pid)
-            .into_iter()
-            .filter(|p| looks_cuda(p))
-            .collect();
-        assert_eq!(
-            reported,
-            run.mapped_cuda(pid),
-            "pid {pid}: trace vs /proc/{pid}/maps\n{}",
-            run.stderr()
-        );
+        let reported: std::collections::BTreeSet<String> =
+            run.loads(pid).into_iter().filter(|p| looks_cuda(p)).collect();
+        assert_eq!(reported, run.mapped_cuda(pid), "pid {pid}: trace vs /proc/{pid}/maps\n{}", run.stderr());
     }
 }
 
 #[test]
 fn echo_output_is_exactly_the_commands() {
-    let out = Command::new(CULAUNCH)
-        .args(["--", "echo", "hi"])
-        .output()
-        .unwrap();
+    let out = Command::new(CULAUNCH).args(["--", "echo", "hi"]).output().unwrap();
     assert_eq!(out.stdout, b"hi\n");
     assert!(out.status.success());
 }
@@ -59,30 +42,16 @@ fn echo_output_is_exactly_the_commands() {
 #[test]
 fn bare_name_dlopen_from_an_rpath_library_loads_its_private_copy_not_the_decoy() {
     let f = fixtures();
-    let a = actions(&[&format!(
-        "via:{}:libnvrtc-builtins.so.12",
-        p(&f.nvrtc_rpath)
-    )]);
+    let a = actions(&[&format!("via:{}:libnvrtc-builtins.so.12", p(&f.nvrtc_rpath))]);
     let env = [("LD_LIBRARY_PATH", f.decoy_dir.as_os_str())];
     let bare = plain(&loader_argv(&a), &env);
     assert!(bare.stdout().contains("which=private"), "{}", bare.stdout());
     // The toy design: a forwarding dlopen hook silently loads the decoy.
-    let naive = plain(
-        &loader_argv(&a),
-        &[env[0], ("LD_PRELOAD", f.naive_hook.as_os_str())],
-    );
-    assert!(
-        naive.stdout().contains("which=decoy"),
-        "naive hook: {}",
-        naive.stdout()
-    );
+    let naive = plain(&loader_argv(&a), &[env[0], ("LD_PRELOAD", f.naive_hook.as_os_str())]);
+    assert!(naive.stdout().contains("which=decoy"), "naive hook: {}", naive.stdout());
     let run = traced(&[], &loader_argv(&a), &env);
     assert_eq!(run.stdout(), bare.stdout());
-    let private = f
-        .nvrtc_rpath
-        .parent()
-        .unwrap()
-        .join("private/libnvrtc-builtins.so.12");
+    let private = f.nvrtc_rpath.parent().unwrap().join("private/libnvrtc-builtins.so.12");
     let e = run.load_event(&private);
     assert_eq!(e["how"], "dlopen");
     assert_eq!(e["caller"], canonical(&f.nvrtc_rpath).as_str());
@@ -93,21 +62,11 @@ fn bare_name_dlopen_from_an_rpath_library_loads_its_private_copy_not_the_decoy()
 #[test]
 fn bare_name_dlopen_from_a_runpath_library_loads_its_private_copy() {
     let f = fixtures();
-    let a = actions(&[&format!(
-        "via:{}:libnvrtc-builtins.so.12",
-        p(&f.nvrtc_runpath)
-    )]);
+    let a = actions(&[&format!("via:{}:libnvrtc-builtins.so.12", p(&f.nvrtc_runpath))]);
     let bare = plain(&loader_argv(&a), &[]);
     assert!(bare.stdout().contains("which=private"), "{}", bare.stdout());
-    let naive = plain(
-        &loader_argv(&a),
-        &[("LD_PRELOAD", f.naive_hook.as_os_str())],
-    );
-    assert!(
-        naive.stdout().contains(": fail"),
-        "naive hook: {}",
-        naive.stdout()
-    );
+    let naive = plain(&loader_argv(&a), &[("LD_PRELOAD", f.naive_hook.as_os_str())]);
+    assert!(naive.stdout().contains(": fail"), "naive hook: {}", naive.stdout());
     let run = traced(&[], &loader_argv(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     assert_trace_matches_maps(&run);
@@ -153,10 +112,7 @@ fn a_cudnn_style_dispatcher_loading_its_sub_library_from_origin_is_seen() {
     assert_eq!(run.stdout(), bare.stdout());
     assert!(run.stdout().contains("which=cudnn-ops-9"));
     let e = run.load_event(&f.cudnn_ops);
-    assert_eq!(
-        (s(&e["how"]), s(&e["caller"])),
-        ("dlopen".to_owned(), canonical(&f.cudnn))
-    );
+    assert_eq!((s(&e["how"]), s(&e["caller"])), ("dlopen".to_owned(), canonical(&f.cudnn)));
     assert_trace_matches_maps(&run);
 }
 
@@ -165,11 +121,7 @@ fn dlmopen_into_a_new_namespace_is_reported_as_dlmopen() {
     let f = fixtures();
     let a = actions(&[&format!("dlmopen:{}", p(&f.wheel_cudart12))]);
     let run = traced(&[], &loader_argv(&a), &[]);
-    assert!(
-        run.stdout().contains("ok which=wheel-12"),
-        "{}",
-        run.stdout()
-    );
+    assert!(run.stdout().contains("ok which=wheel-12"), "{}", run.stdout());
     let e = run.load_event(&f.wheel_cudart12);
     assert_eq!(e["how"], "dlmopen");
     assert_ne!(e["lmid"], 0);
@@ -192,11 +144,7 @@ fn reopening_noload_and_dlopen_null_add_no_load_events_and_behave_as_without_cul
     let run = traced(&[], &loader_argv(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     assert!(run.stdout().contains("noload:libcudart.so.12: ok"));
-    let cuda_loads: Vec<_> = run
-        .events_of("load")
-        .into_iter()
-        .filter(|e| e["cuda"] == true)
-        .collect();
+    let cuda_loads: Vec<_> = run.events_of("load").into_iter().filter(|e| e["cuda"] == true).collect();
     assert_eq!(cuda_loads.len(), 1, "{cuda_loads:#?}");
     assert_trace_matches_maps(&run);
 }
@@ -225,19 +173,14 @@ fn without_pins_every_process_maps_the_same_files_as_without_culaunch() {
     assert_eq!(ours.len(), 1, "the audit module is mapped once: {ours:?}");
     let module_deps = ldd_paths(Path::new(ours.iter().next().unwrap()));
     let strip = |set: std::collections::BTreeSet<String>| -> std::collections::BTreeSet<String> {
-        set.into_iter()
-            .filter(|p| !ours.contains(p) && !module_deps.contains(p))
-            .collect()
+        set.into_iter().filter(|p| !ours.contains(p) && !module_deps.contains(p)).collect()
     };
     assert_eq!(strip(only(&run)), strip(only(&bare)));
     // With --all-libs, every object in the program's maps is reported too.
     let pid = *run.maps.keys().next().unwrap();
     let reported = run.loads(pid);
     for path in strip(only(&run)) {
-        assert!(
-            reported.contains(&path),
-            "{path} is mapped but not reported"
-        );
+        assert!(reported.contains(&path), "{path} is mapped but not reported");
     }
 }
 
@@ -253,24 +196,13 @@ fn ldd_paths(file: &Path) -> std::collections::BTreeSet<String> {
 #[test]
 fn two_runtimes_in_one_process_are_reported_as_a_conflict() {
     let f = fixtures();
-    let a = actions(&[
-        &format!("dlopen:{}", p(&f.wheel_cudart11)),
-        &format!("dlopen:{}", p(&f.wheel_cudart12)),
-    ]);
+    let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart11)), &format!("dlopen:{}", p(&f.wheel_cudart12))]);
     let run = traced(&[], &loader_argv(&a), &[]);
     let conflicts = run.events_of("conflict");
     assert_eq!(conflicts.len(), 1, "{:#?}", run.events);
     assert_eq!(conflicts[0]["family"], "cudart");
-    let paths: Vec<String> = conflicts[0]["paths"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(s)
-        .collect();
-    assert_eq!(
-        paths,
-        vec![canonical(&f.wheel_cudart11), canonical(&f.wheel_cudart12)]
-    );
+    let paths: Vec<String> = conflicts[0]["paths"].as_array().unwrap().iter().map(s).collect();
+    assert_eq!(paths, vec![canonical(&f.wheel_cudart11), canonical(&f.wheel_cudart12)]);
     assert_trace_matches_maps(&run);
     assert!(run.stderr().contains("conflict"), "{}", run.stderr());
 }
@@ -279,10 +211,7 @@ fn two_runtimes_in_one_process_are_reported_as_a_conflict() {
 fn the_same_file_through_a_symlink_is_not_a_conflict() {
     let f = fixtures();
     let tk = f.toolkit_cudart.parent().unwrap();
-    let a = actions(&[
-        &format!("dlopen:{}", p(&tk.join("libcudart.so"))),
-        &format!("dlopen:{}", p(&f.toolkit_cudart)),
-    ]);
+    let a = actions(&[&format!("dlopen:{}", p(&tk.join("libcudart.so"))), &format!("dlopen:{}", p(&f.toolkit_cudart))]);
     let run = traced(&[], &loader_argv(&a), &[]);
     assert!(run.events_of("conflict").is_empty(), "{:#?}", run.events);
     assert_trace_matches_maps(&run);
@@ -310,38 +239,19 @@ fn fork_posix_spawn_and_exec_descendants_are_all_traced() {
     let forked: Vec<_> = starts.iter().filter(|e| e["forked"] == true).collect();
     assert_eq!(forked.len(), 1);
     let child = forked[0]["pid"].as_i64().unwrap();
-    let inherited = run
-        .events_of("load")
-        .into_iter()
-        .filter(|e| e["pid"] == child && e["how"] == "inherited")
-        .count();
+    let inherited = run.events_of("load").into_iter().filter(|e| e["pid"] == child && e["how"] == "inherited").count();
     assert_eq!(inherited, 1, "the fork child inherits libcudart");
     // The spawned process started twice under one pid: before and after exec.
-    let twice: Vec<i64> = run
-        .maps
-        .keys()
-        .copied()
-        .filter(|&pid| starts.iter().filter(|e| e["pid"] == pid).count() == 2)
-        .collect();
+    let twice: Vec<i64> =
+        run.maps.keys().copied().filter(|&pid| starts.iter().filter(|e| e["pid"] == pid).count() == 2).collect();
     assert_eq!(twice.len(), 1, "{starts:#?}");
-    assert_eq!(
-        run.mapped_cuda(twice[0]),
-        [canonical(&f.toolkit_cudart)].into()
-    );
-    assert_eq!(
-        run.summary.as_ref().unwrap()["processes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(run.mapped_cuda(twice[0]), [canonical(&f.toolkit_cudart)].into());
+    assert_eq!(run.summary.as_ref().unwrap()["processes"].as_array().unwrap().len(), 3);
 }
 
 #[test]
 fn python_subprocess_and_multiprocessing_children_are_traced() {
-    let Some(python) = python() else {
-        panic!("python3 is needed for this test")
-    };
+    let Some(python) = python() else { panic!("python3 is needed for this test") };
     let f = fixtures();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/py_tree.py");
     let argv = [
@@ -364,26 +274,12 @@ fn summary_names_pip_toolkit_and_conda_origins_from_their_records() {
     let f = fixtures();
     let a = actions(&[
         &format!("dlopen:{}", p(&f.wheel_cudart13)),
-        &format!(
-            "dlopen:{}",
-            p(&f.toolkit_cudart.parent().unwrap().join("libcudart.so"))
-        ),
-        &format!(
-            "dlopen:{}",
-            p(&f.conda_cublas.parent().unwrap().join("libcublas.so.12"))
-        ),
+        &format!("dlopen:{}", p(&f.toolkit_cudart.parent().unwrap().join("libcudart.so"))),
+        &format!("dlopen:{}", p(&f.conda_cublas.parent().unwrap().join("libcublas.so.12"))),
     ]);
     let run = traced(&[], &loader_argv(&a), &[]);
-    let libs = run.summary.as_ref().unwrap()["libraries"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let find = |path: &Path| {
-        libs.iter()
-            .find(|l| l["path"] == canonical(path).as_str())
-            .cloned()
-            .unwrap()
-    };
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    let find = |path: &Path| libs.iter().find(|l| l["path"] == canonical(path).as_str()).cloned().unwrap();
     let wheel = find(&f.wheel_cudart13);
     assert_eq!(
         (s(&wheel["origin"]["kind"]), s(&wheel["origin"]["package"])),
@@ -394,15 +290,8 @@ fn summary_names_pip_toolkit_and_conda_origins_from_their_records() {
     assert_eq!(tk["origin"]["kind"], "toolkit");
     assert_eq!(tk["version"], "12.4.1");
     let conda = find(&f.conda_cublas);
-    assert_eq!(
-        (s(&conda["origin"]["kind"]), s(&conda["version"])),
-        ("conda".into(), "12.4.5.8".into())
-    );
-    assert!(
-        run.stderr().contains("pip nvidia-cuda-runtime"),
-        "{}",
-        run.stderr()
-    );
+    assert_eq!((s(&conda["origin"]["kind"]), s(&conda["version"])), ("conda".into(), "12.4.5.8".into()));
+    assert!(run.stderr().contains("pip nvidia-cuda-runtime"), "{}", run.stderr());
 }
 
 #[test]
@@ -415,40 +304,16 @@ fn report_summarises_traces_written_earlier() {
     let (ta, tb) = (dir.join("rank0.jsonl"), dir.join("rank1.jsonl"));
     for (t, acts) in [(&ta, &a), (&tb, &b)] {
         let _ = std::fs::remove_file(t);
-        let st = Command::new(CULAUNCH)
-            .arg("-q")
-            .arg("-t")
-            .arg(t)
-            .arg("--")
-            .args(loader_argv(acts))
-            .status()
-            .unwrap();
+        let st = Command::new(CULAUNCH).arg("-q").arg("-t").arg(t).arg("--").args(loader_argv(acts)).status().unwrap();
         assert!(st.success());
     }
-    let out = Command::new(CULAUNCH)
-        .args(["report", "--json"])
-        .arg(&ta)
-        .arg(&tb)
-        .output()
-        .unwrap();
+    let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(&ta).arg(&tb).output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let paths: Vec<String> = v["libraries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| s(&l["path"]))
-        .collect();
+    let paths: Vec<String> = v["libraries"].as_array().unwrap().iter().map(|l| s(&l["path"])).collect();
     assert_eq!(paths.len(), 2);
-    assert!(
-        paths.contains(&canonical(&f.wheel_cudart12))
-            && paths.contains(&canonical(&f.conda_cublas))
-    );
-    let text = Command::new(CULAUNCH)
-        .arg("report")
-        .arg(&ta)
-        .output()
-        .unwrap();
+    assert!(paths.contains(&canonical(&f.wheel_cudart12)) && paths.contains(&canonical(&f.conda_cublas)));
+    let text = Command::new(CULAUNCH).arg("report").arg(&ta).output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("libcudart.so.12"));
 }
 
@@ -464,10 +329,7 @@ fn quiet_prints_nothing_and_an_unwritable_trace_fails_before_starting() {
     assert_eq!(out.status.code(), Some(125));
     assert!(!marker.exists());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/trace.jsonl"));
-    let quiet = Command::new(CULAUNCH)
-        .args(["-q", "--", "true"])
-        .output()
-        .unwrap();
+    let quiet = Command::new(CULAUNCH).args(["-q", "--", "true"]).output().unwrap();
     assert_eq!((quiet.stdout.len(), quiet.stderr.len()), (0, 0));
 }
 
@@ -479,36 +341,17 @@ fn a_process_that_loses_its_trace_file_keeps_running() {
     let trace = dir.join("t.jsonl");
     // The child removes the directory holding the trace, then starts a new
     // process that cannot open it.
-    let script = format!(
-        "rm -rf {0}; {1} dlopen:{2}",
-        p(&dir),
-        p(&f.loader),
-        p(&f.wheel_cudart12)
-    );
-    let out = Command::new(CULAUNCH)
-        .arg("-t")
-        .arg(&trace)
-        .args(["--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = format!("rm -rf {0}; {1} dlopen:{2}", p(&dir), p(&f.loader), p(&f.wheel_cudart12));
+    let out = Command::new(CULAUNCH).arg("-t").arg(&trace).args(["--", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok which=wheel-12"));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("culaunch: warning: cannot open the trace file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("culaunch: warning: cannot open the trace file"));
 }
 
 #[test]
 fn a_static_program_runs_with_a_warning() {
     let f = fixtures();
-    let prog = f
-        .static_prog
-        .as_ref()
-        .expect("cc -static works (libc6-dev)");
+    let prog = f.static_prog.as_ref().expect("cc -static works (libc6-dev)");
     let out = Command::new(CULAUNCH).arg("--").arg(prog).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "version=12040\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("statically linked"));
@@ -519,10 +362,7 @@ mod exit_status {
     use std::os::unix::process::ExitStatusExt;
 
     fn run_sh(script: &str) -> std::process::ExitStatus {
-        Command::new(CULAUNCH)
-            .args(["-q", "--", "sh", "-c", script])
-            .status()
-            .unwrap()
+        Command::new(CULAUNCH).args(["-q", "--", "sh", "-c", script]).status().unwrap()
     }
 
     #[test]
@@ -543,48 +383,28 @@ mod exit_status {
 
     #[test]
     fn missing_and_unexecutable_commands_exit_127_and_126() {
-        let out = Command::new(CULAUNCH)
-            .args(["--", "no-such-command-culaunch"])
-            .output()
-            .unwrap();
+        let out = Command::new(CULAUNCH).args(["--", "no-such-command-culaunch"]).output().unwrap();
         assert_eq!(out.status.code(), Some(127));
-        assert!(String::from_utf8_lossy(&out.stderr)
-            .contains("no-such-command-culaunch: command not found"));
-        let out = Command::new(CULAUNCH)
-            .args(["--", "/etc/passwd"])
-            .output()
-            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-culaunch: command not found"));
+        let out = Command::new(CULAUNCH).args(["--", "/etc/passwd"]).output().unwrap();
         assert_eq!(out.status.code(), Some(126));
     }
 
     #[test]
     fn a_bad_option_exits_125() {
-        let out = Command::new(CULAUNCH)
-            .args(["--no-such-option", "--", "true"])
-            .output()
-            .unwrap();
+        let out = Command::new(CULAUNCH).args(["--no-such-option", "--", "true"]).output().unwrap();
         assert_eq!(out.status.code(), Some(125));
     }
 
     #[test]
     fn signals_sent_to_culaunch_reach_the_command() {
-        for (sig, name) in [
-            (libc::SIGTERM, "TERM"),
-            (libc::SIGUSR1, "USR1"),
-            (libc::SIGHUP, "HUP"),
-        ] {
+        for (sig, name) in [(libc::SIGTERM, "TERM"), (libc::SIGUSR1, "USR1"), (libc::SIGHUP, "HUP")] {
             let dir = fixtures().root.join(format!("sig-{name}"));
             std::fs::create_dir_all(&dir).unwrap();
             let ready = dir.join("ready");
             let _ = std::fs::remove_file(&ready);
-            let script = format!(
-                "trap 'exit 7' {name}; touch {}; while :; do sleep 0.05; done",
-                p(&ready)
-            );
-            let mut child = Command::new(CULAUNCH)
-                .args(["-q", "--", "sh", "-c", &script])
-                .spawn()
-                .unwrap();
+            let script = format!("trap 'exit 7' {name}; touch {}; while :; do sleep 0.05; done", p(&ready));
+            let mut child = Command::new(CULAUNCH).args(["-q", "--", "sh", "-c", &script]).spawn().unwrap();
             while !ready.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

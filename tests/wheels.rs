@@ -11,9 +11,7 @@ use common::*;
 
 fn venv() -> PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/wheels-venv");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/wheels-venv runs");
+    let out = Command::new(script).output().expect("scripts/wheels-venv runs");
     assert!(
         out.status.success(),
         "scripts/wheels-venv failed (PyPI reachable?):\n{}",
@@ -23,27 +21,19 @@ fn venv() -> PathBuf {
 }
 
 fn python_in_venv(code: &str) -> String {
-    let out = Command::new(venv().join("bin/python"))
-        .args(["-c", code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(venv().join("bin/python")).args(["-c", code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/py_wheels.py"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/py_wheels.py"))
 }
 
 fn wheel_lib(soname: &str) -> String {
-    let dir = python_in_venv("import nvidia.cuda_runtime, os; print(os.path.join(list(nvidia.cuda_runtime.__path__)[0], 'lib'))");
+    let dir = python_in_venv(
+        "import nvidia.cuda_runtime, os; print(os.path.join(list(nvidia.cuda_runtime.__path__)[0], 'lib'))",
+    );
     canonical(&PathBuf::from(dir).join(soname))
 }
 
@@ -57,38 +47,22 @@ fn real_cu11_and_cu12_runtimes_in_one_process_are_reported_with_their_conflict()
     let run = run_script("both");
     assert!(run.out.status.success(), "{}", run.stderr());
     // libcudart 12.9 answers without a GPU; this is the library speaking.
-    assert!(
-        run.stdout()
-            .contains("libcudart.so.12: status=0 version=12090"),
-        "{}",
-        run.stdout()
-    );
+    assert!(run.stdout().contains("libcudart.so.12: status=0 version=12090"), "{}", run.stdout());
     let (cu11, cu12) = (wheel_lib("libcudart.so.11.0"), wheel_lib("libcudart.so.12"));
     let pid = *run.maps.keys().next().unwrap();
     assert_eq!(run.mapped_cuda(pid), [cu11.clone(), cu12.clone()].into());
     assert_eq!(
-        run.loads(pid)
-            .into_iter()
-            .filter(|p| looks_cuda(p))
-            .collect::<std::collections::BTreeSet<_>>(),
+        run.loads(pid).into_iter().filter(|p| looks_cuda(p)).collect::<std::collections::BTreeSet<_>>(),
         run.mapped_cuda(pid)
     );
     let conflicts = run.events_of("conflict");
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0]["paths"], serde_json::json!([cu11, cu12]));
     // Provenance against pip's own metadata.
-    let libs = run.summary.as_ref().unwrap()["libraries"]
-        .as_array()
-        .unwrap()
-        .clone();
-    for (path, dist) in [
-        (&cu11, "nvidia-cuda-runtime-cu11"),
-        (&cu12, "nvidia-cuda-runtime-cu12"),
-    ] {
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    for (path, dist) in [(&cu11, "nvidia-cuda-runtime-cu11"), (&cu12, "nvidia-cuda-runtime-cu12")] {
         let lib = libs.iter().find(|l| l["path"] == path.as_str()).unwrap();
-        let pip_version = python_in_venv(&format!(
-            "import importlib.metadata as m; print(m.version('{dist}'))"
-        ));
+        let pip_version = python_in_venv(&format!("import importlib.metadata as m; print(m.version('{dist}'))"));
         assert_eq!(lib["origin"]["kind"], "pip");
         assert_eq!(lib["origin"]["package"], dist);
         assert_eq!(lib["version"], pip_version.as_str());
@@ -102,36 +76,16 @@ fn real_runtimes_in_two_child_processes_are_reported_per_process_without_conflic
     assert!(run.out.status.success(), "{}", run.stderr());
     assert_eq!(run.maps.len(), 3, "parent and two children wrote maps");
     for &pid in run.maps.keys() {
-        let reported: std::collections::BTreeSet<String> = run
-            .loads(pid)
-            .into_iter()
-            .filter(|p| looks_cuda(p))
-            .collect();
+        let reported: std::collections::BTreeSet<String> =
+            run.loads(pid).into_iter().filter(|p| looks_cuda(p)).collect();
         assert_eq!(reported, run.mapped_cuda(pid), "pid {pid}");
     }
     assert!(run.events_of("conflict").is_empty());
     let starts = run.events_of("process_start");
-    let parent = starts
-        .iter()
-        .find(|e| {
-            e["argv"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a == "children")
-        })
-        .unwrap();
-    let children: Vec<_> = starts
-        .iter()
-        .filter(|e| e["ppid"] == parent["pid"])
-        .collect();
+    let parent = starts.iter().find(|e| e["argv"].as_array().unwrap().iter().any(|a| a == "children")).unwrap();
+    let children: Vec<_> = starts.iter().filter(|e| e["ppid"] == parent["pid"]).collect();
     assert_eq!(children.len(), 2, "both children name the parent as ppid");
-    let libs = run.summary.as_ref().unwrap()["libraries"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
     assert_eq!(libs.len(), 2);
-    assert!(libs
-        .iter()
-        .all(|l| l["processes"].as_array().unwrap().len() == 1));
+    assert!(libs.iter().all(|l| l["processes"].as_array().unwrap().len() == 1));
 }

@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run COMMAND traced (the default when no subcommand is given).
     Run(RunArgs),
+    /// Run COMMAND, then write a lock file of the CUDA libraries it loaded.
+    Lock(LockArgs),
     /// Summarise trace files written earlier (for instance one per rank).
     Report(ReportArgs),
 }
@@ -47,9 +49,56 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 
+    /// Every request for SONAME maps PATH, exactly once per process. Repeatable.
+    #[arg(long = "pin", value_name = "SONAME=PATH", value_parser = parse_pin)]
+    pub pins: Vec<PinArg>,
+
+    /// Pin every CUDA-family library found under DIR (a toolkit root, a conda
+    /// env, a pip site-packages or nvidia/ tree).
+    #[arg(long, value_name = "DIR")]
+    pub toolkit: Option<PathBuf>,
+
+    /// Read these settings from a TOML file; command-line options win.
+    #[arg(short = 'c', long, value_name = "FILE", env = "CULAUNCH_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Refuse any CUDA-family load that the pins or the lock do not allow.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Enforce a lock file: its pins, --strict, and each file's sha256.
+    #[arg(long, value_name = "FILE")]
+    pub locked: Option<PathBuf>,
+
     /// The command to run, and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// `--pin SONAME=PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinArg {
+    pub soname: String,
+    pub path: PathBuf,
+}
+
+fn parse_pin(s: &str) -> Result<PinArg, String> {
+    match s.split_once('=') {
+        Some((soname, path)) if !soname.is_empty() && !path.is_empty() => {
+            Ok(PinArg { soname: soname.to_owned(), path: PathBuf::from(path) })
+        }
+        _ => Err(format!("expected SONAME=PATH, got {s:?}")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Where to write the lock file.
+    #[arg(short = 'o', long, value_name = "FILE", default_value = "culaunch.lock")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -63,7 +112,7 @@ pub struct ReportArgs {
     pub traces: Vec<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "report", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "lock", "report", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 /// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.
@@ -72,12 +121,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
 }
 
 fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
-    let explicit = args.get(1).is_some_and(|first| {
-        SUBCOMMANDS
-            .iter()
-            .chain(TOP_LEVEL_FLAGS)
-            .any(|s| first.as_os_str() == *s)
-    });
+    let explicit =
+        args.get(1).is_some_and(|first| SUBCOMMANDS.iter().chain(TOP_LEVEL_FLAGS).any(|s| first.as_os_str() == *s));
     if !explicit && !args.is_empty() {
         args.insert(1, "run".into());
     }
@@ -101,9 +146,7 @@ mod tests {
 
     fn run_args(argv: &[&str]) -> RunArgs {
         match parse(argv.iter().map(OsString::from)) {
-            Ok(Cli {
-                command: Command::Run(r),
-            }) => r,
+            Ok(Cli { command: Command::Run(r) }) => r,
             other => panic!("{argv:?} did not parse as run: {other:?}"),
         }
     }
@@ -121,12 +164,7 @@ mod tests {
         let r = run_args(&["culaunch", "-q", "python", "-q", "--trace", "x"]);
         assert!(r.quiet);
         assert_eq!(r.trace, None);
-        assert_eq!(
-            r.command,
-            ["python", "-q", "--trace", "x"]
-                .map(OsString::from)
-                .to_vec()
-        );
+        assert_eq!(r.command, ["python", "-q", "--trace", "x"].map(OsString::from).to_vec());
     }
 
     #[test]
@@ -141,9 +179,22 @@ mod tests {
         let odd = OsString::from_vec(vec![b'a', 0xff, b'b']);
         let cli = parse([OsString::from("culaunch"), "echo".into(), odd.clone()]);
         match cli {
-            Ok(Cli {
-                command: Command::Run(r),
-            }) => assert_eq!(r.command[1], odd),
+            Ok(Cli { command: Command::Run(r) }) => assert_eq!(r.command[1], odd),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pins_repeat_and_lock_takes_run_options() {
+        let r = run_args(&["culaunch", "--pin", "libcudart.so.12=/a/b", "--pin", "libcublas.so.12=/c", "x"]);
+        assert_eq!(r.pins[0], PinArg { soname: "libcudart.so.12".into(), path: "/a/b".into() });
+        assert_eq!(r.pins.len(), 2);
+        assert!(parse(["culaunch", "--pin", "nonsense", "x"].map(OsString::from)).is_err());
+        match parse(["culaunch", "lock", "-o", "l.toml", "--strict", "--", "python"].map(OsString::from)) {
+            Ok(Cli { command: Command::Lock(l) }) => {
+                assert_eq!(l.output, PathBuf::from("l.toml"));
+                assert!(l.run.strict);
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -151,9 +202,7 @@ mod tests {
     #[test]
     fn report_takes_files() {
         match parse(["culaunch", "report", "--json", "a", "b"].map(OsString::from)) {
-            Ok(Cli {
-                command: Command::Report(r),
-            }) => {
+            Ok(Cli { command: Command::Report(r) }) => {
                 assert!(r.json);
                 assert_eq!(r.traces.len(), 2);
             }

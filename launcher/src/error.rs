@@ -54,6 +54,25 @@ pub enum Error {
     },
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] nix::Error),
+    #[error("config file {}: {message}", .path.display())]
+    Config { path: PathBuf, message: String },
+    #[error("pin {soname}={}: {reason}", .path.display())]
+    Pin { soname: String, path: PathBuf, reason: String },
+    #[error("two pins for {soname}: {} and {}", .first.display(), .second.display())]
+    DuplicatePin { soname: String, first: PathBuf, second: PathBuf },
+    #[error("--toolkit {}: {reason}", .dir.display())]
+    Toolkit { dir: PathBuf, reason: String },
+    #[error("lock file {}: {message}", .path.display())]
+    Lock { path: PathBuf, message: String },
+    #[error("locked {soname}: cannot read {}: {source}", .path.display())]
+    LockedFileMissing {
+        soname: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("locked {soname}: {} has changed: sha256 {found}, the lock says {expected}", .path.display())]
+    LockMismatch { soname: String, path: PathBuf, expected: String, found: String },
 }
 
 impl Error {
@@ -67,10 +86,11 @@ impl Error {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::AuditModule { .. } => {
-                Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned())
-            }
+            Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
+            Error::LockMismatch { .. } | Error::LockedFileMissing { .. } => {
+                Some("restore the file, or write a new lock with `culaunch lock`".to_owned())
+            }
             _ => None,
         }
     }

@@ -26,11 +26,7 @@ pub fn module_path() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os(MODULE_OVERRIDE) {
         return Ok(PathBuf::from(p));
     }
-    let name = format!(
-        "libculaunch_audit-{}-{:016x}.so",
-        env!("CARGO_PKG_VERSION"),
-        fnv1a(MODULE)
-    );
+    let name = format!("libculaunch_audit-{}-{:016x}.so", env!("CARGO_PKG_VERSION"), fnv1a(MODULE));
     let mut last_error = None;
     for dir in candidate_dirs() {
         let path = dir.join(&name);
@@ -43,8 +39,7 @@ pub fn module_path() -> Result<PathBuf, Error> {
             Err(e) => last_error = Some((path, e)),
         }
     }
-    let (path, source) =
-        last_error.unwrap_or_else(|| (PathBuf::from(name), io::ErrorKind::NotFound.into()));
+    let (path, source) = last_error.unwrap_or_else(|| (PathBuf::from(name), io::ErrorKind::NotFound.into()));
     Err(Error::AuditModule { path, source })
 }
 
@@ -56,11 +51,7 @@ fn candidate_dirs() -> Vec<PathBuf> {
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
     let tmp = std::env::temp_dir().join(format!("culaunch-{uid}"));
-    cache
-        .map(|c| c.join("culaunch"))
-        .into_iter()
-        .chain([tmp])
-        .collect()
+    cache.map(|c| c.join("culaunch")).into_iter().chain([tmp]).collect()
 }
 
 fn install(dir: &Path, path: &Path) -> io::Result<()> {
@@ -73,26 +64,17 @@ fn install(dir: &Path, path: &Path) -> io::Result<()> {
     // Write beside, then rename: concurrent culaunch runs never see half a file.
     let tmp = dir.join(format!(
         ".{}.{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         std::process::id()
     ));
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(&tmp)?;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
     f.write_all(MODULE)?;
     f.sync_all()?;
     fs::rename(&tmp, path)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// What the command's environment gains.
@@ -100,25 +82,35 @@ pub struct Injection {
     pub module: PathBuf,
     pub trace: PathBuf,
     pub all_libs: bool,
+    pub strict: bool,
+    /// (SONAME, canonical path), validated: no tabs or newlines.
+    pub pins: Vec<(String, PathBuf)>,
 }
 
 /// The variables to set in the command's environment, given the current
 /// values of those it extends.
-pub fn environment(
-    inj: &Injection,
-    current_ld_audit: Option<&OsStr>,
-) -> Vec<(&'static str, OsString)> {
+pub fn environment(inj: &Injection, current_ld_audit: Option<&OsStr>) -> Vec<(&'static str, OsString)> {
     let mut flags = Vec::new();
     if inj.all_libs {
         flags.push(proto::FLAG_ALL_LIBS);
     }
+    if inj.strict {
+        flags.push(proto::FLAG_STRICT);
+    }
+    let mut pins = Vec::new();
+    for (soname, path) in &inj.pins {
+        if !pins.is_empty() {
+            pins.push(b'\n');
+        }
+        pins.extend_from_slice(soname.as_bytes());
+        pins.push(b'\t');
+        pins.extend_from_slice(path.as_os_str().as_bytes());
+    }
     vec![
-        (
-            proto::LD_AUDIT,
-            prepend_to_list(inj.module.as_os_str(), current_ld_audit),
-        ),
+        (proto::LD_AUDIT, prepend_to_list(inj.module.as_os_str(), current_ld_audit)),
         (proto::TRACE, inj.trace.clone().into_os_string()),
         (proto::FLAGS, flags.join(",").into()),
+        (proto::PINS, OsString::from_vec(pins)),
     ]
 }
 
@@ -126,11 +118,7 @@ pub fn environment(
 /// (culaunch inside culaunch).
 fn prepend_to_list(ours: &OsStr, current: Option<&OsStr>) -> OsString {
     let mut out = ours.as_bytes().to_vec();
-    for entry in current
-        .map(OsStr::as_bytes)
-        .unwrap_or_default()
-        .split(|&b| b == b':')
-    {
+    for entry in current.map(OsStr::as_bytes).unwrap_or_default().split(|&b| b == b':') {
         if !entry.is_empty() && entry != ours.as_bytes() {
             out.push(b':');
             out.extend_from_slice(entry);
@@ -147,14 +135,8 @@ mod tests {
     fn our_module_goes_first_and_the_users_stay() {
         let ours = OsStr::new("/c/m.so");
         assert_eq!(prepend_to_list(ours, None), "/c/m.so");
-        assert_eq!(
-            prepend_to_list(ours, Some(OsStr::new("/u/a.so"))),
-            "/c/m.so:/u/a.so"
-        );
-        assert_eq!(
-            prepend_to_list(ours, Some(OsStr::new("/c/m.so::/u/a.so"))),
-            "/c/m.so:/u/a.so"
-        );
+        assert_eq!(prepend_to_list(ours, Some(OsStr::new("/u/a.so"))), "/c/m.so:/u/a.so");
+        assert_eq!(prepend_to_list(ours, Some(OsStr::new("/c/m.so::/u/a.so"))), "/c/m.so:/u/a.so");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod command;
 mod elf;
 mod error;
 mod inject;
+mod plan;
 mod report;
 mod run;
 mod spawn;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
+        cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
         cli::Command::Report(args) => report::command(args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e: Error| {

@@ -3,30 +3,51 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::cli::RunArgs;
+use crate::cli::{LockArgs, RunArgs};
 use crate::command;
 use crate::elf;
 use crate::error::Error;
 use crate::inject::{self, Injection};
+use crate::plan::{self, Plan};
 use crate::report;
 use crate::spawn::{self, Outcome};
 use crate::trace_file::TraceFile;
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
+    run_with_summary(&args, false).map(|(outcome, _)| outcome)
+}
+
+/// `culaunch lock -o FILE -- CMD`: run, then lock what the run loaded. A run
+/// whose command failed writes no lock.
+pub fn lock(args: LockArgs) -> Result<Outcome, Error> {
+    let (outcome, summary) = run_with_summary(&args.run, true)?;
+    match (outcome, summary) {
+        (Outcome::Exited(0), Some(summary)) => {
+            let lock = report::lock_from(&summary)?;
+            plan::lock::write(&args.output, &lock)?;
+            eprintln!("culaunch: locked {} CUDA libraries in {}", lock.libs.len(), args.output.display());
+        }
+        _ => eprintln!("culaunch: the command failed; no lock written to {}", args.output.display()),
+    }
+    Ok(outcome)
+}
+
+/// Runs the command; the summary is computed when printed, written, or
+/// `needed` by the caller.
+fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<report::Summary>), Error> {
+    let plan = Plan::build(args)?;
     let path_var = std::env::var_os("PATH");
-    let argv0 = args
-        .command
-        .first()
-        .map(|a| a.as_os_str())
-        .unwrap_or(OsStr::new(""));
+    let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
     let traceable = preflight(&program, path_var.as_deref());
-    let trace = TraceFile::prepare(args.trace.as_deref())?;
+    let trace = TraceFile::prepare(plan.trace.as_deref())?;
     let env = if traceable {
         let injection = Injection {
             module: inject::module_path()?,
             trace: trace.path.clone(),
-            all_libs: args.all_libs,
+            all_libs: plan.all_libs,
+            strict: plan.strict,
+            pins: plan.pins.iter().map(|p| (p.soname.clone(), p.path.clone())).collect(),
         };
         inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())
     } else {
@@ -34,25 +55,30 @@ pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
     let outcome = spawn::start(&program, &args.command, &env)?.wait()?;
-    if args.quiet && args.summary_json.is_none() {
-        return Ok(outcome);
+    if plan.quiet && plan.summary_json.is_none() && !needed {
+        return Ok((outcome, None));
     }
     // The command has run: from here on, a failure to summarise is reported
     // but never replaces the command's own exit status.
-    match report::from_trace(&trace.path, trace.start) {
+    let pins: Vec<(String, String)> =
+        plan.pins.iter().map(|p| (p.soname.clone(), p.path.to_string_lossy().into_owned())).collect();
+    match report::from_trace(&trace.path, trace.start, &pins) {
         Ok(summary) => {
-            if !args.quiet {
+            if !plan.quiet {
                 eprint!("{}", report::text(&summary));
             }
-            if let Some(json) = &args.summary_json {
+            if let Some(json) = &plan.summary_json {
                 if let Err(e) = report::write_json(&summary, json) {
                     eprintln!("culaunch: {e}");
                 }
             }
+            Ok((outcome, Some(summary)))
         }
-        Err(e) => eprintln!("culaunch: {e}"),
+        Err(e) => {
+            eprintln!("culaunch: {e}");
+            Ok((outcome, None))
+        }
     }
-    Ok(outcome)
 }
 
 /// Looks at the file the kernel will load and says, in one line each, why the
@@ -105,13 +131,6 @@ fn has_file_capabilities(file: &Path) -> bool {
         return false;
     };
     // SAFETY: a NUL-terminated path; a null buffer of size 0 asks only for the size.
-    let n = unsafe {
-        libc::getxattr(
-            c_path.as_ptr(),
-            c"security.capability".as_ptr(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
+    let n = unsafe { libc::getxattr(c_path.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) };
     n > 0
 }

@@ -15,14 +15,8 @@ use nix::unistd::Pid;
 use crate::error::{Error, EXIT_CULAUNCH};
 
 /// Signals that reach the command when sent to culaunch (SPEC.md).
-pub const FORWARDED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+pub const FORWARDED: &[Signal] =
+    &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// `si_code` of a signal the kernel itself sent, e.g. the terminal's ^C.
 const SI_KERNEL: i32 = 0x80;
@@ -44,11 +38,7 @@ pub struct Running {
 /// The forwarded signals and SIGCHLD are blocked in culaunch from here on and
 /// taken synchronously in [`Running::wait`]; the child starts with an empty
 /// signal mask, as it would without culaunch.
-pub fn start(
-    program: &Path,
-    argv: &[OsString],
-    env: &[(&str, OsString)],
-) -> Result<Running, Error> {
+pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Result<Running, Error> {
     let mut waited = SigSet::empty();
     for &s in FORWARDED.iter().chain(&[Signal::SIGCHLD]) {
         waited.add(s);
@@ -68,32 +58,21 @@ pub fn start(
     // pthread_sigmask, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(io::Error::from)
+            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
         });
     }
     let child = cmd.spawn().map_err(|source| spawn_error(program, source))?;
-    Ok(Running {
-        pid: Pid::from_raw(child.id() as i32),
-        waited,
-    })
+    Ok(Running { pid: Pid::from_raw(child.id() as i32), waited })
 }
 
 fn spawn_error(program: &Path, source: io::Error) -> Error {
     match source.kind() {
         io::ErrorKind::NotFound => Error::CommandNotFound(program.as_os_str().to_owned()),
-        io::ErrorKind::PermissionDenied => Error::CannotExecute {
-            path: program.to_path_buf(),
-            source,
-        },
-        _ if source.raw_os_error() == Some(libc::ENOEXEC) => Error::CannotExecute {
-            path: program.to_path_buf(),
-            source,
-        },
-        _ => Error::Spawn {
-            path: program.to_path_buf(),
-            source,
-        },
+        io::ErrorKind::PermissionDenied => Error::CannotExecute { path: program.to_path_buf(), source },
+        _ if source.raw_os_error() == Some(libc::ENOEXEC) => {
+            Error::CannotExecute { path: program.to_path_buf(), source }
+        }
+        _ => Error::Spawn { path: program.to_path_buf(), source },
     }
 }
 
@@ -125,8 +104,7 @@ impl Running {
     /// A ^C from the terminal already went to the whole foreground process
     /// group, the command included; sending it again would deliver it twice.
     fn should_forward(&self, si_code: i32) -> bool {
-        si_code != SI_KERNEL
-            || nix::unistd::getpgid(Some(self.pid)).ok() != Some(nix::unistd::getpgrp())
+        si_code != SI_KERNEL || nix::unistd::getpgid(Some(self.pid)).ok() != Some(nix::unistd::getpgrp())
     }
 }
 
@@ -136,10 +114,7 @@ pub fn finish_like(outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Exited(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_CULAUNCH)),
         Outcome::Signaled(sig) => {
-            let no_core = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: setrlimit and signal are async-signal-safe calls with valid arguments.
             unsafe {
                 libc::setrlimit(libc::RLIMIT_CORE, &no_core);

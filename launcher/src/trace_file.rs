@@ -22,16 +22,10 @@ impl TraceFile {
         match user {
             Some(p) => {
                 let path = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-                let file = open_append(&path, false).map_err(|source| Error::TraceFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let file =
+                    open_append(&path, false).map_err(|source| Error::TraceFile { path: path.clone(), source })?;
                 let start = file.metadata().map(|m| m.len()).unwrap_or(0);
-                Ok(TraceFile {
-                    path,
-                    start,
-                    temporary: false,
-                })
+                Ok(TraceFile { path, start, temporary: false })
             }
             None => {
                 let path = std::env::temp_dir().join(format!(
@@ -42,15 +36,8 @@ impl TraceFile {
                         .map(|d| d.as_nanos())
                         .unwrap_or(0)
                 ));
-                open_append(&path, true).map_err(|source| Error::TraceFile {
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(TraceFile {
-                    path,
-                    start: 0,
-                    temporary: true,
-                })
+                open_append(&path, true).map_err(|source| Error::TraceFile { path: path.clone(), source })?;
+                Ok(TraceFile { path, start: 0, temporary: true })
             }
         }
     }

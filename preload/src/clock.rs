@@ -11,15 +11,10 @@ pub fn now_monotonic_ns() -> u64 {
 }
 
 fn read(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-pointer; clock_gettime cannot fail for these clocks.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec.max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec.max(0) as u64)
+    (ts.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec.max(0) as u64)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, always 27 bytes.
@@ -68,14 +63,8 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(&rfc3339_micros(0), b"1970-01-01T00:00:00.000000Z");
         // 2024-02-29T12:34:56.789012Z, a leap day.
-        assert_eq!(
-            &rfc3339_micros(1_709_210_096_789_012_345),
-            b"2024-02-29T12:34:56.789012Z"
-        );
+        assert_eq!(&rfc3339_micros(1_709_210_096_789_012_345), b"2024-02-29T12:34:56.789012Z");
         // 2026-11-29T23:59:59.999999Z
-        assert_eq!(
-            &rfc3339_micros(1_795_996_799_999_999_000),
-            b"2026-11-29T23:59:59.999999Z"
-        );
+        assert_eq!(&rfc3339_micros(1_795_996_799_999_999_000), b"2026-11-29T23:59:59.999999Z");
     }
 }

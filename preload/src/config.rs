@@ -10,10 +10,22 @@ use culaunch_protocol::env;
 pub struct Config {
     pub trace: CString,
     pub all_libs: bool,
+    pub strict: bool,
+    pub pins: Vec<Pin>,
     /// The node name, for the `host` field.
     pub host: Vec<u8>,
     /// Selected environment variables at start-up, for `process_start`.
     pub env: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Every request for `soname` maps `path`.
+pub struct Pin {
+    pub soname: Vec<u8>,
+    /// Canonical, NUL-terminated: handed to the loader as is.
+    pub path: CString,
+    /// Identity of the pinned file, to recognise it once mapped.
+    pub dev: u64,
+    pub ino: u64,
 }
 
 static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
@@ -21,9 +33,7 @@ static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
 /// Reads the configuration from the environment; `None` means culaunch did not
 /// ask for tracing and the module stays out of the way.
 pub fn init() -> Option<&'static Config> {
-    CONFIG
-        .get_or_init(|| from_env(|k| std::env::var_os(k)))
-        .as_ref()
+    CONFIG.get_or_init(|| from_env(|k| std::env::var_os(k))).as_ref()
 }
 
 pub fn get() -> Option<&'static Config> {
@@ -34,16 +44,37 @@ fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let trace = var(env::TRACE).filter(|t| !t.is_empty())?;
     let trace = CString::new(trace.into_vec()).ok()?;
     let flags = var(env::FLAGS).unwrap_or_default();
-    let recorded = env::RECORDED_ENV
-        .iter()
-        .filter_map(|&k| var(k).map(|v| (k, v.into_vec())))
-        .collect();
+    let recorded = env::RECORDED_ENV.iter().filter_map(|&k| var(k).map(|v| (k, v.into_vec()))).collect();
+    let pins = var(env::PINS).map(|p| parse_pins(p.as_bytes())).unwrap_or_default();
     Some(Config {
         trace,
         all_libs: env::has_flag(flags.as_bytes(), env::FLAG_ALL_LIBS),
+        strict: env::has_flag(flags.as_bytes(), env::FLAG_STRICT),
+        pins,
         host: hostname(),
         env: recorded,
     })
+}
+
+/// `SONAME<TAB>PATH` lines; the launcher validated them, so a malformed line
+/// is skipped rather than trusted.
+fn parse_pins(text: &[u8]) -> Vec<Pin> {
+    text.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let tab = line.iter().position(|&b| b == b'\t')?;
+            let (soname, path) = (&line[..tab], &line[tab + 1..]);
+            let path = CString::new(path).ok()?;
+            let (dev, ino) = file_id(&path).unwrap_or((0, 0));
+            (!soname.is_empty()).then(|| Pin { soname: soname.to_vec(), path, dev, ino })
+        })
+        .collect()
+}
+
+fn file_id(path: &std::ffi::CStr) -> Option<(u64, u64)> {
+    // SAFETY: plain-data out-pointer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: NUL-terminated path and a valid out-pointer.
+    (unsafe { libc::stat(path.as_ptr(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 fn hostname() -> Vec<u8> {
@@ -53,11 +84,7 @@ fn hostname() -> Vec<u8> {
     if unsafe { libc::uname(&mut uts) } != 0 {
         return Vec::new();
     }
-    uts.nodename
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect()
+    uts.nodename.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect()
 }
 
 #[cfg(test)]
@@ -65,12 +92,7 @@ mod tests {
     use super::*;
 
     fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| OsString::from(v))
-        }
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
     }
 
     #[test]
@@ -80,19 +102,26 @@ mod tests {
     }
 
     #[test]
+    fn pins_are_read_and_malformed_lines_skipped() {
+        let pins = parse_pins(
+            b"libcudart.so.12\t/opt/cu/libcudart.so.12\nno-tab-here\n\t/x\nlibcublas.so.12\t/opt/cu/libcublas.so.12",
+        );
+        let names: Vec<&[u8]> = pins.iter().map(|p| p.soname.as_slice()).collect();
+        assert_eq!(names, [&b"libcudart.so.12"[..], b"libcublas.so.12"]);
+        assert_eq!(pins[0].path.as_bytes(), b"/opt/cu/libcudart.so.12");
+    }
+
+    #[test]
     fn reads_trace_flags_and_recorded_env() {
         let c = from_env(vars(&[
             (env::TRACE, "/tmp/t.jsonl"),
-            (env::FLAGS, "all-libs"),
+            (env::FLAGS, "all-libs,strict"),
             ("RANK", "3"),
             ("HOME", "/root"),
         ]));
         let c = c.as_ref();
         assert_eq!(c.map(|c| c.trace.as_bytes()), Some(&b"/tmp/t.jsonl"[..]));
-        assert_eq!(c.map(|c| c.all_libs), Some(true));
-        assert_eq!(
-            c.map(|c| c.env.clone()),
-            Some(vec![("RANK", b"3".to_vec())])
-        );
+        assert_eq!(c.map(|c| (c.all_libs, c.strict)), Some((true, true)));
+        assert_eq!(c.map(|c| c.env.clone()), Some(vec![("RANK", b"3".to_vec())]));
     }
 }

@@ -25,6 +25,8 @@ pub struct Load<'a> {
     pub step: Option<SearchStep>,
     pub lmid: i64,
     pub dur_ns: u64,
+    pub pinned: bool,
+    pub redirected_from: Option<&'a [u8]>,
 }
 
 pub fn process_start(config: &Config, forked: bool) {
@@ -60,8 +62,8 @@ pub fn load(config: &Config, l: &Load<'_>) {
         .opt_str("soname", l.soname)
         .bool("cuda", l.family.is_some())
         .opt_str("family", l.family.map(str::as_bytes))
-        .bool("pinned", false)
-        .null("redirected_from")
+        .bool("pinned", l.pinned)
+        .opt_str("redirected_from", l.redirected_from)
         .bool("ok", true)
         .null("error")
         .u64("dur_us", l.dur_ns / 1000)
@@ -75,6 +77,24 @@ pub fn conflict(config: &Config, family: &str, first: &[u8], second: &[u8]) {
     let mut w = header(&mut buf, config, event::CONFLICT);
     w.str("family", family.as_bytes());
     w.str_array("paths", [first, second].into_iter(), 0);
+    emit(config, w);
+}
+
+/// A request for another major of a pinned library (not redirected).
+pub fn conflict_with_pin(config: &Config, family: &str, pin_path: &[u8], request: &[u8], caller: Option<&[u8]>) {
+    let mut buf = [0u8; LINE];
+    let mut w = header(&mut buf, config, event::CONFLICT);
+    w.str("family", family.as_bytes());
+    w.str_array("paths", [pin_path, request].into_iter(), 0);
+    w.str("request", request).opt_str("caller", caller);
+    w.str("reason", b"another major of a pinned library");
+    emit(config, w);
+}
+
+pub fn deny(config: &Config, request: &[u8], caller: Option<&[u8]>, reason: &[u8]) {
+    let mut buf = [0u8; LINE];
+    let mut w = header(&mut buf, config, event::DENY);
+    w.str("request", request).opt_str("caller", caller).str("reason", reason);
     emit(config, w);
 }
 
@@ -101,23 +121,14 @@ fn header<'b>(buf: &'b mut [u8], config: &Config, name: &str) -> Writer<'b> {
 fn emit(config: &Config, w: Writer<'_>) {
     match w.finish() {
         Some(line) => sink::write_line(config, line),
-        None => sink::warn_once(
-            config,
-            b"an event did not fit in its buffer and was dropped",
-        ),
+        None => sink::warn_once(config, b"an event did not fit in its buffer and was dropped"),
     }
 }
 
 /// The running executable, from the kernel.
 pub fn self_exe(buf: &mut [u8]) -> Option<&[u8]> {
     // SAFETY: `buf` is writable for its length; readlink does not terminate it.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::readlink(c"/proc/self/exe".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n > 0).then(|| &buf[..n as usize])
 }
 

@@ -12,13 +12,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use culaunch_protocol::catalogue;
 use culaunch_protocol::event::How;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Pin};
+use crate::decide::{decide, Decision, Refusal};
 use crate::events::{self, Load};
 use crate::libc_hooks;
 use crate::linkmap::{self, LinkMap};
 use crate::lock::TryLock;
 use crate::objects::{stem_hash, Entry, Objects};
-use crate::tracker::Tracker;
+use crate::tracker::{Tracker, LA_SER_ORIG};
 use crate::{clock, sink};
 
 /// The highest rtld-audit interface version this module implements; the
@@ -29,12 +30,21 @@ const PATH_MAX: usize = libc::PATH_MAX as usize;
 struct State {
     tracker: Tracker,
     objects: Objects,
+    /// The current request was refused: its candidate paths are refused too.
+    refusing: bool,
+    /// The refusal text handed to the loader, which makes it dlerror()'s.
+    refusal: [u8; REFUSAL_CAP],
 }
+
+const REFUSAL_CAP: usize = 2 * PATH_MAX;
 
 static STATE: TryLock<State> = TryLock::new(State {
     tracker: Tracker::new(),
     objects: Objects::new(),
+    refusing: false,
+    refusal: [0; REFUSAL_CAP],
 });
+
 /// Set after an internal error: the module then only passes through.
 static DISABLED: AtomicBool = AtomicBool::new(false);
 
@@ -63,27 +73,103 @@ pub extern "C" fn la_version(version: c_uint) -> c_uint {
 /// # Safety
 /// Called by the dynamic loader only, with the pointers rtld-audit defines.
 #[no_mangle]
-pub unsafe extern "C" fn la_objsearch(
-    name: *const c_char,
-    cookie: *mut usize,
-    flag: c_uint,
-) -> *mut c_char {
-    guarded((), || {
+pub unsafe extern "C" fn la_objsearch(name: *const c_char, cookie: *mut usize, flag: c_uint) -> *mut c_char {
+    // On any internal error the loader searches exactly as without culaunch.
+    guarded(name.cast_mut(), || {
         let now = clock::now_monotonic_ns();
-        if let (Some(mut st), false) = (STATE.try_lock(), name.is_null()) {
-            // SAFETY: the loader passes a NUL-terminated name and a valid cookie.
-            let (name, loader) = unsafe {
-                (
-                    CStr::from_ptr(name).to_bytes(),
-                    cookie.as_ref().copied().unwrap_or(0),
-                )
-            };
-            st.tracker.on_search(name, flag, loader, now);
+        let (Some(mut st), false) = (STATE.try_lock(), name.is_null()) else { return name.cast_mut() };
+        // SAFETY: the loader passes a NUL-terminated name and a valid cookie.
+        let (request, loader) = unsafe { (CStr::from_ptr(name).to_bytes(), cookie.as_ref().copied().unwrap_or(0)) };
+        st.tracker.on_search(request, flag, loader, now);
+        let Some(config) = config::get() else { return name.cast_mut() };
+        if flag != LA_SER_ORIG {
+            return if st.refusing { core::ptr::null_mut() } else { name.cast_mut() };
         }
-    });
-    // Tracing never changes the name: the loader searches exactly as it would
-    // without culaunch.
-    name.cast_mut()
+        st.refusing = false;
+        if config.pins.is_empty() && !config.strict {
+            return name.cast_mut();
+        }
+        let pins = config.pins.iter().map(|p| p.soname.as_slice());
+        let decision = match decide(request, pins, config.strict, false) {
+            Decision::Redirect(n) if is_pin_path(request, &config.pins[n]) => Decision::Pass,
+            d => d,
+        };
+        match decision {
+            Decision::Pass => name.cast_mut(),
+            Decision::Redirect(n) => {
+                st.tracker.mark_redirected();
+                config.pins[n].path.as_ptr().cast_mut()
+            }
+            Decision::OtherMajor(n) => {
+                let mut caller_buf = [0u8; PATH_MAX];
+                let caller = path_of_loader(loader, &mut caller_buf);
+                let family = catalogue::family(request).unwrap_or("");
+                events::conflict_with_pin(config, family, config.pins[n].path.as_bytes(), request, caller);
+                name.cast_mut()
+            }
+            Decision::Refuse(why) => refuse(config, &mut st, request, loader, why),
+        }
+    })
+}
+
+/// Refuses `request` under `--strict`: the loader gets a name that starts
+/// with "culaunch:" and cannot be opened, so dlerror() reads
+/// "culaunch: … : cannot open shared object file". Before `main` there is
+/// no caller to tell: the process ends with status 125 and the same words.
+fn refuse(config: &Config, st: &mut State, request: &[u8], loader: usize, why: Refusal) -> *mut c_char {
+    let mut caller_buf = [0u8; PATH_MAX];
+    let caller = path_of_loader(loader, &mut caller_buf);
+    let mut rule = [0u8; PATH_MAX];
+    let rule = match why {
+        Refusal::NotPinned => concat_into(&mut rule, &[b"--strict: no pin or lock entry allows it"]),
+        Refusal::OtherMajor(n) => concat_into(
+            &mut rule,
+            &[
+                b"--strict: another major of pinned ",
+                &config.pins[n].soname,
+                b" (",
+                config.pins[n].path.as_bytes(),
+                b")",
+            ],
+        ),
+    };
+    events::deny(config, request, caller, rule);
+    let n = {
+        let parts: [&[u8]; 6] =
+            [b"culaunch: refused ", request, b", requested by ", caller.unwrap_or(b"?"), b": ", rule];
+        // Keep the last byte for the NUL.
+        let cap = st.refusal.len() - 1;
+        concat_into(&mut st.refusal[..cap], &parts).len()
+    };
+    st.refusal[n] = 0;
+    if !st.tracker.started() {
+        let mut line = [0u8; REFUSAL_CAP + 1];
+        let text = concat_into(&mut line, &[&st.refusal[..n], b"\n"]);
+        // SAFETY: writing a valid buffer to stderr, then ending the process
+        // as SPEC.md says for a refusal before main.
+        unsafe {
+            libc::write(2, text.as_ptr().cast(), text.len());
+            libc::_exit(125);
+        }
+    }
+    st.refusing = true;
+    st.refusal.as_mut_ptr().cast()
+}
+
+/// Copies `parts` one after another into `buf`, cutting what does not fit.
+fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
+    let mut len = 0;
+    for part in parts {
+        let n = part.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    &buf[..len]
+}
+
+/// A request by path that names the pinned file itself (through any link).
+fn is_pin_path(request: &[u8], pin: &Pin) -> bool {
+    request.contains(&b'/') && file_id(request).is_some_and(|id| id == (pin.dev, pin.ino))
 }
 
 #[no_mangle]
@@ -98,11 +184,7 @@ pub extern "C" fn la_activity(_cookie: *mut usize, flag: c_uint) {
 /// # Safety
 /// Called by the dynamic loader only, with the pointers rtld-audit defines.
 #[no_mangle]
-pub unsafe extern "C" fn la_objopen(
-    map: *mut LinkMap,
-    lmid: libc::c_long,
-    cookie: *mut usize,
-) -> c_uint {
+pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cookie: *mut usize) -> c_uint {
     // The cookie identifies the object in later callbacks (it comes back as
     // the requester in la_objsearch). Set it even when disabled.
     // SAFETY: the loader passes a valid cookie slot.
@@ -122,9 +204,7 @@ pub unsafe extern "C" fn la_objopen(
         if !name.contains(&b'/') {
             return;
         }
-        let family = soname
-            .and_then(catalogue::family)
-            .or_else(|| catalogue::family(name));
+        let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name));
         if family.is_none() && !config.all_libs {
             return;
         }
@@ -132,6 +212,7 @@ pub unsafe extern "C" fn la_objopen(
         let path = events::canonical(name, &mut path_buf);
         let mut caller_buf = [0u8; PATH_MAX];
         let caller = path_of_loader(arrival.loader, &mut caller_buf);
+        let entry = entry_for(map as usize, path, soname.unwrap_or(name), family.is_some());
         let load = Load {
             request: arrival.request,
             how: arrival.how,
@@ -142,23 +223,18 @@ pub unsafe extern "C" fn la_objopen(
             step: arrival.step,
             lmid,
             dur_ns: arrival.dur_ns,
+            pinned: is_pinned(config, &entry),
+            redirected_from: arrival.redirected_from,
         };
         events::load(config, &load);
-        let entry = entry_for(map as usize, path, soname.unwrap_or(name), family.is_some());
         if let (Some(family), Some(other)) = (family, st.objects.conflicting(&entry)) {
             let mut other_buf = [0u8; PATH_MAX];
             // SAFETY: tracked objects are live: la_objclose removes them.
-            let other_path = events::canonical(
-                unsafe { linkmap::name(other.map as *const LinkMap) },
-                &mut other_buf,
-            );
+            let other_path = events::canonical(unsafe { linkmap::name(other.map as *const LinkMap) }, &mut other_buf);
             events::conflict(config, family, other_path, path);
         }
         if !st.objects.add(entry) {
-            sink::warn_once(
-                config,
-                b"too many objects to track; conflicts may be missed",
-            );
+            sink::warn_once(config, b"too many objects to track; conflicts may be missed");
         }
     });
     // No LA_FLG_BINDTO/BINDFROM: culaunch needs no symbol-binding callbacks.
@@ -233,9 +309,7 @@ fn inherited(config: &Config, e: &Entry) {
     };
     let mut path_buf = [0u8; PATH_MAX];
     let path = events::canonical(name, &mut path_buf);
-    let family = soname
-        .and_then(catalogue::family)
-        .or_else(|| catalogue::family(name));
+    let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name));
     let load = Load {
         request: None,
         how: How::Inherited,
@@ -246,18 +320,19 @@ fn inherited(config: &Config, e: &Entry) {
         step: None,
         lmid: 0,
         dur_ns: 0,
+        pinned: is_pinned(config, e),
+        redirected_from: None,
     };
     events::load(config, &load);
 }
 
+fn is_pinned(config: &Config, e: &Entry) -> bool {
+    config.pins.iter().any(|p| (p.dev, p.ino) == (e.dev, e.ino) && p.dev != 0)
+}
+
 fn entry_for(map: usize, path: &[u8], name: &[u8], cuda: bool) -> Entry {
     let (dev, ino) = file_id(path).unwrap_or((0, map as u64));
-    Entry {
-        map,
-        dev,
-        ino,
-        cuda_stem: cuda.then(|| stem_hash(catalogue::stem(name))),
-    }
+    Entry { map, dev, ino, cuda_stem: cuda.then(|| stem_hash(catalogue::stem(name))) }
 }
 
 fn file_id(path: &[u8]) -> Option<(u64, u64)> {
@@ -301,10 +376,7 @@ fn guarded<T>(default: T, f: impl FnOnce() -> T) -> T {
         Err(_) => {
             DISABLED.store(true, Ordering::Relaxed);
             if let Some(config) = config::get() {
-                sink::warn_once(
-                    config,
-                    b"internal error in the audit module; tracing is off in this process",
-                );
+                sink::warn_once(config, b"internal error in the audit module; tracing is off in this process");
             }
             default
         }

@@ -17,6 +17,7 @@
 
 mod clock;
 mod config;
+mod decide;
 mod events;
 mod exports;
 mod libc_hooks;

@@ -20,11 +20,7 @@ type RegisterAtforkFn = unsafe extern "C" fn(
 
 /// # Safety
 /// `main_map` must be the main program's link map, as given to `la_preinit`.
-pub unsafe fn install(
-    main_map: *mut LinkMap,
-    on_exit: extern "C" fn(c_int, *mut c_void),
-    child: extern "C" fn(),
-) {
+pub unsafe fn install(main_map: *mut LinkMap, on_exit: extern "C" fn(c_int, *mut c_void), child: extern "C" fn()) {
     if main_map.is_null() {
         return;
     }
@@ -33,10 +29,7 @@ pub unsafe fn install(
     // do: it has no search list until it is dlopened.
     // SAFETY: the handle is the live main map; the names are NUL-terminated.
     let (exit_sym, fork_sym) = unsafe {
-        (
-            libc::dlsym(main_map.cast(), c"on_exit".as_ptr()),
-            libc::dlsym(main_map.cast(), c"__register_atfork".as_ptr()),
-        )
+        (libc::dlsym(main_map.cast(), c"on_exit".as_ptr()), libc::dlsym(main_map.cast(), c"__register_atfork".as_ptr()))
     };
     if !exit_sym.is_null() {
         // SAFETY: glibc's on_exit has exactly this signature.
@@ -46,8 +39,7 @@ pub unsafe fn install(
     }
     if !fork_sym.is_null() {
         // SAFETY: glibc's __register_atfork has exactly this signature.
-        let f: RegisterAtforkFn =
-            unsafe { core::mem::transmute::<*mut c_void, RegisterAtforkFn>(fork_sym) };
+        let f: RegisterAtforkFn = unsafe { core::mem::transmute::<*mut c_void, RegisterAtforkFn>(fork_sym) };
         // SAFETY: a null DSO handle means "never unregister", which fits a
         // module that is never unloaded.
         unsafe { f(None, None, Some(child), core::ptr::null_mut()) };

@@ -89,10 +89,7 @@ mod tests {
     #[test]
     fn relocated_adds_base_only_to_file_addresses() {
         assert_eq!(relocated(0x7f00_0000_0000, 0x1234), 0x7f00_0000_1234);
-        assert_eq!(
-            relocated(0x7f00_0000_0000, 0x7f00_0000_1234),
-            0x7f00_0000_1234
-        );
+        assert_eq!(relocated(0x7f00_0000_0000, 0x7f00_0000_1234), 0x7f00_0000_1234);
         // A non-PIE executable has l_addr 0: both forms are the same.
         assert_eq!(relocated(0, 0x40_1234), 0x40_1234);
     }
@@ -101,18 +98,9 @@ mod tests {
     fn reads_soname_from_a_dynamic_section() {
         let strtab = b"\0libcudart.so.12\0";
         let dyns = [
-            Elf64Dyn {
-                d_tag: DT_SONAME,
-                d_val: 1,
-            },
-            Elf64Dyn {
-                d_tag: DT_STRTAB,
-                d_val: strtab.as_ptr() as u64,
-            },
-            Elf64Dyn {
-                d_tag: DT_NULL,
-                d_val: 0,
-            },
+            Elf64Dyn { d_tag: DT_SONAME, d_val: 1 },
+            Elf64Dyn { d_tag: DT_STRTAB, d_val: strtab.as_ptr() as u64 },
+            Elf64Dyn { d_tag: DT_NULL, d_val: 0 },
         ];
         let map = LinkMap {
             l_addr: 0,

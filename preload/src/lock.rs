@@ -19,10 +19,7 @@ unsafe impl<T: Send> Sync for TryLock<T> {}
 
 impl<T> TryLock<T> {
     pub const fn new(value: T) -> TryLock<T> {
-        TryLock {
-            held: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
+        TryLock { held: AtomicBool::new(false), value: UnsafeCell::new(value) }
     }
 
     pub fn try_lock(&self) -> Option<TryGuard<'_, T>> {

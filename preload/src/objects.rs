@@ -23,15 +23,7 @@ pub struct Objects {
 
 impl Objects {
     pub const fn new() -> Objects {
-        Objects {
-            entries: [Entry {
-                map: 0,
-                dev: 0,
-                ino: 0,
-                cuda_stem: None,
-            }; CAP],
-            len: 0,
-        }
+        Objects { entries: [Entry { map: 0, dev: 0, ino: 0, cuda_stem: None }; CAP], len: 0 }
     }
 
     /// Records `e`; false when the table is full (the object is then reported
@@ -62,16 +54,13 @@ impl Objects {
     /// different files of one family in one process).
     pub fn conflicting(&self, new: &Entry) -> Option<&Entry> {
         let stem = new.cuda_stem?;
-        self.iter()
-            .find(|e| e.cuda_stem == Some(stem) && (e.dev, e.ino) != (new.dev, new.ino))
+        self.iter().find(|e| e.cuda_stem == Some(stem) && (e.dev, e.ino) != (new.dev, new.ino))
     }
 }
 
 /// FNV-1a: a stable hash for a stem, without allocation.
 pub fn stem_hash(stem: &[u8]) -> u64 {
-    stem.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    stem.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -79,12 +68,7 @@ mod tests {
     use super::*;
 
     fn cuda(map: usize, ino: u64, stem: &[u8]) -> Entry {
-        Entry {
-            map,
-            dev: 1,
-            ino,
-            cuda_stem: Some(stem_hash(stem)),
-        }
+        Entry { map, dev: 1, ino, cuda_stem: Some(stem_hash(stem)) }
     }
 
     #[test]
@@ -92,18 +76,10 @@ mod tests {
         let mut o = Objects::new();
         o.add(cuda(1, 10, b"libcudart"));
         o.add(cuda(2, 20, b"libcublas"));
-        assert_eq!(
-            o.conflicting(&cuda(3, 11, b"libcudart")).map(|e| e.map),
-            Some(1)
-        );
+        assert_eq!(o.conflicting(&cuda(3, 11, b"libcudart")).map(|e| e.map), Some(1));
         assert_eq!(o.conflicting(&cuda(3, 10, b"libcudart")), None);
         assert_eq!(o.conflicting(&cuda(3, 30, b"libcublasLt")), None);
-        let plain = Entry {
-            map: 4,
-            dev: 1,
-            ino: 11,
-            cuda_stem: None,
-        };
+        let plain = Entry { map: 4, dev: 1, ino: 11, cuda_stem: None };
         assert_eq!(o.conflicting(&plain), None);
     }
 

@@ -27,10 +27,7 @@ pub fn write_line(config: &Config, line: &[u8]) {
     // event and is never retried (a retry could tear the line).
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
     if n != line.len() as isize {
-        warn_once(
-            config,
-            b"cannot append to the trace file; some events are lost",
-        );
+        warn_once(config, b"cannot append to the trace file; some events are lost");
     }
 }
 
@@ -43,8 +40,7 @@ fn current_fd() -> Option<i32> {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: fstat on any integer is safe; it fails on a closed descriptor.
     let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-    (ok && st.st_dev == DEV.load(Ordering::Relaxed) && st.st_ino == INO.load(Ordering::Relaxed))
-        .then_some(fd)
+    (ok && st.st_dev == DEV.load(Ordering::Relaxed) && st.st_ino == INO.load(Ordering::Relaxed)).then_some(fd)
 }
 
 fn open(config: &Config) -> Option<i32> {
@@ -52,10 +48,7 @@ fn open(config: &Config) -> Option<i32> {
     // SAFETY: `trace` is NUL-terminated.
     let raw = unsafe { libc::open(config.trace.as_ptr(), flags, 0o644) };
     if raw < 0 {
-        warn_once(
-            config,
-            b"cannot open the trace file; this process is not traced",
-        );
+        warn_once(config, b"cannot open the trace file; this process is not traced");
         return None;
     }
     // SAFETY: `raw` is ours; the duplicate keeps CLOEXEC.
@@ -84,13 +77,7 @@ pub fn warn_once(config: &Config, what: &[u8]) {
     }
     let mut buf = [0u8; 1024];
     let mut len = 0;
-    for part in [
-        &b"culaunch: warning: "[..],
-        what,
-        b" (",
-        config.trace.as_bytes(),
-        b")\n",
-    ] {
+    for part in [&b"culaunch: warning: "[..], what, b" (", config.trace.as_bytes(), b")\n"] {
         let n = part.len().min(buf.len() - len);
         buf[len..len + n].copy_from_slice(&part[..n]);
         len += n;

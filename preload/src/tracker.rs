@@ -34,6 +34,8 @@ pub struct Tracker {
 
 struct Request {
     live: bool,
+    /// A pin replaced the name: what was asked for is `redirected_from`.
+    redirected: bool,
     name: [u8; NAME_CAP],
     len: usize,
     loader: usize,
@@ -52,6 +54,8 @@ pub struct Arrival<'a> {
     pub loader: usize,
     pub step: Option<SearchStep>,
     pub dur_ns: u64,
+    /// The request a pin redirected to this object.
+    pub redirected_from: Option<&'a [u8]>,
 }
 
 impl Tracker {
@@ -61,6 +65,7 @@ impl Tracker {
             root_pending: false,
             request: Request {
                 live: false,
+                redirected: false,
                 name: [0; NAME_CAP],
                 len: 0,
                 loader: 0,
@@ -76,6 +81,7 @@ impl Tracker {
             r.len = name.len().min(NAME_CAP);
             r.name[..r.len].copy_from_slice(&name[..r.len]);
             r.live = true;
+            r.redirected = false;
             r.loader = loader;
             r.step = name.contains(&b'/').then_some(SearchStep::Direct);
             r.t0_ns = now_ns;
@@ -94,6 +100,18 @@ impl Tracker {
 
     pub fn on_preinit(&mut self) {
         self.started = true;
+    }
+
+    /// `la_preinit` has run: the program's `main` is next or running.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// A pin replaced the current request with the pinned path, which the
+    /// loader opens directly.
+    pub fn mark_redirected(&mut self) {
+        self.request.redirected = true;
+        self.request.step = Some(SearchStep::Direct);
     }
 
     /// The loader mapped an object in namespace `lmid`.
@@ -116,11 +134,8 @@ impl Tracker {
             request: live.then_some(&r.name[..r.len]),
             loader: if live { r.loader } else { 0 },
             step: if live { r.step } else { None },
-            dur_ns: if live {
-                now_ns.saturating_sub(r.t0_ns)
-            } else {
-                0
-            },
+            dur_ns: if live { now_ns.saturating_sub(r.t0_ns) } else { 0 },
+            redirected_from: (live && r.redirected).then_some(&r.name[..r.len]),
         }
     }
 
@@ -156,10 +171,7 @@ mod tests {
         let a = t.on_open(0, 400);
         assert_eq!(a.how, How::Initial);
         assert_eq!(a.request, Some(&b"libcudart.so.12"[..]));
-        assert_eq!(
-            (a.loader, a.step, a.dur_ns),
-            (0x10, Some(SearchStep::LdSoCache), 300)
-        );
+        assert_eq!((a.loader, a.step, a.dur_ns), (0x10, Some(SearchStep::LdSoCache), 300));
     }
 
     #[test]
@@ -171,17 +183,9 @@ mod tests {
         t.on_activity(LA_ACT_ADD);
         assert_eq!(t.on_open(0, 0).how, How::Dlopen);
         t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x2, 0);
-        t.on_search(
-            b"/w/nvidia/cuda_runtime/lib/libcudart.so.12",
-            LA_SER_RUNPATH,
-            0x2,
-            0,
-        );
+        t.on_search(b"/w/nvidia/cuda_runtime/lib/libcudart.so.12", LA_SER_RUNPATH, 0x2, 0);
         let a = t.on_open(0, 0);
-        assert_eq!(
-            (a.how, a.loader, a.step),
-            (How::Needed, 0x2, Some(SearchStep::RpathRunpath))
-        );
+        assert_eq!((a.how, a.loader, a.step), (How::Needed, 0x2, Some(SearchStep::RpathRunpath)));
         t.on_activity(LA_ACT_CONSISTENT);
     }
 
@@ -193,6 +197,20 @@ mod tests {
         t.on_activity(LA_ACT_ADD);
         let a = t.on_open(2, 0);
         assert_eq!((a.how, a.step), (How::Dlmopen, Some(SearchStep::Direct)));
+    }
+
+    #[test]
+    fn a_redirected_request_remembers_what_was_asked() {
+        let mut t = Tracker::new();
+        t.on_preinit();
+        t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x1, 0);
+        t.mark_redirected();
+        t.on_activity(LA_ACT_ADD);
+        let a = t.on_open(0, 0);
+        assert_eq!(a.redirected_from, Some(&b"libcudart.so.12"[..]));
+        assert_eq!(a.step, Some(SearchStep::Direct));
+        t.on_search(b"libx.so", LA_SER_ORIG, 0x1, 0);
+        assert_eq!(t.on_open(0, 0).redirected_from, None);
     }
 
     #[test]

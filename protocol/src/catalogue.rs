@@ -49,8 +49,7 @@ pub fn stem(name: &[u8]) -> &[u8] {
         None => name,
     };
     // The first ".so" that ends the name or is followed by a version dot.
-    let ends_soname =
-        |i: usize| base[i..].starts_with(b".so") && matches!(base.get(i + 3), None | Some(b'.'));
+    let ends_soname = |i: usize| base[i..].starts_with(b".so") && matches!(base.get(i + 3), None | Some(b'.'));
     match (0..base.len()).find(|&i| ends_soname(i)) {
         Some(i) => &base[..i],
         None => base,
@@ -67,6 +66,49 @@ pub fn family(name: &[u8]) -> Option<&'static str> {
         };
         hit.then_some(family)
     })
+}
+
+/// CUDA families that `--strict` leaves alone unless pinned: the driver and
+/// NVML come with the machine, not with the job.
+pub const STRICT_EXEMPT: &[&str] = &["cuda", "nvml"];
+
+/// How a requested library name relates to a pinned SONAME.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinMatch {
+    /// `libcudart.so.12` for pin `libcudart.so.12`.
+    Soname,
+    /// The development name `libcudart.so`.
+    DevName,
+    /// A full-version name, `libcudart.so.12.9.79`.
+    FullVersion,
+    /// Another ABI major of the same library, `libcudart.so.11.0`: never
+    /// redirected across the ABI break.
+    OtherMajor,
+    Unrelated,
+}
+
+/// Relates the last path component of `request` to `pin_soname`.
+pub fn pin_match(request: &[u8], pin_soname: &[u8]) -> PinMatch {
+    let base = match request.iter().rposition(|&b| b == b'/') {
+        Some(i) => &request[i + 1..],
+        None => request,
+    };
+    let stem_of_pin = stem(pin_soname);
+    if stem(base) != stem_of_pin || !base.starts_with(stem_of_pin) {
+        return PinMatch::Unrelated;
+    }
+    let rest = &base[stem_of_pin.len()..];
+    if base == pin_soname {
+        PinMatch::Soname
+    } else if rest == b".so" {
+        PinMatch::DevName
+    } else if base.starts_with(pin_soname) && base.get(pin_soname.len()) == Some(&b'.') {
+        PinMatch::FullVersion
+    } else if rest.starts_with(b".so.") {
+        PinMatch::OtherMajor
+    } else {
+        PinMatch::Unrelated
+    }
 }
 
 #[cfg(test)]
@@ -102,12 +144,29 @@ mod tests {
             (b"libnpp", None),
         ];
         for (name, want) in cases {
-            assert_eq!(
-                family(name),
-                *want,
-                "{}",
-                core::str::from_utf8(name).unwrap_or("?")
-            );
+            assert_eq!(family(name), *want, "{}", core::str::from_utf8(name).unwrap_or("?"));
         }
+    }
+
+    #[test]
+    fn requests_relate_to_a_pin_by_name() {
+        use PinMatch::*;
+        let pin = b"libcudart.so.12";
+        let cases: &[(&[u8], PinMatch)] = &[
+            (b"libcudart.so.12", Soname),
+            (b"/w/nvidia/cuda_runtime/lib/libcudart.so.12", Soname),
+            (b"libcudart.so", DevName),
+            (b"libcudart.so.12.9.79", FullVersion),
+            (b"libcudart.so.11.0", OtherMajor),
+            (b"libcudart.so.120", OtherMajor),
+            (b"libcudart_static.a", Unrelated),
+            (b"libcublas.so.12", Unrelated),
+            (b"libcudart.so.12x", OtherMajor),
+        ];
+        for (req, want) in cases {
+            assert_eq!(pin_match(req, pin), *want, "{}", core::str::from_utf8(req).unwrap_or("?"));
+        }
+        assert_eq!(pin_match(b"libcudnn_ops.so.9", b"libcudnn.so.9"), Unrelated);
+        assert_eq!(pin_match(b"libcudnn.so.8", b"libcudnn.so.9"), OtherMajor);
     }
 }

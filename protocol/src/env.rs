@@ -13,6 +13,13 @@ pub const FLAGS: &str = "CULAUNCH_AUDIT_FLAGS";
 /// Record every shared object, not only the CUDA family.
 pub const FLAG_ALL_LIBS: &str = "all-libs";
 
+/// Refuse CUDA-family objects that no pin allows.
+pub const FLAG_STRICT: &str = "strict";
+
+/// The pins: one `SONAME<TAB>PATH` per line, PATH canonical. The launcher
+/// refuses pins whose SONAME or PATH contains a tab or a newline.
+pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
+
 /// The loader variable culaunch injects its module through.
 pub const LD_AUDIT: &str = "LD_AUDIT";
 

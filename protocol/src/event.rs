@@ -9,6 +9,7 @@ pub const VERSION: u32 = 1;
 pub const PROCESS_START: &str = "process_start";
 pub const LOAD: &str = "load";
 pub const CONFLICT: &str = "conflict";
+pub const DENY: &str = "deny";
 pub const PROCESS_EXIT: &str = "process_exit";
 
 /// How an object came to be mapped (the `how` field of a `load` event).
@@ -39,15 +40,7 @@ impl How {
     }
 
     pub fn parse(s: &str) -> Option<How> {
-        [
-            How::Initial,
-            How::Needed,
-            How::Dlopen,
-            How::Dlmopen,
-            How::Inherited,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
+        [How::Initial, How::Needed, How::Dlopen, How::Dlmopen, How::Inherited].into_iter().find(|h| h.as_str() == s)
     }
 }
 

@@ -14,12 +14,7 @@ pub struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     pub fn new(buf: &'a mut [u8]) -> Writer<'a> {
-        let mut w = Writer {
-            buf,
-            len: 0,
-            overflow: false,
-            need_comma: false,
-        };
+        let mut w = Writer { buf, len: 0, overflow: false, need_comma: false };
         w.raw(b"{");
         w
     }
@@ -68,12 +63,7 @@ impl<'a> Writer<'a> {
 
     /// An array of strings; stops early (and reports it) when the buffer
     /// would leave less than `reserve` bytes for what follows.
-    pub fn str_array<'s>(
-        &mut self,
-        key: &str,
-        items: impl Iterator<Item = &'s [u8]>,
-        reserve: usize,
-    ) -> bool {
+    pub fn str_array<'s>(&mut self, key: &str, items: impl Iterator<Item = &'s [u8]>, reserve: usize) -> bool {
         self.key(key);
         self.raw(b"[");
         let mut complete = true;
@@ -157,14 +147,7 @@ impl<'a> Writer<'a> {
                     b'\r' => self.raw(b"\\r"),
                     0..=0x1f | 0x7f => {
                         const HEX: &[u8; 16] = b"0123456789abcdef";
-                        self.raw(&[
-                            b'\\',
-                            b'u',
-                            b'0',
-                            b'0',
-                            HEX[(b >> 4) as usize],
-                            HEX[(b & 15) as usize],
-                        ]);
+                        self.raw(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
                     }
                     _ => self.raw(&[b]),
                 }
@@ -195,19 +178,14 @@ mod tests {
 
     fn parse(line: &[u8]) -> serde_json::Value {
         assert_eq!(line.last(), Some(&b'\n'));
-        serde_json::from_slice(line)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)))
+        serde_json::from_slice(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)))
     }
 
     #[test]
     fn writes_valid_json_for_hostile_bytes() {
         let mut buf = [0u8; 512];
         let mut w = Writer::new(&mut buf);
-        w.str("path", b"/a \"b\"\\c\n\x01\xff\xfe/d")
-            .u64("n", u64::MAX)
-            .i64("m", -42)
-            .bool("t", true)
-            .null("x");
+        w.str("path", b"/a \"b\"\\c\n\x01\xff\xfe/d").u64("n", u64::MAX).i64("m", -42).bool("t", true).null("x");
         w.begin_object("env").str("K", b"v").end_object();
         w.str_array("argv", [&b"a"[..], b"b c"].into_iter(), 0);
         let v = parse(w.finish().unwrap_or_default());

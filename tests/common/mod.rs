@@ -45,28 +45,16 @@ pub struct Fixtures {
 
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
-    F.get_or_init(|| {
-        build(
-            &Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("fixtures-{}", std::process::id())),
-        )
-    })
+    F.get_or_init(|| build(&Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{}", std::process::id()))))
 }
 
 fn src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
 }
 
 fn cc(args: &[&OsStr]) {
     let out = Command::new("cc").args(args).output().expect("cc runs");
-    assert!(
-        out.status.success(),
-        "cc {:?} failed:\n{}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cc {:?} failed:\n{}", args, String::from_utf8_lossy(&out.stderr));
 }
 
 /// A shared library from `source`, with `soname`, built as `build`.
@@ -74,12 +62,7 @@ fn lib(out: &Path, source: &str, soname: &str, build: &str, extra: &[&str]) {
     fs::create_dir_all(out.parent().unwrap()).unwrap();
     let define = format!("-DFIXTURE_BUILD=\"{build}\"");
     let soname_flag = format!("-Wl,-soname,{soname}");
-    let mut args: Vec<&OsStr> = vec![
-        "-shared".as_ref(),
-        "-fPIC".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ];
+    let mut args: Vec<&OsStr> = vec!["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref(), out.as_os_str()];
     args.push(src(source).into_os_string().leak());
     args.push(define.as_ref());
     args.push(soname_flag.as_ref());
@@ -96,48 +79,18 @@ fn build(root: &Path) -> Fixtures {
     // torch-like framework install it.
     let site = p("venv/lib/python3.11/site-packages");
     let rt = site.join("nvidia/cuda_runtime/lib");
-    lib(
-        &rt.join("libcudart.so.12"),
-        "fakelib.c",
-        "libcudart.so.12",
-        "wheel-12",
-        &["-DFIXTURE_VERSION=12090"],
-    );
-    lib(
-        &rt.join("libcudart.so.11.0"),
-        "fakelib.c",
-        "libcudart.so.11.0",
-        "wheel-11",
-        &["-DFIXTURE_VERSION=11080"],
-    );
+    lib(&rt.join("libcudart.so.12"), "fakelib.c", "libcudart.so.12", "wheel-12", &["-DFIXTURE_VERSION=12090"]);
+    lib(&rt.join("libcudart.so.11.0"), "fakelib.c", "libcudart.so.11.0", "wheel-11", &["-DFIXTURE_VERSION=11080"]);
     let rt13 = site.join("nvidia/cu13/lib");
-    lib(
-        &rt13.join("libcudart.so.13"),
-        "fakelib.c",
-        "libcudart.so.13",
-        "wheel-13",
-        &["-DFIXTURE_VERSION=13000"],
-    );
+    lib(&rt13.join("libcudart.so.13"), "fakelib.c", "libcudart.so.13", "wheel-13", &["-DFIXTURE_VERSION=13000"]);
     for (dist, files) in [
-        (
-            "nvidia_cuda_runtime_cu12-12.9.79",
-            vec!["nvidia/cuda_runtime/lib/libcudart.so.12"],
-        ),
-        (
-            "nvidia_cuda_runtime_cu11-11.8.89",
-            vec!["nvidia/cuda_runtime/lib/libcudart.so.11.0"],
-        ),
-        (
-            "nvidia_cuda_runtime-13.0.96",
-            vec!["nvidia/cu13/lib/libcudart.so.13"],
-        ),
+        ("nvidia_cuda_runtime_cu12-12.9.79", vec!["nvidia/cuda_runtime/lib/libcudart.so.12"]),
+        ("nvidia_cuda_runtime_cu11-11.8.89", vec!["nvidia/cuda_runtime/lib/libcudart.so.11.0"]),
+        ("nvidia_cuda_runtime-13.0.96", vec!["nvidia/cu13/lib/libcudart.so.13"]),
     ] {
         let info = site.join(format!("{dist}.dist-info"));
         fs::create_dir_all(&info).unwrap();
-        let record: String = files
-            .iter()
-            .map(|f| format!("{f},sha256=unchecked,1\n"))
-            .collect();
+        let record: String = files.iter().map(|f| format!("{f},sha256=unchecked,1\n")).collect();
         fs::write(info.join("RECORD"), record).unwrap();
     }
     let torchish = site.join("torchish/lib/libtorch_cuda.so");
@@ -147,30 +100,13 @@ fn build(root: &Path) -> Fixtures {
         "needs.c",
         "libtorch_cuda.so",
         "torchish",
-        &[
-            "-L",
-            &rt_str,
-            "-l:libcudart.so.12",
-            "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../../nvidia/cuda_runtime/lib",
-        ],
+        &["-L", &rt_str, "-l:libcudart.so.12", "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../../nvidia/cuda_runtime/lib"],
     );
     let cudnn_dir = site.join("nvidia/cudnn/lib");
     let cudnn = cudnn_dir.join("libcudnn.so.9");
-    lib(
-        &cudnn,
-        "opener.c",
-        "libcudnn.so.9",
-        "cudnn-9",
-        &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"],
-    );
+    lib(&cudnn, "opener.c", "libcudnn.so.9", "cudnn-9", &["-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
     let cudnn_ops = cudnn_dir.join("libcudnn_ops.so.9");
-    lib(
-        &cudnn_ops,
-        "fakelib.c",
-        "libcudnn_ops.so.9",
-        "cudnn-ops-9",
-        &[],
-    );
+    lib(&cudnn_ops, "fakelib.c", "libcudnn_ops.so.9", "cudnn-ops-9", &[]);
 
     // A CUDA toolkit: real file named by full version, SONAME and dev symlinks.
     let tk = p("cuda-12.4");
@@ -185,21 +121,11 @@ fn build(root: &Path) -> Fixtures {
     std::os::unix::fs::symlink("libcudart.so.12.4.127", tk_lib.join("libcudart.so.12")).unwrap();
     std::os::unix::fs::symlink("libcudart.so.12", tk_lib.join("libcudart.so")).unwrap();
     std::os::unix::fs::symlink("targets/x86_64-linux/lib", tk.join("lib64")).unwrap();
-    fs::write(
-        tk.join("version.json"),
-        r#"{"cuda": {"name": "CUDA SDK", "version": "12.4.1"}}"#,
-    )
-    .unwrap();
+    fs::write(tk.join("version.json"), r#"{"cuda": {"name": "CUDA SDK", "version": "12.4.1"}}"#).unwrap();
 
     // A conda env.
     let conda = p("conda");
-    lib(
-        &conda.join("lib/libcublas.so.12.4.5.8"),
-        "fakelib.c",
-        "libcublas.so.12",
-        "conda-cublas",
-        &[],
-    );
+    lib(&conda.join("lib/libcublas.so.12.4.5.8"), "fakelib.c", "libcublas.so.12", "conda-cublas", &[]);
     std::os::unix::fs::symlink("libcublas.so.12.4.5.8", conda.join("lib/libcublas.so.12")).unwrap();
     fs::create_dir_all(conda.join("conda-meta")).unwrap();
     fs::write(
@@ -210,48 +136,16 @@ fn build(root: &Path) -> Fixtures {
 
     // The transparency fixture: a library that dlopens its private
     // sub-library by bare name, and a decoy of it for LD_LIBRARY_PATH.
-    for (dir, tags) in [
-        ("nvrtc-rpath", "--disable-new-dtags"),
-        ("nvrtc-runpath", "--enable-new-dtags"),
-    ] {
+    for (dir, tags) in [("nvrtc-rpath", "--disable-new-dtags"), ("nvrtc-runpath", "--enable-new-dtags")] {
         let flag = format!("-Wl,{tags},-rpath,$ORIGIN/private");
-        lib(
-            &p(dir).join("libnvrtc.so.12"),
-            "opener.c",
-            "libnvrtc.so.12",
-            dir,
-            &[&flag],
-        );
-        lib(
-            &p(dir).join("private/libnvrtc-builtins.so.12"),
-            "fakelib.c",
-            "libnvrtc-builtins.so.12",
-            "private",
-            &[],
-        );
+        lib(&p(dir).join("libnvrtc.so.12"), "opener.c", "libnvrtc.so.12", dir, &[&flag]);
+        lib(&p(dir).join("private/libnvrtc-builtins.so.12"), "fakelib.c", "libnvrtc-builtins.so.12", "private", &[]);
     }
-    lib(
-        &p("decoy/libnvrtc-builtins.so.12"),
-        "fakelib.c",
-        "libnvrtc-builtins.so.12",
-        "decoy",
-        &[],
-    );
-    lib(
-        &p("naive/libnaivehook.so"),
-        "naive_hook.c",
-        "libnaivehook.so",
-        "naive",
-        &["-ldl"],
-    );
+    lib(&p("decoy/libnvrtc-builtins.so.12"), "fakelib.c", "libnvrtc-builtins.so.12", "decoy", &[]);
+    lib(&p("naive/libnaivehook.so"), "naive_hook.c", "libnaivehook.so", "naive", &["-ldl"]);
 
     let loader = p("bin/loader");
-    cc(&[
-        src("loader.c").as_os_str(),
-        "-o".as_ref(),
-        loader.as_os_str(),
-        "-ldl".as_ref(),
-    ]);
+    cc(&[src("loader.c").as_os_str(), "-o".as_ref(), loader.as_os_str(), "-ldl".as_ref()]);
     let needs_cudart = p("bin/needs_cudart");
     let rpath = format!("-Wl,-rpath,{rt_str}");
     cc(&[
@@ -323,26 +217,13 @@ impl Run {
     /// last `process_start` (an exec starts the same pid afresh).
     pub fn loads(&self, pid: i64) -> BTreeSet<String> {
         let of_pid: Vec<&Value> = self.events.iter().filter(|e| e["pid"] == pid).collect();
-        let start = of_pid
-            .iter()
-            .rposition(|e| e["event"] == "process_start")
-            .unwrap_or(0);
-        of_pid[start..]
-            .iter()
-            .filter(|e| e["event"] == "load")
-            .map(|e| s(&e["path"]))
-            .collect()
+        let start = of_pid.iter().rposition(|e| e["event"] == "process_start").unwrap_or(0);
+        of_pid[start..].iter().filter(|e| e["event"] == "load").map(|e| s(&e["path"])).collect()
     }
 
     /// CUDA-family paths the loader had mapped in `pid`, by file name.
     pub fn mapped_cuda(&self, pid: i64) -> BTreeSet<String> {
-        self.maps
-            .get(&pid)
-            .into_iter()
-            .flatten()
-            .filter(|p| looks_cuda(p))
-            .cloned()
-            .collect()
+        self.maps.get(&pid).into_iter().flatten().filter(|p| looks_cuda(p)).cloned().collect()
     }
 
     pub fn load_event(&self, path: &Path) -> &Value {
@@ -357,16 +238,7 @@ impl Run {
 /// The test's own idea of "CUDA library", independent of culaunch's catalogue.
 pub fn looks_cuda(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    [
-        "libcudart.",
-        "libcublas",
-        "libcudnn",
-        "libnvrtc",
-        "libnccl",
-        "libcuda.",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
+    ["libcudart.", "libcublas", "libcudnn", "libnvrtc", "libnccl", "libcuda."].iter().any(|p| name.starts_with(p))
 }
 
 pub fn s(v: &Value) -> String {
@@ -374,10 +246,7 @@ pub fn s(v: &Value) -> String {
 }
 
 pub fn canonical(p: &Path) -> String {
-    fs::canonicalize(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .to_string_lossy()
-        .into_owned()
+    fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).to_string_lossy().into_owned()
 }
 
 fn scratch(tag: &str) -> PathBuf {
@@ -395,30 +264,15 @@ pub fn traced(culaunch_args: &[&str], argv: &[&OsStr], env: &[(&str, &OsStr)]) -
     let trace = dir.join("trace.jsonl");
     let summary = dir.join("summary.json");
     let mut cmd = Command::new(CULAUNCH);
-    cmd.arg("-t")
-        .arg(&trace)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(culaunch_args)
-        .arg("--")
-        .args(argv);
+    cmd.arg("-t").arg(&trace).arg("--summary-json").arg(&summary).args(culaunch_args).arg("--").args(argv);
     let out = run_with(&mut cmd, &dir, env);
     let events = fs::read_to_string(&trace)
         .unwrap_or_default()
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid trace line {l:?}: {e}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid trace line {l:?}: {e}")))
         .collect();
-    let summary = fs::read(&summary)
-        .ok()
-        .map(|b| serde_json::from_slice(&b).unwrap());
-    Run {
-        out,
-        events,
-        maps: read_maps(&dir.join("maps")),
-        summary,
-    }
+    let summary = fs::read(&summary).ok().map(|b| serde_json::from_slice(&b).unwrap());
+    Run { out, events, maps: read_maps(&dir.join("maps")), summary }
 }
 
 /// Runs `argv` as is, for comparison.
@@ -427,18 +281,11 @@ pub fn plain(argv: &[&OsStr], env: &[(&str, &OsStr)]) -> Run {
     let mut cmd = Command::new(argv[0]);
     cmd.args(&argv[1..]);
     let out = run_with(&mut cmd, &dir, env);
-    Run {
-        out,
-        events: Vec::new(),
-        maps: read_maps(&dir.join("maps")),
-        summary: None,
-    }
+    Run { out, events: Vec::new(), maps: read_maps(&dir.join("maps")), summary: None }
 }
 
 fn run_with(cmd: &mut Command, dir: &Path, env: &[(&str, &OsStr)]) -> Output {
-    cmd.env("FIXTURE_MAPS_DIR", dir.join("maps"))
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("CULAUNCH_TRACE");
+    cmd.env("FIXTURE_MAPS_DIR", dir.join("maps")).env_remove("LD_LIBRARY_PATH").env_remove("CULAUNCH_TRACE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -462,11 +309,7 @@ pub fn parse_maps(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .filter(|p| p.starts_with('/') && p.contains(".so"))
-        .map(|p| {
-            fs::canonicalize(p)
-                .map(|c| c.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| p.to_owned())
-        })
+        .map(|p| fs::canonicalize(p).map(|c| c.to_string_lossy().into_owned()).unwrap_or_else(|_| p.to_owned()))
         .collect()
 }
 
@@ -476,10 +319,7 @@ pub fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
 
 /// The real `python3` binary (not a shim script), or None.
 pub fn python() -> Option<PathBuf> {
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
     let p = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (!p.is_empty()).then(|| PathBuf::from(p))
 }

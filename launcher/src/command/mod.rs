@@ -27,11 +27,7 @@ pub fn resolve(argv0: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
     let mut denied = None;
     for dir in search.as_bytes().split(|&b| b == b':') {
         // An empty entry means the current directory, as for execvp.
-        let dir = if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(OsStr::from_bytes(dir))
-        };
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
         let candidate = dir.join(argv0);
         match std::fs::metadata(&candidate) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
@@ -40,10 +36,7 @@ pub fn resolve(argv0: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
         }
     }
     match denied {
-        Some(path) => Err(Error::CannotExecute {
-            path,
-            source: io::ErrorKind::PermissionDenied.into(),
-        }),
+        Some(path) => Err(Error::CannotExecute { path, source: io::ErrorKind::PermissionDenied.into() }),
         None => Err(Error::CommandNotFound(argv0.to_owned())),
     }
 }
@@ -96,10 +89,7 @@ fn parse_shebang(head: &[u8]) -> Option<(PathBuf, Option<OsString>)> {
     let line = line.trim_ascii();
     // Like Linux: the interpreter ends at the first blank; the rest, trimmed,
     // is one argument.
-    let split = line
-        .iter()
-        .position(|b| b.is_ascii_whitespace())
-        .unwrap_or(line.len());
+    let split = line.iter().position(|b| b.is_ascii_whitespace()).unwrap_or(line.len());
     let (interp, rest) = line.split_at(split);
     if interp.is_empty() {
         return None;
@@ -126,14 +116,8 @@ mod tests {
 
     #[test]
     fn env_runs_the_first_word_that_is_a_program() {
-        assert_eq!(
-            env_program(OsStr::new("-S python3 -u")),
-            Some("python3".into())
-        );
-        assert_eq!(
-            env_program(OsStr::new("A=1 python3")),
-            Some("python3".into())
-        );
+        assert_eq!(env_program(OsStr::new("-S python3 -u")), Some("python3".into()));
+        assert_eq!(env_program(OsStr::new("A=1 python3")), Some("python3".into()));
         assert_eq!(env_program(OsStr::new("-i")), None);
     }
 

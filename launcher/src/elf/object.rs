@@ -8,15 +8,20 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::dynamic::{DT_NULL, DT_SONAME, DT_STRTAB};
 use goblin::elf::header::{self, Header};
-use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfHeader {
     pub is_64: bool,
     pub machine: u16,
+    /// ET_DYN: a shared object (or a PIE executable).
+    pub shared: bool,
     /// Has PT_INTERP: the dynamic loader runs in it.
     pub dynamic: bool,
+    /// DT_SONAME, when the file has one.
+    pub soname: Option<Vec<u8>>,
 }
 
 impl ElfHeader {
@@ -53,11 +58,8 @@ pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
         return Ok(None);
     }
     let header: Header = goblin::elf::Elf::parse_header(&ident[..n]).map_err(corrupt)?;
-    let container = if header.e_ident[header::EI_CLASS] == header::ELFCLASS64 {
-        Container::Big
-    } else {
-        Container::Little
-    };
+    let container =
+        if header.e_ident[header::EI_CLASS] == header::ELFCLASS64 { Container::Big } else { Container::Little };
     let endian = Endian::from(header.e_ident[header::EI_DATA] == header::ELFDATA2LSB);
     let ctx = Ctx::new(container, endian);
     let table_len = usize::from(header.e_phnum).saturating_mul(usize::from(header.e_phentsize));
@@ -65,13 +67,65 @@ pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
     if read_at_most(&file, &mut table, header.e_phoff)? != table_len {
         return Err(corrupt("program header table is truncated"));
     }
-    let phdrs =
-        ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
+    let phdrs = ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
     Ok(Some(ElfHeader {
         is_64: container == Container::Big,
         machine: header.e_machine,
+        shared: header.e_type == header::ET_DYN,
         dynamic: phdrs.iter().any(|p| p.p_type == PT_INTERP),
+        soname: read_soname(&file, &phdrs, ctx)?,
     }))
+}
+
+/// DT_SONAME from the dynamic segment and the string table it points to;
+/// reads those two pieces only.
+fn read_soname(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Option<Vec<u8>>> {
+    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return Ok(None) };
+    // No real dynamic section comes near this; a corrupt size must not make
+    // us allocate gigabytes.
+    const MAX_DYNAMIC: u64 = 1 << 20;
+    let mut bytes = vec![0u8; dynamic.p_filesz.min(MAX_DYNAMIC) as usize];
+    let n = read_at_most(file, &mut bytes, dynamic.p_offset)?;
+    let (mut strtab, mut soname) = (None, None);
+    let entry = if ctx.container == Container::Big { 16 } else { 8 };
+    for chunk in bytes[..n].chunks_exact(entry) {
+        let (tag, val) = decode_dyn(chunk, ctx);
+        match tag {
+            DT_NULL => break,
+            DT_STRTAB => strtab = Some(val),
+            DT_SONAME => soname = Some(val),
+            _ => {}
+        }
+    }
+    let (Some(strtab), Some(offset)) = (strtab, soname) else { return Ok(None) };
+    // DT_STRTAB is an address: find the file offset of the segment holding it.
+    let holds = |p: &&ProgramHeader| p.p_type == PT_LOAD && strtab >= p.p_vaddr && strtab - p.p_vaddr < p.p_filesz;
+    let Some(load) = phdrs.iter().find(holds) else {
+        return Err(corrupt("DT_STRTAB lies outside every loadable segment"));
+    };
+    let mut name = vec![0u8; 4096];
+    let at = (strtab - load.p_vaddr).saturating_add(load.p_offset).saturating_add(offset);
+    let n = read_at_most(file, &mut name, at)?;
+    let end = name[..n].iter().position(|&b| b == 0).ok_or_else(|| corrupt("DT_SONAME is not terminated"))?;
+    name.truncate(end);
+    Ok(Some(name))
+}
+
+/// One dynamic entry: (d_tag, d_val), in the file's class and byte order.
+fn decode_dyn(chunk: &[u8], ctx: Ctx) -> (u64, u64) {
+    let little = ctx.le.is_little();
+    let word = |b: &[u8]| -> u64 {
+        let mut buf = [0u8; 8];
+        if little {
+            buf[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(buf)
+        } else {
+            buf[8 - b.len()..].copy_from_slice(b);
+            u64::from_be_bytes(buf)
+        }
+    };
+    let half = chunk.len() / 2;
+    (word(&chunk[..half]), word(&chunk[half..]))
 }
 
 fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -100,6 +154,18 @@ mod tests {
         let h = read_header(Path::new("/bin/sh")).unwrap().unwrap();
         assert!(h.dynamic);
         assert!(h.matches_this_build());
+    }
+
+    #[test]
+    fn reads_the_soname_of_a_system_library() {
+        let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6", "/usr/lib/libc.so.6"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        let h = read_header(Path::new(libc)).unwrap().unwrap();
+        assert!(h.shared);
+        assert_eq!(h.soname.as_deref(), Some(&b"libc.so.6"[..]));
+        assert_eq!(read_header(Path::new("/bin/sh")).unwrap().unwrap().soname, None);
     }
 
     #[test]

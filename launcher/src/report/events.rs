@@ -34,6 +34,14 @@ pub enum Event {
     Conflict {
         family: String,
         paths: Vec<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Deny {
+        request: String,
+        #[serde(default)]
+        caller: Option<String>,
+        reason: String,
     },
     ProcessExit {
         #[serde(default)]
@@ -57,15 +65,16 @@ pub struct Load {
     pub family: Option<String>,
     #[serde(default)]
     pub search: Option<String>,
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(default)]
+    pub redirected_from: Option<String>,
 }
 
 /// The events of a trace, from byte `start` on, and how many lines were not
 /// valid events (a torn last line from a killed process, say).
 pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
-    let err = |source| Error::ReadTrace {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(err)?;
     file.seek(SeekFrom::Start(start)).map_err(err)?;
     parse(BufReader::new(file)).map_err(err)
@@ -108,8 +117,6 @@ mod tests {
         let (events, bad) = parse(trace.as_bytes()).unwrap();
         assert_eq!((events.len(), bad), (3, 1));
         assert!(matches!(events[1].event, Event::Unknown));
-        assert!(
-            matches!(&events[2].event, Event::Load(l) if l.family.as_deref() == Some("cudart"))
-        );
+        assert!(matches!(&events[2].event, Event::Load(l) if l.family.as_deref() == Some("cudart")));
     }
 }

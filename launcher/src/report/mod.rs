@@ -11,11 +11,32 @@ pub use summary::Summary;
 
 use crate::cli::ReportArgs;
 use crate::error::Error;
+use crate::plan::lock::{self, LockEntry, LockFile};
 
-/// The summary of the events in `trace` from byte `start` on.
-pub fn from_trace(trace: &Path, start: u64) -> Result<Summary, Error> {
+/// The summary of the events in `trace` from byte `start` on; `pins` are the
+/// run's, as (SONAME, canonical path).
+pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result<Summary, Error> {
     let (events, bad) = events::read(trace, start)?;
-    Ok(summary::summarise(&events, bad))
+    Ok(summary::summarise(&events, bad, pins))
+}
+
+/// A lock of every CUDA library the run loaded, hashed now. One entry per
+/// SONAME: a second file with the same SONAME (a conflict) is left out, and
+/// said so.
+pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
+    let mut libs: Vec<LockEntry> = Vec::new();
+    for lib in &s.libraries {
+        let Some(soname) = &lib.soname else { continue };
+        if let Some(first) = libs.iter().find(|l| &l.soname == soname) {
+            eprintln!("culaunch: warning: {soname} came from two files; the lock keeps {}", first.path.display());
+            continue;
+        }
+        let path = std::path::PathBuf::from(&lib.path);
+        let sha256 =
+            lock::sha256_file(&path).map_err(|e| Error::Lock { path: path.clone(), message: e.to_string() })?;
+        libs.push(LockEntry { soname: soname.clone(), path, sha256, version: lib.version.clone() });
+    }
+    Ok(LockFile { version: lock::LOCK_VERSION, libs })
 }
 
 pub fn text(s: &Summary) -> String {
@@ -23,10 +44,7 @@ pub fn text(s: &Summary) -> String {
 }
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
-    let err = |source| Error::SummaryFile {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| Error::SummaryFile { path: path.to_path_buf(), source };
     let json = serde_json::to_vec_pretty(s).map_err(|e| err(e.into()))?;
     std::fs::write(path, json).map_err(err)
 }
@@ -41,7 +59,7 @@ pub fn command(args: ReportArgs) -> Result<(), Error> {
         all.extend(events);
         bad += b;
     }
-    let s = summary::summarise(&all, bad);
+    let s = summary::summarise(&all, bad, &[]);
     if args.json {
         let json = serde_json::to_string_pretty(&s).unwrap_or_default();
         println!("{json}");

@@ -74,21 +74,12 @@ impl Finder {
     }
 
     fn pip(&mut self, path: &Path) -> Option<Origin> {
-        let site = path.ancestors().find(|a| {
-            matches!(
-                a.file_name().and_then(OsStr::to_str),
-                Some("site-packages" | "dist-packages")
-            )
-        })?;
+        let site = path
+            .ancestors()
+            .find(|a| matches!(a.file_name().and_then(OsStr::to_str), Some("site-packages" | "dist-packages")))?;
         let rel = path.strip_prefix(site).ok()?.to_str()?.to_owned();
-        let records = self
-            .pip
-            .entry(site.to_path_buf())
-            .or_insert_with(|| read_records(site));
-        records.get(&rel).map(|(package, version)| Origin::Pip {
-            package: package.clone(),
-            version: version.clone(),
-        })
+        let records = self.pip.entry(site.to_path_buf()).or_insert_with(|| read_records(site));
+        records.get(&rel).map(|(package, version)| Origin::Pip { package: package.clone(), version: version.clone() })
     }
 
     fn distro(&mut self, path: &Path) -> Option<Origin> {
@@ -96,12 +87,8 @@ impl Finder {
         let p = path.to_str()?;
         // Debian merged /usr: a file under /usr/lib is listed as /lib, too.
         let alt = p.strip_prefix("/usr").map(str::to_owned);
-        let package = owners
-            .get(p)
-            .or_else(|| alt.as_ref().and_then(|a| owners.get(a)))?;
-        Some(Origin::Distro {
-            package: package.clone(),
-        })
+        let package = owners.get(p).or_else(|| alt.as_ref().and_then(|a| owners.get(a)))?;
+        Some(Origin::Distro { package: package.clone() })
     }
 }
 
@@ -124,10 +111,7 @@ fn read_records(site: &Path) -> HashMap<String, (String, String)> {
         };
         for line in record.lines() {
             if let Some((file, _)) = line.split_once(',') {
-                map.insert(
-                    file.to_owned(),
-                    (package.replace('_', "-"), version.to_owned()),
-                );
+                map.insert(file.to_owned(), (package.replace('_', "-"), version.to_owned()));
             }
         }
     }
@@ -135,10 +119,7 @@ fn read_records(site: &Path) -> HashMap<String, (String, String)> {
 }
 
 fn conda(path: &Path) -> Option<Origin> {
-    let prefix = path
-        .ancestors()
-        .skip(1)
-        .find(|a| a.join("conda-meta").is_dir())?;
+    let prefix = path.ancestors().skip(1).find(|a| a.join("conda-meta").is_dir())?;
     let rel = path.strip_prefix(prefix).ok()?.to_str()?;
     for entry in fs::read_dir(prefix.join("conda-meta")).ok()?.flatten() {
         if entry.path().extension() != Some(OsStr::new("json")) {
@@ -153,9 +134,7 @@ fn conda(path: &Path) -> Option<Origin> {
         let Ok(meta) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
-        let listed = meta["files"]
-            .as_array()
-            .is_some_and(|files| files.iter().any(|f| f.as_str() == Some(rel)));
+        let listed = meta["files"].as_array().is_some_and(|files| files.iter().any(|f| f.as_str() == Some(rel)));
         if listed {
             return Some(Origin::Conda {
                 package: meta["name"].as_str().unwrap_or_default().to_owned(),
@@ -168,19 +147,12 @@ fn conda(path: &Path) -> Option<Origin> {
 
 fn toolkit(path: &Path) -> Option<Origin> {
     // lib64/, targets/x86_64-linux/lib/: the root is at most three levels up.
-    let root = path
-        .ancestors()
-        .skip(1)
-        .take(4)
-        .find(|a| a.join("version.json").is_file())?;
+    let root = path.ancestors().skip(1).take(4).find(|a| a.join("version.json").is_file())?;
     let version = fs::read_to_string(root.join("version.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["cuda"]["version"].as_str().map(str::to_owned));
-    Some(Origin::Toolkit {
-        root: root.display().to_string(),
-        version,
-    })
+    Some(Origin::Toolkit { root: root.display().to_string(), version })
 }
 
 fn read_dpkg_lists() -> HashMap<String, String> {
@@ -214,9 +186,7 @@ pub fn version_from_file_name(path: &str, soname: Option<&str>) -> Option<String
     }
     let (_, version) = name.split_once(".so.")?;
     (version.matches('.').count() >= 1
-        && version
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        && version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
     .then(|| version.to_owned())
 }
 
@@ -227,10 +197,7 @@ mod tests {
     #[test]
     fn full_version_names_give_a_release_majors_do_not() {
         let v = |p, s| version_from_file_name(p, Some(s));
-        assert_eq!(
-            v("/t/lib64/libcudart.so.12.4.127", "libcudart.so.12").as_deref(),
-            Some("12.4.127")
-        );
+        assert_eq!(v("/t/lib64/libcudart.so.12.4.127", "libcudart.so.12").as_deref(), Some("12.4.127"));
         assert_eq!(v("/w/libcudart.so.12", "libcudart.so.12"), None);
         assert_eq!(v("/w/libcudart.so.11.0", "libcudart.so.11.0"), None);
         assert_eq!(v("/w/libfoo.so", "libfoo.so"), None);
@@ -238,28 +205,16 @@ mod tests {
 
     #[test]
     fn pip_origin_comes_from_record() {
-        let site = std::env::temp_dir().join(format!(
-            "culaunch-prov-{}/lib/python3.11/site-packages",
-            std::process::id()
-        ));
+        let site =
+            std::env::temp_dir().join(format!("culaunch-prov-{}/lib/python3.11/site-packages", std::process::id()));
         let lib = site.join("nvidia/cuda_runtime/lib");
         fs::create_dir_all(&lib).unwrap();
         fs::write(lib.join("libcudart.so.12"), b"x").unwrap();
         let info = site.join("nvidia_cuda_runtime_cu12-12.9.79.dist-info");
         fs::create_dir_all(&info).unwrap();
-        fs::write(
-            info.join("RECORD"),
-            "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=abc,1\n",
-        )
-        .unwrap();
+        fs::write(info.join("RECORD"), "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=abc,1\n").unwrap();
         let origin = Finder::default().origin(&lib.join("libcudart.so.12"));
-        assert_eq!(
-            origin,
-            Origin::Pip {
-                package: "nvidia-cuda-runtime-cu12".into(),
-                version: "12.9.79".into()
-            }
-        );
+        assert_eq!(origin, Origin::Pip { package: "nvidia-cuda-runtime-cu12".into(), version: "12.9.79".into() });
         let stray = Finder::default().origin(&lib.join("libother.so.1"));
         assert_ne!(stray, origin);
         fs::remove_dir_all(site.ancestors().nth(3).unwrap()).unwrap();

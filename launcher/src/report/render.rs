@@ -8,23 +8,14 @@ const WIDTH: usize = 100;
 
 pub fn text(s: &Summary) -> String {
     let mut out = String::new();
-    let hosts: std::collections::BTreeSet<&str> =
-        s.processes.iter().map(|p| p.host.as_str()).collect();
+    let hosts: std::collections::BTreeSet<&str> = s.processes.iter().map(|p| p.host.as_str()).collect();
     let _ = writeln!(
         out,
         "culaunch: {} traced, {} CUDA {}{}{}",
         plural(s.processes.len(), "process", "processes"),
         s.libraries.len(),
-        if s.libraries.len() == 1 {
-            "library"
-        } else {
-            "libraries"
-        },
-        if hosts.len() > 1 {
-            format!(" on {} hosts", hosts.len())
-        } else {
-            String::new()
-        },
+        if s.libraries.len() == 1 { "library" } else { "libraries" },
+        if hosts.len() > 1 { format!(" on {} hosts", hosts.len()) } else { String::new() },
         if s.conflicts.is_empty() {
             String::new()
         } else {
@@ -37,14 +28,7 @@ pub fn text(s: &Summary) -> String {
         // 2 + 4 gaps of 2 + these = 100 columns.
         let caps = [10, 24, 12, 5, 41];
         let widths: Vec<usize> = (0..5)
-            .map(|c| {
-                rows.iter()
-                    .chain([&header])
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .min(caps[c])
-            })
+            .map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0).min(caps[c]))
             .collect();
         let line = |r: &[String; 5]| {
             let cells: Vec<String> = (0..5).map(|c| pad(&r[c], widths[c], c == 3)).collect();
@@ -58,10 +42,7 @@ pub fn text(s: &Summary) -> String {
         }
     }
     if !s.conflicts.is_empty() {
-        let _ = writeln!(
-            out,
-            "conflicts (two files of one CUDA library in one process):"
-        );
+        let _ = writeln!(out, "conflicts (two files of one CUDA library in one process):");
         for c in &s.conflicts {
             let exe = s
                 .processes
@@ -76,39 +57,38 @@ pub fn text(s: &Summary) -> String {
             }
         }
     }
+    if !s.denials.is_empty() {
+        let _ = writeln!(out, "refused:");
+        for d in &s.denials {
+            let by = d.caller.as_deref().map(basename).unwrap_or("?");
+            let _ = writeln!(out, "  pid {}: {} (requested by {by})", d.pid, d.request);
+            let _ = writeln!(out, "    {}", elide_middle(&d.reason, WIDTH - 4));
+        }
+    }
+    if !s.pins.is_empty() {
+        let _ = writeln!(out, "pins:");
+        for p in &s.pins {
+            let used = match p.used_in.len() {
+                0 => "UNUSED".to_owned(),
+                n => format!("used in {}", plural(n, "process", "processes")),
+            };
+            let _ = writeln!(out, "  {}  {used}", p.soname);
+            let _ = writeln!(out, "    {}", elide_middle(&p.path, WIDTH - 4));
+        }
+    }
     if s.malformed_lines > 0 {
-        let _ = writeln!(
-            out,
-            "note: {} trace lines were not valid events and were skipped",
-            s.malformed_lines
-        );
+        let _ = writeln!(out, "note: {} trace lines were not valid events and were skipped", s.malformed_lines);
     }
     out
 }
 
 fn row(lib: &Library) -> [String; 5] {
-    let how = lib
-        .how
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    let by = lib
-        .callers
-        .iter()
-        .map(|c| basename(c))
-        .collect::<Vec<_>>()
-        .join(",");
-    let loaded = if by.is_empty() {
-        how
-    } else {
-        format!("{how} by {by}")
-    };
+    let how = lib.how.iter().map(String::as_str).collect::<Vec<_>>().join(",");
+    let by = lib.callers.iter().map(|c| basename(c)).collect::<Vec<_>>().join(",");
+    let loaded = if by.is_empty() { how } else { format!("{how} by {by}") };
     [
         lib.family.clone(),
-        lib.soname
-            .clone()
-            .unwrap_or_else(|| basename(&lib.path).to_owned()),
+        lib.soname.clone().unwrap_or_else(|| basename(&lib.path).to_owned()),
         lib.version.clone().unwrap_or_else(|| "?".to_owned()),
         lib.processes.len().to_string(),
         loaded,
@@ -157,14 +137,11 @@ fn elide_middle(s: &str, width: usize) -> String {
 mod tests {
     use super::*;
     use crate::report::provenance::Origin;
-    use crate::report::summary::{Conflict, Process};
+    use crate::report::summary::{Conflict, Denial, PinUse, Process};
 
     #[test]
     fn every_line_fits_a_hundred_columns() {
-        let long = format!(
-            "/{}/lib/libcudart.so.12",
-            "very-long-directory-name".repeat(10)
-        );
+        let long = format!("/{}/lib/libcudart.so.12", "very-long-directory-name".repeat(10));
         let lib = Library {
             family: "cudart".into(),
             soname: Some("libcudart.so.12".into()),
@@ -175,13 +152,10 @@ mod tests {
                 version: "12.9.79".into(),
             },
             how: ["dlopen".to_owned(), "needed".to_owned()].into(),
-            callers: [
-                "/usr/lib/python3/dist-packages/torch/lib/libtorch_cuda_linalg_and_more.so"
-                    .to_owned(),
-            ]
-            .into(),
+            callers: ["/usr/lib/python3/dist-packages/torch/lib/libtorch_cuda_linalg_and_more.so".to_owned()].into(),
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
+            pinned: false,
         };
         let s = Summary {
             processes: vec![Process {
@@ -198,19 +172,30 @@ mod tests {
                 host: "h".into(),
                 pid: 1,
                 family: "cudart".into(),
-                paths: vec![long.clone(), long],
+                paths: vec![long.clone(), long.clone()],
+                reason: None,
+            }],
+            denials: vec![Denial {
+                host: "h".into(),
+                pid: 1,
+                request: "libcudnn.so.9".into(),
+                caller: Some(long.clone()),
+                reason: format!("--strict: another major of pinned libcudnn.so.8 ({long})"),
+            }],
+            pins: vec![PinUse {
+                soname: "libcudart.so.12".into(),
+                path: long,
+                used_in: Default::default(),
+                redirected: Default::default(),
             }],
             malformed_lines: 0,
         };
         let text = text(&s);
         for line in text.lines() {
-            assert!(
-                line.chars().count() <= WIDTH,
-                "{} columns: {line}",
-                line.chars().count()
-            );
+            assert!(line.chars().count() <= WIDTH, "{} columns: {line}", line.chars().count());
         }
         assert!(text.contains("libcudart.so.12"));
         assert!(text.contains("conflicts"));
+        assert!(text.contains("UNUSED"));
     }
 }

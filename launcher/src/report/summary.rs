@@ -13,8 +13,32 @@ pub struct Summary {
     pub processes: Vec<Process>,
     pub libraries: Vec<Library>,
     pub conflicts: Vec<Conflict>,
+    /// Loads refused under --strict/--locked.
+    pub denials: Vec<Denial>,
+    /// The run's pins and where each was used (empty for `report`, which
+    /// does not know them).
+    pub pins: Vec<PinUse>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Denial {
+    pub host: String,
+    pub pid: i64,
+    pub request: String,
+    pub caller: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PinUse {
+    pub soname: String,
+    pub path: String,
+    /// `host:pid` of the processes that mapped the pinned file.
+    pub used_in: BTreeSet<String>,
+    /// Requests the pin redirected (names or other copies' paths).
+    pub redirected: BTreeSet<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +68,8 @@ pub struct Library {
     pub search: BTreeSet<String>,
     /// `host:pid` of every process that had it mapped.
     pub processes: BTreeSet<String>,
+    /// Mapped because a pin asked for this file.
+    pub pinned: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,9 +78,21 @@ pub struct Conflict {
     pub pid: i64,
     pub family: String,
     pub paths: Vec<String>,
+    pub reason: Option<String>,
 }
 
-pub fn summarise(events: &[Envelope], malformed_lines: usize) -> Summary {
+/// `pins` are the run's (SONAME, canonical path), to report which were used.
+pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)]) -> Summary {
+    let mut pin_uses: Vec<PinUse> = pins
+        .iter()
+        .map(|(soname, path)| PinUse {
+            soname: soname.clone(),
+            path: path.clone(),
+            used_in: BTreeSet::new(),
+            redirected: BTreeSet::new(),
+        })
+        .collect();
+    let mut denials = Vec::new();
     let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
     let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
     let mut conflicts = Vec::new();
@@ -89,17 +127,31 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize) -> Summary {
                     callers: BTreeSet::new(),
                     search: BTreeSet::new(),
                     processes: BTreeSet::new(),
+                    pinned: false,
                 });
+                lib.pinned |= l.pinned;
                 lib.how.insert(l.how.clone());
                 lib.callers.extend(l.caller.clone());
                 lib.search.extend(l.search.clone());
                 lib.processes.insert(format!("{}:{}", e.host, e.pid));
+                if let Some(pin) = pin_uses.iter_mut().find(|p| p.path == l.path) {
+                    pin.used_in.insert(format!("{}:{}", e.host, e.pid));
+                    pin.redirected.extend(l.redirected_from.clone());
+                }
             }
-            Event::Conflict { family, paths } => conflicts.push(Conflict {
+            Event::Conflict { family, paths, reason } => conflicts.push(Conflict {
                 host: e.host.clone(),
                 pid: e.pid,
                 family: family.clone(),
                 paths: paths.clone(),
+                reason: reason.clone(),
+            }),
+            Event::Deny { request, caller, reason } => denials.push(Denial {
+                host: e.host.clone(),
+                pid: e.pid,
+                request: request.clone(),
+                caller: caller.clone(),
+                reason: reason.clone(),
             }),
             Event::Load(_) | Event::Unknown => {}
         }
@@ -119,6 +171,8 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize) -> Summary {
         processes: processes.into_values().collect(),
         libraries,
         conflicts,
+        denials,
+        pins: pin_uses,
         malformed_lines,
     }
 }
@@ -147,17 +201,14 @@ mod tests {
             "\n",
         );
         let (events, bad) = parse(trace.as_bytes()).unwrap();
-        let s = summarise(&events, bad);
+        let s = summarise(&events, bad, &[]);
         assert_eq!(s.processes.len(), 2);
         assert_eq!(s.processes[0].exit_status, Some(3));
         assert!(s.processes[1].forked);
         assert_eq!(s.libraries.len(), 1);
         let lib = &s.libraries[0];
         assert_eq!(lib.processes.len(), 2);
-        assert_eq!(
-            lib.how.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["dlopen", "inherited"]
-        );
+        assert_eq!(lib.how.iter().map(String::as_str).collect::<Vec<_>>(), ["dlopen", "inherited"]);
         assert_eq!(s.conflicts.len(), 1);
     }
 }

@@ -1,0 +1,115 @@
+//! Lock files (SPEC.md, "Lock file"): what a run loaded, to be enforced later.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+pub const LOCK_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockFile {
+    pub version: u32,
+    #[serde(default, rename = "lib")]
+    pub libs: Vec<LockEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockEntry {
+    pub soname: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+pub fn read(path: &Path) -> Result<LockFile, Error> {
+    let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let lock: LockFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().replace('\n', "\n  ")))?;
+    if lock.version != LOCK_VERSION {
+        return Err(err(format!("version {} is not supported (this culaunch writes {LOCK_VERSION})", lock.version)));
+    }
+    Ok(lock)
+}
+
+pub fn write(path: &Path, lock: &LockFile) -> Result<(), Error> {
+    let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
+    let text = toml::to_string(lock).map_err(|e| err(e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| err(e.to_string()))
+}
+
+/// Checks every locked file before anything starts: each file is hashed once
+/// per run, not once per process or per dlopen.
+pub fn verify(lock: &LockFile) -> Result<(), Error> {
+    for e in &lock.libs {
+        let found = sha256_file(&e.path).map_err(|source| Error::LockedFileMissing {
+            soname: e.soname.clone(),
+            path: e.path.clone(),
+            source,
+        })?;
+        if !found.eq_ignore_ascii_case(&e.sha256) {
+            return Err(Error::LockMismatch {
+                soname: e.soname.clone(),
+                path: e.path.clone(),
+                expected: e.sha256.clone(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_bytes() {
+        let p = std::env::temp_dir().join(format!("culaunch-sha-{}", std::process::id()));
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn a_lock_round_trips_and_rejects_unknown_keys() {
+        let lock = LockFile {
+            version: 1,
+            libs: vec![LockEntry {
+                soname: "libcudart.so.12".into(),
+                path: "/x/libcudart.so.12".into(),
+                sha256: "ab".into(),
+                version: Some("12.9.79".into()),
+            }],
+        };
+        let text = toml::to_string(&lock).unwrap();
+        assert!(text.contains("[[lib]]"), "{text}");
+        let back: LockFile = toml::from_str(&text).unwrap();
+        assert_eq!(back.libs[0].soname, "libcudart.so.12");
+        assert!(toml::from_str::<LockFile>(
+            "version = 1\n[[lib]]\nsoname = \"a\"\npath = \"b\"\nsha256 = \"c\"\nextra = 1\n"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! Pins: checked before anything starts, and found under `--toolkit DIR`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use culaunch_protocol::catalogue;
+
+use crate::elf;
+use crate::error::Error;
+
+/// A validated pin: `path` is canonical and carries DT_SONAME `soname`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub soname: String,
+    pub path: PathBuf,
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    CommandLine,
+    Config,
+    Lock,
+    Toolkit,
+}
+
+/// Checks that `path` exists, is an ELF shared object this build can inject
+/// into, and carries DT_SONAME `soname` (SPEC.md, "Pins").
+pub fn validate(soname: &str, path: &Path, source: Source) -> Result<Pin, Error> {
+    let fail = |reason: String| Error::Pin { soname: soname.to_owned(), path: path.to_path_buf(), reason };
+    if soname.contains(['\t', '\n', '/']) || path.as_os_str().as_bytes().iter().any(|b| matches!(b, b'\t' | b'\n')) {
+        return Err(fail("SONAME and PATH must not contain tabs, newlines (or, in SONAME, slashes)".into()));
+    }
+    let canonical = fs::canonicalize(path).map_err(|e| fail(e.to_string()))?;
+    let header = match elf::read_header(&canonical) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(fail("not an ELF file".into())),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    if !header.shared {
+        return Err(fail("not an ELF shared object".into()));
+    }
+    if !header.matches_this_build() {
+        return Err(fail(format!(
+            "a {} library; culaunch runs {} programs",
+            header.describe_machine(),
+            std::env::consts::ARCH
+        )));
+    }
+    match header.soname {
+        Some(s) if s == soname.as_bytes() => Ok(Pin { soname: soname.to_owned(), path: canonical, source }),
+        Some(s) => Err(fail(format!("its SONAME is {}", String::from_utf8_lossy(&s)))),
+        None => Err(fail("it has no SONAME".into())),
+    }
+}
+
+/// Every CUDA-family library under a toolkit root (`lib64/`, `lib/`,
+/// `targets/*/lib/`), a conda env (`lib/`), or a pip site-packages or
+/// `nvidia/` tree (`nvidia/*/lib/`), by SONAME. Link-time stubs
+/// (`lib64/stubs/`) are not searched: they must never load at run time.
+pub fn scan_toolkit(dir: &Path) -> Result<Vec<Pin>, Error> {
+    if !dir.is_dir() {
+        return Err(Error::Toolkit { dir: dir.to_path_buf(), reason: "not a directory".into() });
+    }
+    let mut dirs = vec![dir.to_path_buf(), dir.join("lib64"), dir.join("lib")];
+    for parent in [dir.join("targets"), dir.join("nvidia"), dir.to_path_buf()] {
+        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            dirs.push(entry.path().join("lib"));
+        }
+    }
+    let mut found: BTreeMap<String, Pin> = BTreeMap::new();
+    let mut seen_dirs = Vec::new();
+    for d in dirs {
+        let Ok(canonical_dir) = fs::canonicalize(&d) else { continue };
+        if seen_dirs.contains(&canonical_dir) {
+            continue;
+        }
+        seen_dirs.push(canonical_dir.clone());
+        let mut entries: Vec<PathBuf> =
+            fs::read_dir(&canonical_dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for file in entries {
+            let name = file.file_name().map(OsStr::as_bytes).unwrap_or_default();
+            if !name.windows(3).any(|w| w == b".so") || catalogue::family(name).is_none() || !file.is_file() {
+                continue;
+            }
+            let Ok(Some(h)) = elf::read_header(&file) else { continue };
+            if !h.shared || !h.matches_this_build() {
+                continue;
+            }
+            let Some(soname) = h.soname.and_then(|s| String::from_utf8(s).ok()) else { continue };
+            if catalogue::family(soname.as_bytes()).is_none() {
+                continue;
+            }
+            if let Ok(pin) = validate(&soname, &file, Source::Toolkit) {
+                found.entry(soname).or_insert(pin);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::Toolkit { dir: dir.to_path_buf(), reason: "no CUDA library found in it".into() });
+    }
+    Ok(found.into_values().collect())
+}
