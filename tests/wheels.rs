@@ -38,8 +38,12 @@ fn wheel_lib(soname: &str) -> String {
 }
 
 fn run_script(mode: &str) -> Run {
+    run_script_with(&[], mode)
+}
+
+fn run_script_with(culaunch_args: &[&str], mode: &str) -> Run {
     let py = venv().join("bin/python");
-    traced(&[], &[py.as_os_str(), script().as_os_str(), os(mode)], &[])
+    traced(culaunch_args, &[py.as_os_str(), script().as_os_str(), os(mode)], &[])
 }
 
 #[test]
@@ -88,4 +92,29 @@ fn real_runtimes_in_two_child_processes_are_reported_per_process_without_conflic
     let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
     assert_eq!(libs.len(), 2);
     assert!(libs.iter().all(|l| l["processes"].as_array().unwrap().len() == 1));
+}
+
+#[test]
+fn a_pin_moves_the_real_runtime_for_absolute_path_and_bare_name_loads() {
+    let wheel = wheel_lib("libcudart.so.12");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pinned-real-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("libcudart.so.12");
+    std::fs::copy(&wheel, &copy).unwrap();
+    let pin = format!("--pin=libcudart.so.12={}", copy.display());
+
+    // Without the pin the bare name is on no search path: ctypes fails.
+    let bare = run_script("routes");
+    assert!(!bare.out.status.success());
+    assert!(bare.stderr().contains("libcudart.so.12: cannot open shared object file"), "{}", bare.stderr());
+
+    let run = run_script_with(&[&pin], "routes");
+    assert!(run.out.status.success(), "{}", run.stderr());
+    // Both loads answer, from the one pinned copy.
+    assert_eq!(run.stdout().matches("status=0 version=12090").count(), 2, "{}", run.stdout());
+    let pid = *run.maps.keys().next().unwrap();
+    assert_eq!(run.mapped_cuda(pid), [canonical(&copy)].into(), "the wheel's own file is never mapped");
+    let e = run.load_event(&copy);
+    assert_eq!((e["pinned"].as_bool(), e["redirected_from"].as_str()), (Some(true), Some("libcudart.so.12")));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -41,6 +41,9 @@ pub struct Fixtures {
     pub nvrtc_runpath: PathBuf,
     /// A `libnvrtc-builtins.so.12` meant to be found on LD_LIBRARY_PATH.
     pub decoy_dir: PathBuf,
+    /// Another build of libcudart.so.12 (`which=pinned-12`, version 12990),
+    /// in a directory of its own: what the pin tests pin to.
+    pub pinned_cudart: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
@@ -143,6 +146,7 @@ fn build(root: &Path) -> Fixtures {
     }
     lib(&p("decoy/libnvrtc-builtins.so.12"), "fakelib.c", "libnvrtc-builtins.so.12", "decoy", &[]);
     lib(&p("naive/libnaivehook.so"), "naive_hook.c", "libnaivehook.so", "naive", &["-ldl"]);
+    lib(&p("pinned/libcudart.so.12"), "fakelib.c", "libcudart.so.12", "pinned-12", &["-DFIXTURE_VERSION=12990"]);
 
     let loader = p("bin/loader");
     cc(&[src("loader.c").as_os_str(), "-o".as_ref(), loader.as_os_str(), "-ldl".as_ref()]);
@@ -187,6 +191,7 @@ fn build(root: &Path) -> Fixtures {
         nvrtc_rpath: p("nvrtc-rpath/libnvrtc.so.12"),
         nvrtc_runpath: p("nvrtc-runpath/libnvrtc.so.12"),
         decoy_dir: p("decoy"),
+        pinned_cudart: p("pinned/libcudart.so.12"),
     }
 }
 

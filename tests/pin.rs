@@ -1,0 +1,279 @@
+//! Pins, --toolkit, --strict, lock files and config files, against the
+//! loader's ground truth: /proc/PID/maps, and the build that answers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn p(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+fn pin_arg(soname: &str, path: &Path) -> String {
+    format!("--pin={soname}={}", p(path))
+}
+
+fn loader(actions: &[String]) -> Vec<&OsStr> {
+    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
+}
+
+/// Every file named libcudart.so.12* in the only process's maps.
+fn mapped_cudart12(run: &Run) -> BTreeSet<String> {
+    assert_eq!(run.maps.len(), 1, "one process; stderr:\n{}", run.stderr());
+    let all = run.maps.values().next().unwrap();
+    all.iter().filter(|p| p.rsplit('/').next().unwrap().starts_with("libcudart.so.12")).cloned().collect()
+}
+
+struct Route {
+    name: &'static str,
+    actions: Vec<String>,
+    env: Vec<(&'static str, PathBuf)>,
+    /// The files mapped without the pin.
+    original: Vec<PathBuf>,
+}
+
+fn routes() -> Vec<Route> {
+    let f = fixtures();
+    let wheel_dir = f.wheel_cudart12.parent().unwrap().to_path_buf();
+    let tk_dir = f.toolkit_cudart.parent().unwrap().to_path_buf();
+    vec![
+        Route {
+            name: "dlopen by bare name",
+            actions: vec!["dlopen:libcudart.so.12".into()],
+            env: vec![("LD_LIBRARY_PATH", wheel_dir.clone())],
+            original: vec![f.wheel_cudart12.clone()],
+        },
+        Route {
+            name: "dlopen by the absolute path of another copy",
+            actions: vec![format!("dlopen:{}", p(&f.wheel_cudart12))],
+            env: vec![],
+            original: vec![f.wheel_cudart12.clone()],
+        },
+        Route {
+            name: "DT_NEEDED of a dlopened library, through its DT_RPATH $ORIGIN",
+            actions: vec![format!("dlopen:{}", p(&f.torchish))],
+            env: vec![],
+            original: vec![f.wheel_cudart12.clone()],
+        },
+        Route {
+            name: "the unversioned development name",
+            actions: vec!["dlopen:libcudart.so".into()],
+            env: vec![("LD_LIBRARY_PATH", tk_dir.clone())],
+            original: vec![f.toolkit_cudart.clone()],
+        },
+        Route {
+            name: "the full-version name",
+            actions: vec!["dlopen:libcudart.so.12.4.127".into()],
+            env: vec![("LD_LIBRARY_PATH", tk_dir)],
+            original: vec![f.toolkit_cudart.clone()],
+        },
+        Route {
+            name: "two other copies by absolute path, one after the other",
+            actions: vec![format!("dlopen:{}", p(&f.wheel_cudart12)), format!("dlopen:{}", p(&f.toolkit_cudart))],
+            env: vec![],
+            original: vec![f.wheel_cudart12.clone(), f.toolkit_cudart.clone()],
+        },
+    ]
+}
+
+#[test]
+fn a_pin_holds_for_every_route_and_maps_exactly_one_copy() {
+    let f = fixtures();
+    let pinned = canonical(&f.pinned_cudart);
+    for route in routes() {
+        let mut actions = route.actions.clone();
+        actions.push("call:libcudart.so.12".into());
+        let env: Vec<(&str, &OsStr)> = route.env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let bare = traced(&[], &loader(&actions), &env);
+        let original: BTreeSet<String> = route.original.iter().map(|o| canonical(o)).collect();
+        assert_eq!(mapped_cudart12(&bare), original, "{} without a pin", route.name);
+        let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+        let run = traced(&[&pin], &loader(&actions), &env);
+        assert_eq!(mapped_cudart12(&run), [pinned.clone()].into(), "{}: maps\n{}", route.name, run.stderr());
+        assert!(run.stdout().contains("call:libcudart.so.12: ok which=pinned-12"), "{}: {}", route.name, run.stdout());
+        let e = run.load_event(&f.pinned_cudart);
+        assert_eq!(e["pinned"], true, "{}", route.name);
+        assert!(e["redirected_from"].is_string(), "{}: {e}", route.name);
+        let pins = run.summary.as_ref().unwrap()["pins"].as_array().unwrap().clone();
+        assert_eq!(pins[0]["used_in"].as_array().unwrap().len(), 1, "{}", route.name);
+    }
+}
+
+#[test]
+fn a_pin_holds_for_dt_needed_of_the_executable() {
+    let f = fixtures();
+    let bare = traced(&[], &[f.needs_cudart.as_os_str()], &[]);
+    assert_eq!(bare.stdout(), "version=12090\n");
+    let run = traced(&[&pin_arg("libcudart.so.12", &f.pinned_cudart)], &[f.needs_cudart.as_os_str()], &[]);
+    assert_eq!(run.stdout(), "version=12990\n", "the pinned build answers");
+    assert_eq!(mapped_cudart12(&run), [canonical(&f.pinned_cudart)].into());
+    assert_eq!(run.load_event(&f.pinned_cudart)["how"], "initial");
+}
+
+#[test]
+fn another_major_is_not_redirected_but_reported_and_refused_when_strict() {
+    let f = fixtures();
+    let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+    let a = vec![format!("dlopen:{}", p(&f.wheel_cudart11))];
+    let run = traced(&[&pin], &loader(&a), &[]);
+    assert!(run.stdout().contains("ok which=wheel-11"), "{}", run.stdout());
+    let c = run.events_of("conflict");
+    assert_eq!(c.len(), 1, "{:#?}", run.events);
+    assert_eq!(c[0]["family"], "cudart");
+    let strict = traced(&[&pin, "--strict"], &loader(&a), &[]);
+    let out = strict.stdout();
+    assert!(out.contains(": fail: culaunch: refused"), "{out}");
+    assert!(out.contains("libcudart.so.11.0") && out.contains("another major of pinned libcudart.so.12"), "{out}");
+    assert!(out.contains(&format!("requested by {}", canonical(&f.loader))), "{out}");
+    assert!(strict.mapped_cuda(*strict.maps.keys().next().unwrap()).is_empty());
+    assert_eq!(strict.events_of("deny").len(), 1);
+}
+
+#[test]
+fn strict_refuses_an_unpinned_cuda_library_with_a_culaunch_dlerror() {
+    let f = fixtures();
+    let a = vec![
+        format!("dlopen:{}", p(&f.conda_cublas)),
+        format!("dlopen:{}", p(&f.wheel_cudart12)),
+        "dlopen:libm.so.6".into(),
+    ];
+    let run = traced(&["--strict", &pin_arg("libcudart.so.12", &f.pinned_cudart)], &loader(&a), &[]);
+    let out = run.stdout();
+    assert!(out.contains(&format!("dlopen:{}: fail: culaunch: refused", p(&f.conda_cublas))), "{out}");
+    assert!(out.contains("no pin or lock entry allows it"), "{out}");
+    assert!(out.contains("ok which=pinned-12"), "the pinned library still loads: {out}");
+    assert!(out.contains("dlopen:libm.so.6: ok"), "non-CUDA libraries are not affected: {out}");
+    assert!(run.stderr().contains("refused:"), "{}", run.stderr());
+}
+
+#[test]
+fn strict_refusal_before_main_ends_the_process_with_125() {
+    let f = fixtures();
+    let out = Command::new(CULAUNCH).args(["-q", "--strict", "--"]).arg(&f.needs_cudart).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(out.stdout, b"", "main never ran");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("culaunch: refused libcudart.so.12"), "{err}");
+    assert!(err.contains(&canonical(&f.needs_cudart)), "{err}");
+}
+
+#[test]
+fn bad_pins_fail_before_starting_naming_the_pin() {
+    let f = fixtures();
+    let text = f.root.join("not-elf.so");
+    std::fs::write(&text, "hello").unwrap();
+    let marker = f.root.join("pin-marker");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![pin_arg("libcudart.so.12", Path::new("/nonexistent/libcudart.so.12"))], "No such file"),
+        (vec![pin_arg("libcudart.so.12", &text)], "not an ELF file"),
+        (vec![pin_arg("libcudart.so.12", &f.conda_cublas)], "its SONAME is libcublas.so.12"),
+        (vec![pin_arg("libcudart.so.12", &f.loader)], "it has no SONAME"),
+        (
+            vec![pin_arg("libcudart.so.12", f.static_prog.as_ref().expect("cc -static works"))],
+            "not an ELF shared object",
+        ),
+        (
+            vec![pin_arg("libcudart.so.12", &f.pinned_cudart), pin_arg("libcudart.so.12", &f.wheel_cudart12)],
+            "two pins for libcudart.so.12",
+        ),
+    ];
+    for (args, want) in cases {
+        let _ = std::fs::remove_file(&marker);
+        let out = Command::new(CULAUNCH).args(&args).arg("--").arg("touch").arg(&marker).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(want) && err.contains("libcudart.so.12"), "{args:?}: {err}");
+        assert!(!marker.exists(), "nothing was started");
+    }
+}
+
+#[test]
+fn toolkit_pins_every_cuda_library_it_holds_and_an_explicit_pin_wins() {
+    let f = fixtures();
+    let tk = f.toolkit_cudart.ancestors().nth(3).unwrap();
+    let a = vec![format!("dlopen:{}", p(&f.wheel_cudart12)), "call:libcudart.so.12".into()];
+    let run = traced(&["--toolkit", &p(tk)], &loader(&a), &[]);
+    assert_eq!(mapped_cudart12(&run), [canonical(&f.toolkit_cudart)].into());
+    assert!(run.stdout().contains("which=toolkit-12.4"));
+    let both = traced(&["--toolkit", &p(tk), &pin_arg("libcudart.so.12", &f.pinned_cudart)], &loader(&a), &[]);
+    assert_eq!(mapped_cudart12(&both), [canonical(&f.pinned_cudart)].into());
+    let empty = Command::new(CULAUNCH).args(["--toolkit", "/tmp", "--", "true"]).output().unwrap();
+    assert_eq!(empty.status.code(), Some(125));
+}
+
+#[test]
+fn lock_then_locked_replays_and_a_changed_byte_is_refused_naming_both_hashes() {
+    let f = fixtures();
+    let dir = f.root.join("lock-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("libcudart.so.12");
+    std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+    let lock = dir.join("culaunch.lock");
+    let a = vec![format!("dlopen:{}", p(&lib))];
+    let out = Command::new(CULAUNCH).args(["lock", "-q", "-o"]).arg(&lock).arg("--").args(loader(&a)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let sha = Command::new("sha256sum").arg(&lib).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_owned();
+    assert!(text.contains("soname = \"libcudart.so.12\"") && text.contains(&sha), "{text}");
+    assert!(text.contains(&canonical(&lib)), "{text}");
+
+    // Replayed: the locked copy is pinned (another copy is redirected to it)
+    // and anything else of the CUDA family is refused.
+    let locked = format!("--locked={}", p(&lock));
+    let other = vec![format!("dlopen:{}", p(&f.wheel_cudart12)), format!("dlopen:{}", p(&f.conda_cublas))];
+    let run = traced(&[&locked], &loader(&other), &[]);
+    assert_eq!(mapped_cudart12(&run), [canonical(&lib)].into());
+    assert!(run.stdout().contains(": fail: culaunch: refused"), "{}", run.stdout());
+
+    // One byte changed.
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&lib, &bytes).unwrap();
+    let out = Command::new(CULAUNCH).arg(&locked).args(["--", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let new_sha = Command::new("sha256sum").arg(&lib).output().unwrap();
+    let new_sha = String::from_utf8_lossy(&new_sha.stdout).split_whitespace().next().unwrap().to_owned();
+    assert!(err.contains(&sha) && err.contains(&new_sha) && err.contains(&p(&lib)), "{err}");
+
+    // Gone.
+    std::fs::remove_file(&lib).unwrap();
+    let out = Command::new(CULAUNCH).arg(&locked).args(["--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn config_file_sets_pins_a_typo_is_named_with_line_and_column_and_the_command_line_wins() {
+    let f = fixtures();
+    let dir = f.root.join("config-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "strict = true\nstirct = false\n").unwrap();
+    let out = Command::new(CULAUNCH).arg("-c").arg(&typo).args(["--", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(err.contains("stirct") && err.contains("line 2, column 1") && err.contains(&p(&typo)), "{err}");
+
+    let good = dir.join("job.toml");
+    let config_trace = dir.join("from-config.jsonl");
+    std::fs::write(
+        &good,
+        format!("trace = \"{}\"\n[pins]\n\"libcudart.so.12\" = \"{}\"\n", p(&config_trace), p(&f.pinned_cudart)),
+    )
+    .unwrap();
+    let a = vec![format!("dlopen:{}", p(&f.wheel_cudart12))];
+    // traced() passes -t itself: the command line wins over the config's trace.
+    let run = traced(&["-c", &p(&good)], &loader(&a), &[]);
+    assert_eq!(mapped_cudart12(&run), [canonical(&f.pinned_cudart)].into());
+    assert!(!run.events.is_empty());
+    assert!(!config_trace.exists(), "the -t given on the command line won");
+}
