@@ -277,3 +277,57 @@ fn config_file_sets_pins_a_typo_is_named_with_line_and_column_and_the_command_li
     assert!(!run.events.is_empty());
     assert!(!config_trace.exists(), "the -t given on the command line won");
 }
+
+/// `to` relative to the current directory, with `..` as needed.
+fn relative(to: &Path) -> PathBuf {
+    let here = std::env::current_dir().unwrap();
+    let common = here.components().zip(to.components()).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in here.components().skip(common) {
+        rel.push("..");
+    }
+    rel.extend(to.components().skip(common));
+    rel
+}
+
+#[test]
+fn a_pin_holds_for_a_relative_path_and_in_every_descendant() {
+    let f = fixtures();
+    let rel = relative(&f.wheel_cudart12);
+    assert!(rel.is_relative() && rel.exists());
+    let a = vec![
+        format!("dlopen:{}", p(&rel)),
+        "fork".into(),
+        format!("dlopen:{}", p(&f.torchish)),
+        "spawn".into(),
+        format!("dlopen:{}", p(&f.wheel_cudart12)),
+        "call:libcudart.so.12".into(),
+    ];
+    let run = traced(&[&pin_arg("libcudart.so.12", &f.pinned_cudart)], &loader(&a), &[]);
+    assert_eq!(run.maps.len(), 3, "{}", run.stderr());
+    for (pid, maps) in &run.maps {
+        let cudart: BTreeSet<&String> = maps.iter().filter(|p| p.contains("libcudart.so.12")).collect();
+        assert_eq!(cudart, [&canonical(&f.pinned_cudart)].into(), "pid {pid}");
+    }
+    assert!(run.stdout().contains("which=pinned-12"));
+    let used = &run.summary.as_ref().unwrap()["pins"][0]["used_in"];
+    assert_eq!(used.as_array().unwrap().len(), 3, "the pin was used in all three processes");
+}
+
+#[test]
+fn a_pinned_library_loading_another_pinned_one_gets_that_pin_not_itself() {
+    let f = fixtures();
+    // Copies of the cuDNN-style dispatcher and its sub-library elsewhere.
+    let dir = f.root.join("pinned-cudnn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cudnn, ops) = (dir.join("libcudnn.so.9"), dir.join("libcudnn_ops.so.9"));
+    std::fs::copy(&f.cudnn, &cudnn).unwrap();
+    std::fs::copy(&f.cudnn_ops, &ops).unwrap();
+    let a = vec![format!("via:{}:libcudnn_ops.so.9", p(&f.cudnn))];
+    let run = traced(&[&pin_arg("libcudnn.so.9", &cudnn), &pin_arg("libcudnn_ops.so.9", &ops)], &loader(&a), &[]);
+    assert!(run.stdout().contains("ok which=cudnn-ops-9"), "{}", run.stdout());
+    let pid = *run.maps.keys().next().unwrap();
+    assert_eq!(run.mapped_cuda(pid), [canonical(&cudnn), canonical(&ops)].into());
+    let e = run.load_event(&ops);
+    assert_eq!((e["caller"].as_str(), e["pinned"].as_bool()), (Some(canonical(&cudnn).as_str()), Some(true)));
+}
