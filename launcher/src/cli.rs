@@ -27,6 +27,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run COMMAND, then write a lock file of the CUDA libraries it loaded.
     Lock(LockArgs),
+    /// The dependency tree of an ELF file, resolved as the loader would, without running it.
+    Deps(DepsArgs),
     /// Summarise trace files written earlier (for instance one per rank).
     Report(ReportArgs),
 }
@@ -102,6 +104,25 @@ pub struct LockArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DepsArgs {
+    /// Print the closure as JSON.
+    #[arg(long, conflicts_with = "ldd")]
+    pub json: bool,
+
+    /// Print one `NAME => PATH` line per library, in ldd's order.
+    #[arg(long)]
+    pub ldd: bool,
+
+    /// Show every request, repeats of libraries already shown included.
+    #[arg(long)]
+    pub all: bool,
+
+    /// The executable or shared object.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
@@ -112,7 +133,7 @@ pub struct ReportArgs {
     pub traces: Vec<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "lock", "report", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "report", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 /// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.

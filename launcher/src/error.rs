@@ -54,6 +54,12 @@ pub enum Error {
     },
     #[error("cannot wait for the command: {0}")]
     Wait(#[source] nix::Error),
+    #[error("{}: {source}", .path.display())]
+    Deps {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("config file {}: {message}", .path.display())]
     Config { path: PathBuf, message: String },
     #[error("pin {soname}={}: {reason}", .path.display())]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod command;
+mod deps;
 mod elf;
 mod error;
 mod inject;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
+        cli::Command::Deps(args) => deps::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(args) => report::command(args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e: Error| {

@@ -1,6 +1,12 @@
 //! ELF files, seen through the project's own types. goblin stays inside
 //! `object.rs`.
 
+mod cache;
 mod object;
+mod platform;
+mod search;
+mod tree;
 
 pub use object::read_header;
+pub use search::Reason;
+pub use tree::{closure, Closure, Target, INTERP, ROOT};

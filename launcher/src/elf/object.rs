@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
-use goblin::elf::dynamic::{DT_NULL, DT_SONAME, DT_STRTAB};
+use goblin::elf::dynamic::{DF_1_NODEFLIB, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
@@ -22,6 +22,22 @@ pub struct ElfHeader {
     pub dynamic: bool,
     /// DT_SONAME, when the file has one.
     pub soname: Option<Vec<u8>>,
+    /// PT_INTERP: the loader this program asks for.
+    pub interp: Option<Vec<u8>>,
+    /// What the loader reads from the dynamic section.
+    pub dynamic_info: DynamicInfo,
+}
+
+/// The dynamic-section entries that steer library search.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicInfo {
+    pub needed: Vec<Vec<u8>>,
+    /// DT_RPATH; glibc ignores it when DT_RUNPATH is present
+    /// (elf/get-dynamic-info.h), and so do we: it is `None` then.
+    pub rpath: Option<Vec<u8>>,
+    pub runpath: Option<Vec<u8>>,
+    /// DF_1_NODEFLIB: no ld.so.cache, no default directories.
+    pub nodeflib: bool,
 }
 
 impl ElfHeader {
@@ -68,25 +84,34 @@ pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
         return Err(corrupt("program header table is truncated"));
     }
     let phdrs = ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
+    let dynamic = read_dynamic(&file, &phdrs, ctx)?;
     Ok(Some(ElfHeader {
         is_64: container == Container::Big,
         machine: header.e_machine,
         shared: header.e_type == header::ET_DYN,
         dynamic: phdrs.iter().any(|p| p.p_type == PT_INTERP),
-        soname: read_soname(&file, &phdrs, ctx)?,
+        soname: dynamic.soname,
+        interp: read_interp(&file, &phdrs)?,
+        dynamic_info: dynamic.info,
     }))
 }
 
-/// DT_SONAME from the dynamic segment and the string table it points to;
-/// reads those two pieces only.
-fn read_soname(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Option<Vec<u8>>> {
-    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return Ok(None) };
+struct Dynamic {
+    soname: Option<Vec<u8>>,
+    info: DynamicInfo,
+}
+
+/// The dynamic section and the strings it names; reads those pieces only,
+/// never the whole file.
+fn read_dynamic(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Dynamic> {
+    let mut out = Dynamic { soname: None, info: DynamicInfo::default() };
+    let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return Ok(out) };
     // No real dynamic section comes near this; a corrupt size must not make
     // us allocate gigabytes.
     const MAX_DYNAMIC: u64 = 1 << 20;
     let mut bytes = vec![0u8; dynamic.p_filesz.min(MAX_DYNAMIC) as usize];
     let n = read_at_most(file, &mut bytes, dynamic.p_offset)?;
-    let (mut strtab, mut soname) = (None, None);
+    let (mut strtab, mut soname, mut rpath, mut runpath, mut needed) = (None, None, None, None, Vec::new());
     let entry = if ctx.container == Container::Big { 16 } else { 8 };
     for chunk in bytes[..n].chunks_exact(entry) {
         let (tag, val) = decode_dyn(chunk, ctx);
@@ -94,21 +119,53 @@ fn read_soname(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Opt
             DT_NULL => break,
             DT_STRTAB => strtab = Some(val),
             DT_SONAME => soname = Some(val),
+            DT_NEEDED => needed.push(val),
+            DT_RPATH => rpath = Some(val),
+            DT_RUNPATH => runpath = Some(val),
+            DT_FLAGS_1 => out.info.nodeflib = val & DF_1_NODEFLIB != 0,
             _ => {}
         }
     }
-    let (Some(strtab), Some(offset)) = (strtab, soname) else { return Ok(None) };
+    if soname.is_none() && needed.is_empty() && rpath.is_none() && runpath.is_none() {
+        return Ok(out);
+    }
+    let strtab = strtab.ok_or_else(|| corrupt("dynamic section without DT_STRTAB"))?;
     // DT_STRTAB is an address: find the file offset of the segment holding it.
     let holds = |p: &&ProgramHeader| p.p_type == PT_LOAD && strtab >= p.p_vaddr && strtab - p.p_vaddr < p.p_filesz;
     let Some(load) = phdrs.iter().find(holds) else {
         return Err(corrupt("DT_STRTAB lies outside every loadable segment"));
     };
-    let mut name = vec![0u8; 4096];
-    let at = (strtab - load.p_vaddr).saturating_add(load.p_offset).saturating_add(offset);
-    let n = read_at_most(file, &mut name, at)?;
-    let end = name[..n].iter().position(|&b| b == 0).ok_or_else(|| corrupt("DT_SONAME is not terminated"))?;
-    name.truncate(end);
-    Ok(Some(name))
+    let base = (strtab - load.p_vaddr).saturating_add(load.p_offset);
+    let string = |offset: u64| read_string(file, base.saturating_add(offset));
+    out.soname = soname.map(string).transpose()?;
+    out.info.needed = needed.into_iter().map(string).collect::<io::Result<_>>()?;
+    out.info.runpath = runpath.map(string).transpose()?;
+    // glibc drops DT_RPATH when DT_RUNPATH is present (elf/get-dynamic-info.h).
+    out.info.rpath = if out.info.runpath.is_some() { None } else { rpath.map(string).transpose()? };
+    Ok(out)
+}
+
+fn read_interp(file: &File, phdrs: &[ProgramHeader]) -> io::Result<Option<Vec<u8>>> {
+    phdrs.iter().find(|p| p.p_type == PT_INTERP).map(|p| read_string(file, p.p_offset)).transpose()
+}
+
+/// A NUL-terminated string at `offset`, read in small pieces.
+fn read_string(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    const MAX: usize = 64 * 1024;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 256];
+    while out.len() < MAX {
+        let n = read_at_most(file, &mut chunk, offset + out.len() as u64)?;
+        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return Ok(out);
+        }
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+    Err(corrupt("a dynamic string is not terminated"))
 }
 
 /// One dynamic entry: (d_tag, d_val), in the file's class and byte order.
@@ -166,6 +223,7 @@ mod tests {
         assert!(h.shared);
         assert_eq!(h.soname.as_deref(), Some(&b"libc.so.6"[..]));
         assert_eq!(read_header(Path::new("/bin/sh")).unwrap().unwrap().soname, None);
+        assert!(h.dynamic_info.needed.iter().any(|n| n.starts_with(b"ld-linux")));
     }
 
     #[test]

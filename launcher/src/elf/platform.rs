@@ -1,0 +1,142 @@
+//! What this machine's loader does that culaunch must not guess: its default
+//! directories, the subdirectories it tries in each search directory
+//! (glibc-hwcaps, legacy hwcaps), and what `$LIB` and `$PLATFORM` expand to.
+//! Asked of the loader itself, once per run; fixed defaults only if asking
+//! fails.
+
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// The loader's default directories ("system search path"), in order.
+    pub system_dirs: Vec<Vec<u8>>,
+    /// Subdirectories tried in every search directory, best first, ending
+    /// with "" (the directory itself). Each non-empty one ends with '/'.
+    pub subdirs: Vec<Vec<u8>>,
+    /// glibc-hwcaps subdirectory names this CPU supports, best first.
+    pub hwcaps: Vec<Vec<u8>>,
+    pub lib: Vec<u8>,
+    pub platform: Vec<u8>,
+}
+
+const PROBE_LIB: &str = "/culaunch-probe-lib";
+const PROBE_PLATFORM: &str = "/culaunch-probe-platform";
+
+impl Platform {
+    /// Asks `interpreter` (the program's PT_INTERP) with `--help` and with a
+    /// traced `--list` of a probe.
+    pub fn ask(interpreter: &Path) -> Platform {
+        let mut p = Platform::fallback();
+        if let Ok(out) = Command::new(interpreter).arg("--help").output() {
+            let help = String::from_utf8_lossy(&out.stdout);
+            let dirs = parse_system_dirs(&help);
+            if !dirs.is_empty() {
+                p.system_dirs = dirs;
+            }
+            p.hwcaps = parse_hwcaps(&help);
+        }
+        // Any program with a DT_NEEDED makes the loader print its search path.
+        let program = ["/bin/true", "/bin/sh", "/usr/bin/env"].into_iter().find(|p| Path::new(p).exists());
+        let probe = Command::new(interpreter)
+            .arg("--list")
+            .arg(program.unwrap_or("/bin/sh"))
+            .env("LD_DEBUG", "libs")
+            .env("LD_LIBRARY_PATH", format!("{PROBE_LIB}/$LIB:{PROBE_PLATFORM}/$PLATFORM"))
+            .output();
+        if let Ok(out) = probe {
+            if let Some((subdirs, lib, platform)) = parse_probe(&String::from_utf8_lossy(&out.stderr)) {
+                (p.subdirs, p.lib, p.platform) = (subdirs, lib, platform);
+            }
+        }
+        p
+    }
+
+    fn fallback() -> Platform {
+        Platform {
+            system_dirs: [
+                "/lib/x86_64-linux-gnu",
+                "/usr/lib/x86_64-linux-gnu",
+                "/lib64",
+                "/usr/lib64",
+                "/lib",
+                "/usr/lib",
+            ]
+            .iter()
+            .filter(|d| Path::new(d).is_dir())
+            .map(|d| d.as_bytes().to_vec())
+            .collect(),
+            subdirs: vec![Vec::new()],
+            hwcaps: Vec::new(),
+            lib: b"lib64".to_vec(),
+            platform: std::env::consts::ARCH.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn parse_system_dirs(help: &str) -> Vec<Vec<u8>> {
+    help.lines()
+        .filter_map(|l| l.trim().strip_suffix("(system search path)"))
+        .map(|d| d.trim().as_bytes().to_vec())
+        .collect()
+}
+
+fn parse_hwcaps(help: &str) -> Vec<Vec<u8>> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Subdirectories of glibc-hwcaps"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| l.contains("(supported, searched)"))
+        .filter_map(|l| l.split_whitespace().next().map(|s| s.as_bytes().to_vec()))
+        .collect()
+}
+
+/// From the `search path=…(LD_LIBRARY_PATH)` line: the subdirectories the
+/// loader expands each directory into, and the values of $LIB and $PLATFORM.
+/// (subdirectories, $LIB, $PLATFORM) as the probe showed them.
+type Probe = (Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+fn parse_probe(stderr: &str) -> Option<Probe> {
+    let line = stderr.lines().find(|l| l.contains("search path=") && l.contains("(LD_LIBRARY_PATH)"))?;
+    let list = line.split("search path=").nth(1)?.split_whitespace().next()?;
+    let entries: Vec<&str> = list.split(':').collect();
+    let base_of = |prefix: &str| -> Option<(String, Vec<&str>)> {
+        let mine: Vec<&str> = entries.iter().copied().filter(|e| e.starts_with(prefix)).collect();
+        Some((mine.last()?.to_string(), mine))
+    };
+    let (lib_base, lib_entries) = base_of(&format!("{PROBE_LIB}/"))?;
+    let (platform_base, _) = base_of(&format!("{PROBE_PLATFORM}/"))?;
+    let mut subdirs: Vec<Vec<u8>> = lib_entries
+        .iter()
+        .filter_map(|e| e.strip_prefix(&format!("{lib_base}/")))
+        .map(|s| format!("{s}/").into_bytes())
+        .collect();
+    subdirs.push(Vec::new());
+    let lib = lib_base.strip_prefix(&format!("{PROBE_LIB}/"))?.as_bytes().to_vec();
+    let platform = platform_base.strip_prefix(&format!("{PROBE_PLATFORM}/"))?.as_bytes().to_vec();
+    Some((subdirs, lib, platform))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_glibc_2_36_prints() {
+        let help = "Shared library search path:\n  (libraries located via /etc/ld.so.cache)\n  /lib/x86_64-linux-gnu (system search path)\n  /usr/lib (system search path)\n\nSubdirectories of glibc-hwcaps directories, in priority order:\n  x86-64-v4 (supported, searched)\n  x86-64-v3 (supported, searched)\n  x86-64-v2\n\nLegacy HWCAP subdirectories\n";
+        assert_eq!(parse_system_dirs(help), vec![b"/lib/x86_64-linux-gnu".to_vec(), b"/usr/lib".to_vec()]);
+        assert_eq!(parse_hwcaps(help), vec![b"x86-64-v4".to_vec(), b"x86-64-v3".to_vec()]);
+        let probe = "  1:\t search path=/culaunch-probe-lib/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3:/culaunch-probe-lib/lib/x86_64-linux-gnu/tls:/culaunch-probe-lib/lib/x86_64-linux-gnu:/culaunch-probe-platform/haswell/glibc-hwcaps/x86-64-v3:/culaunch-probe-platform/haswell/tls:/culaunch-probe-platform/haswell\t\t(LD_LIBRARY_PATH)\n";
+        let (subdirs, lib, platform) = parse_probe(probe).unwrap();
+        assert_eq!(subdirs, vec![b"glibc-hwcaps/x86-64-v3/".to_vec(), b"tls/".to_vec(), Vec::new()]);
+        assert_eq!((lib.as_slice(), platform.as_slice()), (&b"lib/x86_64-linux-gnu"[..], &b"haswell"[..]));
+    }
+
+    #[test]
+    fn this_machines_loader_answers() {
+        let p = Platform::ask(Path::new("/lib64/ld-linux-x86-64.so.2"));
+        assert!(!p.system_dirs.is_empty());
+        assert_eq!(p.subdirs.last(), Some(&Vec::new()));
+        assert!(!p.lib.is_empty() && !p.platform.is_empty());
+    }
+}

@@ -1,0 +1,307 @@
+//! `culaunch deps` against the loader: each rule of glibc's search has a
+//! fixture, and for each the answer must equal ldd's (the loader itself, in
+//! trace mode) and name the rule that found the library.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fixtures, CULAUNCH};
+use serde_json::Value;
+
+/// A directory of fixtures for one rule.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(rule: &str) -> Dir {
+        let d = fixtures().root.join("deps").join(rule);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// Builds `rel` (a shared library with SONAME its file name, or with
+    /// `exe: true` a program) that needs each of `needs` (paths of
+    /// libraries built before), with extra linker flags.
+    fn build(&self, rel: &str, exe: bool, needs: &[&str], flags: &[&str]) -> PathBuf {
+        let out = self.path(rel);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut cmd = Command::new("cc");
+        if exe {
+            cmd.arg(src.join("needs.c")).args(["-DFIXTURE_MAIN", "-Dcuda" /* unused */]).arg(src.join("fakelib.c"));
+        } else {
+            let soname = out.file_name().unwrap().to_str().unwrap();
+            cmd.args(["-shared", "-fPIC"]).arg(src.join("fakelib.c")).arg(format!("-Wl,-soname,{soname}"));
+        }
+        cmd.arg("-o").arg(&out).arg("-Wl,--no-as-needed");
+        for n in needs {
+            let p = self.path(n);
+            cmd.arg(format!("-L{}", p.parent().unwrap().display()));
+            cmd.arg(format!("-l:{}", p.file_name().unwrap().to_str().unwrap()));
+        }
+        cmd.args(flags);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+}
+
+fn ldd_lines(file: &Path, env: &[(&str, &OsStr)]) -> Vec<String> {
+    let mut cmd = Command::new("ldd");
+    cmd.arg(file).env_remove("LD_LIBRARY_PATH").envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.trim().split(" (0x").next().unwrap().to_owned())
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn culaunch_lines(file: &Path, env: &[(&str, &OsStr)]) -> Vec<String> {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--ldd"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn json(file: &Path, env: &[(&str, &OsStr)]) -> Value {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--json"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The loader's answer equals ours; returns the JSON entry for `name`.
+fn agree(file: &Path, env: &[(&str, &OsStr)], name: &str) -> Value {
+    let (want, got) = (ldd_lines(file, env), culaunch_lines(file, env));
+    assert_eq!(got, want, "culaunch deps --ldd vs ldd for {}", file.display());
+    let j = json(file, env);
+    j["libraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name && l["repeat"] == false)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn rule(entry: &Value) -> String {
+    entry["found_by"]["rule"].as_str().unwrap_or("missing").to_owned()
+}
+
+#[test]
+fn rpath_is_inherited_through_two_levels() {
+    let d = Dir::new("rpath-inherit");
+    d.build("deep/libc3.so", false, &[], &[]);
+    d.build("mid/libb2.so", false, &["deep/libc3.so"], &[]);
+    d.build("mid/liba1.so", false, &["mid/libb2.so"], &[]);
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}:{}", d.path("mid").display(), d.path("deep").display());
+    let exe = d.build("bin/prog", true, &["mid/liba1.so"], &[&rpath]);
+    let e = agree(&exe, &[], "libc3.so");
+    assert_eq!(rule(&e), "rpath");
+    assert!(e["found_by"]["of"].as_str().unwrap().ends_with("bin/prog"), "{e}");
+}
+
+#[test]
+fn runpath_is_not_inherited() {
+    let d = Dir::new("runpath-not-inherited");
+    d.build("x/libb2.so", false, &[], &[]);
+    d.build("x/liba1.so", false, &["x/libb2.so"], &[]);
+    let runpath = format!("-Wl,--enable-new-dtags,-rpath,{}", d.path("x").display());
+    let exe = d.build("bin/prog", true, &["x/liba1.so"], &[&runpath]);
+    assert_eq!(rule(&agree(&exe, &[], "liba1.so")), "runpath");
+    assert_eq!(rule(&agree(&exe, &[], "libb2.so")), "missing");
+}
+
+/// Retags the DT_SONAME entry of an ELF64 little-endian file as DT_RUNPATH:
+/// a file with both DT_RPATH and DT_RUNPATH, which today's linkers no longer
+/// write but old binaries carry.
+fn soname_to_runpath(file: &Path) {
+    let mut b = std::fs::read(file).unwrap();
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u64_at(&b, 0x20), u16_at(&b, 0x36), u16_at(&b, 0x38));
+    let ph = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&o| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) == 2)
+        .unwrap();
+    let (off, size) = (u64_at(&b, ph + 8), u64_at(&b, ph + 32));
+    for e in (off..off + size).step_by(16) {
+        if u64_at(&b, e) == 14 {
+            b[e..e + 8].copy_from_slice(&29u64.to_le_bytes());
+        }
+    }
+    std::fs::write(file, b).unwrap();
+}
+
+#[test]
+fn rpath_is_ignored_when_runpath_is_present() {
+    let d = Dir::new("rpath-vs-runpath");
+    d.build("r/libx.so", false, &[], &[]);
+    d.build("n/libx.so", false, &[], &[]);
+    // DT_RPATH r/, and (after retagging the SONAME "<n>") DT_RUNPATH n/.
+    let soname = format!("-Wl,-soname,{}", d.path("n").display());
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", d.path("r").display());
+    let lib = d.build("liby.so", false, &["r/libx.so"], &[&rpath, &soname]);
+    soname_to_runpath(&lib);
+    let e = agree(&lib, &[], "libx.so");
+    assert_eq!(rule(&e), "runpath");
+    assert!(e["path"].as_str().unwrap().contains("/n/"), "{e}");
+}
+
+#[test]
+fn ld_library_path_comes_after_rpath_and_before_runpath() {
+    let d = Dir::new("llp-order");
+    d.build("rp/libx.so", false, &[], &[]);
+    d.build("llp/libx.so", false, &[], &[]);
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", d.path("rp").display());
+    let runpath = format!("-Wl,--enable-new-dtags,-rpath,{}", d.path("rp").display());
+    let with_rpath = d.build("bin/rpath-prog", true, &["rp/libx.so"], &[&rpath]);
+    let with_runpath = d.build("bin/runpath-prog", true, &["rp/libx.so"], &[&runpath]);
+    let llp = d.path("llp");
+    let env = [("LD_LIBRARY_PATH", llp.as_os_str())];
+    assert_eq!(rule(&agree(&with_rpath, &env, "libx.so")), "rpath");
+    assert_eq!(rule(&agree(&with_runpath, &env, "libx.so")), "ld_library_path");
+    assert_eq!(rule(&agree(&with_runpath, &[], "libx.so")), "runpath");
+}
+
+#[test]
+fn origin_through_a_symlinked_directory_and_lib_token() {
+    let d = Dir::new("origin-symlink");
+    d.build("real/lib/libx.so", false, &[], &[]);
+    // What $LIB is, from the loader itself: the last entry of its search path.
+    let debug = Command::new("/bin/true").env("LD_LIBRARY_PATH", "/p/$LIB").env("LD_DEBUG", "libs").output().unwrap();
+    let debug = String::from_utf8_lossy(&debug.stderr).into_owned();
+    let list = debug.split("search path=").nth(1).unwrap().split_whitespace().next().unwrap();
+    let lib_dir = list.split(':').next_back().unwrap().strip_prefix("/p/").unwrap().to_owned();
+    d.build(&format!("real/{lib_dir}/liby.so"), false, &[], &[]);
+    let exe = d.build(
+        "real/bin/prog",
+        true,
+        &["real/lib/libx.so", &format!("real/{lib_dir}/liby.so")],
+        &["-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib:$ORIGIN/../$LIB"],
+    );
+    std::os::unix::fs::symlink(d.path("real/bin"), d.path("linked-bin")).unwrap();
+    let via_link = d.path("linked-bin/prog");
+    assert_eq!(rule(&agree(&via_link, &[], "libx.so")), "runpath");
+    assert_eq!(rule(&agree(&exe, &[], "liby.so")), "runpath");
+}
+
+#[test]
+fn a_candidate_of_another_machine_is_passed_over() {
+    let d = Dir::new("wrong-machine");
+    let good = d.build("good/libx.so", false, &[], &[]);
+    std::fs::create_dir_all(d.path("bad")).unwrap();
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[0x12..0x14].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    std::fs::write(d.path("bad/libx.so"), bytes).unwrap();
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}:{}", d.path("bad").display(), d.path("good").display());
+    let exe = d.build("bin/prog", true, &["good/libx.so"], &[&rpath]);
+    let e = agree(&exe, &[], "libx.so");
+    assert!(e["path"].as_str().unwrap().contains("/good/"), "{e}");
+}
+
+#[test]
+fn a_glibc_hwcaps_subdirectory_is_preferred() {
+    let d = Dir::new("hwcaps");
+    d.build("lib/libx.so", false, &[], &[]);
+    d.build("lib/glibc-hwcaps/x86-64-v2/libx.so", false, &[], &[]);
+    let rpath = format!("-Wl,--disable-new-dtags,-rpath,{}", d.path("lib").display());
+    let exe = d.build("bin/prog", true, &["lib/libx.so"], &[&rpath]);
+    let e = agree(&exe, &[], "libx.so");
+    let v2_supported = Command::new("/lib64/ld-linux-x86-64.so.2")
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("x86-64-v2 (supported"))
+        .unwrap_or(false);
+    assert_eq!(e["path"].as_str().unwrap().contains("glibc-hwcaps/x86-64-v2"), v2_supported, "{e}");
+}
+
+#[test]
+fn nodeflib_skips_the_cache_and_default_directories() {
+    let d = Dir::new("nodeflib");
+    let exe = d.build("bin/prog", true, &[], &["-lz", "-Wl,-z,nodefaultlib"]);
+    assert_eq!(rule(&agree(&exe, &[], "libz.so.1")), "missing");
+    let plain = d.build("bin/plain", true, &[], &["-lz"]);
+    assert_eq!(rule(&agree(&plain, &[], "libz.so.1")), "ld.so.cache");
+}
+
+#[test]
+fn a_name_loaded_earlier_breadth_first_is_reused() {
+    let d = Dir::new("bfs");
+    d.build("one/libc3.so", false, &[], &[]);
+    d.build("two/libc3.so", false, &[], &[]);
+    let one = format!("-Wl,--enable-new-dtags,-rpath,{}", d.path("one").display());
+    let two = format!("-Wl,--enable-new-dtags,-rpath,{}", d.path("two").display());
+    d.build("a/liba1.so", false, &["one/libc3.so"], &[&one]);
+    d.build("b/libb2.so", false, &["two/libc3.so"], &[&two]);
+    let rp = format!("-Wl,--enable-new-dtags,-rpath,{}:{}", d.path("a").display(), d.path("b").display());
+    let exe = d.build("bin/prog", true, &["a/liba1.so", "b/libb2.so"], &[&rp]);
+    let e = agree(&exe, &[], "libc3.so");
+    assert!(e["path"].as_str().unwrap().contains("/one/"), "{e}");
+    let j = json(&exe, &[]);
+    let repeats =
+        j["libraries"].as_array().unwrap().iter().filter(|l| l["name"] == "libc3.so" && l["repeat"] == true).count();
+    assert_eq!(repeats, 1, "libb2's request is the object already loaded");
+}
+
+#[test]
+fn system_and_fixture_files_match_ldd_on_a_sample() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
+    let out = Command::new(script)
+        .args(["--sample", "120", "--culaunch", CULAUNCH])
+        .arg(&fixtures().root)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(" 0 different"), "{text}");
+}
+
+#[test]
+fn bad_input_exits_125_with_one_line_never_a_panic() {
+    let d = Dir::new("bad-input");
+    let cases: Vec<(PathBuf, Vec<u8>)> = vec![
+        (d.path("empty"), vec![]),
+        (d.path("text"), b"hello".to_vec()),
+        (d.path("truncated"), std::fs::read(&fixtures().loader).unwrap()[..100].to_vec()),
+    ];
+    for (p, bytes) in &cases {
+        std::fs::write(p, bytes).unwrap();
+    }
+    let mut paths: Vec<PathBuf> = cases.into_iter().map(|(p, _)| p).collect();
+    paths.push(d.0.clone());
+    paths.push(d.path("does-not-exist"));
+    for p in paths {
+        let out = Command::new(CULAUNCH).arg("deps").arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{}: {err}", p.display());
+        assert_eq!(err.lines().count(), 1, "{}: {err}", p.display());
+        assert!(err.starts_with("culaunch: ") && !err.contains("panicked"), "{err}");
+    }
+}
