@@ -43,6 +43,12 @@ pub fn module_path() -> Result<PathBuf, Error> {
     Err(Error::AuditModule { path, source })
 }
 
+/// culaunch's per-user cache directory: `$XDG_CACHE_HOME/culaunch`, else
+/// `~/.cache/culaunch`.
+pub fn cache_dir() -> Option<PathBuf> {
+    candidate_dirs().into_iter().next()
+}
+
 fn candidate_dirs() -> Vec<PathBuf> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())

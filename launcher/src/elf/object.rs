@@ -1,10 +1,11 @@
-//! What culaunch needs from an ELF file's headers, parsed with goblin from the
-//! first bytes and the program headers only: a large library is never read
-//! whole.
+//! What culaunch needs from an ELF file's headers, parsed with goblin: only
+//! the ELF header, the program headers, the dynamic section and the strings
+//! it names are read, so a 500 MB library costs a few small reads.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
@@ -26,6 +27,9 @@ pub struct ElfHeader {
     pub interp: Option<Vec<u8>>,
     /// What the loader reads from the dynamic section.
     pub dynamic_info: DynamicInfo,
+    /// (st_dev, st_ino) of the file read: how the loader tells two paths to
+    /// one file apart from two files.
+    pub file_id: (u64, u64),
 }
 
 /// The dynamic-section entries that steer library search.
@@ -68,31 +72,38 @@ fn native_machine() -> u16 {
 /// file is not ELF (a script, say); a truncated or corrupt ELF is an error.
 pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
     let file = File::open(path)?;
-    let mut ident = [0u8; header::header64::SIZEOF_EHDR];
-    let n = read_at_most(&file, &mut ident, 0)?;
-    if n < 4 || &ident[..4] != header::ELFMAG {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let source = Source::new(&file, meta.len())?;
+    parse(&source, (meta.dev(), meta.ino()))
+}
+
+fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>> {
+    let ident = src.at(0, src.len.min(header::header64::SIZEOF_EHDR as u64) as usize)?;
+    if ident.len() < 4 || &ident[..4] != header::ELFMAG {
         return Ok(None);
     }
-    let header: Header = goblin::elf::Elf::parse_header(&ident[..n]).map_err(corrupt)?;
+    let header: Header = goblin::elf::Elf::parse_header(&ident).map_err(corrupt)?;
     let container =
         if header.e_ident[header::EI_CLASS] == header::ELFCLASS64 { Container::Big } else { Container::Little };
     let endian = Endian::from(header.e_ident[header::EI_DATA] == header::ELFDATA2LSB);
     let ctx = Ctx::new(container, endian);
     let table_len = usize::from(header.e_phnum).saturating_mul(usize::from(header.e_phentsize));
-    let mut table = vec![0u8; table_len];
-    if read_at_most(&file, &mut table, header.e_phoff)? != table_len {
-        return Err(corrupt("program header table is truncated"));
-    }
+    let table = src.at(header.e_phoff, table_len).map_err(|_| corrupt("program header table is truncated"))?;
     let phdrs = ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
-    let dynamic = read_dynamic(&file, &phdrs, ctx)?;
+    let dynamic = read_dynamic(src, &phdrs, ctx)?;
+    let interp = phdrs.iter().find(|p| p.p_type == PT_INTERP).map(|p| src.string(p.p_offset)).transpose()?;
     Ok(Some(ElfHeader {
         is_64: container == Container::Big,
         machine: header.e_machine,
         shared: header.e_type == header::ET_DYN,
-        dynamic: phdrs.iter().any(|p| p.p_type == PT_INTERP),
+        dynamic: interp.is_some(),
         soname: dynamic.soname,
-        interp: read_interp(&file, &phdrs)?,
+        interp,
         dynamic_info: dynamic.info,
+        file_id,
     }))
 }
 
@@ -101,19 +112,19 @@ struct Dynamic {
     info: DynamicInfo,
 }
 
-/// The dynamic section and the strings it names; reads those pieces only,
-/// never the whole file.
-fn read_dynamic(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Dynamic> {
+/// The dynamic section and the strings it names.
+fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Dynamic> {
     let mut out = Dynamic { soname: None, info: DynamicInfo::default() };
     let Some(dynamic) = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC) else { return Ok(out) };
     // No real dynamic section comes near this; a corrupt size must not make
     // us allocate gigabytes.
     const MAX_DYNAMIC: u64 = 1 << 20;
-    let mut bytes = vec![0u8; dynamic.p_filesz.min(MAX_DYNAMIC) as usize];
-    let n = read_at_most(file, &mut bytes, dynamic.p_offset)?;
+    let section = src
+        .at(dynamic.p_offset, dynamic.p_filesz.min(MAX_DYNAMIC) as usize)
+        .map_err(|_| corrupt("dynamic section is truncated"))?;
     let (mut strtab, mut soname, mut rpath, mut runpath, mut needed) = (None, None, None, None, Vec::new());
     let entry = if ctx.container == Container::Big { 16 } else { 8 };
-    for chunk in bytes[..n].chunks_exact(entry) {
+    for chunk in section.chunks_exact(entry) {
         let (tag, val) = decode_dyn(chunk, ctx);
         match tag {
             DT_NULL => break,
@@ -136,7 +147,19 @@ fn read_dynamic(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Dy
         return Err(corrupt("DT_STRTAB lies outside every loadable segment"));
     };
     let base = (strtab - load.p_vaddr).saturating_add(load.p_offset);
-    let string = |offset: u64| read_string(file, base.saturating_add(offset));
+    // The strings we need usually sit close together: one read for all.
+    let offsets = || soname.iter().chain(&needed).chain(&rpath).chain(&runpath).copied();
+    let (lo, hi) = (offsets().min().unwrap_or(0), offsets().max().unwrap_or(0));
+    let span_len = (hi - lo).saturating_add(512).min(src.len.saturating_sub(base.saturating_add(lo)));
+    let span = if hi - lo < 64 * 1024 { src.at(base.saturating_add(lo), span_len as usize).ok() } else { None };
+    let string = |offset: u64| -> io::Result<Vec<u8>> {
+        if let Some(tail) = span.as_deref().and_then(|s| s.get((offset - lo) as usize..)) {
+            if let Some(end) = tail.iter().position(|&b| b == 0) {
+                return Ok(tail[..end].to_vec());
+            }
+        }
+        src.string(base.saturating_add(offset))
+    };
     out.soname = soname.map(string).transpose()?;
     out.info.needed = needed.into_iter().map(string).collect::<io::Result<_>>()?;
     out.info.runpath = runpath.map(string).transpose()?;
@@ -145,27 +168,51 @@ fn read_dynamic(file: &File, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Result<Dy
     Ok(out)
 }
 
-fn read_interp(file: &File, phdrs: &[ProgramHeader]) -> io::Result<Option<Vec<u8>>> {
-    phdrs.iter().find(|p| p.p_type == PT_INTERP).map(|p| read_string(file, p.p_offset)).transpose()
+/// Reads a file in pieces: its head once (which holds the headers and, in
+/// most libraries, the dynamic strings), anything else on demand. A 500 MB
+/// library costs a few reads, and memory does not grow with its size.
+struct Source<'f> {
+    file: &'f File,
+    len: u64,
+    head: Vec<u8>,
 }
 
-/// A NUL-terminated string at `offset`, read in small pieces.
-fn read_string(file: &File, offset: u64) -> io::Result<Vec<u8>> {
-    const MAX: usize = 64 * 1024;
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 256];
-    while out.len() < MAX {
-        let n = read_at_most(file, &mut chunk, offset + out.len() as u64)?;
-        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
-            out.extend_from_slice(&chunk[..end]);
-            return Ok(out);
-        }
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&chunk[..n]);
+const HEAD: u64 = 16 * 1024;
+
+impl<'f> Source<'f> {
+    fn new(file: &'f File, len: u64) -> io::Result<Source<'f>> {
+        let mut head = vec![0u8; len.min(HEAD) as usize];
+        file.read_exact_at(&mut head, 0)?;
+        Ok(Source { file, len, head })
     }
-    Err(corrupt("a dynamic string is not terminated"))
+
+    /// `len` bytes at `offset`, or an error if the file is shorter.
+    fn at(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+        let end = offset.checked_add(len as u64).filter(|&e| e <= self.len).ok_or_else(|| corrupt("truncated"))?;
+        if end <= self.head.len() as u64 {
+            return Ok(Cow::Borrowed(&self.head[offset as usize..end as usize]));
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    /// A NUL-terminated string at `offset`.
+    fn string(&self, offset: u64) -> io::Result<Vec<u8>> {
+        const MAX: u64 = 64 * 1024;
+        let mut out = Vec::new();
+        let mut at = offset;
+        while at < self.len && at - offset < MAX {
+            let piece = self.at(at, (self.len - at).min(256) as usize)?;
+            if let Some(end) = piece.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&piece[..end]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&piece);
+            at += piece.len() as u64;
+        }
+        Err(corrupt("a dynamic string is not terminated"))
+    }
 }
 
 /// One dynamic entry: (d_tag, d_val), in the file's class and byte order.
@@ -183,19 +230,6 @@ fn decode_dyn(chunk: &[u8], ctx: Ctx) -> (u64, u64) {
     };
     let half = chunk.len() / 2;
     (word(&chunk[..half]), word(&chunk[half..]))
-}
-
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 fn corrupt(e: impl std::fmt::Display) -> io::Error {

@@ -4,10 +4,13 @@
 //! Asked of the loader itself, once per run; fixed defaults only if asking
 //! fails.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
     /// The loader's default directories ("system search path"), in order.
     pub system_dirs: Vec<Vec<u8>>,
@@ -24,6 +27,27 @@ const PROBE_LIB: &str = "/culaunch-probe-lib";
 const PROBE_PLATFORM: &str = "/culaunch-probe-platform";
 
 impl Platform {
+    /// The loader's answers, from a cache keyed by everything they depend on
+    /// (the loader file, and the CPU's hwcap words and platform as the kernel
+    /// hands them to the loader); asked afresh when that key changes.
+    pub fn for_interpreter(interpreter: &Path) -> Platform {
+        let Some(file) = cache_file(interpreter) else { return Platform::ask(interpreter) };
+        if let Some(p) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+            return p;
+        }
+        let p = Platform::ask(interpreter);
+        if let Some(dir) = file.parent() {
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&p).unwrap_or_default()))
+                .and_then(|()| std::fs::rename(&tmp, &file));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        p
+    }
+
     /// Asks `interpreter` (the program's PT_INTERP) with `--help` and with a
     /// traced `--list` of a probe.
     pub fn ask(interpreter: &Path) -> Platform {
@@ -72,6 +96,30 @@ impl Platform {
             platform: std::env::consts::ARCH.as_bytes().to_vec(),
         }
     }
+}
+
+fn cache_file(interpreter: &Path) -> Option<PathBuf> {
+    let m = std::fs::metadata(interpreter).ok()?;
+    // SAFETY: getauxval has no preconditions; 0 means "absent".
+    let (hwcap, hwcap2, platform) = unsafe {
+        (libc::getauxval(libc::AT_HWCAP), libc::getauxval(libc::AT_HWCAP2), libc::getauxval(libc::AT_PLATFORM))
+    };
+    let platform = if platform == 0 {
+        String::new()
+    } else {
+        // SAFETY: AT_PLATFORM points to a NUL-terminated string the kernel placed on our stack.
+        unsafe { std::ffi::CStr::from_ptr(platform as *const libc::c_char) }.to_string_lossy().into_owned()
+    };
+    let key = format!(
+        "{}:{}:{}:{}:{}:{hwcap:x}:{hwcap2:x}:{platform}",
+        interpreter.display(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime()
+    );
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    Some(crate::inject::cache_dir()?.join(format!("loader-{hash:016x}.json")))
 }
 
 fn parse_system_dirs(help: &str) -> Vec<Vec<u8>> {

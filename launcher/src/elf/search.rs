@@ -210,11 +210,7 @@ impl Resolver {
     /// The ELF header of `path` if the loader would take it: an ELF file of
     /// the program's class and machine. Anything else is passed over.
     fn check(&self, path: &[u8]) -> Option<ElfHeader> {
-        let p = Path::new(OsStr::from_bytes(path));
-        if !p.is_file() {
-            return None;
-        }
-        match read_header(p) {
+        match read_header(Path::new(OsStr::from_bytes(path))) {
             Ok(Some(h)) if (h.is_64, h.machine) == self.want => Some(h),
             _ => None,
         }

@@ -7,7 +7,6 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::cache::Cache;
@@ -66,7 +65,7 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a dynamic executable or shared object"));
     }
     let interp = header.interp.clone().unwrap_or_else(|| DEFAULT_INTERP.to_vec());
-    let platform = Platform::ask(Path::new(OsStr::from_bytes(&interp)));
+    let platform = Platform::for_interpreter(Path::new(OsStr::from_bytes(&interp)));
     let cache = Cache::read(Path::new("/etc/ld.so.cache"));
     let llp = std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec());
     let mut resolver = Resolver::new(platform, cache, llp, (header.is_64, header.machine));
@@ -98,7 +97,7 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
                 .collect();
             match resolver.find(&name, &requesters) {
                 Outcome::Found { path, header, reason } => {
-                    let id = file_id(&path)?;
+                    let id = header.file_id;
                     if let Some(i) = nodes.iter().position(|n| n.id == id) {
                         nodes[i].names.push(name.clone());
                         edges.push(Edge { from, name, to: Target::Repeat(i) });
@@ -126,7 +125,7 @@ fn node(
     reason: Option<Reason>,
     depth: usize,
 ) -> io::Result<Node> {
-    let id = file_id(&path)?;
+    let id = header.file_id;
     let mut names = vec![path.clone()];
     names.extend(header.soname.clone());
     Ok(Node { path, names, header, origin, id, parent, reason, depth })
@@ -145,11 +144,6 @@ fn chain_of(nodes: &[Node], from: usize) -> Vec<usize> {
         chain.push(ROOT);
     }
     chain
-}
-
-fn file_id(path: &[u8]) -> io::Result<(u64, u64)> {
-    let m = std::fs::metadata(Path::new(OsStr::from_bytes(path)))?;
-    Ok((m.dev(), m.ino()))
 }
 
 fn absolute_bytes(path: &[u8]) -> Vec<u8> {
