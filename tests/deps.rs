@@ -305,3 +305,25 @@ fn bad_input_exits_125_with_one_line_never_a_panic() {
         assert!(err.starts_with("culaunch: ") && !err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn run_warns_before_starting_about_what_the_closure_shows() {
+    let d = Dir::new("preflight");
+    d.build("gone/libcudart.so.12", false, &[], &[]);
+    let exe = d.build("bin/prog", true, &["gone/libcudart.so.12"], &[]);
+    std::fs::remove_dir_all(d.path("gone")).unwrap();
+    let out = Command::new(CULAUNCH).args(["-q", "--"]).arg(&exe).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("culaunch: warning: libcudart.so.12, DT_NEEDED of prog, is not found"), "{err}");
+    assert_eq!(out.status.code(), Some(127), "the loader's own failure, as without culaunch: {err}");
+    let strict = Command::new(CULAUNCH).args(["-q", "--strict", "--"]).arg(&exe).output().unwrap();
+    assert_eq!(strict.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&strict.stderr).starts_with("culaunch: --strict: "));
+
+    let f = fixtures();
+    let pin = format!("--pin=libcudart.so.11.0={}", f.wheel_cudart11.display());
+    let out = Command::new(CULAUNCH).args(["-q", &pin, "--"]).arg(&f.needs_cudart).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pin libcudart.so.11.0 cannot serve libcudart.so.12, DT_NEEDED of needs_cudart"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "version=12090\n", "the job still runs");
+}

@@ -60,6 +60,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("--strict: {}: {problems}", .file.display())]
+    Preflight { file: PathBuf, problems: String },
     #[error("config file {}: {message}", .path.display())]
     Config { path: PathBuf, message: String },
     #[error("pin {soname}={}: {reason}", .path.display())]

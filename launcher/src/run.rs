@@ -8,10 +8,13 @@ use crate::command;
 use crate::elf;
 use crate::error::Error;
 use crate::inject::{self, Injection};
+use crate::plan::pins::Pin;
 use crate::plan::{self, Plan};
 use crate::report;
 use crate::spawn::{self, Outcome};
 use crate::trace_file::TraceFile;
+use culaunch_protocol::catalogue;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     run_with_summary(&args, false).map(|(outcome, _)| outcome)
@@ -39,7 +42,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let path_var = std::env::var_os("PATH");
     let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
-    let traceable = preflight(&program, path_var.as_deref());
+    let traceable = preflight(&program, path_var.as_deref(), &plan)?;
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
     let env = if traceable {
         let injection = Injection {
@@ -82,15 +85,15 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
 }
 
 /// Looks at the file the kernel will load and says, in one line each, why the
-/// loader will not run culaunch's module in it. Returns false only when
+/// loader will not run culaunch's module in it, and what its static closure
+/// already shows will go wrong with CUDA libraries. Returns false only when
 /// injecting would make the loader complain (a program of another class or
 /// machine); a static or setuid program still gets the environment, so its
-/// dynamically linked children are traced.
-fn preflight(program: &Path, path_var: Option<&OsStr>) -> bool {
+/// dynamically linked children are traced. Never stops the start, except
+/// that under `--strict` a closure problem is culaunch's error (125).
+fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bool, Error> {
     let chain = command::interpreter_chain(program, path_var);
-    let Some(runs) = chain.last() else {
-        return true;
-    };
+    let Some(runs) = chain.last() else { return Ok(true) };
     let shown = runs.display();
     match elf::read_header(runs) {
         Ok(Some(h)) if !h.matches_this_build() => {
@@ -98,18 +101,79 @@ fn preflight(program: &Path, path_var: Option<&OsStr>) -> bool {
                 "culaunch: warning: {shown} is a {} program; culaunch's audit module is not, so it runs untraced",
                 h.describe_machine()
             );
-            return false;
+            return Ok(false);
         }
         Ok(Some(h)) if !h.dynamic => {
             eprintln!("culaunch: warning: {shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
         }
-        Ok(_) => {}
+        Ok(Some(_)) => {
+            let problems = match elf::closure(runs) {
+                Ok(closure) => closure_problems(&closure, &plan.pins),
+                Err(e) => {
+                    tracing::debug!(file = %shown, error = %e, "cannot resolve the closure");
+                    Vec::new()
+                }
+            };
+            if plan.strict && !problems.is_empty() {
+                return Err(Error::Preflight { file: runs.clone(), problems: problems.join("; ") });
+            }
+            for p in problems {
+                eprintln!("culaunch: warning: {p}");
+            }
+        }
+        Ok(None) => {}
         Err(e) => tracing::debug!(file = %shown, error = %e, "cannot inspect"),
     }
     if let Some(why) = secure_mode_reason(runs) {
         eprintln!("culaunch: warning: {shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
     }
-    true
+    Ok(true)
+}
+
+/// CUDA-family trouble visible before anything runs: a DT_NEEDED that cannot
+/// be found, two majors of one library in the closure, and a pin that cannot
+/// serve the major the closure asks for.
+fn closure_problems(c: &elf::Closure, pins: &[Pin]) -> Vec<String> {
+    let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let by = |from: usize| {
+        let p = &c.nodes[from].path;
+        name(p.rsplit(|&b| b == b'/').next().unwrap_or(p))
+    };
+    let mut problems = Vec::new();
+    let mut majors: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
+    for e in &c.edges {
+        if catalogue::family(&e.name).is_none() {
+            continue;
+        }
+        match &e.to {
+            elf::Target::Missing { tried } => problems.push(format!(
+                "{}, DT_NEEDED of {}, is not found ({} places tried; `culaunch deps` lists them)",
+                name(&e.name),
+                by(e.from),
+                tried.len()
+            )),
+            elf::Target::New(i) => {
+                let soname = c.nodes[*i].header.soname.clone().unwrap_or_else(|| e.name.clone());
+                majors.entry(catalogue::stem(&soname).to_vec()).or_default().insert(name(&soname));
+            }
+            elf::Target::Repeat(_) => {}
+        }
+        for pin in pins {
+            if catalogue::pin_match(&e.name, pin.soname.as_bytes()) == catalogue::PinMatch::OtherMajor {
+                problems.push(format!(
+                    "pin {} cannot serve {}, DT_NEEDED of {} (another major)",
+                    pin.soname,
+                    name(&e.name),
+                    by(e.from)
+                ));
+            }
+        }
+    }
+    for (stem, sonames) in majors.into_iter().filter(|(_, s)| s.len() > 1) {
+        let list: Vec<String> = sonames.into_iter().collect();
+        problems.push(format!("two majors of {} in the closure: {}", name(&stem), list.join(", ")));
+    }
+    problems
 }
 
 /// setuid, setgid or file capabilities put the loader in secure mode.
