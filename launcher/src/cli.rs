@@ -84,7 +84,7 @@ pub struct PinArg {
     pub path: PathBuf,
 }
 
-fn parse_pin(s: &str) -> Result<PinArg, String> {
+pub(crate) fn parse_pin(s: &str) -> Result<PinArg, String> {
     match s.split_once('=') {
         Some((soname, path)) if !soname.is_empty() && !path.is_empty() => {
             Ok(PinArg { soname: soname.to_owned(), path: PathBuf::from(path) })

@@ -6,6 +6,8 @@ mod command;
 mod deps;
 mod elf;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod inject;
 mod plan;
 mod report;

@@ -23,12 +23,34 @@ pub fn write_line(config: &Config, line: &[u8]) {
         Some(fd) => fd,
         None => return,
     };
+    if would_exceed_file_size_limit(fd, line.len()) {
+        warn_once(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
+        return;
+    }
     // SAFETY: `line` is a valid buffer; a short or failed write loses this one
     // event and is never retried (a retry could tear the line).
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
     if n != line.len() as isize {
         warn_once(config, b"cannot append to the trace file; some events are lost");
     }
+}
+
+/// A write past RLIMIT_FSIZE raises SIGXFSZ, which kills the program: the
+/// job must never die for its trace. (The size check and the write are not
+/// atomic across processes; the margin covers a few concurrent lines.)
+fn would_exceed_file_size_limit(fd: i32, len: usize) -> bool {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return false;
+    }
+    // SAFETY: plain-data out-pointer; `fd` is open.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return true;
+    }
+    const MARGIN: u64 = 64 * 1024;
+    (st.st_size.max(0) as u64).saturating_add(len as u64).saturating_add(MARGIN) > lim.rlim_cur
 }
 
 fn current_fd() -> Option<i32> {

@@ -1,8 +1,8 @@
 //! ELF files, seen through the project's own types. goblin stays inside
 //! `object.rs`.
 
-mod cache;
-mod object;
+pub(crate) mod cache;
+pub(crate) mod object;
 mod platform;
 mod search;
 mod tree;

@@ -179,6 +179,16 @@ struct Source<'f> {
 
 const HEAD: u64 = 16 * 1024;
 
+/// Parses an ELF image held in memory (the fuzz tests' entry point).
+#[cfg(test)]
+pub fn parse_bytes(bytes: &[u8]) -> io::Result<Option<ElfHeader>> {
+    let dir = std::env::temp_dir().join(format!("culaunch-elf-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+    std::fs::write(&path, bytes)?;
+    read_header(&path)
+}
+
 impl<'f> Source<'f> {
     fn new(file: &'f File, len: u64) -> io::Result<Source<'f>> {
         let mut head = vec![0u8; len.min(HEAD) as usize];

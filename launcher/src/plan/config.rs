@@ -40,7 +40,7 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 }
 
 /// toml's messages already name the line and column and show the line.
-fn parse(text: &str) -> Result<Config, String> {
+pub(crate) fn parse(text: &str) -> Result<Config, String> {
     toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "))
 }
 

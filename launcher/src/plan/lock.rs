@@ -32,9 +32,13 @@ pub struct LockEntry {
 pub fn read(path: &Path) -> Result<LockFile, Error> {
     let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let lock: LockFile = toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().replace('\n', "\n  ")))?;
+    parse(&text).map_err(err)
+}
+
+pub(crate) fn parse(text: &str) -> Result<LockFile, String> {
+    let lock: LockFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "))?;
     if lock.version != LOCK_VERSION {
-        return Err(err(format!("version {} is not supported (this culaunch writes {LOCK_VERSION})", lock.version)));
+        return Err(format!("version {} is not supported (this culaunch writes {LOCK_VERSION})", lock.version));
     }
     Ok(lock)
 }

@@ -1,9 +1,9 @@
 //! Trace files to summaries: after a run, and for `culaunch report`.
 
-mod events;
+pub(crate) mod events;
 mod provenance;
-mod render;
-mod summary;
+pub(crate) mod render;
+pub(crate) mod summary;
 
 use std::path::Path;
 

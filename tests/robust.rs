@@ -1,0 +1,203 @@
+//! Robustness: concurrency, many processes, faults, hostile targets. The job
+//! must run as it would without culaunch, and the trace must stay valid.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+fn stress() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let out = fixtures().root.join("bin/stress");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/stress.c");
+        let st = Command::new("cc").arg(src).arg("-o").arg(&out).args(["-ldl", "-lpthread"]).status().unwrap();
+        assert!(st.success());
+        out
+    })
+}
+
+/// `n` copies of a fake CUDA library with distinct SONAMEs.
+fn libs(n: usize) -> Vec<PathBuf> {
+    let dir = fixtures().root.join("robust-libs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fakelib.c");
+    (0..n)
+        .map(|i| {
+            let p = dir.join(format!("libcublasLt.so.{}", 100 + i));
+            if !p.exists() {
+                let soname = format!("-Wl,-soname,libcublasLt.so.{}", 100 + i);
+                let st =
+                    Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&p).arg(&src).arg(soname).status().unwrap();
+                assert!(st.success());
+            }
+            p
+        })
+        .collect()
+}
+
+fn run_with_timeout(cmd: &mut Command, secs: u64) -> std::process::Output {
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no answer after {secs} s: a deadlock");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sixteen_threads_loading_concurrently_lose_no_event_and_tear_no_line() {
+    let libs = libs(16);
+    let trace = fixtures().root.join("robust-threads.jsonl");
+    let _ = std::fs::remove_file(&trace);
+    let out = run_with_timeout(
+        Command::new(CULAUNCH)
+            .arg("-q")
+            .arg("-t")
+            .arg(&trace)
+            .arg("--")
+            .arg(stress())
+            .args(["threads", "16", "500"])
+            .args(&libs),
+        120,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut loads = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+        if v["event"] == "load" && v["path"].as_str().unwrap().contains("robust-libs") {
+            loads += 1;
+        }
+    }
+    // Each library is loaded and unloaded again on every iteration.
+    assert_eq!(loads, 16 * 500);
+}
+
+#[test]
+fn two_hundred_short_lived_processes_share_one_trace() {
+    let f = fixtures();
+    let trace = f.root.join("robust-procs.jsonl");
+    let _ = std::fs::remove_file(&trace);
+    let lib = f.wheel_cudart12.display().to_string();
+    let loader = f.loader.display().to_string();
+    let python = python().expect("python3");
+    // 100 by fork+exec from a shell, 100 by posix_spawn from Python.
+    let script = format!(
+        "for i in $(seq 100); do {loader} dlopen:{lib} >/dev/null; done; {} -c \"import os\nfor i in range(100): os.waitpid(os.posix_spawn('{loader}', ['{loader}', 'dlopen:{lib}'], os.environ), 0)\" > /dev/null",
+        python.display()
+    );
+    let out =
+        run_with_timeout(Command::new(CULAUNCH).arg("-q").arg("-t").arg(&trace).args(["--", "sh", "-c", &script]), 300);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> =
+        std::fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let loader_canon = canonical(&f.loader);
+    let starts: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "process_start" && e["exe"] == loader_canon.as_str()).collect();
+    assert_eq!(starts.len(), 200);
+    let pids: std::collections::BTreeSet<i64> = starts.iter().map(|e| e["pid"].as_i64().unwrap()).collect();
+    let loads = events
+        .iter()
+        .filter(|e| e["event"] == "load" && e["cuda"] == true && pids.contains(&e["pid"].as_i64().unwrap()))
+        .count();
+    assert_eq!(loads, 200, "one libcudart load per process");
+}
+
+#[test]
+fn fork_while_another_thread_is_inside_dlopen_does_not_deadlock() {
+    let libs = libs(1);
+    let out = run_with_timeout(
+        Command::new(CULAUNCH)
+            .args(["-q", "--"])
+            .arg(stress())
+            .args(["forkdlopen", "200"])
+            .arg(&libs[0])
+            .arg("/bin/true"),
+        120,
+    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "forkdlopen: 0 bad\n");
+}
+
+#[test]
+fn a_program_that_closes_every_descriptor_never_gets_trace_lines_in_its_files() {
+    let f = fixtures();
+    let own = f.root.join("robust-own-file.txt");
+    let trace = f.root.join("robust-closefds.jsonl");
+    let _ = std::fs::remove_file(&trace);
+    let out = Command::new(CULAUNCH)
+        .arg("-q")
+        .arg("-t")
+        .arg(&trace)
+        .arg("--")
+        .arg(stress())
+        .arg("closefds")
+        .arg(&own)
+        .arg(&f.wheel_cudart12)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "closefds: dlopen ok, file holds 5 bytes\n");
+    assert_eq!(std::fs::read_to_string(&own).unwrap(), "mine\n");
+    // The load after the descriptors were closed is still traced.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"event\":\"load\"") && l.contains("libcudart.so.12")), "{text}");
+}
+
+#[test]
+fn children_that_change_directory_clear_their_environment_or_are_static_still_run() {
+    let f = fixtures();
+    let dir = f.root.join("robust-cwd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = "relative-trace.jsonl";
+    let stat = f.static_prog.as_ref().expect("cc -static works");
+    let script = format!(
+        "cd / && {loader} dlopen:{lib} && env -i {loader} dlopen:{lib} && {stat} && mount --version >/dev/null",
+        loader = f.loader.display(),
+        lib = f.wheel_cudart12.display(),
+        stat = stat.display()
+    );
+    let out =
+        Command::new(CULAUNCH).current_dir(&dir).args(["-q", "-t", trace, "--", "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("ok which=wheel-12").count(), 2, "{stdout}");
+    assert!(stdout.contains("version=12040"), "the static program ran: {stdout}");
+    // The child that changed directory wrote to the same (absolute) trace.
+    let text = std::fs::read_to_string(dir.join(trace)).unwrap();
+    let loads = text.lines().filter(|l| l.contains("\"event\":\"load\"") && l.contains("libcudart.so.12")).count();
+    assert_eq!(loads, 1, "the child with a cleared environment is not traced; the other is");
+}
+
+#[test]
+fn a_file_size_limit_or_a_deleted_trace_never_kills_the_job() {
+    let f = fixtures();
+    let trace = f.root.join("robust-limit.jsonl");
+    let _ = std::fs::remove_file(&trace);
+    // 1 block of ulimit -f is far less than the events of a few processes.
+    let script = format!(
+        "ulimit -f 1; for i in 1 2 3 4 5; do {0} dlopen:{1} || exit 9; done; rm -f {2}; {0} dlopen:{1}; exit 7",
+        f.loader.display(),
+        f.wheel_cudart12.display(),
+        trace.display()
+    );
+    let out =
+        Command::new(CULAUNCH).arg("-q").arg("-t").arg(&trace).args(["--", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "the job's own status: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("ok which=wheel-12").count(), 6);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("file-size limit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
