@@ -10,6 +10,7 @@ mod error;
 mod fuzz;
 mod inject;
 mod plan;
+mod probe;
 mod report;
 mod run;
 mod spawn;
@@ -20,6 +21,11 @@ use std::process::ExitCode;
 use error::Error;
 
 fn main() -> ExitCode {
+    // The version-probe helper loads a CUDA library in a process of its own.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(3).collect();
+    if args.len() == 3 && args[1] == probe::SUBCOMMAND {
+        return ExitCode::from(probe::helper(&args[2]));
+    }
     init_logging();
     let cli = match cli::parse(std::env::args_os()) {
         Ok(cli) => cli,

@@ -205,7 +205,11 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
             return;
         }
         let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name));
-        if family.is_none() && !config.all_libs {
+        // A library that needs CUDA libraries is reported too: the
+        // diagnoses compare what it was shipped with and what it got.
+        // SAFETY: the loader just mapped `map`.
+        let requester_of_cuda = || unsafe { linkmap::any_needed(map, |n| catalogue::family(n).is_some()) };
+        if family.is_none() && !config.all_libs && !requester_of_cuda() {
             return;
         }
         let mut path_buf = [0u8; PATH_MAX];

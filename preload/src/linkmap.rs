@@ -22,6 +22,7 @@ pub struct Elf64Dyn {
 }
 
 const DT_NULL: i64 = 0;
+const DT_NEEDED: i64 = 1;
 const DT_STRTAB: i64 = 5;
 const DT_SONAME: i64 = 14;
 /// Far more entries than any real dynamic section holds; stops a walk over a
@@ -66,6 +67,43 @@ pub unsafe fn soname<'a>(map: *const LinkMap) -> Option<&'a [u8]> {
         }
         let strtab = relocated(m.l_addr, strtab?);
         Some(CStr::from_ptr((strtab + soname?) as *const c_char).to_bytes())
+    }
+}
+
+/// Whether any DT_NEEDED entry of a mapped object satisfies `pred` (a
+/// framework library that needs CUDA libraries is worth reporting even when
+/// it is not one itself).
+///
+/// # Safety
+/// `map` must be a live link map whose object the loader has mapped.
+pub unsafe fn any_needed(map: *const LinkMap, pred: impl Fn(&[u8]) -> bool) -> bool {
+    // SAFETY: as for `soname`: the loader has read these same entries.
+    unsafe {
+        let Some(m) = map.as_ref() else { return false };
+        if m.l_ld.is_null() {
+            return false;
+        }
+        let mut strtab = None;
+        for i in 0..MAX_DYN {
+            let d = &*m.l_ld.add(i);
+            match d.d_tag {
+                DT_NULL => break,
+                DT_STRTAB => strtab = Some(relocated(m.l_addr, d.d_val as usize)),
+                _ => {}
+            }
+        }
+        let Some(strtab) = strtab else { return false };
+        for i in 0..MAX_DYN {
+            let d = &*m.l_ld.add(i);
+            match d.d_tag {
+                DT_NULL => break,
+                DT_NEEDED if pred(CStr::from_ptr((strtab + d.d_val as usize) as *const c_char).to_bytes()) => {
+                    return true
+                }
+                _ => {}
+            }
+        }
+        false
     }
 }
 

@@ -40,6 +40,11 @@ pub const MEMBERS: &[(&str, &str)] = &[
     ("libnvonnxparser", "tensorrt"),
 ];
 
+/// Families whose members must all come from one release: cuBLAS with
+/// cuBLASLt, every cuDNN sub-library, nvrtc with nvrtc-builtins, the cuFFT,
+/// cuSOLVER and NPP libraries among themselves, TensorRT's parts.
+pub const SAME_RELEASE: &[&str] = &["cublas", "cudnn", "nvrtc", "cufft", "cusolver", "npp", "tensorrt", "cufile"];
+
 /// The stem of a library file name or SONAME: the part before `.so`
 /// (`libcudart.so.12.9.79` → `libcudart`). A path is reduced to its last
 /// component first. Names without `.so` are their own stem.

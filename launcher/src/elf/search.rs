@@ -134,6 +134,19 @@ impl Resolver {
         Outcome::Missing { tried }
     }
 
+    /// Where the requester's own DT_RPATH (or DT_RUNPATH) alone would find
+    /// `name`: what the requester was shipped to load.
+    pub fn in_own_path(&mut self, name: &[u8], requester: &Requester<'_>) -> Option<(Vec<u8>, Reason)> {
+        let info = &requester.header.dynamic_info;
+        let (list, reason) = match (&info.runpath, &info.rpath) {
+            (Some(r), _) => (r, Reason::Runpath),
+            (None, Some(r)) => (r, Reason::Rpath { of: String::from_utf8_lossy(requester.path).into_owned() }),
+            (None, None) => return None,
+        };
+        let dirs = self.dirs(list, b":", requester.origin);
+        self.in_dirs(name, &dirs, &mut Vec::new()).map(|(path, _)| (path, reason))
+    }
+
     /// A search list split and expanded like `fillin_rpath`: `$ORIGIN`,
     /// `$LIB`, `$PLATFORM` substituted, trailing slashes reduced to one, an
     /// empty entry meaning the current directory, duplicates dropped.

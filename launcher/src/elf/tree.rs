@@ -117,6 +117,32 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
     Ok(Closure { nodes, edges })
 }
 
+/// Where `object`'s own DT_RPATH or DT_RUNPATH would find `name`, and which
+/// of the two it is: the copy the object was shipped with.
+pub fn own_copy(object: &Path, name: &[u8]) -> Option<(Vec<u8>, Reason)> {
+    let header = read_header(object).ok()??;
+    let interp = header.interp.clone().unwrap_or_else(|| DEFAULT_INTERP.to_vec());
+    let platform = Platform::for_interpreter(Path::new(OsStr::from_bytes(&interp)));
+    let mut resolver = Resolver::new(platform, None, None, (header.is_64, header.machine));
+    let path = object.as_os_str().as_bytes();
+    let origin = origin_of(&absolute_bytes(path));
+    resolver.in_own_path(name, &Requester { origin: &origin, path, header: &header })
+}
+
+/// The search lists of `object` that hold an empty entry (`$ORIGIN:`), which
+/// the loader reads as the current directory.
+pub fn empty_search_entries(object: &Path) -> Vec<(&'static str, String)> {
+    let Ok(Some(h)) = read_header(object) else { return Vec::new() };
+    let info = &h.dynamic_info;
+    [("DT_RPATH", &info.rpath), ("DT_RUNPATH", &info.runpath)]
+        .into_iter()
+        .filter_map(|(tag, list)| {
+            let list = list.as_ref()?;
+            list.split(|&b| b == b':').any(<[u8]>::is_empty).then(|| (tag, String::from_utf8_lossy(list).into_owned()))
+        })
+        .collect()
+}
+
 fn node(
     path: Vec<u8>,
     origin: Vec<u8>,

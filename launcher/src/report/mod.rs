@@ -1,7 +1,8 @@
 //! Trace files to summaries: after a run, and for `culaunch report`.
 
+pub(crate) mod diagnose;
 pub(crate) mod events;
-mod provenance;
+pub(crate) mod provenance;
 pub(crate) mod render;
 pub(crate) mod summary;
 

@@ -9,13 +9,31 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordHash {
+    Matches,
+    /// The file differs from what the package installed.
+    Differs,
+    /// Over the size culaunch hashes at the end of a run.
+    NotChecked,
+    /// RECORD lists no hash for it.
+    Absent,
+}
+
+/// Files larger than this are not hashed at the end of a run (a 500 MB
+/// cuBLASLt takes seconds).
+const HASH_LIMIT: u64 = 128 << 20;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Origin {
-    /// Listed in a `*.dist-info/RECORD`.
+    /// Listed in a `*.dist-info/RECORD`; `record_hash` says whether the
+    /// file still has the sha256 the wheel installed.
     Pip {
         package: String,
         version: String,
+        record_hash: RecordHash,
     },
     /// Listed in a `conda-meta/*.json` file list.
     Conda {
@@ -43,6 +61,17 @@ impl Origin {
         }
     }
 
+    /// Which record the version came from.
+    pub fn version_source(&self) -> &'static str {
+        match self {
+            Origin::Pip { .. } => "pip",
+            Origin::Conda { .. } => "conda",
+            Origin::Toolkit { .. } => "toolkit version.json",
+            Origin::Distro { .. } => "dpkg",
+            Origin::Unknown => "unknown",
+        }
+    }
+
     /// A short label for the summary table.
     pub fn label(&self) -> String {
         match self {
@@ -58,8 +87,8 @@ impl Origin {
 /// Looks origins up, reading each installer's records once.
 #[derive(Default)]
 pub struct Finder {
-    /// site-packages dir → (path relative to it → (package, version)).
-    pip: HashMap<PathBuf, HashMap<String, (String, String)>>,
+    /// site-packages dir → (path relative to it → (package, version, hash)).
+    pip: HashMap<PathBuf, HashMap<String, (String, String, String)>>,
     /// dpkg's file lists, path → package, read on first use.
     dpkg: Option<HashMap<String, String>>,
 }
@@ -79,7 +108,12 @@ impl Finder {
             .find(|a| matches!(a.file_name().and_then(OsStr::to_str), Some("site-packages" | "dist-packages")))?;
         let rel = path.strip_prefix(site).ok()?.to_str()?.to_owned();
         let records = self.pip.entry(site.to_path_buf()).or_insert_with(|| read_records(site));
-        records.get(&rel).map(|(package, version)| Origin::Pip { package: package.clone(), version: version.clone() })
+        let (package, version, hash) = records.get(&rel)?;
+        Some(Origin::Pip {
+            package: package.clone(),
+            version: version.clone(),
+            record_hash: check_record_hash(path, hash),
+        })
     }
 
     fn distro(&mut self, path: &Path) -> Option<Origin> {
@@ -92,7 +126,35 @@ impl Finder {
     }
 }
 
-fn read_records(site: &Path) -> HashMap<String, (String, String)> {
+/// RECORD's `sha256=<urlsafe base64, unpadded>` against the file.
+fn check_record_hash(path: &Path, record: &str) -> RecordHash {
+    let Some(want) = record.strip_prefix("sha256=") else { return RecordHash::Absent };
+    if fs::metadata(path).map(|m| m.len() > HASH_LIMIT).unwrap_or(true) {
+        return RecordHash::NotChecked;
+    }
+    let Ok(hex) = crate::plan::lock::sha256_file(path) else { return RecordHash::NotChecked };
+    let bytes: Vec<u8> =
+        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    if base64_url(&bytes) == want.trim_end_matches('=') {
+        RecordHash::Matches
+    } else {
+        RecordHash::Differs
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn read_records(site: &Path) -> HashMap<String, (String, String, String)> {
     let mut map = HashMap::new();
     let Ok(entries) = fs::read_dir(site) else {
         return map;
@@ -110,8 +172,9 @@ fn read_records(site: &Path) -> HashMap<String, (String, String)> {
             continue;
         };
         for line in record.lines() {
-            if let Some((file, _)) = line.split_once(',') {
-                map.insert(file.to_owned(), (package.replace('_', "-"), version.to_owned()));
+            let mut fields = line.splitn(3, ',');
+            if let (Some(file), Some(hash)) = (fields.next(), fields.next()) {
+                map.insert(file.to_owned(), (package.replace('_', "-"), version.to_owned(), hash.to_owned()));
             }
         }
     }
@@ -204,6 +267,13 @@ mod tests {
     }
 
     #[test]
+    fn base64_url_matches_python() {
+        // base64.urlsafe_b64encode(bytes(range(7))).rstrip(b"=")
+        assert_eq!(base64_url(&[0, 1, 2, 3, 4, 5, 6]), "AAECAwQFBg");
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
     fn pip_origin_comes_from_record() {
         let site =
             std::env::temp_dir().join(format!("culaunch-prov-{}/lib/python3.11/site-packages", std::process::id()));
@@ -214,7 +284,14 @@ mod tests {
         fs::create_dir_all(&info).unwrap();
         fs::write(info.join("RECORD"), "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=abc,1\n").unwrap();
         let origin = Finder::default().origin(&lib.join("libcudart.so.12"));
-        assert_eq!(origin, Origin::Pip { package: "nvidia-cuda-runtime-cu12".into(), version: "12.9.79".into() });
+        assert_eq!(
+            origin,
+            Origin::Pip {
+                package: "nvidia-cuda-runtime-cu12".into(),
+                version: "12.9.79".into(),
+                record_hash: RecordHash::Differs
+            }
+        );
         let stray = Finder::default().origin(&lib.join("libother.so.1"));
         assert_ne!(stray, origin);
         fs::remove_dir_all(site.ancestors().nth(3).unwrap()).unwrap();

@@ -57,6 +57,14 @@ pub fn text(s: &Summary) -> String {
             }
         }
     }
+    if !s.diagnoses.is_empty() {
+        let _ = writeln!(out, "diagnoses:");
+        for d in &s.diagnoses {
+            let pid = d.pid.map(|p| format!("pid {p}: ")).unwrap_or_default();
+            let _ = writeln!(out, "  [{}] {pid}{}", d.kind, wrap(&d.message, WIDTH - 4).join("\n    "));
+            let _ = writeln!(out, "    rule: {}", elide_middle(&d.rule, WIDTH - 10));
+        }
+    }
     if !s.denials.is_empty() {
         let _ = writeln!(out, "refused:");
         for d in &s.denials {
@@ -120,6 +128,25 @@ fn pad(s: &str, width: usize, right: bool) -> String {
     }
 }
 
+/// Splits `text` at spaces into lines of at most `width` characters; a
+/// word longer than that (a path) is elided in its middle.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let word = elide_middle(word, width);
+        let last = lines.last_mut().map(|l| l.chars().count()).unwrap_or(0);
+        if last > 0 && last + 1 + word.chars().count() > width {
+            lines.push(word);
+        } else if let Some(l) = lines.last_mut() {
+            if !l.is_empty() {
+                l.push(' ');
+            }
+            l.push_str(&word);
+        }
+    }
+    lines
+}
+
 /// Keeps both ends of a long path: the directory that says where, the file
 /// name that says what.
 fn elide_middle(s: &str, width: usize) -> String {
@@ -147,9 +174,11 @@ mod tests {
             soname: Some("libcudart.so.12".into()),
             path: long.clone(),
             version: Some("12.9.79".into()),
+            version_source: Some("pip".into()),
             origin: Origin::Pip {
                 package: "nvidia-cuda-runtime-cu12-with-a-long-name".into(),
                 version: "12.9.79".into(),
+                record_hash: crate::report::provenance::RecordHash::Matches,
             },
             how: ["dlopen".to_owned(), "needed".to_owned()].into(),
             callers: ["/usr/lib/python3/dist-packages/torch/lib/libtorch_cuda_linalg_and_more.so".to_owned()].into(),
@@ -181,6 +210,15 @@ mod tests {
                 request: "libcudnn.so.9".into(),
                 caller: Some(long.clone()),
                 reason: format!("--strict: another major of pinned libcudnn.so.8 ({long})"),
+            }],
+            diagnoses: vec![crate::report::diagnose::Diagnosis {
+                kind: "shadowing",
+                host: "h".into(),
+                pid: Some(1),
+                message: format!("libcublasLt.so.12 for {long} came from {long} (ld_library_path), although its own DT_RUNPATH holds {long}"),
+                files: vec![],
+                requester: None,
+                rule: "ld_library_path is searched before DT_RUNPATH".into(),
             }],
             pins: vec![PinUse {
                 soname: "libcudart.so.12".into(),

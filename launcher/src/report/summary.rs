@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::diagnose::{self, Diagnosis};
 use super::events::{Envelope, Event};
 use super::provenance::{self, Origin};
 
@@ -18,6 +19,8 @@ pub struct Summary {
     /// The run's pins and where each was used (empty for `report`, which
     /// does not know them).
     pub pins: Vec<PinUse>,
+    /// What will bite, with the rule behind it.
+    pub diagnoses: Vec<Diagnosis>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
 }
@@ -59,6 +62,9 @@ pub struct Library {
     pub soname: Option<String>,
     pub path: String,
     pub version: Option<String>,
+    /// Where `version` came from: `pip`, `conda`, `toolkit version.json`,
+    /// `file name`, or the library's own call (`cudaRuntimeGetVersion`, …).
+    pub version_source: Option<String>,
     pub origin: Origin,
     /// `how` values seen, e.g. `needed`, `dlopen`.
     pub how: BTreeSet<String>,
@@ -70,6 +76,16 @@ pub struct Library {
     pub processes: BTreeSet<String>,
     /// Mapped because a pin asked for this file.
     pub pinned: bool,
+}
+
+impl Library {
+    /// The release this file belongs to, when an installer's records or the
+    /// file name say so (a version call answers in its own terms, which do
+    /// not compare across libraries).
+    pub fn release(&self) -> Option<&str> {
+        const RECORDS: &[&str] = &["pip", "conda", "toolkit version.json", "file name"];
+        self.version.as_deref().filter(|_| self.version_source.as_deref().is_some_and(|s| RECORDS.contains(&s)))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +138,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
                     soname: l.soname.clone(),
                     path: l.path.clone(),
                     version: None,
+                    version_source: None,
                     origin: Origin::Unknown,
                     how: BTreeSet::new(),
                     callers: BTreeSet::new(),
@@ -160,19 +177,23 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
     let mut origins = provenance::Finder::default();
     for lib in &mut libraries {
         lib.origin = origins.origin(std::path::Path::new(&lib.path));
-        lib.version = lib
-            .origin
-            .version()
-            .map(str::to_owned)
-            .or_else(|| provenance::version_from_file_name(&lib.path, lib.soname.as_deref()));
+        let found = match lib.origin.version() {
+            Some(v) => Some((v.to_owned(), lib.origin.version_source().to_owned())),
+            None => provenance::version_from_file_name(&lib.path, lib.soname.as_deref())
+                .map(|v| (v, "file name".to_owned()))
+                .or_else(|| crate::probe::version_of(std::path::Path::new(&lib.path))),
+        };
+        (lib.version, lib.version_source) = found.unzip();
     }
     libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
+    let diagnoses = diagnose::diagnose(events, &libraries);
     Summary {
         processes: processes.into_values().collect(),
         libraries,
         conflicts,
         denials,
         pins: pin_uses,
+        diagnoses,
         malformed_lines,
     }
 }
