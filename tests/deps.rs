@@ -6,52 +6,11 @@ mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
-use common::{fixtures, CULAUNCH};
+use common::{fixtures, Dir, CULAUNCH};
 use serde_json::Value;
-
-/// A directory of fixtures for one rule.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(rule: &str) -> Dir {
-        let d = fixtures().root.join("deps").join(rule);
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    /// Builds `rel` (a shared library with SONAME its file name, or with
-    /// `exe: true` a program) that needs each of `needs` (paths of
-    /// libraries built before), with extra linker flags.
-    fn build(&self, rel: &str, exe: bool, needs: &[&str], flags: &[&str]) -> PathBuf {
-        let out = self.path(rel);
-        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-        let mut cmd = Command::new("cc");
-        if exe {
-            cmd.arg(src.join("needs.c")).args(["-DFIXTURE_MAIN", "-Dcuda" /* unused */]).arg(src.join("fakelib.c"));
-        } else {
-            let soname = out.file_name().unwrap().to_str().unwrap();
-            cmd.args(["-shared", "-fPIC"]).arg(src.join("fakelib.c")).arg(format!("-Wl,-soname,{soname}"));
-        }
-        cmd.arg("-o").arg(&out).arg("-Wl,--no-as-needed");
-        for n in needs {
-            let p = self.path(n);
-            cmd.arg(format!("-L{}", p.parent().unwrap().display()));
-            cmd.arg(format!("-l:{}", p.file_name().unwrap().to_str().unwrap()));
-        }
-        cmd.args(flags);
-        let o = cmd.output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    }
-}
 
 fn ldd_lines(file: &Path, env: &[(&str, &OsStr)]) -> Vec<String> {
     let mut cmd = Command::new("ldd");

@@ -328,3 +328,50 @@ pub fn python() -> Option<PathBuf> {
     let p = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (!p.is_empty()).then(|| PathBuf::from(p))
 }
+
+/// A directory of fixtures for one rule.
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn new(rule: &str) -> Dir {
+        let d = fixtures().root.join("deps").join(rule);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// Builds `rel` (a shared library with SONAME its file name, or with
+    /// `exe: true` a program) that needs each of `needs` (paths of
+    /// libraries built before), with extra linker flags.
+    pub fn build(&self, rel: &str, exe: bool, needs: &[&str], flags: &[&str]) -> PathBuf {
+        self.build_from("fakelib.c", rel, exe, needs, flags)
+    }
+
+    /// The same from another fixture source.
+    pub fn build_from(&self, source: &str, rel: &str, exe: bool, needs: &[&str], flags: &[&str]) -> PathBuf {
+        let out = self.path(rel);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut cmd = Command::new("cc");
+        if exe {
+            cmd.arg(src.join("needs.c")).arg("-DFIXTURE_MAIN").arg(src.join("fakelib.c"));
+        } else {
+            let soname = out.file_name().unwrap().to_str().unwrap();
+            cmd.args(["-shared", "-fPIC"]).arg(src.join(source)).arg(format!("-Wl,-soname,{soname}"));
+        }
+        cmd.arg("-o").arg(&out).arg("-Wl,--no-as-needed");
+        for n in needs {
+            let p = self.path(n);
+            cmd.arg(format!("-L{}", p.parent().unwrap().display()));
+            cmd.arg(format!("-l:{}", p.file_name().unwrap().to_str().unwrap()));
+        }
+        cmd.args(flags);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    }
+}

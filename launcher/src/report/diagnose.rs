@@ -89,7 +89,13 @@ pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
 fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], out: &mut Vec<Diagnosis>) {
     let mapped: HashMap<&str, &Load> =
         loads.iter().filter(|l| l.cuda).filter_map(|l| Some((l.soname.as_deref()?, *l))).collect();
-    let requesters: BTreeSet<&str> = loads.iter().filter_map(|l| l.caller.as_deref()).collect();
+    // Objects that asked for something, and objects that need CUDA libraries
+    // (the module reports those even when they are not CUDA themselves).
+    let requesters: BTreeSet<&str> = loads
+        .iter()
+        .filter_map(|l| l.caller.as_deref())
+        .chain(loads.iter().filter(|l| !l.cuda).map(|l| l.path.as_str()))
+        .collect();
     for requester in requesters {
         let Ok(Some(h)) = elf::read_header(Path::new(requester)) else { continue };
         for needed in &h.dynamic_info.needed {

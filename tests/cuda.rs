@@ -1,0 +1,190 @@
+//! CUDA knowledge: versions and where each library came from, and the
+//! diagnoses, each shown in the human summary and in the JSON with its rule.
+//! Ground truth is the loader (what it mapped, what it refused) and the
+//! installers' own records.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn p(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+fn loader<'a>(actions: &'a [String]) -> Vec<&'a OsStr> {
+    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
+}
+
+fn diagnoses<'a>(run: &'a Run, kind: &str) -> Vec<&'a Value> {
+    run.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap().iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// The diagnosis is in the JSON (returned) and in the human summary, with its rule.
+fn diagnosed<'a>(run: &'a Run, kind: &str) -> &'a Value {
+    let found = diagnoses(run, kind);
+    assert_eq!(found.len(), 1, "{kind}: {:#?}\n{}", run.summary.as_ref().unwrap()["diagnoses"], run.stderr());
+    let stderr = run.stderr();
+    assert!(stderr.contains(&format!("[{kind}]")), "{stderr}");
+    assert!(stderr.contains(&format!("rule: {}", found[0]["rule"].as_str().unwrap())), "{stderr}");
+    found[0]
+}
+
+fn cublas_layout(d: &Dir, tags: &str) -> PathBuf {
+    d.build_from(
+        "cublas.c",
+        "wheel/nvidia/cublas/lib/libcublasLt.so.12",
+        false,
+        &[],
+        &["-DFIXTURE_LT_NEW", "-DFIXTURE_BUILD=\"wheel-lt\""],
+    );
+    d.build_from("cublas.c", "toolkit/lib64/libcublasLt.so.12", false, &[], &["-DFIXTURE_BUILD=\"toolkit-lt\""]);
+    let flag = format!("-Wl,{tags},-rpath,$ORIGIN");
+    d.build_from(
+        "cublas.c",
+        "wheel/nvidia/cublas/lib/libcublas.so.12",
+        false,
+        &["wheel/nvidia/cublas/lib/libcublasLt.so.12"],
+        &["-DFIXTURE_CUBLAS", &flag],
+    )
+}
+
+#[test]
+fn cublaslt_shadowed_through_ld_library_path_fails_and_is_explained() {
+    let d = Dir::new("shadow-runpath");
+    let cublas = cublas_layout(&d, "--enable-new-dtags");
+    let llp = d.path("toolkit/lib64");
+    let env = [("LD_LIBRARY_PATH", llp.as_os_str())];
+    let a = vec![format!("dlopen:{}", p(&cublas))];
+    // The loader itself: the toolkit's older cuBLASLt wins, and the load fails.
+    let bare = plain(&loader(&a), &env);
+    assert!(bare.stdout().contains("undefined symbol: cublasLtGetStatusString"), "{}", bare.stdout());
+    let run = traced(&[], &loader(&a), &env);
+    assert_eq!(run.stdout(), bare.stdout());
+    let diag = diagnosed(&run, "shadowing");
+    assert_eq!(diag["requester"], canonical(&cublas).as_str());
+    let files: Vec<String> = diag["files"].as_array().unwrap().iter().map(s).collect();
+    assert_eq!(files[0], canonical(&d.path("toolkit/lib64/libcublasLt.so.12")));
+    assert!(files[1].ends_with("wheel/nvidia/cublas/lib/libcublasLt.so.12"), "{files:?}");
+    assert_eq!(diag["rule"], "ld_library_path is searched before DT_RUNPATH");
+}
+
+#[test]
+fn an_rpath_requester_with_the_same_ld_library_path_is_not_shadowed() {
+    let d = Dir::new("shadow-rpath");
+    let cublas = cublas_layout(&d, "--disable-new-dtags");
+    let llp = d.path("toolkit/lib64");
+    let a = vec![format!("dlopen:{}", p(&cublas))];
+    let run = traced(&[], &loader(&a), &[("LD_LIBRARY_PATH", llp.as_os_str())]);
+    assert!(run.stdout().contains("ok which=unnamed"), "DT_RPATH wins over LD_LIBRARY_PATH: {}", run.stdout());
+    assert!(diagnoses(&run, "shadowing").is_empty());
+    let pid = *run.maps.keys().next().unwrap();
+    assert!(run.maps[&pid].iter().any(|m| m.ends_with("wheel/nvidia/cublas/lib/libcublasLt.so.12")));
+}
+
+#[test]
+fn a_second_framework_gets_the_cudnn_the_first_one_loaded() {
+    let d = Dir::new("first-loaded-wins");
+    d.build("fw-a/cudnn/libcudnn.so.9", false, &[], &["-DFIXTURE_BUILD=\"cudnn-a\""]);
+    d.build("fw-b/cudnn/libcudnn.so.9", false, &[], &["-DFIXTURE_BUILD=\"cudnn-b\""]);
+    let fa = d.build(
+        "fw-a/lib/libfwa.so",
+        false,
+        &["fw-a/cudnn/libcudnn.so.9"],
+        &["-Wl,--enable-new-dtags,-rpath,$ORIGIN/../cudnn"],
+    );
+    let fb = d.build(
+        "fw-b/lib/libfwb.so",
+        false,
+        &["fw-b/cudnn/libcudnn.so.9"],
+        &["-Wl,--enable-new-dtags,-rpath,$ORIGIN/../cudnn"],
+    );
+    let a = vec![format!("dlopen:{}", p(&fa)), format!("dlopen:{}", p(&fb)), "call:libcudnn.so.9".into()];
+    let run = traced(&[], &loader(&a), &[]);
+    assert!(run.stdout().contains("call:libcudnn.so.9: ok which=cudnn-a"), "{}", run.stdout());
+    let pid = *run.maps.keys().next().unwrap();
+    assert_eq!(run.mapped_cuda(pid), [canonical(&d.path("fw-a/cudnn/libcudnn.so.9"))].into());
+    let diag = diagnosed(&run, "first_loaded_wins");
+    assert_eq!(diag["requester"], canonical(&fb).as_str());
+    assert!(diag["message"].as_str().unwrap().contains(&format!("which {} loaded first", canonical(&fa))), "{diag}");
+}
+
+#[test]
+fn cublas_and_cublaslt_from_different_releases_are_skew() {
+    let f = fixtures();
+    let d = Dir::new("skew");
+    let lt = d.build("cuda-12.1/lib64/libcublasLt.so.12", false, &[], &[]);
+    std::fs::write(d.path("cuda-12.1/version.json"), r#"{"cuda": {"version": "12.1.0"}}"#).unwrap();
+    let a = vec![format!("dlopen:{}", p(&f.conda_cublas)), format!("dlopen:{}", p(&lt))];
+    let run = traced(&[], &loader(&a), &[]);
+    let diag = diagnosed(&run, "version_skew");
+    let msg = diag["message"].as_str().unwrap();
+    assert!(msg.contains("12.4.5.8") && msg.contains("12.1.0"), "{msg}");
+    assert_eq!(diag["rule"], "all cublas libraries must come from one release");
+}
+
+#[test]
+fn an_empty_runpath_entry_and_a_driver_stub_are_flagged() {
+    let d = Dir::new("empty-entry");
+    let lib = d.build("lib/libnvJitLink.so.12", false, &[], &["-Wl,--enable-new-dtags,-rpath,$ORIGIN:"]);
+    let stub = d.build("cuda/lib64/stubs/libcuda.so", false, &[], &["-Wl,-soname,libcuda.so.1"]);
+    let a = vec![format!("dlopen:{}", p(&lib)), format!("dlopen:{}", p(&stub))];
+    let run = traced(&[], &loader(&a), &[]);
+    let empty = diagnosed(&run, "empty_search_entry");
+    assert!(empty["message"].as_str().unwrap().contains("\"$ORIGIN:\""), "{empty}");
+    let stub_diag = diagnosed(&run, "driver_stub");
+    assert_eq!(stub_diag["files"][0], canonical(&stub).as_str());
+}
+
+/// urlsafe base64 of the sha256 of `file`, as RECORD writes it.
+fn record_hash(file: &Path) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import base64, hashlib, sys; print(base64.urlsafe_b64encode(hashlib.sha256(open(sys.argv[1], 'rb').read()).digest()).rstrip(b'=').decode())"])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_wheel_file_is_proven_by_its_record_and_a_changed_one_is_flagged() {
+    let d = Dir::new("record");
+    let site = d.path("venv/lib/python3.11/site-packages");
+    let lib = d.build("venv/lib/python3.11/site-packages/nvidia/cu13/lib/libcublas.so.13", false, &[], &[]);
+    let info = site.join("nvidia_cublas-13.0.0.19.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    let record = format!("nvidia/cu13/lib/libcublas.so.13,sha256={},1\n", record_hash(&lib));
+    std::fs::write(info.join("RECORD"), record).unwrap();
+    let a = vec![format!("dlopen:{}", p(&lib))];
+    let run = traced(&[], &loader(&a), &[]);
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    assert_eq!(libs[0]["origin"]["package"], "nvidia-cublas");
+    assert_eq!(libs[0]["origin"]["record_hash"], "matches");
+    assert_eq!((s(&libs[0]["version"]), s(&libs[0]["version_source"])), ("13.0.0.19".into(), "pip".into()));
+    assert!(diagnoses(&run, "modified_wheel_file").is_empty());
+
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&lib, bytes).unwrap();
+    let run = traced(&[], &loader(&a), &[]);
+    assert_eq!(run.summary.as_ref().unwrap()["libraries"][0]["origin"]["record_hash"], "differs");
+    diagnosed(&run, "modified_wheel_file");
+}
+
+#[test]
+fn without_any_record_the_version_comes_from_the_library_itself() {
+    let d = Dir::new("api-version");
+    let lib = d.build("bare/libcudart.so.12", false, &[], &["-DFIXTURE_VERSION=12080"]);
+    let a = vec![format!("dlopen:{}", p(&lib))];
+    let run = traced(&[], &loader(&a), &[]);
+    let l = &run.summary.as_ref().unwrap()["libraries"][0];
+    assert_eq!((s(&l["version"]), s(&l["version_source"])), ("12.8".into(), "cudaRuntimeGetVersion".into()));
+    // The call ran in a helper process, not in the job: the job's maps show
+    // the library once, and its trace shows no extra process.
+    assert_eq!(run.events_of("process_start").len(), 1);
+}
