@@ -118,3 +118,68 @@ fn a_pin_moves_the_real_runtime_for_absolute_path_and_bare_name_loads() {
     assert_eq!((e["pinned"].as_bool(), e["redirected_from"].as_str()), (Some(true), Some("libcudart.so.12")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn real_wheel_files_are_proven_by_record_and_the_version_call_is_the_fallback() {
+    let run = run_script("both");
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    assert!(libs.iter().all(|l| l["origin"]["record_hash"] == "matches"), "{libs:#?}");
+    assert!(libs.iter().all(|l| l["version_source"] == "pip"));
+
+    // Copies without any installer record: the library itself is asked, in a
+    // helper process. cu12 answers without a GPU; cu11 returns error 35
+    // (no driver), so no version is claimed.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bare-real-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for soname in ["libcudart.so.12", "libcudart.so.11.0"] {
+        std::fs::copy(wheel_lib(soname), dir.join(soname)).unwrap();
+    }
+    let loader = &fixtures().loader;
+    let a: Vec<String> =
+        ["libcudart.so.12", "libcudart.so.11.0"].iter().map(|n| format!("dlopen:{}", dir.join(n).display())).collect();
+    let argv: Vec<&std::ffi::OsStr> =
+        std::iter::once(loader.as_os_str()).chain(a.iter().map(std::ffi::OsStr::new)).collect();
+    let run = traced(&[], &argv, &[]);
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    let of = |n: &str| libs.iter().find(|l| l["soname"] == n).cloned().unwrap();
+    let cu12 = of("libcudart.so.12");
+    assert_eq!((s(&cu12["version"]), s(&cu12["version_source"])), ("12.9".into(), "cudaRuntimeGetVersion".into()));
+    assert!(of("libcudart.so.11.0")["version"].is_null());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn doctor_on_the_real_venv_finds_both_wheels_and_what_will_bite() {
+    let f = fixtures();
+    let venv = venv();
+    // An LD_LIBRARY_PATH holding a libcudart.so.12 (a toolkit's) and a
+    // libcudart.so.11.0 (a wheel's directory).
+    let tk = f.toolkit_cudart.parent().unwrap();
+    let llp = format!("{}:{}", tk.display(), f.wheel_cudart11.parent().unwrap().display());
+    let out = Command::new(CULAUNCH)
+        .args(["doctor", "--json", "--python"])
+        .arg(venv.join("bin/python"))
+        .env("LD_LIBRARY_PATH", &llp)
+        .env("CUDA_HOME", tk.ancestors().nth(3).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let installs = d["installations"].as_array().unwrap();
+    for dist in ["nvidia-cuda-runtime-cu11", "nvidia-cuda-runtime-cu12"] {
+        let pip_version = python_in_venv(&format!("import importlib.metadata as m; print(m.version('{dist}'))"));
+        let found =
+            installs.iter().find(|i| i["kind"] == "pip" && i["location"].as_str().unwrap().contains(dist)).unwrap();
+        assert_eq!(found["version"], pip_version.as_str());
+    }
+    let toolkit = installs.iter().find(|i| i["kind"] == "toolkit").unwrap();
+    assert_eq!((s(&toolkit["version"]), s(&toolkit["found_via"])), ("12.4.1".into(), "CUDA_HOME".into()));
+    let kinds: Vec<String> = d["problems"].as_array().unwrap().iter().map(|p| s(&p["kind"])).collect();
+    assert!(kinds.contains(&"ld_library_path_shadows_wheel".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"two_majors_on_search_path".to_owned()), "{kinds:?}");
+    let has_driver = std::path::Path::new("/proc/driver/nvidia/version").exists();
+    assert_eq!(kinds.contains(&"no_driver".to_owned()), !has_driver, "{kinds:?}");
+    let text = Command::new(CULAUNCH).args(["doctor", "--python"]).arg(venv.join("bin/python")).output().unwrap();
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains("nvidia-cuda-runtime-cu12"));
+}

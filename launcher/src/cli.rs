@@ -29,6 +29,8 @@ pub enum Command {
     Lock(LockArgs),
     /// The dependency tree of an ELF file, resolved as the loader would, without running it.
     Deps(DepsArgs),
+    /// The CUDA installations and driver a job could pick up, and what will bite.
+    Doctor(DoctorArgs),
     /// Summarise trace files written earlier (for instance one per rank).
     Report(ReportArgs),
 }
@@ -123,6 +125,17 @@ pub struct DepsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The Python whose site-packages to inspect (default: the first python3 on PATH).
+    #[arg(long, value_name = "PY")]
+    pub python: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
@@ -133,7 +146,7 @@ pub struct ReportArgs {
     pub traces: Vec<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "report", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "doctor", "report", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 /// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.

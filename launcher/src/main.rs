@@ -4,6 +4,7 @@
 mod cli;
 mod command;
 mod deps;
+mod doctor;
 mod elf;
 mod error;
 #[cfg(test)]
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
         cli::Command::Deps(args) => deps::command(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Doctor(args) => doctor::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(args) => report::command(args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e: Error| {

@@ -68,6 +68,11 @@ impl Cache {
         Some(Cache { entries, hwcaps_names })
     }
 
+    /// Every (name, path) entry for this architecture.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries.iter().filter(|e| flags_match(e.flags)).map(|e| (e.key.as_slice(), e.value.as_slice()))
+    }
+
     /// The path the loader takes from the cache for `name`: among entries for
     /// this architecture, a glibc-hwcaps entry for the best supported
     /// subdirectory wins, else the first plain entry. Entries tagged with

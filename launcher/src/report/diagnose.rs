@@ -29,7 +29,7 @@ pub struct Diagnosis {
 
 /// Minimum driver for each CUDA major (NVIDIA's CUDA compatibility guide,
 /// table 3: minor-version compatibility within a major).
-const MIN_DRIVER: &[(u32, &str)] = &[(11, "450.80.02"), (12, "525.60.13"), (13, "580.0")];
+pub const MIN_DRIVER: &[(u32, &str)] = &[(11, "450.80.02"), (12, "525.60.13"), (13, "580.0")];
 
 pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
     let mut out = Vec::new();
@@ -225,7 +225,7 @@ fn driver_version(lib: &Library) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn version_lt(a: &str, b: &str) -> bool {
+pub fn version_lt(a: &str, b: &str) -> bool {
     let parse = |s: &str| s.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
     parse(a) < parse(b)
 }

@@ -1,0 +1,349 @@
+//! `culaunch doctor`: the CUDA installations a job on this machine could pick
+//! up, the driver, and what will bite — without running the job. Works, and
+//! says so plainly, on a machine without a GPU or driver.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use culaunch_protocol::catalogue;
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::elf::cache::Cache;
+use crate::error::Error;
+use crate::report::diagnose::{version_lt, MIN_DRIVER};
+
+#[derive(Debug, Serialize)]
+struct Doctor {
+    driver: Driver,
+    installations: Vec<Installation>,
+    problems: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+struct Driver {
+    /// From /proc/driver/nvidia/version: the kernel module that is loaded.
+    kernel_module: Option<String>,
+    /// libcuda.so.1 as the loader would find it (ld.so.cache).
+    libcuda: Option<String>,
+    libcuda_version: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Installation {
+    /// `toolkit`, `pip`, `conda`, `ld_library_path`, `ld.so.cache`.
+    kind: &'static str,
+    location: String,
+    /// Why culaunch looked there (`CUDA_HOME`, `/usr/local/cuda*`, …).
+    found_via: String,
+    version: Option<String>,
+    /// CUDA-family SONAMEs it provides.
+    libraries: BTreeSet<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    kind: &'static str,
+    message: String,
+}
+
+pub fn command(args: DoctorArgs) -> Result<(), Error> {
+    let d = inspect(args.python.as_deref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+    } else {
+        print!("{}", text(&d));
+    }
+    Ok(())
+}
+
+fn inspect(python: Option<&Path>) -> Doctor {
+    let cache = Cache::read(Path::new("/etc/ld.so.cache"));
+    let driver = driver(cache.as_ref());
+    let mut installations = Vec::new();
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            installations.extend(toolkit(Path::new(&dir), var));
+        }
+    }
+    let mut local: Vec<PathBuf> = std::fs::read_dir("/usr/local")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("cuda")))
+        .collect();
+    local.sort();
+    for dir in local {
+        if !installations.iter().any(|i| same_dir(&i.location, &dir)) {
+            installations.extend(toolkit(&dir, "/usr/local/cuda*"));
+        }
+    }
+    if let Some(llp) = std::env::var_os("LD_LIBRARY_PATH") {
+        for dir in llp.as_bytes().split(|&b| b == b':' || b == b';').filter(|d| !d.is_empty()) {
+            let dir = Path::new(OsStr::from_bytes(dir));
+            let libs = cuda_sonames_in(dir);
+            if !libs.is_empty() {
+                installations.push(Installation {
+                    kind: "ld_library_path",
+                    location: dir.display().to_string(),
+                    found_via: "LD_LIBRARY_PATH".into(),
+                    version: None,
+                    libraries: libs,
+                });
+            }
+        }
+    }
+    if let Some(c) = &cache {
+        let mut by_dir: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (name, path) in c.entries() {
+            if catalogue::family(name).is_some() {
+                let path = String::from_utf8_lossy(path).into_owned();
+                let dir = path.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default();
+                by_dir.entry(dir).or_default().insert(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        for (dir, libs) in by_dir {
+            installations.push(Installation {
+                kind: "ld.so.cache",
+                location: dir,
+                found_via: "/etc/ld.so.cache".into(),
+                version: None,
+                libraries: libs,
+            });
+        }
+    }
+    installations.extend(pip(python));
+    if let Some(prefix) = std::env::var_os("CONDA_PREFIX").filter(|v| !v.is_empty()) {
+        let lib = Path::new(&prefix).join("lib");
+        let libs = cuda_sonames_in(&lib);
+        if !libs.is_empty() {
+            installations.push(Installation {
+                kind: "conda",
+                location: lib.display().to_string(),
+                found_via: "CONDA_PREFIX".into(),
+                version: None,
+                libraries: libs,
+            });
+        }
+    }
+    let problems = problems(&driver, &installations);
+    Doctor { driver, installations, problems }
+}
+
+fn same_dir(a: &str, b: &Path) -> bool {
+    std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+}
+
+fn driver(cache: Option<&Cache>) -> Driver {
+    let kernel_module = std::fs::read_to_string("/proc/driver/nvidia/version").ok().and_then(|t| {
+        t.split_whitespace()
+            .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+            .map(str::to_owned)
+    });
+    let libcuda = cache.and_then(|c| c.lookup(b"libcuda.so.1", &[])).map(|p| String::from_utf8_lossy(p).into_owned());
+    let libcuda_version = libcuda.as_ref().and_then(|p| {
+        let real = std::fs::canonicalize(p).ok()?;
+        let name = real.file_name()?.to_str()?.to_owned();
+        name.strip_prefix("libcuda.so.").filter(|v| v.contains('.')).map(str::to_owned)
+    });
+    Driver { kernel_module, libcuda, libcuda_version }
+}
+
+fn toolkit(dir: &Path, via: &str) -> Option<Installation> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let version = std::fs::read_to_string(dir.join("version.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["cuda"]["version"].as_str().map(str::to_owned))
+        .or_else(|| {
+            let t = std::fs::read_to_string(dir.join("version.txt")).ok()?;
+            t.split_whitespace().last().map(str::to_owned)
+        });
+    let mut libs = BTreeSet::new();
+    for sub in ["lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"] {
+        libs.extend(cuda_sonames_in(&dir.join(sub)));
+    }
+    Some(Installation {
+        kind: "toolkit",
+        location: dir.display().to_string(),
+        found_via: via.into(),
+        version,
+        libraries: libs,
+    })
+}
+
+/// CUDA-family library names (by file name) in `dir`.
+fn cuda_sonames_in(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.contains(".so") && catalogue::family(n.as_bytes()).is_some())
+        .collect()
+}
+
+/// The pip `nvidia-*` wheels (and the frameworks that use them) in the
+/// site-packages of `python`, or of the first `python3` on PATH.
+fn pip(python: Option<&Path>) -> Vec<Installation> {
+    let py = python.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("python3"));
+    let code = "import json, site, sys; print(json.dumps(site.getsitepackages() + [site.getusersitepackages()]))";
+    let Ok(out) = Command::new(&py).args(["-c", code]).output() else { return Vec::new() };
+    let Ok(dirs) = serde_json::from_slice::<Vec<String>>(&out.stdout) else { return Vec::new() };
+    let mut found = Vec::new();
+    for site in dirs {
+        let mut dists: Vec<(String, String)> = std::fs::read_dir(&site)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".dist-info")?.to_owned();
+                let (pkg, ver) = name.split_once('-')?;
+                Some((pkg.replace('_', "-").to_lowercase(), ver.to_owned()))
+            })
+            .filter(|(pkg, _)| {
+                pkg.starts_with("nvidia-")
+                    || ["torch", "jax", "jaxlib", "tensorflow", "cupy"]
+                        .iter()
+                        .any(|f| pkg == f || pkg.starts_with(&format!("{f}-")))
+            })
+            .collect();
+        dists.sort();
+        for (pkg, ver) in dists {
+            let libs = pip_libraries(Path::new(&site), &pkg, &ver);
+            found.push(Installation {
+                kind: "pip",
+                location: format!("{site} ({pkg})"),
+                found_via: format!("site-packages of {}", py.display()),
+                version: Some(ver),
+                libraries: libs,
+            });
+        }
+    }
+    found
+}
+
+/// CUDA-family files a wheel installed, from its RECORD.
+fn pip_libraries(site: &Path, pkg: &str, ver: &str) -> BTreeSet<String> {
+    let info = site.join(format!("{}-{ver}.dist-info", pkg.replace('-', "_")));
+    let record = std::fs::read_to_string(info.join("RECORD")).unwrap_or_default();
+    record
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .filter_map(|f| f.rsplit('/').next())
+        .filter(|n| n.contains(".so") && catalogue::family(n.as_bytes()).is_some())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn problems(driver: &Driver, installs: &[Installation]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let pip_libs: BTreeMap<&str, &Installation> = installs
+        .iter()
+        .filter(|i| i.kind == "pip")
+        .flat_map(|i| i.libraries.iter().map(move |l| (l.as_str(), i)))
+        .collect();
+    for i in installs.iter().filter(|i| i.kind == "ld_library_path") {
+        for lib in &i.libraries {
+            if let Some(wheel) = pip_libs.get(lib.as_str()) {
+                out.push(Problem {
+                    kind: "ld_library_path_shadows_wheel",
+                    message: format!(
+                        "LD_LIBRARY_PATH entry {} holds {lib}, which a library with DT_RUNPATH will load instead of the copy in {}",
+                        i.location, wheel.location
+                    ),
+                });
+            }
+        }
+    }
+    // Two majors of one library where any program searches: LD_LIBRARY_PATH and the cache.
+    let mut majors: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
+    for i in installs.iter().filter(|i| matches!(i.kind, "ld_library_path" | "ld.so.cache")) {
+        for lib in &i.libraries {
+            if let Some(major) = lib.split_once(".so.").map(|(_, v)| v.split('.').next().unwrap_or(v).to_owned()) {
+                majors.entry(catalogue::stem(lib.as_bytes()).to_vec()).or_default().insert(major);
+            }
+        }
+    }
+    for (stem, set) in majors.into_iter().filter(|(_, s)| s.len() > 1) {
+        out.push(Problem {
+            kind: "two_majors_on_search_path",
+            message: format!(
+                "{} majors {} are both on the search path (LD_LIBRARY_PATH or ld.so.cache): a bare-name dlopen gets whichever is found first",
+                String::from_utf8_lossy(&stem),
+                set.into_iter().collect::<Vec<_>>().join(" and ")
+            ),
+        });
+    }
+    let drv = driver.kernel_module.clone().or_else(|| driver.libcuda_version.clone());
+    match &drv {
+        None => out.push(Problem {
+            kind: "no_driver",
+            message: "no NVIDIA driver on this machine (no /proc/driver/nvidia/version, no libcuda.so.1 in ld.so.cache): jobs can be traced and pinned, but CUDA calls fail (cudart 11 reports error 35)".into(),
+        }),
+        Some(v) => {
+            let runtimes: BTreeSet<u32> = installs
+                .iter()
+                .flat_map(|i| i.libraries.iter())
+                .filter_map(|l| l.strip_prefix("libcudart.so.")?.split('.').next()?.parse().ok())
+                .collect();
+            for major in runtimes {
+                if let Some((_, min)) = MIN_DRIVER.iter().find(|(m, _)| *m == major) {
+                    if version_lt(v, min) {
+                        out.push(Problem {
+                            kind: "runtime_newer_than_driver",
+                            message: format!("a CUDA {major} runtime is installed, but driver {v} is older than {min}, its minimum"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn text(d: &Doctor) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "driver:");
+    match (&d.driver.kernel_module, &d.driver.libcuda) {
+        (None, None) => {
+            let _ = writeln!(out, "  none: no GPU driver on this machine");
+        }
+        (k, l) => {
+            let _ = writeln!(out, "  kernel module: {}", k.as_deref().unwrap_or("not loaded"));
+            let _ = writeln!(
+                out,
+                "  libcuda.so.1: {}{}",
+                l.as_deref().unwrap_or("not in ld.so.cache"),
+                d.driver.libcuda_version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(out, "installations a job could pick up:");
+    if d.installations.is_empty() {
+        let _ = writeln!(out, "  none found");
+    }
+    for i in &d.installations {
+        let version = i.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
+        let _ = writeln!(out, "  {}{version}: {}  (via {})", i.kind, i.location, i.found_via);
+        if !i.libraries.is_empty() {
+            let list: Vec<&str> = i.libraries.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "    {}", list.join(" "));
+        }
+    }
+    let _ = writeln!(out, "problems:");
+    if d.problems.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for p in &d.problems {
+        let _ = writeln!(out, "  [{}] {}", p.kind, p.message);
+    }
+    out
+}
