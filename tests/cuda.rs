@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-fn p(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
-}
-
-fn loader<'a>(actions: &'a [String]) -> Vec<&'a OsStr> {
-    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
-}
 
 fn diagnoses<'a>(run: &'a Run, kind: &str) -> Vec<&'a Value> {
     run.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap().iter().filter(|d| d["kind"] == kind).collect()

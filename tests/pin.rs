@@ -10,16 +10,8 @@ use std::process::Command;
 
 use common::*;
 
-fn p(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
-}
-
 fn pin_arg(soname: &str, path: &Path) -> String {
     format!("--pin={soname}={}", p(path))
-}
-
-fn loader(actions: &[String]) -> Vec<&OsStr> {
-    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
 }
 
 /// Every file named libcudart.so.12* in the only process's maps.

@@ -4,22 +4,13 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
 use common::*;
 
-fn loader_argv(actions: &[String]) -> Vec<&OsStr> {
-    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
-}
-
 fn actions(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-fn p(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
 }
 
 /// Every process's reported CUDA loads are exactly what its maps show.
@@ -44,12 +35,12 @@ fn bare_name_dlopen_from_an_rpath_library_loads_its_private_copy_not_the_decoy()
     let f = fixtures();
     let a = actions(&[&format!("via:{}:libnvrtc-builtins.so.12", p(&f.nvrtc_rpath))]);
     let env = [("LD_LIBRARY_PATH", f.decoy_dir.as_os_str())];
-    let bare = plain(&loader_argv(&a), &env);
+    let bare = plain(&loader(&a), &env);
     assert!(bare.stdout().contains("which=private"), "{}", bare.stdout());
     // The toy design: a forwarding dlopen hook silently loads the decoy.
-    let naive = plain(&loader_argv(&a), &[env[0], ("LD_PRELOAD", f.naive_hook.as_os_str())]);
+    let naive = plain(&loader(&a), &[env[0], ("LD_PRELOAD", f.naive_hook.as_os_str())]);
     assert!(naive.stdout().contains("which=decoy"), "naive hook: {}", naive.stdout());
-    let run = traced(&[], &loader_argv(&a), &env);
+    let run = traced(&[], &loader(&a), &env);
     assert_eq!(run.stdout(), bare.stdout());
     let private = f.nvrtc_rpath.parent().unwrap().join("private/libnvrtc-builtins.so.12");
     let e = run.load_event(&private);
@@ -63,11 +54,11 @@ fn bare_name_dlopen_from_an_rpath_library_loads_its_private_copy_not_the_decoy()
 fn bare_name_dlopen_from_a_runpath_library_loads_its_private_copy() {
     let f = fixtures();
     let a = actions(&[&format!("via:{}:libnvrtc-builtins.so.12", p(&f.nvrtc_runpath))]);
-    let bare = plain(&loader_argv(&a), &[]);
+    let bare = plain(&loader(&a), &[]);
     assert!(bare.stdout().contains("which=private"), "{}", bare.stdout());
-    let naive = plain(&loader_argv(&a), &[("LD_PRELOAD", f.naive_hook.as_os_str())]);
+    let naive = plain(&loader(&a), &[("LD_PRELOAD", f.naive_hook.as_os_str())]);
     assert!(naive.stdout().contains(": fail"), "naive hook: {}", naive.stdout());
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     assert_trace_matches_maps(&run);
 }
@@ -76,7 +67,7 @@ fn bare_name_dlopen_from_a_runpath_library_loads_its_private_copy() {
 fn dt_needed_of_a_dlopened_library_is_reported_with_its_requester_and_rpath() {
     let f = fixtures();
     let a = actions(&[&format!("dlopen:{}", p(&f.torchish))]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     let e = run.load_event(&f.wheel_cudart12);
     assert_eq!(e["how"], "needed");
     assert_eq!(e["request"], "libcudart.so.12");
@@ -107,8 +98,8 @@ fn dt_needed_of_the_executable_is_reported_as_initial() {
 fn a_cudnn_style_dispatcher_loading_its_sub_library_from_origin_is_seen() {
     let f = fixtures();
     let a = actions(&[&format!("via:{}:libcudnn_ops.so.9", p(&f.cudnn))]);
-    let bare = plain(&loader_argv(&a), &[]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let bare = plain(&loader(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     assert!(run.stdout().contains("which=cudnn-ops-9"));
     let e = run.load_event(&f.cudnn_ops);
@@ -120,7 +111,7 @@ fn a_cudnn_style_dispatcher_loading_its_sub_library_from_origin_is_seen() {
 fn dlmopen_into_a_new_namespace_is_reported_as_dlmopen() {
     let f = fixtures();
     let a = actions(&[&format!("dlmopen:{}", p(&f.wheel_cudart12))]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert!(run.stdout().contains("ok which=wheel-12"), "{}", run.stdout());
     let e = run.load_event(&f.wheel_cudart12);
     assert_eq!(e["how"], "dlmopen");
@@ -140,8 +131,8 @@ fn reopening_noload_and_dlopen_null_add_no_load_events_and_behave_as_without_cul
         &format!("noload:{}", p(&f.conda_cublas)),
         "null",
     ]);
-    let bare = plain(&loader_argv(&a), &[]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let bare = plain(&loader(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     assert!(run.stdout().contains("noload:libcudart.so.12: ok"));
     let cuda_loads: Vec<_> = run.events_of("load").into_iter().filter(|e| e["cuda"] == true).collect();
@@ -160,8 +151,8 @@ fn without_pins_every_process_maps_the_same_files_as_without_culaunch() {
         "dlopen:libm.so.6",
     ]);
     let env = [("LD_LIBRARY_PATH", f.decoy_dir.as_os_str())];
-    let bare = plain(&loader_argv(&a), &env);
-    let run = traced(&["--all-libs"], &loader_argv(&a), &env);
+    let bare = plain(&loader(&a), &env);
+    let run = traced(&["--all-libs"], &loader(&a), &env);
     assert_eq!(run.stdout(), bare.stdout());
     let only = |r: &Run| r.maps.values().next().cloned().unwrap_or_default();
     // The audit module and what it needs (its own libc copy, libgcc_s) are
@@ -197,7 +188,7 @@ fn ldd_paths(file: &Path) -> std::collections::BTreeSet<String> {
 fn two_runtimes_in_one_process_are_reported_as_a_conflict() {
     let f = fixtures();
     let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart11)), &format!("dlopen:{}", p(&f.wheel_cudart12))]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     let conflicts = run.events_of("conflict");
     assert_eq!(conflicts.len(), 1, "{:#?}", run.events);
     assert_eq!(conflicts[0]["family"], "cudart");
@@ -212,7 +203,7 @@ fn the_same_file_through_a_symlink_is_not_a_conflict() {
     let f = fixtures();
     let tk = f.toolkit_cudart.parent().unwrap();
     let a = actions(&[&format!("dlopen:{}", p(&tk.join("libcudart.so"))), &format!("dlopen:{}", p(&f.toolkit_cudart))]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert!(run.events_of("conflict").is_empty(), "{:#?}", run.events);
     assert_trace_matches_maps(&run);
 }
@@ -229,8 +220,8 @@ fn fork_posix_spawn_and_exec_descendants_are_all_traced() {
         "exec",
         &format!("dlopen:{}", p(&f.toolkit_cudart)),
     ]);
-    let bare = plain(&loader_argv(&a), &[]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let bare = plain(&loader(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     assert_eq!(run.stdout(), bare.stdout());
     // loader, its fork child, and the spawned loader that then exec'd.
     assert_eq!(run.maps.len(), 3, "{:?}", run.maps.keys());
@@ -277,7 +268,7 @@ fn summary_names_pip_toolkit_and_conda_origins_from_their_records() {
         &format!("dlopen:{}", p(&f.toolkit_cudart.parent().unwrap().join("libcudart.so"))),
         &format!("dlopen:{}", p(&f.conda_cublas.parent().unwrap().join("libcublas.so.12"))),
     ]);
-    let run = traced(&[], &loader_argv(&a), &[]);
+    let run = traced(&[], &loader(&a), &[]);
     let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
     let find = |path: &Path| libs.iter().find(|l| l["path"] == canonical(path).as_str()).cloned().unwrap();
     let wheel = find(&f.wheel_cudart13);
@@ -304,7 +295,7 @@ fn report_summarises_traces_written_earlier() {
     let (ta, tb) = (dir.join("rank0.jsonl"), dir.join("rank1.jsonl"));
     for (t, acts) in [(&ta, &a), (&tb, &b)] {
         let _ = std::fs::remove_file(t);
-        let st = Command::new(CULAUNCH).arg("-q").arg("-t").arg(t).arg("--").args(loader_argv(acts)).status().unwrap();
+        let st = Command::new(CULAUNCH).arg("-q").arg("-t").arg(t).arg("--").args(loader(acts)).status().unwrap();
         assert!(st.success());
     }
     let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(&ta).arg(&tb).output().unwrap();

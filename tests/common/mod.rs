@@ -318,6 +318,16 @@ pub fn parse_maps(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The loader fixture's argv for `actions`.
+pub fn loader(actions: &[String]) -> Vec<&OsStr> {
+    std::iter::once(fixtures().loader.as_os_str()).chain(actions.iter().map(OsStr::new)).collect()
+}
+
+/// A path as a string, for building fixture arguments.
+pub fn p(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
 pub fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
     s.as_ref()
 }
