@@ -405,3 +405,15 @@ mod exit_status {
         }
     }
 }
+
+#[test]
+fn verbose_prints_each_cuda_load_on_stderr_as_it_happens() {
+    let f = fixtures();
+    let a = actions(&[&format!("dlopen:{}", p(&f.torchish))]);
+    let out = Command::new(CULAUNCH).args(["-q", "-v", "--"]).args(loader(&a)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("libcudart.so.12")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.starts_with("culaunch: pid ") && line.contains(&canonical(&f.wheel_cudart12)), "{line}");
+    assert!(line.ends_with("(needed by libtorch_cuda.so)"), "{line}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("culaunch"), "nothing on the command's stdout");
+}

@@ -49,6 +49,11 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Also print one line per CUDA-family load as it happens (pid, SONAME,
+    /// path, how, requester).
+    #[arg(short, long)]
+    pub verbose: bool,
+
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,

@@ -57,7 +57,15 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
         Vec::new()
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
-    let outcome = spawn::start(&program, &args.command, &env)?.wait()?;
+    let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start));
+    let outcome = spawn::start(&program, &args.command, &env)?.wait(|| {
+        if let Some(f) = follow.as_mut() {
+            f.print_new();
+        }
+    })?;
+    if let Some(f) = follow.as_mut() {
+        f.print_new();
+    }
     if plan.quiet && plan.summary_json.is_none() && !needed {
         return Ok((outcome, None));
     }

@@ -77,8 +77,10 @@ fn spawn_error(program: &Path, source: io::Error) -> Error {
 }
 
 impl Running {
-    /// Waits for the command, forwarding signals to it meanwhile.
-    pub fn wait(self) -> Result<Outcome, Error> {
+    /// Waits for the command, forwarding signals to it meanwhile; `tick`
+    /// runs about every `TICK` while it waits (to follow the trace).
+    pub fn wait(self, mut tick: impl FnMut()) -> Result<Outcome, Error> {
+        const TICK: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 250_000_000 };
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, code)) => return Ok(Outcome::Exited(code)),
@@ -88,9 +90,10 @@ impl Running {
             }
             // SAFETY: plain-data out-pointer.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: the set and out-pointer are valid.
-            let sig = unsafe { libc::sigwaitinfo(self.waited.as_ref(), &mut info) };
+            // SAFETY: the set, out-pointer and timeout are valid.
+            let sig = unsafe { libc::sigtimedwait(self.waited.as_ref(), &mut info, &TICK) };
             let Ok(sig) = Signal::try_from(sig) else {
+                tick();
                 continue;
             };
             if sig == Signal::SIGCHLD || !self.should_forward(info.si_code) {

@@ -50,6 +50,46 @@ pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
     std::fs::write(path, json).map_err(err)
 }
 
+/// Follows a trace while the job runs and prints each CUDA load, for
+/// `--verbose`: a job may run for days before the summary.
+pub struct Follower {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl Follower {
+    pub fn new(path: &Path, offset: u64) -> Follower {
+        Follower { path: path.to_path_buf(), offset }
+    }
+
+    /// Prints the CUDA loads of the lines completed since the last call.
+    pub fn print_new(&mut self) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else { return };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return;
+        }
+        // Only whole lines: a process may be writing the next one now.
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else { return };
+        self.offset += end as u64 + 1;
+        let Ok((events, _)) = events::parse(&buf[..=end]) else { return };
+        for e in events {
+            if let events::Event::Load(l) = &e.event {
+                if l.cuda {
+                    let by = l
+                        .caller
+                        .as_deref()
+                        .map(|c| format!(" by {}", c.rsplit('/').next().unwrap_or(c)))
+                        .unwrap_or_default();
+                    let soname = l.soname.as_deref().unwrap_or("?");
+                    eprintln!("culaunch: pid {} {soname} {} ({}{by})", e.pid, l.path, l.how);
+                }
+            }
+        }
+    }
+}
+
 /// `culaunch report [--json] TRACE...`: the summary on stdout, since here it
 /// is the output asked for, not a side note to someone else's job.
 pub fn command(args: ReportArgs) -> Result<(), Error> {

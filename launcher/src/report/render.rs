@@ -60,8 +60,11 @@ pub fn text(s: &Summary) -> String {
     if !s.diagnoses.is_empty() {
         let _ = writeln!(out, "diagnoses:");
         for d in &s.diagnoses {
-            let pid = d.pid.map(|p| format!("pid {p}: ")).unwrap_or_default();
-            let _ = writeln!(out, "  [{}] {pid}{}", d.kind, wrap(&d.message, WIDTH - 4).join("\n    "));
+            let pid = d.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+            let _ = writeln!(out, "  [{}]{pid}", d.kind);
+            for line in wrap(&d.message, WIDTH - 4) {
+                let _ = writeln!(out, "    {line}");
+            }
             let _ = writeln!(out, "    rule: {}", elide_middle(&d.rule, WIDTH - 10));
         }
     }
