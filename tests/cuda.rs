@@ -179,3 +179,14 @@ fn without_any_record_the_version_comes_from_the_library_itself() {
     // the library once, and its trace shows no extra process.
     assert_eq!(run.events_of("process_start").len(), 1);
 }
+
+#[test]
+fn a_forward_compatibility_driver_is_named_with_its_version() {
+    let d = Dir::new("compat");
+    d.build("cuda/compat/libcuda.so.550.54.15", false, &[], &["-Wl,-soname,libcuda.so.1"]);
+    std::os::unix::fs::symlink("libcuda.so.550.54.15", d.path("cuda/compat/libcuda.so.1")).unwrap();
+    let a = vec![format!("dlopen:{}", p(&d.path("cuda/compat/libcuda.so.1")))];
+    let run = traced(&[], &loader(&a), &[]);
+    let diag = diagnosed(&run, "driver_compat");
+    assert!(diag["message"].as_str().unwrap().contains("550.54.15"), "{diag}");
+}

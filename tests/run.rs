@@ -417,3 +417,49 @@ fn verbose_prints_each_cuda_load_on_stderr_as_it_happens() {
     assert!(line.ends_with("(needed by libtorch_cuda.so)"), "{line}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("culaunch"), "nothing on the command's stdout");
 }
+
+#[test]
+fn a_users_own_ld_audit_module_keeps_working_beside_culaunchs() {
+    let f = fixtures();
+    let probe = f.root.join("audit-probe/libauditprobe.so");
+    std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/audit_probe.c");
+    assert!(Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&probe).arg(src).status().unwrap().success());
+    let seen = f.root.join("audit-probe/seen.txt");
+    let _ = std::fs::remove_file(&seen);
+    let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart12))]);
+    let run = traced(&[], &loader(&a), &[("LD_AUDIT", probe.as_os_str()), ("AUDIT_PROBE_OUT", seen.as_os_str())]);
+    assert!(run.stdout().contains("ok which=wheel-12"));
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(seen.lines().any(|l| l == p(&f.wheel_cudart12)), "the user's module saw the load: {seen}");
+    assert_trace_matches_maps(&run);
+}
+
+#[test]
+fn setuid_and_foreign_machine_commands_are_named_in_one_warning_line() {
+    let f = fixtures();
+    let dir = f.root.join("preflight-warnings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let suid = dir.join("suid-true");
+    std::fs::copy("/bin/true", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let out = Command::new(CULAUNCH).args(["-q", "--"]).arg(&suid).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is setuid") && err.contains(&p(&suid)), "{err}");
+
+    // A program for another machine (e_machine patched to AArch64): not
+    // injected, and named; it then fails as it fails under `env`.
+    let foreign = dir.join("foreign");
+    let mut bytes = std::fs::read(&f.loader).unwrap();
+    bytes[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(&foreign, bytes).unwrap();
+    std::fs::set_permissions(&foreign, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(CULAUNCH).args(["-q", "--"]).arg(&foreign).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("64-bit ARM_AARCH64 program") || err.contains("64-bit AARCH64"), "{err}");
+    assert!(err.contains("runs untraced"), "{err}");
+    let env = Command::new("env").arg(&foreign).output().unwrap();
+    assert_eq!(out.status.code(), env.status.code(), "{err}");
+}

@@ -16,7 +16,7 @@ use crate::elf;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnosis {
     /// `shadowing`, `first_loaded_wins`, `version_skew`, `empty_search_entry`,
-    /// `driver_stub`, `driver_too_old`, `modified_wheel_file`.
+    /// `driver_stub`, `driver_compat`, `driver_too_old`, `modified_wheel_file`.
     pub kind: &'static str,
     pub host: String,
     pub pid: Option<i64>,
@@ -191,7 +191,23 @@ fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
             });
             continue;
         }
-        let Some(driver) = driver_version(lib) else { continue };
+        let driver = driver_version(lib);
+        if lib.path.contains("/compat/") {
+            out.push(Diagnosis {
+                kind: "driver_compat",
+                host: String::new(),
+                pid: None,
+                message: format!(
+                    "libcuda.so.1 is the forward-compatibility driver {} ({}): it works only on data-center GPUs with a supported kernel driver branch",
+                    driver.as_deref().unwrap_or("of unknown version"),
+                    lib.path
+                ),
+                files: vec![lib.path.clone()],
+                requester: None,
+                rule: "cuda-compat replaces the user-mode driver, not the kernel module".into(),
+            });
+        }
+        let Some(driver) = driver else { continue };
         for major in &runtimes {
             let Some((_, min)) = MIN_DRIVER.iter().find(|(m, _)| m == major) else { continue };
             if version_lt(&driver, min) {
