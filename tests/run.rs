@@ -463,3 +463,31 @@ fn setuid_and_foreign_machine_commands_are_named_in_one_warning_line() {
     let env = Command::new("env").arg(&foreign).output().unwrap();
     assert_eq!(out.status.code(), env.status.code(), "{err}");
 }
+
+#[test]
+fn a_failed_dlopen_is_reported_with_the_loaders_own_error_text() {
+    let f = fixtures();
+    let a = actions(&[
+        "dlopen:libcudnn.so.7",
+        "dlopen:/nonexistent/dir/libcublas.so.11",
+        &format!("via:{}:libnvrtc-builtins.so.99", p(&f.nvrtc_runpath)),
+        "dlopen:libnot-cuda-at-all.so",
+        &format!("dlopen:{}", p(&f.wheel_cudart12)),
+    ]);
+    let run = traced(&[], &loader(&a), &[]);
+    let failed: Vec<&serde_json::Value> = run.events_of("load").into_iter().filter(|e| e["ok"] == false).collect();
+    assert_eq!(failed.len(), 3, "CUDA-family failures only: {failed:#?}");
+    // Ground truth: what dlerror() told the program.
+    for e in &failed {
+        let request = s(&e["request"]);
+        let line = run.stdout().lines().find(|l| l.contains(&format!("{request}: fail: "))).map(str::to_owned).unwrap();
+        let dlerror = line.split(": fail: ").nth(1).unwrap();
+        assert_eq!(e["error"], dlerror, "{request}");
+        assert!(e["path"].is_null());
+    }
+    let via = failed.iter().find(|e| e["request"] == "libnvrtc-builtins.so.99").unwrap();
+    assert_eq!(via["caller"], canonical(&f.nvrtc_runpath).as_str());
+    assert!(run.stderr().contains("not found (probes"), "{}", run.stderr());
+    assert_eq!(run.summary.as_ref().unwrap()["probes"].as_array().unwrap().len(), 3);
+    assert_trace_matches_maps(&run);
+}

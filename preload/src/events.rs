@@ -80,6 +80,38 @@ pub fn conflict(config: &Config, family: &str, first: &[u8], second: &[u8]) {
     emit(config, w);
 }
 
+/// A request that mapped nothing because no candidate existed: what
+/// `dlerror()` said, in glibc's words for that case.
+pub fn load_failed(config: &Config, request: &[u8], how: How, caller: Option<&[u8]>, family: Option<&'static str>) {
+    let mut buf = [0u8; LINE];
+    let mut w = header(&mut buf, config, event::LOAD);
+    let mut error = [0u8; PATH_MAX + 64];
+    let error = join(&mut error, &[request, b": cannot open shared object file: No such file or directory"]);
+    w.str("request", request)
+        .str("how", how.as_str().as_bytes())
+        .opt_str("caller", caller)
+        .null("path")
+        .null("soname")
+        .bool("cuda", family.is_some())
+        .opt_str("family", family.map(str::as_bytes))
+        .bool("pinned", false)
+        .null("redirected_from")
+        .bool("ok", false)
+        .str("error", error)
+        .null("search");
+    emit(config, w);
+}
+
+fn join<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
+    let mut len = 0;
+    for part in parts {
+        let n = part.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    &buf[..len]
+}
+
 /// A request for another major of a pinned library (not redirected).
 pub fn conflict_with_pin(config: &Config, family: &str, pin_path: &[u8], request: &[u8], caller: Option<&[u8]>) {
     let mut buf = [0u8; LINE];

@@ -19,7 +19,7 @@ use crate::libc_hooks;
 use crate::linkmap::{self, LinkMap};
 use crate::lock::TryLock;
 use crate::objects::{stem_hash, Entry, Objects};
-use crate::tracker::{Tracker, LA_SER_ORIG};
+use crate::tracker::{Tracker, Unanswered, LA_SER_ORIG};
 use crate::{clock, sink};
 
 /// The highest rtld-audit interface version this module implements; the
@@ -80,8 +80,13 @@ pub unsafe extern "C" fn la_objsearch(name: *const c_char, cookie: *mut usize, f
         let (Some(mut st), false) = (STATE.try_lock(), name.is_null()) else { return name.cast_mut() };
         // SAFETY: the loader passes a NUL-terminated name and a valid cookie.
         let (request, loader) = unsafe { (CStr::from_ptr(name).to_bytes(), cookie.as_ref().copied().unwrap_or(0)) };
-        st.tracker.on_search(request, flag, loader, now);
         let Some(config) = config::get() else { return name.cast_mut() };
+        if flag == LA_SER_ORIG {
+            if let Some(u) = st.tracker.take_unanswered() {
+                report_unanswered(config, &u);
+            }
+        }
+        st.tracker.on_search(request, flag, loader, now);
         if flag != LA_SER_ORIG {
             return if st.refusing { core::ptr::null_mut() } else { name.cast_mut() };
         }
@@ -280,10 +285,31 @@ pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
 /// Registered with the program's libc: runs at `exit`, with its status.
 extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
     guarded((), || {
-        if let Some(config) = config::get() {
-            events::process_exit(config, status);
+        let Some(config) = config::get() else { return };
+        if let Some(mut st) = STATE.try_lock() {
+            if let Some(u) = st.tracker.take_unanswered() {
+                report_unanswered(config, &u);
+            }
         }
+        events::process_exit(config, status);
     })
+}
+
+/// Reports a request that mapped nothing, when it plainly failed: the last
+/// place the loader tried (or the path asked for) does not exist. Anything
+/// else (an object already mapped under another name, a candidate of another
+/// class) is not claimed as a failure.
+fn report_unanswered(config: &Config, u: &Unanswered<'_>) {
+    let family = catalogue::family(u.request);
+    if family.is_none() && !config.all_libs {
+        return;
+    }
+    if file_id(u.last_candidate.unwrap_or(u.request)).is_some() {
+        return;
+    }
+    let mut caller_buf = [0u8; PATH_MAX];
+    let caller = path_of_loader(u.loader, &mut caller_buf);
+    events::load_failed(config, u.request, u.how, caller, family);
 }
 
 /// Registered with the program's libc: runs in the child after `fork`.

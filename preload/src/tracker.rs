@@ -29,6 +29,9 @@ pub struct Tracker {
     /// The current batch began with LA_ACT_ADD and its first object is still
     /// to come.
     root_pending: bool,
+    /// Between LA_ACT_ADD and LA_ACT_CONSISTENT: a search now is for a
+    /// DT_NEEDED of the object being loaded.
+    in_batch: bool,
     request: Request,
 }
 
@@ -38,9 +41,23 @@ struct Request {
     redirected: bool,
     name: [u8; NAME_CAP],
     len: usize,
+    /// The last candidate path the loader tried for it.
+    candidate: [u8; NAME_CAP],
+    candidate_len: usize,
     loader: usize,
     step: Option<SearchStep>,
     t0_ns: u64,
+}
+
+/// A request the loader searched for but mapped nothing for: either it was
+/// found nowhere, or it named (under another name) an object already mapped.
+#[derive(Debug, PartialEq)]
+pub struct Unanswered<'a> {
+    pub request: &'a [u8],
+    pub loader: usize,
+    /// The last path tried; `None` when the request was a path itself.
+    pub last_candidate: Option<&'a [u8]>,
+    pub how: How,
 }
 
 /// What the tracker knows about an object the loader has just mapped.
@@ -63,11 +80,14 @@ impl Tracker {
         Tracker {
             started: false,
             root_pending: false,
+            in_batch: false,
             request: Request {
                 live: false,
                 redirected: false,
                 name: [0; NAME_CAP],
                 len: 0,
+                candidate: [0; NAME_CAP],
+                candidate_len: 0,
                 loader: 0,
                 step: None,
                 t0_ns: 0,
@@ -82,18 +102,48 @@ impl Tracker {
             r.name[..r.len].copy_from_slice(&name[..r.len]);
             r.live = true;
             r.redirected = false;
+            r.candidate_len = 0;
             r.loader = loader;
             r.step = name.contains(&b'/').then_some(SearchStep::Direct);
             r.t0_ns = now_ns;
         } else if self.request.live {
-            self.request.step = step_of(flag).or(self.request.step);
+            let r = &mut self.request;
+            r.step = step_of(flag).or(r.step);
+            r.candidate_len = name.len().min(NAME_CAP);
+            r.candidate[..r.candidate_len].copy_from_slice(&name[..r.candidate_len]);
         }
+    }
+
+    /// The previous request, if the loader mapped nothing for it. Call before
+    /// the next `on_search(…, LA_SER_ORIG, …)` (and at exit); a request is
+    /// handed out once. Redirected requests are the pins' business.
+    pub fn take_unanswered(&mut self) -> Option<Unanswered<'_>> {
+        let r = &mut self.request;
+        if !core::mem::take(&mut r.live) || r.redirected {
+            return None;
+        }
+        Some(Unanswered {
+            request: &r.name[..r.len],
+            loader: r.loader,
+            last_candidate: (r.candidate_len > 0).then_some(&r.candidate[..r.candidate_len]),
+            how: match (self.started, self.in_batch) {
+                (false, _) => How::Initial,
+                (true, true) => How::Needed,
+                (true, false) => How::Dlopen,
+            },
+        })
     }
 
     pub fn on_activity(&mut self, flag: u32) {
         match flag {
-            LA_ACT_ADD if self.started => self.root_pending = true,
-            LA_ACT_CONSISTENT => self.root_pending = false,
+            LA_ACT_ADD if self.started => {
+                self.root_pending = true;
+                self.in_batch = true;
+            }
+            LA_ACT_CONSISTENT => {
+                self.root_pending = false;
+                self.in_batch = false;
+            }
             _ => {}
         }
     }
@@ -143,6 +193,7 @@ impl Tracker {
     /// will never finish here.
     pub fn reset_after_fork(&mut self) {
         self.root_pending = false;
+        self.in_batch = false;
         self.request.live = false;
     }
 }
@@ -211,6 +262,31 @@ mod tests {
         assert_eq!(a.step, Some(SearchStep::Direct));
         t.on_search(b"libx.so", LA_SER_ORIG, 0x1, 0);
         assert_eq!(t.on_open(0, 0).redirected_from, None);
+    }
+
+    #[test]
+    fn a_request_that_mapped_nothing_is_handed_out_once_with_its_last_candidate() {
+        let mut t = Tracker::new();
+        t.on_preinit();
+        t.on_search(b"libcudnn.so.9", LA_SER_ORIG, 0x7, 0);
+        t.on_search(b"/a/libcudnn.so.9", LA_SER_RUNPATH, 0x7, 0);
+        t.on_search(b"/usr/lib/libcudnn.so.9", LA_SER_DEFAULT, 0x7, 0);
+        let u = t.take_unanswered();
+        assert_eq!(
+            u,
+            Some(Unanswered {
+                request: b"libcudnn.so.9",
+                loader: 0x7,
+                last_candidate: Some(b"/usr/lib/libcudnn.so.9"),
+                how: How::Dlopen
+            })
+        );
+        assert_eq!(t.take_unanswered(), None);
+        // A request that mapped an object is not unanswered.
+        t.on_search(b"/x/libcublas.so.12", LA_SER_ORIG, 0x7, 0);
+        t.on_activity(LA_ACT_ADD);
+        t.on_open(0, 0);
+        assert_eq!(t.take_unanswered(), None);
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let mut by_process: BTreeMap<(String, i64), Vec<&Load>> = BTreeMap::new();
     for e in events {
-        if let Event::Load(l) = &e.event {
-            by_process.entry((e.host.clone(), e.pid)).or_default().push(l);
+        match &e.event {
+            Event::Load(l) if l.ok => by_process.entry((e.host.clone(), e.pid)).or_default().push(l),
+            _ => {}
         }
     }
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();

@@ -56,7 +56,15 @@ pub struct Load {
     pub how: String,
     #[serde(default)]
     pub caller: Option<String>,
+    /// The file mapped; empty for a failed load (`null` in the trace).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub path: String,
+    #[serde(default)]
+    pub request: Option<String>,
+    #[serde(default = "yes")]
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
     #[serde(default)]
     pub soname: Option<String>,
     #[serde(default)]
@@ -69,6 +77,14 @@ pub struct Load {
     pub pinned: bool,
     #[serde(default)]
     pub redirected_from: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The events of a trace, from byte `start` on, and how many lines were not

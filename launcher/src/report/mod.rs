@@ -76,7 +76,19 @@ impl Follower {
         let Ok((events, _)) = events::parse(&buf[..=end]) else { return };
         for e in events {
             if let events::Event::Load(l) = &e.event {
-                if l.cuda {
+                if l.cuda && !l.ok {
+                    let by = l
+                        .caller
+                        .as_deref()
+                        .map(|c| format!(" by {}", c.rsplit('/').next().unwrap_or(c)))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "culaunch: pid {} {} not found ({}{by})",
+                        e.pid,
+                        l.request.as_deref().unwrap_or("?"),
+                        l.how
+                    );
+                } else if l.cuda {
                     let by = l
                         .caller
                         .as_deref()

@@ -68,6 +68,22 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(out, "    rule: {}", elide_middle(&d.rule, WIDTH - 10));
         }
     }
+    if !s.probes.is_empty() {
+        let _ = writeln!(out, "not found (probes the program may have tolerated):");
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &s.probes {
+            let by = p.caller.as_deref().map(basename).unwrap_or("?");
+            if seen.insert((p.request.as_str(), by)) {
+                let n = s
+                    .probes
+                    .iter()
+                    .filter(|q| q.request == p.request && q.caller.as_deref().map(basename).unwrap_or("?") == by)
+                    .count();
+                let times = if n > 1 { format!(", {n} times") } else { String::new() };
+                let _ = writeln!(out, "  {} (requested by {by}{times})", elide_middle(&p.request, WIDTH - 30));
+            }
+        }
+    }
     if !s.denials.is_empty() {
         let _ = writeln!(out, "refused:");
         for d in &s.denials {
@@ -223,6 +239,7 @@ mod tests {
                 requester: None,
                 rule: "ld_library_path is searched before DT_RUNPATH".into(),
             }],
+            probes: vec![],
             pins: vec![PinUse {
                 soname: "libcudart.so.12".into(),
                 path: long,

@@ -21,6 +21,9 @@ pub struct Summary {
     pub pins: Vec<PinUse>,
     /// What will bite, with the rule behind it.
     pub diagnoses: Vec<Diagnosis>,
+    /// Loads that failed (the library was found nowhere); programs often
+    /// tolerate them, probing for optional libraries.
+    pub probes: Vec<Probe>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
 }
@@ -32,6 +35,15 @@ pub struct Denial {
     pub request: String,
     pub caller: Option<String>,
     pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    pub host: String,
+    pub pid: i64,
+    pub request: String,
+    pub caller: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +121,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
         })
         .collect();
     let mut denials = Vec::new();
+    let mut probes = Vec::new();
     let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
     let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
     let mut conflicts = Vec::new();
@@ -132,6 +145,13 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
                 process.ppid = e.ppid;
             }
             Event::ProcessExit { status } => process.exit_status = *status,
+            Event::Load(l) if !l.ok => probes.push(Probe {
+                host: e.host.clone(),
+                pid: e.pid,
+                request: l.request.clone().unwrap_or_default(),
+                caller: l.caller.clone(),
+                error: l.error.clone(),
+            }),
             Event::Load(l) if l.cuda => {
                 let lib = libraries.entry(l.path.clone()).or_insert_with(|| Library {
                     family: l.family.clone().unwrap_or_default(),
@@ -194,6 +214,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
         denials,
         pins: pin_uses,
         diagnoses,
+        probes,
         malformed_lines,
     }
 }
