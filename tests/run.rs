@@ -491,3 +491,15 @@ fn a_failed_dlopen_is_reported_with_the_loaders_own_error_text() {
     assert_eq!(run.summary.as_ref().unwrap()["probes"].as_array().unwrap().len(), 3);
     assert_trace_matches_maps(&run);
 }
+
+#[test]
+fn the_old_dlopen_symbol_version_nvidia_binds_is_seen_too() {
+    let f = fixtures();
+    let nm = Command::new("nm").args(["-D"]).arg(&f.loader).output().unwrap();
+    assert!(String::from_utf8_lossy(&nm.stdout).contains("dlopen@GLIBC_2.2.5"), "the fixture binds the old symbol");
+    let a = actions(&[&format!("olddlopen:{}", p(&f.torchish))]);
+    let run = traced(&[], &loader(&a), &[]);
+    assert!(run.stdout().contains(": ok"), "{}", run.stdout());
+    assert_eq!(run.load_event(&f.wheel_cudart12)["how"], "needed");
+    assert_trace_matches_maps(&run);
+}

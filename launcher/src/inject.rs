@@ -28,7 +28,7 @@ pub fn module_path() -> Result<PathBuf, Error> {
     }
     let name = format!("libculaunch_audit-{}-{:016x}.so", env!("CARGO_PKG_VERSION"), fnv1a(MODULE));
     let mut last_error = None;
-    for dir in candidate_dirs() {
+    for dir in crate::dirs::cache_dirs() {
         let path = dir.join(&name);
         if path.as_os_str().as_bytes().contains(&b':') {
             // LD_AUDIT is a colon-separated list.
@@ -41,23 +41,6 @@ pub fn module_path() -> Result<PathBuf, Error> {
     }
     let (path, source) = last_error.unwrap_or_else(|| (PathBuf::from(name), io::ErrorKind::NotFound.into()));
     Err(Error::AuditModule { path, source })
-}
-
-/// culaunch's per-user cache directory: `$XDG_CACHE_HOME/culaunch`, else
-/// `~/.cache/culaunch`.
-pub fn cache_dir() -> Option<PathBuf> {
-    candidate_dirs().into_iter().next()
-}
-
-fn candidate_dirs() -> Vec<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    let tmp = std::env::temp_dir().join(format!("culaunch-{uid}"));
-    cache.map(|c| c.join("culaunch")).into_iter().chain([tmp]).collect()
 }
 
 fn install(dir: &Path, path: &Path) -> io::Result<()> {

@@ -4,6 +4,7 @@
 mod cli;
 mod command;
 mod deps;
+mod dirs;
 mod doctor;
 mod elf;
 mod error;

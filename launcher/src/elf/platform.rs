@@ -119,7 +119,7 @@ fn cache_file(interpreter: &Path) -> Option<PathBuf> {
         m.mtime()
     );
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    Some(crate::inject::cache_dir()?.join(format!("loader-{hash:016x}.json")))
+    Some(crate::dirs::cache_dirs().into_iter().next()?.join(format!("loader-{hash:016x}.json")))
 }
 
 fn parse_system_dirs(help: &str) -> Vec<Vec<u8>> {
