@@ -25,23 +25,19 @@ fn diagnosed<'a>(run: &'a Run, kind: &str) -> &'a Value {
     found[0]
 }
 
-fn cublas_layout(d: &Dir, tags: &str) -> PathBuf {
-    d.build_from(
-        "cublas.c",
-        "wheel/nvidia/cublas/lib/libcublasLt.so.12",
-        false,
-        &[],
-        &["-DFIXTURE_LT_NEW", "-DFIXTURE_BUILD=\"wheel-lt\""],
-    );
-    d.build_from("cublas.c", "toolkit/lib64/libcublasLt.so.12", false, &[], &["-DFIXTURE_BUILD=\"toolkit-lt\""]);
+/// A wheel's `dep` (DT_RUNPATH or DT_RPATH `$ORIGIN`) needing its `lib`, which
+/// has `symbol`; a toolkit's older `lib` without it.
+fn shadow_layout(d: &Dir, tags: &str, dir: &str, dep: &str, lib: &str, symbol: &str) -> PathBuf {
+    let sym = format!("-DSYMBOL={symbol}");
+    let wheel_lib = format!("wheel/{dir}/{lib}");
+    d.build_from("cublas.c", &wheel_lib, false, &[], &["-DFIXTURE_NEW", &sym]);
+    d.build_from("cublas.c", &format!("toolkit/lib64/{lib}"), false, &[], &[&sym]);
     let flag = format!("-Wl,{tags},-rpath,$ORIGIN");
-    d.build_from(
-        "cublas.c",
-        "wheel/nvidia/cublas/lib/libcublas.so.12",
-        false,
-        &["wheel/nvidia/cublas/lib/libcublasLt.so.12"],
-        &["-DFIXTURE_CUBLAS", &flag],
-    )
+    d.build_from("cublas.c", &format!("wheel/{dir}/{dep}"), false, &[&wheel_lib], &["-DFIXTURE_DEP", &sym, &flag])
+}
+
+fn cublas_layout(d: &Dir, tags: &str) -> PathBuf {
+    shadow_layout(d, tags, "nvidia/cublas/lib", "libcublas.so.12", "libcublasLt.so.12", "cublasLtGetStatusString")
 }
 
 #[test]
@@ -65,13 +61,35 @@ fn cublaslt_shadowed_through_ld_library_path_fails_and_is_explained() {
 }
 
 #[test]
+fn nvjitlink_shadowed_by_an_older_toolkit_is_explained_too() {
+    let d = Dir::new("shadow-nvjitlink");
+    let cusparse = shadow_layout(
+        &d,
+        "--enable-new-dtags",
+        "nvidia/cusparse/lib",
+        "libcusparse.so.12",
+        "libnvJitLink.so.12",
+        "__nvJitLinkComplete_12_4",
+    );
+    let llp = d.path("toolkit/lib64");
+    let env = [("LD_LIBRARY_PATH", llp.as_os_str())];
+    let a = vec![format!("dlopen:{}", p(&cusparse))];
+    let bare = plain(&loader(&a), &env);
+    assert!(bare.stdout().contains("undefined symbol: __nvJitLinkComplete_12_4"), "{}", bare.stdout());
+    let run = traced(&[], &loader(&a), &env);
+    let diag = diagnosed(&run, "shadowing");
+    assert_eq!(diag["files"][0], canonical(&d.path("toolkit/lib64/libnvJitLink.so.12")).as_str());
+    assert_eq!(diag["requester"], canonical(&cusparse).as_str());
+}
+
+#[test]
 fn an_rpath_requester_with_the_same_ld_library_path_is_not_shadowed() {
     let d = Dir::new("shadow-rpath");
     let cublas = cublas_layout(&d, "--disable-new-dtags");
     let llp = d.path("toolkit/lib64");
     let a = vec![format!("dlopen:{}", p(&cublas))];
     let run = traced(&[], &loader(&a), &[("LD_LIBRARY_PATH", llp.as_os_str())]);
-    assert!(run.stdout().contains("ok which=unnamed"), "DT_RPATH wins over LD_LIBRARY_PATH: {}", run.stdout());
+    assert!(run.stdout().contains(": ok"), "DT_RPATH wins over LD_LIBRARY_PATH: {}", run.stdout());
     assert!(diagnoses(&run, "shadowing").is_empty());
     let pid = *run.maps.keys().next().unwrap();
     assert!(run.maps[&pid].iter().any(|m| m.ends_with("wheel/nvidia/cublas/lib/libcublasLt.so.12")));
