@@ -1,9 +1,13 @@
 //! The rtld-audit entry points (`man 7 rtld-audit`). Each one is thin: it
-//! catches panics, takes the state without waiting, and hands the loader's
-//! report to the tracker and the event writer.
+//! catches panics, and hands the loader's report to the tracker, the pin
+//! decision and the event writer.
 //!
 //! Only the hooks culaunch needs are defined: no `la_symbind*` or
 //! `la_plt*`, which would put this module on every PLT call of the program.
+//!
+//! Stack: these functions run on whatever thread called the loader, which
+//! may have a small stack. Large buffers live in the state (`Scratch`), and
+//! the rare paths are kept out of line.
 
 use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -14,37 +18,40 @@ use culaunch_protocol::event::How;
 
 use crate::config::{self, Config, Pin};
 use crate::decide::{decide, Decision, Refusal};
-use crate::events::{self, Load};
+use crate::events::{self, Load, Scratch};
 use crate::libc_hooks;
 use crate::linkmap::{self, LinkMap};
 use crate::lock::TryLock;
 use crate::objects::{stem_hash, Entry, Objects};
+use crate::paths::{self, PATH_MAX};
 use crate::tracker::{Tracker, Unanswered, LA_SER_ORIG};
 use crate::{clock, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
 const LAV_SUPPORTED: c_uint = 2;
-const PATH_MAX: usize = libc::PATH_MAX as usize;
 
+/// Everything that changes. Taken only by the loader's callbacks (which the
+/// loader runs one at a time, under its own lock) and by the fork-child
+/// handler (alone in the child, after reclaiming it): the try-lock never
+/// fails in practice, and where it would, an event is lost, never a pin.
 struct State {
     tracker: Tracker,
     objects: Objects,
-    /// The current request was refused: its candidate paths are refused too.
-    refusing: bool,
-    /// The refusal text handed to the loader, which makes it dlerror()'s.
-    refusal: [u8; REFUSAL_CAP],
+    scratch: Scratch,
 }
 
+static STATE: TryLock<State> =
+    TryLock::new(State { tracker: Tracker::new(), objects: Objects::new(), scratch: Scratch::new() });
+
+/// The refusal handed to the loader, which makes it dlerror()'s text; used
+/// only inside `la_objsearch`, which the loader serializes.
 const REFUSAL_CAP: usize = 2 * PATH_MAX;
-
-static STATE: TryLock<State> = TryLock::new(State {
-    tracker: Tracker::new(),
-    objects: Objects::new(),
-    refusing: false,
-    refusal: [0; REFUSAL_CAP],
-});
-
+static REFUSAL: TryLock<[u8; REFUSAL_CAP]> = TryLock::new([0; REFUSAL_CAP]);
+/// The current request was refused: its candidate paths are refused too.
+static REFUSING: AtomicBool = AtomicBool::new(false);
+/// `la_preinit` has run: a refusal no longer ends the process.
+static STARTED: AtomicBool = AtomicBool::new(false);
 /// Set after an internal error: the module then only passes through.
 static DISABLED: AtomicBool = AtomicBool::new(false);
 
@@ -59,13 +66,13 @@ pub extern "C" fn la_version(version: c_uint) -> c_uint {
     guarded(0, || {
         // Without culaunch's configuration (LD_AUDIT inherited by a process
         // whose environment lost the rest) the module unloads itself.
-        let Some(config) = config::init() else {
-            return 0;
-        };
+        let Some(config) = config::init() else { return 0 };
         // Panics are caught and reported by `guarded`; the default hook would
         // print a backtrace banner on the program's stderr.
         std::panic::set_hook(Box::new(|_| {}));
-        events::process_start(config, false);
+        if let Some(mut st) = STATE.try_lock() {
+            events::process_start(config, &mut st.scratch, false);
+        }
         negotiate(version)
     })
 }
@@ -76,59 +83,87 @@ pub extern "C" fn la_version(version: c_uint) -> c_uint {
 pub unsafe extern "C" fn la_objsearch(name: *const c_char, cookie: *mut usize, flag: c_uint) -> *mut c_char {
     // On any internal error the loader searches exactly as without culaunch.
     guarded(name.cast_mut(), || {
-        let now = clock::now_monotonic_ns();
-        let (Some(mut st), false) = (STATE.try_lock(), name.is_null()) else { return name.cast_mut() };
+        if name.is_null() {
+            return name.cast_mut();
+        }
         // SAFETY: the loader passes a NUL-terminated name and a valid cookie.
-        let (request, loader) = unsafe { (CStr::from_ptr(name).to_bytes(), cookie.as_ref().copied().unwrap_or(0)) };
+        let (request, loader) = unsafe { (CStr::from_ptr(name), cookie.as_ref().copied().unwrap_or(0)) };
         let Some(config) = config::get() else { return name.cast_mut() };
-        if flag == LA_SER_ORIG {
-            if let Some(u) = st.tracker.take_unanswered() {
-                report_unanswered(config, &u);
-            }
-        }
-        st.tracker.on_search(request, flag, loader, now);
+        track_search(config, request.to_bytes(), flag, loader);
         if flag != LA_SER_ORIG {
-            return if st.refusing { core::ptr::null_mut() } else { name.cast_mut() };
+            return if REFUSING.load(Ordering::Relaxed) { core::ptr::null_mut() } else { name.cast_mut() };
         }
-        st.refusing = false;
+        REFUSING.store(false, Ordering::Relaxed);
         if config.pins.is_empty() && !config.strict {
             return name.cast_mut();
         }
+        // Decided from the configuration alone, which never changes: a pin
+        // holds whatever the state's lock is doing.
         let pins = config.pins.iter().map(|p| p.soname.as_slice());
-        let decision = match decide(request, pins, config.strict, false) {
+        let decision = match decide(request.to_bytes(), pins, config.strict, false) {
             Decision::Redirect(n) if is_pin_path(request, &config.pins[n]) => Decision::Pass,
             d => d,
         };
         match decision {
             Decision::Pass => name.cast_mut(),
             Decision::Redirect(n) => {
-                st.tracker.mark_redirected();
+                if let Some(mut st) = STATE.try_lock() {
+                    st.tracker.mark_redirected();
+                }
                 config.pins[n].path.as_ptr().cast_mut()
             }
             Decision::OtherMajor(n) => {
-                let mut caller_buf = [0u8; PATH_MAX];
-                let caller = path_of_loader(loader, &mut caller_buf);
-                let family = catalogue::family(request).unwrap_or("");
-                events::conflict_with_pin(config, family, config.pins[n].path.as_bytes(), request, caller);
+                other_major(config, &config.pins[n], request.to_bytes(), loader);
                 name.cast_mut()
             }
-            Decision::Refuse(why) => refuse(config, &mut st, request, loader, why),
+            Decision::Refuse(why) => refuse(config, request.to_bytes(), loader, why),
         }
     })
+}
+
+fn track_search(config: &Config, request: &[u8], flag: c_uint, loader: usize) {
+    let now = clock::now_monotonic_ns();
+    let Some(mut st) = STATE.try_lock() else { return };
+    let State { tracker, scratch, .. } = &mut *st;
+    if flag == LA_SER_ORIG {
+        if let Some(u) = tracker.take_unanswered() {
+            report_unanswered(config, scratch, &u);
+        }
+    }
+    tracker.on_search(request, flag, loader, now);
+}
+
+#[inline(never)]
+fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
+    let Some(mut st) = STATE.try_lock() else { return };
+    let Scratch { line, b, .. } = &mut st.scratch;
+    let caller = path_of_loader(loader, b);
+    let family = catalogue::family(request).unwrap_or("");
+    events::conflict_with_pin(config, line, family, pin.path.as_bytes(), request, caller);
 }
 
 /// Refuses `request` under `--strict`: the loader gets a name that starts
 /// with "culaunch:" and cannot be opened, so dlerror() reads
 /// "culaunch: … : cannot open shared object file". Before `main` there is
 /// no caller to tell: the process ends with status 125 and the same words.
-fn refuse(config: &Config, st: &mut State, request: &[u8], loader: usize, why: Refusal) -> *mut c_char {
-    let mut caller_buf = [0u8; PATH_MAX];
-    let caller = path_of_loader(loader, &mut caller_buf);
-    let mut rule = [0u8; PATH_MAX];
+#[inline(never)]
+fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> *mut c_char {
+    REFUSING.store(true, Ordering::Relaxed);
+    let Some(mut text) = REFUSAL.try_lock() else { return core::ptr::null_mut() };
+    let mut st = STATE.try_lock();
+    let mut caller_buf = [0u8; 0];
+    let (caller, rule_buf, line) = match st.as_deref_mut() {
+        Some(State { tracker, scratch, .. }) => {
+            tracker.mark_refused();
+            let Scratch { line, a, b, .. } = scratch;
+            (path_of_loader(loader, b), &mut a[..], &mut line[..])
+        }
+        None => (None, &mut caller_buf[..], &mut [][..]),
+    };
     let rule = match why {
-        Refusal::NotPinned => concat_into(&mut rule, &[b"--strict: no pin or lock entry allows it"]),
+        Refusal::NotPinned => &b"--strict: no pin or lock entry allows it"[..],
         Refusal::OtherMajor(n) => concat_into(
-            &mut rule,
+            rule_buf,
             &[
                 b"--strict: another major of pinned ",
                 &config.pins[n].soname,
@@ -138,27 +173,23 @@ fn refuse(config: &Config, st: &mut State, request: &[u8], loader: usize, why: R
             ],
         ),
     };
-    events::deny(config, request, caller, rule);
-    let n = {
-        let parts: [&[u8]; 6] =
-            [b"culaunch: refused ", request, b", requested by ", caller.unwrap_or(b"?"), b": ", rule];
-        // Keep the last byte for the NUL.
-        let cap = st.refusal.len() - 1;
-        concat_into(&mut st.refusal[..cap], &parts).len()
-    };
-    st.refusal[n] = 0;
-    if !st.tracker.started() {
-        let mut line = [0u8; REFUSAL_CAP + 1];
-        let text = concat_into(&mut line, &[&st.refusal[..n], b"\n"]);
+    let parts: [&[u8]; 6] = [b"culaunch: refused ", request, b", requested by ", caller.unwrap_or(b"?"), b": ", rule];
+    // Keep the last byte for the NUL.
+    let n = concat_into(&mut text[..REFUSAL_CAP - 1], &parts).len();
+    text[n] = 0;
+    if !line.is_empty() {
+        events::deny(config, line, request, caller, rule);
+    }
+    if !STARTED.load(Ordering::Relaxed) {
         // SAFETY: writing a valid buffer to stderr, then ending the process
         // as SPEC.md says for a refusal before main.
         unsafe {
-            libc::write(2, text.as_ptr().cast(), text.len());
+            libc::write(2, text.as_ptr().cast(), n);
+            libc::write(2, b"\n".as_ptr().cast(), 1);
             libc::_exit(125);
         }
     }
-    st.refusing = true;
-    st.refusal.as_mut_ptr().cast()
+    text.as_mut_ptr().cast()
 }
 
 /// Copies `parts` one after another into `buf`, cutting what does not fit.
@@ -173,8 +204,8 @@ fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
 }
 
 /// A request by path that names the pinned file itself (through any link).
-fn is_pin_path(request: &[u8], pin: &Pin) -> bool {
-    request.contains(&b'/') && file_id(request).is_some_and(|id| id == (pin.dev, pin.ino))
+fn is_pin_path(request: &CStr, pin: &Pin) -> bool {
+    request.to_bytes().contains(&b'/') && paths::file_id(request).is_some_and(|id| id == (pin.dev, pin.ino))
 }
 
 #[no_mangle]
@@ -198,30 +229,34 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
     }
     guarded((), || {
         let now = clock::now_monotonic_ns();
-        let (Some(config), Some(mut st)) = (config::get(), STATE.try_lock()) else {
-            return;
-        };
-        let st = &mut *st;
-        let arrival = st.tracker.on_open(lmid, now);
+        let (Some(config), Some(mut st)) = (config::get(), STATE.try_lock()) else { return };
+        let State { tracker, objects, scratch } = &mut *st;
+        let arrival = tracker.on_open(lmid, now);
         // SAFETY: the loader just mapped `map`.
-        let (name, soname) = unsafe { (linkmap::name(map), linkmap::soname(map)) };
+        let name = unsafe { linkmap::name(map) };
         // The program itself (""), and the vDSO (no file), are not loads.
-        if !name.contains(&b'/') {
+        if !name.to_bytes().contains(&b'/') {
             return;
         }
-        let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name));
+        // SAFETY: as above.
+        let soname = unsafe { linkmap::soname(map) };
+        let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name.to_bytes()));
         // A library that needs CUDA libraries is reported too: the
         // diagnoses compare what it was shipped with and what it got.
-        // SAFETY: the loader just mapped `map`.
+        // SAFETY: as above.
         let requester_of_cuda = || unsafe { linkmap::any_needed(map, |n| catalogue::family(n).is_some()) };
         if family.is_none() && !config.all_libs && !requester_of_cuda() {
             return;
         }
-        let mut path_buf = [0u8; PATH_MAX];
-        let path = events::canonical(name, &mut path_buf);
-        let mut caller_buf = [0u8; PATH_MAX];
-        let caller = path_of_loader(arrival.loader, &mut caller_buf);
-        let entry = entry_for(map as usize, path, soname.unwrap_or(name), family.is_some());
+        let Scratch { line, a, b, c, .. } = scratch;
+        let resolved = paths::resolve(name, a);
+        let (path, id) = match &resolved {
+            Some(r) => (r.path, r.id),
+            None => (name.to_bytes(), (0, map as u64)),
+        };
+        let caller = path_of_loader(arrival.loader, b);
+        let cuda_stem = family.map(|_| stem_hash(catalogue::stem(soname.unwrap_or(name.to_bytes()))));
+        let entry = Entry { map: map as usize, dev: id.0, ino: id.1, cuda_stem };
         let load = Load {
             request: arrival.request,
             how: arrival.how,
@@ -235,14 +270,14 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
             pinned: is_pinned(config, &entry),
             redirected_from: arrival.redirected_from,
         };
-        events::load(config, &load);
-        if let (Some(family), Some(other)) = (family, st.objects.conflicting(&entry)) {
-            let mut other_buf = [0u8; PATH_MAX];
+        events::load(config, line, &load);
+        if let (Some(family), Some(other)) = (family, objects.conflicting(&entry)) {
             // SAFETY: tracked objects are live: la_objclose removes them.
-            let other_path = events::canonical(unsafe { linkmap::name(other.map as *const LinkMap) }, &mut other_buf);
-            events::conflict(config, family, other_path, path);
+            let other_name = unsafe { linkmap::name(other.map as *const LinkMap) };
+            let other_path = paths::resolve(other_name, c).map(|r| r.path).unwrap_or(other_name.to_bytes());
+            events::conflict(config, line, family, other_path, path);
         }
-        if !st.objects.add(entry) {
+        if !objects.add(entry) {
             sink::warn_once(config, b"too many objects to track; conflicts may be missed");
         }
     });
@@ -257,6 +292,9 @@ pub unsafe extern "C" fn la_objclose(cookie: *mut usize) -> c_uint {
     guarded((), || {
         // SAFETY: the cookie slot is the one la_objopen filled.
         let map = unsafe { cookie.as_ref().copied().unwrap_or(0) };
+        // Under the loader's lock, as every other holder of the state but
+        // the fork child: this never misses, so no freed link map stays
+        // in the table.
         if let Some(mut st) = STATE.try_lock() {
             st.objects.remove(map);
         }
@@ -272,6 +310,7 @@ pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
         if config::get().is_none() {
             return;
         }
+        STARTED.store(true, Ordering::Relaxed);
         if let Some(mut st) = STATE.try_lock() {
             st.tracker.on_preinit();
         }
@@ -282,34 +321,14 @@ pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
     })
 }
 
-/// Registered with the program's libc: runs at `exit`, with its status.
+/// Registered with the program's libc: runs at `exit`, with its status. It
+/// stays away from the state: another thread may be inside the loader.
 extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
     guarded((), || {
-        let Some(config) = config::get() else { return };
-        if let Some(mut st) = STATE.try_lock() {
-            if let Some(u) = st.tracker.take_unanswered() {
-                report_unanswered(config, &u);
-            }
+        if let Some(config) = config::get() {
+            events::process_exit(config, status);
         }
-        events::process_exit(config, status);
     })
-}
-
-/// Reports a request that mapped nothing, when it plainly failed: the last
-/// place the loader tried (or the path asked for) does not exist. Anything
-/// else (an object already mapped under another name, a candidate of another
-/// class) is not claimed as a failure.
-fn report_unanswered(config: &Config, u: &Unanswered<'_>) {
-    let family = catalogue::family(u.request);
-    if family.is_none() && !config.all_libs {
-        return;
-    }
-    if file_id(u.last_candidate.unwrap_or(u.request)).is_some() {
-        return;
-    }
-    let mut caller_buf = [0u8; PATH_MAX];
-    let caller = path_of_loader(u.loader, &mut caller_buf);
-    events::load_failed(config, u.request, u.how, caller, family);
 }
 
 /// Registered with the program's libc: runs in the child after `fork`.
@@ -318,28 +337,46 @@ extern "C" fn after_fork_in_child() {
         let Some(config) = config::get() else { return };
         // A parent thread that held the state is gone in the child.
         STATE.force_unlock_after_fork();
-        let Some(mut st) = STATE.try_lock() else {
-            return;
-        };
-        st.tracker.reset_after_fork();
-        events::process_start(config, true);
-        for e in st.objects.iter() {
-            inherited(config, e);
+        REFUSAL.force_unlock_after_fork();
+        let Some(mut st) = STATE.try_lock() else { return };
+        let State { tracker, objects, scratch } = &mut *st;
+        tracker.reset_after_fork();
+        events::process_start(config, scratch, true);
+        for e in objects.iter() {
+            inherited(config, scratch, e);
         }
     })
 }
 
+/// Reports a request that mapped nothing, when it plainly failed: the last
+/// place the loader tried (or the path asked for) does not exist. Anything
+/// else (an object already mapped under another name, a candidate of another
+/// class) is not claimed as a failure.
+#[inline(never)]
+fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
+    let family = catalogue::family(u.request);
+    if family.is_none() && !config.all_libs {
+        return;
+    }
+    let probe = u.last_candidate.unwrap_or(u.request);
+    if paths::c_str(probe, &mut s.a).and_then(paths::file_id).is_some() {
+        return;
+    }
+    let caller = path_of_loader(u.loader, &mut s.b);
+    events::load_failed(config, &mut s.line, u.request, u.how, caller, family);
+}
+
 /// The child of a fork starts with its parent's objects mapped: report them as
 /// this process's too.
-fn inherited(config: &Config, e: &Entry) {
+#[inline(never)]
+fn inherited(config: &Config, s: &mut Scratch, e: &Entry) {
     // SAFETY: tracked objects are live.
     let (name, soname) = unsafe {
         let map = e.map as *const LinkMap;
         (linkmap::name(map), linkmap::soname(map))
     };
-    let mut path_buf = [0u8; PATH_MAX];
-    let path = events::canonical(name, &mut path_buf);
-    let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name));
+    let path = paths::resolve(name, &mut s.a).map(|r| r.path).unwrap_or(name.to_bytes());
+    let family = soname.and_then(catalogue::family).or_else(|| catalogue::family(name.to_bytes()));
     let load = Load {
         request: None,
         how: How::Inherited,
@@ -353,28 +390,11 @@ fn inherited(config: &Config, e: &Entry) {
         pinned: is_pinned(config, e),
         redirected_from: None,
     };
-    events::load(config, &load);
+    events::load(config, &mut s.line, &load);
 }
 
 fn is_pinned(config: &Config, e: &Entry) -> bool {
     config.pins.iter().any(|p| (p.dev, p.ino) == (e.dev, e.ino) && p.dev != 0)
-}
-
-fn entry_for(map: usize, path: &[u8], name: &[u8], cuda: bool) -> Entry {
-    let (dev, ino) = file_id(path).unwrap_or((0, map as u64));
-    Entry { map, dev, ino, cuda_stem: cuda.then(|| stem_hash(catalogue::stem(name))) }
-}
-
-fn file_id(path: &[u8]) -> Option<(u64, u64)> {
-    let mut c_path = [0u8; PATH_MAX];
-    c_path.get_mut(..path.len())?.copy_from_slice(path);
-    if path.len() >= PATH_MAX {
-        return None;
-    }
-    // SAFETY: plain-data out-pointer.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: NUL-terminated path.
-    (unsafe { libc::stat(c_path.as_ptr().cast(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
 /// The path of the requesting object; the main program's link map has an
@@ -386,13 +406,13 @@ fn path_of_loader(loader: usize, buf: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
     // SAFETY: cookies are set to live link maps in la_objopen.
     let name = unsafe { linkmap::name(loader as *const LinkMap) };
     if name.is_empty() {
-        return events::self_exe(buf);
+        return paths::self_exe(buf);
     }
-    let mut canon = [0u8; PATH_MAX];
-    let path = events::canonical(name, &mut canon);
-    let n = path.len().min(buf.len());
-    buf[..n].copy_from_slice(&path[..n]);
-    Some(&buf[..n])
+    // The canonical path when it resolves, else the name as loaded.
+    match paths::resolve(name, buf) {
+        Some(r) => Some(r.path),
+        None => Some(name.to_bytes()),
+    }
 }
 
 /// Runs `f`; a panic disables the module for this process, says so once, and

@@ -24,6 +24,7 @@ mod libc_hooks;
 mod linkmap;
 mod lock;
 mod objects;
+mod paths;
 mod sink;
 mod tracker;
 

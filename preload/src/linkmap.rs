@@ -3,6 +3,10 @@
 
 use core::ffi::{c_char, CStr};
 
+// `struct link_map` and `Elf64_Dyn` below are the 64-bit layouts.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the audit module reads 64-bit link maps and dynamic sections only");
+
 #[repr(C)]
 pub struct LinkMap {
     /// Difference between the addresses in the ELF file and in memory.
@@ -24,6 +28,7 @@ pub struct Elf64Dyn {
 const DT_NULL: i64 = 0;
 const DT_NEEDED: i64 = 1;
 const DT_STRTAB: i64 = 5;
+const DT_STRSZ: i64 = 10;
 const DT_SONAME: i64 = 14;
 /// Far more entries than any real dynamic section holds; stops a walk over a
 /// corrupt one.
@@ -33,14 +38,50 @@ const MAX_DYN: usize = 4096;
 ///
 /// # Safety
 /// `map` must be a live link map handed to us by the loader.
-pub unsafe fn name<'a>(map: *const LinkMap) -> &'a [u8] {
+pub unsafe fn name<'a>(map: *const LinkMap) -> &'a CStr {
     // SAFETY: the caller guarantees `map` is live; l_name is never null in glibc.
     unsafe {
         match map.as_ref() {
-            Some(m) if !m.l_name.is_null() => CStr::from_ptr(m.l_name).to_bytes(),
-            _ => b"",
+            Some(m) if !m.l_name.is_null() => CStr::from_ptr(m.l_name),
+            _ => c"",
         }
     }
+}
+
+/// DT_STRTAB (relocated) and DT_STRSZ of a mapped object.
+///
+/// # Safety
+/// `m` must be a live link map whose object the loader has mapped.
+unsafe fn string_table(m: &LinkMap) -> Option<(usize, usize)> {
+    if m.l_ld.is_null() {
+        return None;
+    }
+    let (mut strtab, mut strsz) = (None, None);
+    for i in 0..MAX_DYN {
+        // SAFETY: the dynamic section ends with DT_NULL, within MAX_DYN entries
+        // for any object the loader accepted.
+        let d = unsafe { &*m.l_ld.add(i) };
+        match d.d_tag {
+            DT_NULL => break,
+            DT_STRTAB => strtab = Some(relocated(m.l_addr, d.d_val as usize)),
+            DT_STRSZ => strsz = Some(d.d_val as usize),
+            _ => {}
+        }
+    }
+    Some((strtab?, strsz?))
+}
+
+/// The string at `offset` of a string table of `size` bytes, or `None` when
+/// the offset lies outside it.
+///
+/// # Safety
+/// `strtab` must be the mapped string table of a live object.
+unsafe fn string_at<'a>(strtab: usize, size: usize, offset: usize) -> Option<&'a [u8]> {
+    if offset >= size {
+        return None;
+    }
+    // SAFETY: inside the table; the loader checked that it is NUL-terminated.
+    Some(unsafe { CStr::from_ptr(strtab.wrapping_add(offset) as *const c_char) }.to_bytes())
 }
 
 /// The DT_SONAME of a mapped object, read from its dynamic section in memory.
@@ -48,25 +89,12 @@ pub unsafe fn name<'a>(map: *const LinkMap) -> &'a [u8] {
 /// # Safety
 /// `map` must be a live link map whose object the loader has mapped.
 pub unsafe fn soname<'a>(map: *const LinkMap) -> Option<&'a [u8]> {
-    // SAFETY: the caller guarantees the object is mapped; the loader has already
-    // read this same dynamic section and string table.
+    // SAFETY: the caller guarantees the object is mapped.
     unsafe {
         let m = map.as_ref()?;
-        if m.l_ld.is_null() {
-            return None;
-        }
-        let (mut strtab, mut soname) = (None, None);
-        for i in 0..MAX_DYN {
-            let d = &*m.l_ld.add(i);
-            match d.d_tag {
-                DT_NULL => break,
-                DT_STRTAB => strtab = Some(d.d_val as usize),
-                DT_SONAME => soname = Some(d.d_val as usize),
-                _ => {}
-            }
-        }
-        let strtab = relocated(m.l_addr, strtab?);
-        Some(CStr::from_ptr((strtab + soname?) as *const c_char).to_bytes())
+        let (strtab, size) = string_table(m)?;
+        let offset = dyn_entries(m).find(|d| d.0 == DT_SONAME)?.1;
+        string_at(strtab, size, offset)
     }
 }
 
@@ -77,34 +105,25 @@ pub unsafe fn soname<'a>(map: *const LinkMap) -> Option<&'a [u8]> {
 /// # Safety
 /// `map` must be a live link map whose object the loader has mapped.
 pub unsafe fn any_needed(map: *const LinkMap, pred: impl Fn(&[u8]) -> bool) -> bool {
-    // SAFETY: as for `soname`: the loader has read these same entries.
+    // SAFETY: the caller guarantees the object is mapped.
     unsafe {
         let Some(m) = map.as_ref() else { return false };
-        if m.l_ld.is_null() {
-            return false;
-        }
-        let mut strtab = None;
-        for i in 0..MAX_DYN {
-            let d = &*m.l_ld.add(i);
-            match d.d_tag {
-                DT_NULL => break,
-                DT_STRTAB => strtab = Some(relocated(m.l_addr, d.d_val as usize)),
-                _ => {}
-            }
-        }
-        let Some(strtab) = strtab else { return false };
-        for i in 0..MAX_DYN {
-            let d = &*m.l_ld.add(i);
-            match d.d_tag {
-                DT_NULL => break,
-                DT_NEEDED if pred(CStr::from_ptr((strtab + d.d_val as usize) as *const c_char).to_bytes()) => {
-                    return true
-                }
-                _ => {}
-            }
-        }
-        false
+        let Some((strtab, size)) = string_table(m) else { return false };
+        dyn_entries(m).filter(|d| d.0 == DT_NEEDED).any(|d| string_at(strtab, size, d.1).is_some_and(&pred))
     }
+}
+
+/// (d_tag, d_val) of every entry before DT_NULL.
+///
+/// # Safety
+/// `m` must be a live link map whose object the loader has mapped.
+unsafe fn dyn_entries(m: &LinkMap) -> impl Iterator<Item = (i64, usize)> + '_ {
+    let ld = m.l_ld;
+    (0..if ld.is_null() { 0 } else { MAX_DYN })
+        // SAFETY: as in `string_table`.
+        .map(move |i| unsafe { &*ld.add(i) })
+        .take_while(|d| d.d_tag != DT_NULL)
+        .map(|d| (d.d_tag, d.d_val as usize))
 }
 
 /// glibc rewrites address entries of a writable dynamic section in place when
@@ -116,7 +135,9 @@ fn relocated(l_addr: usize, ptr: usize) -> usize {
     if ptr >= l_addr {
         ptr
     } else {
-        l_addr + ptr
+        // An object loaded below its link address has a "negative" l_addr;
+        // the sum wraps as the loader's own arithmetic does.
+        l_addr.wrapping_add(ptr)
     }
 }
 
@@ -134,10 +155,13 @@ mod tests {
 
     #[test]
     fn reads_soname_from_a_dynamic_section() {
-        let strtab = b"\0libcudart.so.12\0";
+        let strtab = b"\0libcudart.so.12\0libc.so.6\0";
         let dyns = [
             Elf64Dyn { d_tag: DT_SONAME, d_val: 1 },
+            Elf64Dyn { d_tag: DT_NEEDED, d_val: 17 },
+            Elf64Dyn { d_tag: DT_NEEDED, d_val: 999 },
             Elf64Dyn { d_tag: DT_STRTAB, d_val: strtab.as_ptr() as u64 },
+            Elf64Dyn { d_tag: DT_STRSZ, d_val: strtab.len() as u64 },
             Elf64Dyn { d_tag: DT_NULL, d_val: 0 },
         ];
         let map = LinkMap {
@@ -150,7 +174,10 @@ mod tests {
         // SAFETY: `map` and what it points to live on this stack frame.
         unsafe {
             assert_eq!(soname(&map), Some(&b"libcudart.so.12"[..]));
-            assert_eq!(name(&map), b"/x/libcudart.so.12");
+            assert_eq!(name(&map).to_bytes(), b"/x/libcudart.so.12");
+            assert!(any_needed(&map, |n| n == b"libc.so.6"));
+            // An offset past DT_STRSZ is never read.
+            assert!(!any_needed(&map, |n| n.is_empty()));
         }
     }
 }

@@ -31,6 +31,11 @@ pub fn write_line(config: &Config, line: &[u8]) {
     // event and is never retried (a retry could tear the line).
     let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
     if n != line.len() as isize {
+        if n > 0 {
+            // End the torn line, so that the next process's line stays whole.
+            // SAFETY: a one-byte buffer.
+            unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
+        }
         warn_once(config, b"cannot append to the trace file; some events are lost");
     }
 }
@@ -75,13 +80,13 @@ fn open(config: &Config) -> Option<i32> {
     }
     // SAFETY: `raw` is ours; the duplicate keeps CLOEXEC.
     let fd = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, MIN_FD) };
-    let fd = if fd >= 0 {
-        // SAFETY: closing the descriptor we just opened.
-        unsafe { libc::close(raw) };
-        fd
-    } else {
-        raw
-    };
+    // SAFETY: closing the descriptor we just opened.
+    unsafe { libc::close(raw) };
+    if fd < 0 {
+        // A low descriptor could be taken for one of the program's own.
+        warn_once(config, b"no free file descriptor at 100 or above; this process is not traced");
+        return None;
+    }
     // SAFETY: plain-data out-pointer.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `fd` is open.

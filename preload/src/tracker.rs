@@ -39,6 +39,8 @@ struct Request {
     live: bool,
     /// A pin replaced the name: what was asked for is `redirected_from`.
     redirected: bool,
+    /// `--strict` refused it: the refusal was reported, not a failure.
+    refused: bool,
     name: [u8; NAME_CAP],
     len: usize,
     /// The last candidate path the loader tried for it.
@@ -84,6 +86,7 @@ impl Tracker {
             request: Request {
                 live: false,
                 redirected: false,
+                refused: false,
                 name: [0; NAME_CAP],
                 len: 0,
                 candidate: [0; NAME_CAP],
@@ -102,6 +105,7 @@ impl Tracker {
             r.name[..r.len].copy_from_slice(&name[..r.len]);
             r.live = true;
             r.redirected = false;
+            r.refused = false;
             r.candidate_len = 0;
             r.loader = loader;
             r.step = name.contains(&b'/').then_some(SearchStep::Direct);
@@ -119,7 +123,7 @@ impl Tracker {
     /// handed out once. Redirected requests are the pins' business.
     pub fn take_unanswered(&mut self) -> Option<Unanswered<'_>> {
         let r = &mut self.request;
-        if !core::mem::take(&mut r.live) || r.redirected {
+        if !core::mem::take(&mut r.live) || r.redirected || r.refused {
             return None;
         }
         Some(Unanswered {
@@ -152,9 +156,9 @@ impl Tracker {
         self.started = true;
     }
 
-    /// `la_preinit` has run: the program's `main` is next or running.
-    pub fn started(&self) -> bool {
-        self.started
+    /// `--strict` refused the current request.
+    pub fn mark_refused(&mut self) {
+        self.request.refused = true;
     }
 
     /// A pin replaced the current request with the pinned path, which the
@@ -281,6 +285,10 @@ mod tests {
                 how: How::Dlopen
             })
         );
+        assert_eq!(t.take_unanswered(), None);
+        // A refused request was reported as a denial, not as a failure.
+        t.on_search(b"libcudnn.so.9", LA_SER_ORIG, 0x7, 0);
+        t.mark_refused();
         assert_eq!(t.take_unanswered(), None);
         // A request that mapped an object is not unanswered.
         t.on_search(b"/x/libcublas.so.12", LA_SER_ORIG, 0x7, 0);

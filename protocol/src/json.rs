@@ -30,6 +30,17 @@ impl<'a> Writer<'a> {
         self
     }
 
+    /// A string made of `parts`, one after another.
+    pub fn str_concat(&mut self, key: &str, parts: &[&[u8]]) -> &mut Self {
+        self.key(key);
+        self.raw(b"\"");
+        for p in parts {
+            self.escaped(p);
+        }
+        self.raw(b"\"");
+        self
+    }
+
     pub fn opt_str(&mut self, key: &str, value: Option<&[u8]>) -> &mut Self {
         match value {
             Some(v) => self.str(key, v),
@@ -137,6 +148,11 @@ impl<'a> Writer<'a> {
 
     fn string(&mut self, value: &[u8]) {
         self.raw(b"\"");
+        self.escaped(value);
+        self.raw(b"\"");
+    }
+
+    fn escaped(&mut self, value: &[u8]) {
         for chunk in value.utf8_chunks() {
             for &b in chunk.valid().as_bytes() {
                 match b {
@@ -156,7 +172,6 @@ impl<'a> Writer<'a> {
                 self.raw("\u{fffd}".as_bytes());
             }
         }
-        self.raw(b"\"");
     }
 
     fn raw(&mut self, bytes: &[u8]) {
@@ -188,6 +203,7 @@ mod tests {
         w.str("path", b"/a \"b\"\\c\n\x01\xff\xfe/d").u64("n", u64::MAX).i64("m", -42).bool("t", true).null("x");
         w.begin_object("env").str("K", b"v").end_object();
         w.str_array("argv", [&b"a"[..], b"b c"].into_iter(), 0);
+        w.str_concat("err", &[b"lib\"x", b": no"]);
         let v = parse(w.finish().unwrap_or_default());
         assert_eq!(v["path"], "/a \"b\"\\c\n\u{1}\u{fffd}\u{fffd}/d");
         assert_eq!(v["n"], u64::MAX);
@@ -196,6 +212,7 @@ mod tests {
         assert!(v["x"].is_null());
         assert_eq!(v["env"]["K"], "v");
         assert_eq!(v["argv"][1], "b c");
+        assert_eq!(v["err"], "lib\"x: no");
     }
 
     #[test]
