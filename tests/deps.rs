@@ -286,3 +286,22 @@ fn run_warns_before_starting_about_what_the_closure_shows() {
     assert!(err.contains("pin libcudart.so.11.0 cannot serve libcudart.so.12, DT_NEEDED of needs_cudart"), "{err}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "version=12090\n", "the job still runs");
 }
+
+#[test]
+fn deps_never_runs_the_interpreter_a_file_names() {
+    // Outside the fixtures tree, which the ldd-oracle test walks: ldd shows
+    // a foreign PT_INTERP in a way of its own.
+    let d = Dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("evil-interp-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&d.0);
+    std::fs::create_dir_all(&d.0).unwrap();
+    let marker = d.path("ran");
+    let evil = d.path("evil-ld.sh");
+    std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let interp = format!("-Wl,--dynamic-linker={}", evil.display());
+    let exe = d.build("bin/prog", true, &[], &[&interp]);
+    let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(&exe).output().unwrap();
+    assert!(!marker.exists(), "culaunch deps ran the file's PT_INTERP");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("libc.so.6 => "));
+}

@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,9 +26,21 @@ pub struct Platform {
 }
 
 const PROBE_LIB: &str = "/culaunch-probe-lib";
+const DEFAULT_INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
 const PROBE_PLATFORM: &str = "/culaunch-probe-platform";
 
 impl Platform {
+    /// The answers of this machine's loader: the one culaunch itself runs
+    /// under. Never the interpreter a file under inspection names, which
+    /// would run a program of that file's choosing.
+    pub fn of_this_machine() -> Platform {
+        let own = super::object::read_header(Path::new("/proc/self/exe")).ok().flatten().and_then(|h| h.interp);
+        let interp = own
+            .map(|i| PathBuf::from(std::ffi::OsString::from_vec(i)))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_INTERP));
+        Platform::for_interpreter(&interp)
+    }
+
     /// The loader's answers, from a cache keyed by everything they depend on
     /// (the loader file, and the CPU's hwcap words and platform as the kernel
     /// hands them to the loader); asked afresh when that key changes.
@@ -110,15 +124,11 @@ fn cache_file(interpreter: &Path) -> Option<PathBuf> {
         // SAFETY: AT_PLATFORM points to a NUL-terminated string the kernel placed on our stack.
         unsafe { std::ffi::CStr::from_ptr(platform as *const libc::c_char) }.to_string_lossy().into_owned()
     };
-    let key = format!(
-        "{}:{}:{}:{}:{}:{hwcap:x}:{hwcap2:x}:{platform}",
-        interpreter.display(),
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime()
+    let mut key = interpreter.as_os_str().as_bytes().to_vec();
+    key.extend_from_slice(
+        format!(":{}:{}:{}:{}:{hwcap:x}:{hwcap2:x}:{platform}", m.dev(), m.ino(), m.size(), m.mtime()).as_bytes(),
     );
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     Some(crate::dirs::cache_dirs().into_iter().next()?.join(format!("loader-{hash:016x}.json")))
 }
 

@@ -24,7 +24,6 @@ pub struct Node {
     pub names: Vec<Vec<u8>>,
     pub header: ElfHeader,
     origin: Vec<u8>,
-    id: (u64, u64),
     /// The object that first asked for it; `None` for the root and the loader.
     pub parent: Option<usize>,
     pub reason: Option<Reason>,
@@ -64,18 +63,26 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
     if header.dynamic_info.needed.is_empty() && !header.dynamic {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a dynamic executable or shared object"));
     }
-    let interp = header.interp.clone().unwrap_or_else(|| DEFAULT_INTERP.to_vec());
-    let platform = Platform::for_interpreter(Path::new(OsStr::from_bytes(&interp)));
+    let platform = Platform::of_this_machine();
     let cache = Cache::read(Path::new("/etc/ld.so.cache"));
     let llp = std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec());
     let mut resolver = Resolver::new(platform, cache, llp, (header.is_64, header.machine));
 
     let root_path = file.as_os_str().as_bytes().to_vec();
     let absolute = std::path::absolute(file)?;
-    let mut nodes = vec![node(root_path, origin_of(absolute.as_os_str().as_bytes()), header, None, None, 0)?];
-    let interp_header = read_header(Path::new(OsStr::from_bytes(&interp)))?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the program interpreter is not ELF"))?;
-    nodes.push(node(interp.clone(), origin_of(&interp), interp_header, None, None, 0)?);
+    // The loader is mapped first and answers to its SONAME: the program's
+    // PT_INTERP when that is a loader of its class, else this machine's.
+    // (Its header is read, never run.)
+    let (interp, interp_header) = [header.interp.clone(), Some(DEFAULT_INTERP.to_vec())]
+        .into_iter()
+        .flatten()
+        .find_map(|i| {
+            let h = read_header(Path::new(OsStr::from_bytes(&i))).ok()??;
+            ((h.is_64, h.machine) == (header.is_64, header.machine)).then_some((i, h))
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no program interpreter of this class"))?;
+    let mut nodes = vec![node(root_path, origin_of(absolute.as_os_str().as_bytes()), header, None, None, 0)];
+    nodes.push(node(interp.clone(), origin_of(&interp), interp_header, None, None, 0));
 
     let mut edges = Vec::new();
     let mut next = 0;
@@ -97,15 +104,14 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
                 .collect();
             match resolver.find(&name, &requesters) {
                 Outcome::Found { path, header, reason } => {
-                    let id = header.file_id;
-                    if let Some(i) = nodes.iter().position(|n| n.id == id) {
+                    if let Some(i) = nodes.iter().position(|n| n.header.file_id == header.file_id) {
                         nodes[i].names.push(name.clone());
                         edges.push(Edge { from, name, to: Target::Repeat(i) });
                         continue;
                     }
                     let origin = origin_of(&absolute_bytes(&path));
                     let depth = nodes[from].depth + 1;
-                    let mut n = node(path, origin, header, Some(from), Some(reason), depth)?;
+                    let mut n = node(path, origin, header, Some(from), Some(reason), depth);
                     n.names.insert(0, name.clone());
                     edges.push(Edge { from, name, to: Target::New(nodes.len()) });
                     nodes.push(n);
@@ -121,8 +127,7 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
 /// of the two it is: the copy the object was shipped with.
 pub fn own_copy(object: &Path, name: &[u8]) -> Option<(Vec<u8>, Reason)> {
     let header = read_header(object).ok()??;
-    let interp = header.interp.clone().unwrap_or_else(|| DEFAULT_INTERP.to_vec());
-    let platform = Platform::for_interpreter(Path::new(OsStr::from_bytes(&interp)));
+    let platform = Platform::of_this_machine();
     let mut resolver = Resolver::new(platform, None, None, (header.is_64, header.machine));
     let path = object.as_os_str().as_bytes();
     let origin = origin_of(&absolute_bytes(path));
@@ -150,11 +155,10 @@ fn node(
     parent: Option<usize>,
     reason: Option<Reason>,
     depth: usize,
-) -> io::Result<Node> {
-    let id = header.file_id;
+) -> Node {
     let mut names = vec![path.clone()];
     names.extend(header.soname.clone());
-    Ok(Node { path, names, header, origin, id, parent, reason, depth })
+    Node { path, names, header, origin, parent, reason, depth }
 }
 
 /// `from`, then the object that loaded it, and so on up to the root (the
