@@ -277,7 +277,7 @@ fn run_warns_before_starting_about_what_the_closure_shows() {
     assert_eq!(out.status.code(), Some(127), "the loader's own failure, as without culaunch: {err}");
     let strict = Command::new(CULAUNCH).args(["-q", "--strict", "--"]).arg(&exe).output().unwrap();
     assert_eq!(strict.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&strict.stderr).starts_with("culaunch: --strict: "));
+    assert!(String::from_utf8_lossy(&strict.stderr).starts_with("culaunch: strict mode: "));
 
     let f = fixtures();
     let pin = format!("--pin=libcudart.so.11.0={}", f.wheel_cudart11.display());

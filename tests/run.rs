@@ -382,6 +382,33 @@ mod exit_status {
     }
 
     #[test]
+    fn the_command_gets_the_signal_mask_culaunch_was_started_with_as_under_env() {
+        use std::os::unix::process::CommandExt;
+        let blocked = |program: &str, args: &[&str]| {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            // SAFETY: only sigprocmask between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGUSR2);
+                    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    Ok(())
+                });
+            }
+            String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+        };
+        let probe = ["grep", "SigBlk", "/proc/self/status"];
+        let under_env = blocked("env", &probe);
+        let mut args = vec!["-q", "--"];
+        args.extend(probe);
+        let under_culaunch = blocked(CULAUNCH, &args);
+        assert_eq!(under_culaunch, under_env);
+        assert_ne!(under_env.trim(), "SigBlk:\t0000000000000000", "the probe saw the blocked signal");
+    }
+
+    #[test]
     fn a_bad_option_exits_125() {
         let out = Command::new(CULAUNCH).args(["--no-such-option", "--", "true"]).output().unwrap();
         assert_eq!(out.status.code(), Some(125));

@@ -60,8 +60,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("--strict: {}: {problems}", .file.display())]
+    #[error("strict mode: {}: {problems}", .file.display())]
     Preflight { file: PathBuf, problems: String },
+    #[error("no summary of the run, so no lock was written")]
+    NoSummary,
+    #[error("cannot set up signal handling: {0}")]
+    Signals(#[source] nix::Error),
     #[error("config file {}: {message}", .path.display())]
     Config { path: PathBuf, message: String },
     #[error("pin {soname}={}: {reason}", .path.display())]

@@ -23,15 +23,18 @@ pub fn run(args: RunArgs) -> Result<Outcome, Error> {
 /// `culaunch lock -o FILE -- CMD`: run, then lock what the run loaded. A run
 /// whose command failed writes no lock.
 pub fn lock(args: LockArgs) -> Result<Outcome, Error> {
+    // Fail before the command runs, not after, if the lock cannot be written.
+    plan::lock::check_writable(&args.output)?;
     let (outcome, summary) = run_with_summary(&args.run, true)?;
-    match (outcome, summary) {
-        (Outcome::Exited(0), Some(summary)) => {
-            let lock = report::lock_from(&summary)?;
-            plan::lock::write(&args.output, &lock)?;
-            eprintln!("culaunch: locked {} CUDA libraries in {}", lock.libs.len(), args.output.display());
-        }
-        _ => eprintln!("culaunch: the command failed; no lock written to {}", args.output.display()),
+    if outcome != Outcome::Exited(0) {
+        eprintln!("culaunch: the command failed; no lock written to {}", args.output.display());
+        return Ok(outcome);
     }
+    // The summary's own error was printed already.
+    let summary = summary.ok_or(Error::NoSummary)?;
+    let lock = report::lock_from(&summary)?;
+    plan::lock::write(&args.output, &lock)?;
+    eprintln!("culaunch: locked {} CUDA libraries in {}", lock.libs.len(), args.output.display());
     Ok(outcome)
 }
 
@@ -58,14 +61,10 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
     let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start));
-    let outcome = spawn::start(&program, &args.command, &env)?.wait(|| {
-        if let Some(f) = follow.as_mut() {
-            f.print_new();
-        }
-    })?;
-    if let Some(f) = follow.as_mut() {
-        f.print_new();
-    }
+    let mut print_new = || follow.as_mut().map_or((), report::Follower::print_new);
+    let running = spawn::start(&program, &args.command, &env)?;
+    let outcome = running.wait(args.verbose.then_some(&mut print_new as &mut dyn FnMut()))?;
+    print_new();
     if plan.quiet && plan.summary_json.is_none() && !needed {
         return Ok((outcome, None));
     }

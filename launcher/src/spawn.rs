@@ -31,19 +31,23 @@ pub enum Outcome {
 pub struct Running {
     pid: Pid,
     waited: SigSet,
+    /// culaunch's mask before it blocked the forwarded signals.
+    original: SigSet,
 }
 
 /// Starts `program` with `argv` (argv[0] kept as given) and extra variables.
 ///
-/// The forwarded signals and SIGCHLD are blocked in culaunch from here on and
-/// taken synchronously in [`Running::wait`]; the child starts with an empty
-/// signal mask, as it would without culaunch.
+/// The forwarded signals and SIGCHLD are blocked in culaunch until the
+/// command has ended, and taken synchronously in [`Running::wait`]; the child
+/// starts with the mask culaunch was started with, as it would without
+/// culaunch.
 pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Result<Running, Error> {
     let mut waited = SigSet::empty();
     for &s in FORWARDED.iter().chain(&[Signal::SIGCHLD]) {
         waited.add(s);
     }
-    signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&waited), None).map_err(Error::Wait)?;
+    let mut original = SigSet::empty();
+    signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&waited), Some(&mut original)).map_err(Error::Signals)?;
     let mut cmd = Command::new(program);
     if let Some(argv0) = argv.first() {
         cmd.arg0(argv0);
@@ -52,17 +56,24 @@ pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Res
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // The standard library's spawn keeps the parent's mask, which would leave
-    // the command deaf to SIGTERM.
+    // The standard library's spawn passes on the current mask, which would
+    // leave the command deaf to SIGTERM.
     // SAFETY: the closure runs between fork and exec and only calls
     // pthread_sigmask, which is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
+        cmd.pre_exec(move || {
+            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&original), None).map_err(io::Error::from)
         });
     }
-    let child = cmd.spawn().map_err(|source| spawn_error(program, source))?;
-    Ok(Running { pid: Pid::from_raw(child.id() as i32), waited })
+    let spawned = cmd.spawn();
+    let child = match spawned {
+        Ok(c) => c,
+        Err(source) => {
+            let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&original), None);
+            return Err(spawn_error(program, source));
+        }
+    };
+    Ok(Running { pid: Pid::from_raw(child.id() as i32), waited, original })
 }
 
 fn spawn_error(program: &Path, source: io::Error) -> Error {
@@ -77,9 +88,17 @@ fn spawn_error(program: &Path, source: io::Error) -> Error {
 }
 
 impl Running {
-    /// Waits for the command, forwarding signals to it meanwhile; `tick`
-    /// runs about every `TICK` while it waits (to follow the trace).
-    pub fn wait(self, mut tick: impl FnMut()) -> Result<Outcome, Error> {
+    /// Waits for the command, forwarding signals to it meanwhile; `tick`,
+    /// when given, runs about every `TICK` while it waits (to follow the
+    /// trace). culaunch's own mask is back when this returns: ^C then stops
+    /// a long summary.
+    pub fn wait(self, tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
+        let outcome = self.wait_blocked(tick);
+        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.original), None);
+        outcome
+    }
+
+    fn wait_blocked(&self, mut tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
         const TICK: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 250_000_000 };
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
@@ -91,9 +110,16 @@ impl Running {
             // SAFETY: plain-data out-pointer.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
             // SAFETY: the set, out-pointer and timeout are valid.
-            let sig = unsafe { libc::sigtimedwait(self.waited.as_ref(), &mut info, &TICK) };
+            let sig = unsafe {
+                match tick {
+                    Some(_) => libc::sigtimedwait(self.waited.as_ref(), &mut info, &TICK),
+                    None => libc::sigwaitinfo(self.waited.as_ref(), &mut info),
+                }
+            };
             let Ok(sig) = Signal::try_from(sig) else {
-                tick();
+                if let Some(t) = tick.as_mut() {
+                    t();
+                }
                 continue;
             };
             if sig == Signal::SIGCHLD || !self.should_forward(info.si_code) {
@@ -106,6 +132,9 @@ impl Running {
 
     /// A ^C from the terminal already went to the whole foreground process
     /// group, the command included; sending it again would deliver it twice.
+    /// (A supervisor that signals the whole process group with kill(2),
+    /// `kill -TERM -PGID`, does deliver it twice: kill(2) looks like a signal
+    /// meant for culaunch alone.)
     fn should_forward(&self, si_code: i32) -> bool {
         si_code != SI_KERNEL || nix::unistd::getpgid(Some(self.pid)).ok() != Some(nix::unistd::getpgrp())
     }

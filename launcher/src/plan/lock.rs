@@ -43,6 +43,18 @@ pub(crate) fn parse(text: &str) -> Result<LockFile, String> {
     Ok(lock)
 }
 
+/// The lock file can be created or replaced (its directory is writable).
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".culaunch-lock-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| Error::Lock { path: path.to_path_buf(), message: format!("cannot write there: {e}") })
+}
+
 pub fn write(path: &Path, lock: &LockFile) -> Result<(), Error> {
     let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
     let text = toml::to_string(lock).map_err(|e| err(e.to_string()))?;

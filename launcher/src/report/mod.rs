@@ -13,6 +13,7 @@ pub use summary::Summary;
 use crate::cli::ReportArgs;
 use crate::error::Error;
 use crate::plan::lock::{self, LockEntry, LockFile};
+use culaunch_protocol::catalogue;
 
 /// The summary of the events in `trace` from byte `start` on; `pins` are the
 /// run's, as (SONAME, canonical path).
@@ -23,19 +24,23 @@ pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result
 
 /// A lock of every CUDA library the run loaded, hashed now. One entry per
 /// SONAME: a second file with the same SONAME (a conflict) is left out, and
-/// said so.
+/// said so. The driver and NVML belong to the machine, not the job: locking
+/// them would refuse every node with another driver.
 pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
     let mut libs: Vec<LockEntry> = Vec::new();
-    for lib in &s.libraries {
+    for lib in s.libraries.iter().filter(|l| !catalogue::STRICT_EXEMPT.contains(&l.family.as_str())) {
         let Some(soname) = &lib.soname else { continue };
         if let Some(first) = libs.iter().find(|l| &l.soname == soname) {
             eprintln!("culaunch: warning: {soname} came from two files; the lock keeps {}", first.path.display());
             continue;
         }
         let path = std::path::PathBuf::from(&lib.path);
-        let sha256 =
-            lock::sha256_file(&path).map_err(|e| Error::Lock { path: path.clone(), message: e.to_string() })?;
-        libs.push(LockEntry { soname: soname.clone(), path, sha256, version: lib.version.clone() });
+        // A path the trace could not carry exactly (bytes that are not
+        // UTF-8) cannot be locked; say so rather than fail the run.
+        match lock::sha256_file(&path) {
+            Ok(sha256) => libs.push(LockEntry { soname: soname.clone(), path, sha256, version: lib.version.clone() }),
+            Err(e) => eprintln!("culaunch: warning: cannot hash {}: {e}; it is not locked", path.display()),
+        }
     }
     Ok(LockFile { version: lock::LOCK_VERSION, libs })
 }
