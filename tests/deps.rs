@@ -255,6 +255,9 @@ fn bad_input_exits_125_with_one_line_never_a_panic() {
     }
     let mut paths: Vec<PathBuf> = cases.into_iter().map(|(p, _)| p).collect();
     paths.push(d.0.clone());
+    let fifo = d.path("fifo.so");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    paths.push(fifo);
     paths.push(d.path("does-not-exist"));
     for p in paths {
         let out = Command::new(CULAUNCH).arg("deps").arg(&p).output().unwrap();

@@ -5,6 +5,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::EXIT_CULAUNCH;
@@ -59,7 +63,7 @@ pub struct RunArgs {
     pub summary_json: Option<PathBuf>,
 
     /// Every request for SONAME maps PATH, exactly once per process. Repeatable.
-    #[arg(long = "pin", value_name = "SONAME=PATH", value_parser = parse_pin)]
+    #[arg(long = "pin", value_name = "SONAME=PATH", value_parser = OsStringValueParser::new().try_map(|s| parse_pin(&s)))]
     pub pins: Vec<PinArg>,
 
     /// Pin every CUDA-family library found under DIR (a toolkit root, a conda
@@ -91,13 +95,16 @@ pub struct PinArg {
     pub path: PathBuf,
 }
 
-pub(crate) fn parse_pin(s: &str) -> Result<PinArg, String> {
-    match s.split_once('=') {
-        Some((soname, path)) if !soname.is_empty() && !path.is_empty() => {
-            Ok(PinArg { soname: soname.to_owned(), path: PathBuf::from(path) })
-        }
-        _ => Err(format!("expected SONAME=PATH, got {s:?}")),
-    }
+/// `SONAME=PATH`, split at the first `=`; PATH keeps any bytes, a SONAME is
+/// text.
+pub(crate) fn parse_pin(s: &OsStr) -> Result<PinArg, String> {
+    let bytes = s.as_bytes();
+    let parsed = bytes.iter().position(|&b| b == b'=').and_then(|i| {
+        let soname = std::str::from_utf8(&bytes[..i]).ok().filter(|n| !n.is_empty())?;
+        let path = &bytes[i + 1..];
+        (!path.is_empty()).then(|| PinArg { soname: soname.to_owned(), path: PathBuf::from(OsStr::from_bytes(path)) })
+    });
+    parsed.ok_or_else(|| format!("expected SONAME=PATH, got {:?}", s.to_string_lossy()))
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +236,10 @@ mod tests {
         assert_eq!(r.pins[0], PinArg { soname: "libcudart.so.12".into(), path: "/a/b".into() });
         assert_eq!(r.pins.len(), 2);
         assert!(parse(["culaunch", "--pin", "nonsense", "x"].map(OsString::from)).is_err());
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(b"libcudart.so.12=/a/\xff/libcudart.so.12".to_vec());
+        let p = parse_pin(&odd).unwrap();
+        assert_eq!(p.path.as_os_str().as_bytes(), b"/a/\xff/libcudart.so.12");
         match parse(["culaunch", "lock", "-o", "l.toml", "--strict", "--", "python"].map(OsString::from)) {
             Ok(Cli { command: Command::Lock(l) }) => {
                 assert_eq!(l.output, PathBuf::from("l.toml"));

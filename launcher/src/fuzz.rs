@@ -140,7 +140,8 @@ fn lock_files() {
 fn pin_specs() {
     let seeds = vec![b"libcudart.so.12=/opt/cuda/lib64/libcudart.so.12".to_vec(), b"a=b=c".to_vec()];
     fuzz("pin", seeds, 3000, |b| {
-        let _ = crate::cli::parse_pin(&String::from_utf8_lossy(b));
+        use std::os::unix::ffi::OsStrExt;
+        let _ = crate::cli::parse_pin(std::ffi::OsStr::from_bytes(b));
     });
 }
 
@@ -157,7 +158,7 @@ fn trace_lines() {
         text.push(b'\n');
         text.extend_from_slice(b);
         if let Ok((events, bad)) = crate::report::events::parse(&text[..]) {
-            let s = crate::report::summary::summarise(&events, bad, &[]);
+            let s = crate::report::summary::summarise(&events, bad, &[], crate::report::summary::Source::Files);
             let _ = crate::report::render::text(&s);
         }
     });

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
@@ -71,7 +71,9 @@ fn native_machine() -> u16 {
 /// Reads the ELF header and program headers of `path`. `Ok(None)` means the
 /// file is not ELF (a script, say); a truncated or corrupt ELF is an error.
 pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
-    let file = File::open(path)?;
+    // O_NONBLOCK: a FIFO in a search directory must not hang us; it is then
+    // refused as "not a regular file".
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
@@ -90,7 +92,13 @@ fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>>
         if header.e_ident[header::EI_CLASS] == header::ELFCLASS64 { Container::Big } else { Container::Little };
     let endian = Endian::from(header.e_ident[header::EI_DATA] == header::ELFDATA2LSB);
     let ctx = Ctx::new(container, endian);
-    let table_len = usize::from(header.e_phnum).saturating_mul(usize::from(header.e_phentsize));
+    // As glibc does: a program header entry has exactly the size of the
+    // class's Phdr (which also bounds the table to 64 KiB entries).
+    let phdr_size = if container == Container::Big { 56 } else { 32 };
+    if usize::from(header.e_phentsize) != phdr_size {
+        return Err(corrupt("program header entries have the wrong size"));
+    }
+    let table_len = usize::from(header.e_phnum) * phdr_size;
     let table = src.at(header.e_phoff, table_len).map_err(|_| corrupt("program header table is truncated"))?;
     let phdrs = ProgramHeader::parse(&table, 0, usize::from(header.e_phnum), ctx).map_err(corrupt)?;
     let dynamic = read_dynamic(src, &phdrs, ctx)?;
@@ -161,6 +169,11 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
         src.string(base.saturating_add(offset))
     };
     out.soname = soname.map(string).transpose()?;
+    // Real objects need tens of libraries; a corrupt one must not make us
+    // read gigabytes of strings.
+    if needed.len() > MAX_NEEDED {
+        return Err(corrupt("implausibly many DT_NEEDED entries"));
+    }
     out.info.needed = needed.into_iter().map(string).collect::<io::Result<_>>()?;
     out.info.runpath = runpath.map(string).transpose()?;
     // glibc drops DT_RPATH when DT_RUNPATH is present (elf/get-dynamic-info.h).
@@ -178,6 +191,7 @@ struct Source<'f> {
 }
 
 const HEAD: u64 = 16 * 1024;
+const MAX_NEEDED: usize = 4096;
 
 /// Parses an ELF image held in memory (the fuzz tests' entry point).
 #[cfg(test)]
@@ -209,7 +223,7 @@ impl<'f> Source<'f> {
 
     /// A NUL-terminated string at `offset`.
     fn string(&self, offset: u64) -> io::Result<Vec<u8>> {
-        const MAX: u64 = 64 * 1024;
+        const MAX: u64 = 4096;
         let mut out = Vec::new();
         let mut at = offset;
         while at < self.len && at - offset < MAX {

@@ -19,7 +19,7 @@ use culaunch_protocol::catalogue;
 /// run's, as (SONAME, canonical path).
 pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result<Summary, Error> {
     let (events, bad) = events::read(trace, start)?;
-    Ok(summary::summarise(&events, bad, pins))
+    Ok(summary::summarise(&events, bad, pins, summary::Source::ThisRun))
 }
 
 /// A lock of every CUDA library the run loaded, hashed now. One entry per
@@ -117,7 +117,7 @@ pub fn command(args: ReportArgs) -> Result<(), Error> {
         all.extend(events);
         bad += b;
     }
-    let s = summary::summarise(&all, bad, &[]);
+    let s = summary::summarise(&all, bad, &[], summary::Source::Files);
     if args.json {
         let json = serde_json::to_string_pretty(&s).unwrap_or_default();
         println!("{json}");

@@ -26,7 +26,7 @@ pub fn text(s: &Summary) -> String {
         let rows: Vec<[String; 5]> = s.libraries.iter().map(row).collect();
         let header = ["family", "soname", "version", "procs", "loaded"].map(str::to_owned);
         // 2 + 4 gaps of 2 + these = 100 columns.
-        let caps = [10, 24, 12, 5, 41];
+        let caps = [10, 24, 10, 5, 41];
         let widths: Vec<usize> = (0..5)
             .map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0).min(caps[c]))
             .collect();
@@ -80,7 +80,8 @@ pub fn text(s: &Summary) -> String {
                     .filter(|q| q.request == p.request && q.caller.as_deref().map(basename).unwrap_or("?") == by)
                     .count();
                 let times = if n > 1 { format!(", {n} times") } else { String::new() };
-                let _ = writeln!(out, "  {} (requested by {by}{times})", elide_middle(&p.request, WIDTH - 30));
+                let line = format!("{} (requested by {by}{times})", p.request);
+                let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
             }
         }
     }
@@ -88,7 +89,8 @@ pub fn text(s: &Summary) -> String {
         let _ = writeln!(out, "refused:");
         for d in &s.denials {
             let by = d.caller.as_deref().map(basename).unwrap_or("?");
-            let _ = writeln!(out, "  pid {}: {} (requested by {by})", d.pid, d.request);
+            let line = format!("pid {}: {} (requested by {by})", d.pid, d.request);
+            let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
             let _ = writeln!(out, "    {}", elide_middle(&d.reason, WIDTH - 4));
         }
     }
@@ -192,7 +194,7 @@ mod tests {
             family: "cudart".into(),
             soname: Some("libcudart.so.12".into()),
             path: long.clone(),
-            version: Some("12.9.79".into()),
+            version: Some("12.9.79.post1+local.build".into()),
             version_source: Some("pip".into()),
             origin: Origin::Pip {
                 package: "nvidia-cuda-runtime-cu12-with-a-long-name".into(),
@@ -226,7 +228,7 @@ mod tests {
             denials: vec![Denial {
                 host: "h".into(),
                 pid: 1,
-                request: "libcudnn.so.9".into(),
+                request: long.clone(),
                 caller: Some(long.clone()),
                 reason: format!("--strict: another major of pinned libcudnn.so.8 ({long})"),
             }],
@@ -239,7 +241,13 @@ mod tests {
                 requester: None,
                 rule: "ld_library_path is searched before DT_RUNPATH".into(),
             }],
-            probes: vec![],
+            probes: vec![crate::report::summary::Probe {
+                host: "h".into(),
+                pid: 1,
+                request: long.clone(),
+                caller: Some("/x/libtorch_cuda_linalg_and_more.so".into()),
+                error: None,
+            }],
             pins: vec![PinUse {
                 soname: "libcudart.so.12".into(),
                 path: long,

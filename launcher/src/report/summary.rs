@@ -109,8 +109,19 @@ pub struct Conflict {
     pub reason: Option<String>,
 }
 
+/// How much of this machine a summary may consult.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Right after a run here: the files are this machine's, and a
+    /// library's own version call may be made (in a helper process).
+    ThisRun,
+    /// Trace files from anywhere (`culaunch report`): installers' records
+    /// are read, but no library named in them is ever loaded.
+    Files,
+}
+
 /// `pins` are the run's (SONAME, canonical path), to report which were used.
-pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)]) -> Summary {
+pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)], source: Source) -> Summary {
     let mut pin_uses: Vec<PinUse> = pins
         .iter()
         .map(|(soname, path)| PinUse {
@@ -201,7 +212,9 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
             Some(v) => Some((v.to_owned(), lib.origin.version_source().to_owned())),
             None => provenance::version_from_file_name(&lib.path, lib.soname.as_deref())
                 .map(|v| (v, "file name".to_owned()))
-                .or_else(|| crate::probe::version_of(std::path::Path::new(&lib.path))),
+                .or_else(|| {
+                    (source == Source::ThisRun).then(|| crate::probe::version_of(std::path::Path::new(&lib.path)))?
+                }),
         };
         (lib.version, lib.version_source) = found.unzip();
     }
@@ -243,7 +256,7 @@ mod tests {
             "\n",
         );
         let (events, bad) = parse(trace.as_bytes()).unwrap();
-        let s = summarise(&events, bad, &[]);
+        let s = summarise(&events, bad, &[], Source::Files);
         assert_eq!(s.processes.len(), 2);
         assert_eq!(s.processes[0].exit_status, Some(3));
         assert!(s.processes[1].forked);
