@@ -13,9 +13,10 @@ use culaunch_protocol::catalogue;
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
+use crate::cuda;
 use crate::elf::cache::Cache;
 use crate::error::Error;
-use crate::report::diagnose::{version_lt, MIN_DRIVER};
+use crate::report::provenance;
 
 #[derive(Debug, Serialize)]
 struct Doctor {
@@ -140,17 +141,9 @@ fn same_dir(a: &str, b: &Path) -> bool {
 }
 
 fn driver(cache: Option<&Cache>) -> Driver {
-    let kernel_module = std::fs::read_to_string("/proc/driver/nvidia/version").ok().and_then(|t| {
-        t.split_whitespace()
-            .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
-            .map(str::to_owned)
-    });
+    let kernel_module = cuda::kernel_driver_version();
     let libcuda = cache.and_then(|c| c.lookup(b"libcuda.so.1", &[])).map(|p| String::from_utf8_lossy(p).into_owned());
-    let libcuda_version = libcuda.as_ref().and_then(|p| {
-        let real = std::fs::canonicalize(p).ok()?;
-        let name = real.file_name()?.to_str()?.to_owned();
-        name.strip_prefix("libcuda.so.").filter(|v| v.contains('.')).map(str::to_owned)
-    });
+    let libcuda_version = libcuda.as_ref().and_then(|p| cuda::libcuda_version(Path::new(p)));
     Driver { kernel_module, libcuda, libcuda_version }
 }
 
@@ -158,14 +151,7 @@ fn toolkit(dir: &Path, via: &str) -> Option<Installation> {
     if !dir.is_dir() {
         return None;
     }
-    let version = std::fs::read_to_string(dir.join("version.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["cuda"]["version"].as_str().map(str::to_owned))
-        .or_else(|| {
-            let t = std::fs::read_to_string(dir.join("version.txt")).ok()?;
-            t.split_whitespace().last().map(str::to_owned)
-        });
+    let version = cuda::toolkit_version(dir);
     let mut libs = BTreeSet::new();
     for sub in ["lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"] {
         libs.extend(cuda_sonames_in(&dir.join(sub)));
@@ -199,31 +185,25 @@ fn pip(python: Option<&Path>) -> Vec<Installation> {
     let Ok(dirs) = serde_json::from_slice::<Vec<String>>(&out.stdout) else { return Vec::new() };
     let mut found = Vec::new();
     for site in dirs {
-        let mut dists: Vec<(String, String)> = std::fs::read_dir(&site)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_str()?.strip_suffix(".dist-info")?.to_owned();
-                let (pkg, ver) = name.split_once('-')?;
-                Some((pkg.replace('_', "-").to_lowercase(), ver.to_owned()))
-            })
-            .filter(|(pkg, _)| {
-                pkg.starts_with("nvidia-")
-                    || ["torch", "jax", "jaxlib", "tensorflow", "cupy"]
-                        .iter()
-                        .any(|f| pkg == f || pkg.starts_with(&format!("{f}-")))
-            })
+        let records = provenance::read_records(Path::new(&site));
+        let framework = |pkg: &str| {
+            pkg.starts_with("nvidia-")
+                || ["torch", "jax", "jaxlib", "tensorflow", "cupy"]
+                    .iter()
+                    .any(|f| pkg == *f || pkg.starts_with(&format!("{f}-")))
+        };
+        let dists: BTreeSet<(String, String)> = records
+            .values()
+            .map(|r| (r.package.to_lowercase(), r.version.clone()))
+            .filter(|(pkg, _)| framework(pkg))
             .collect();
-        dists.sort();
         for (pkg, ver) in dists {
-            let libs = pip_libraries(Path::new(&site), &pkg, &ver);
             found.push(Installation {
                 kind: "pip",
                 location: format!("{site} ({pkg})"),
                 found_via: format!("site-packages of {}", py.display()),
                 version: Some(ver),
-                libraries: libs,
+                libraries: pip_libraries(&records, &pkg),
             });
         }
     }
@@ -231,13 +211,11 @@ fn pip(python: Option<&Path>) -> Vec<Installation> {
 }
 
 /// CUDA-family files a wheel installed, from its RECORD.
-fn pip_libraries(site: &Path, pkg: &str, ver: &str) -> BTreeSet<String> {
-    let info = site.join(format!("{}-{ver}.dist-info", pkg.replace('-', "_")));
-    let record = std::fs::read_to_string(info.join("RECORD")).unwrap_or_default();
-    record
-        .lines()
-        .filter_map(|l| l.split(',').next())
-        .filter_map(|f| f.rsplit('/').next())
+fn pip_libraries(records: &provenance::Records, pkg: &str) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|(_, r)| r.package.eq_ignore_ascii_case(pkg))
+        .filter_map(|(file, _)| file.rsplit('/').next())
         .filter(|n| n.contains(".so") && catalogue::family(n.as_bytes()).is_some())
         .map(str::to_owned)
         .collect()
@@ -292,11 +270,11 @@ fn problems(driver: &Driver, installs: &[Installation]) -> Vec<Problem> {
             let runtimes: BTreeSet<u32> = installs
                 .iter()
                 .flat_map(|i| i.libraries.iter())
-                .filter_map(|l| l.strip_prefix("libcudart.so.")?.split('.').next()?.parse().ok())
+                .filter_map(|l| cuda::cudart_major(l))
                 .collect();
             for major in runtimes {
-                if let Some((_, min)) = MIN_DRIVER.iter().find(|(m, _)| *m == major) {
-                    if version_lt(v, min) {
+                if let Some(min) = cuda::min_driver(major) {
+                    if cuda::version_lt(v, min) {
                         out.push(Problem {
                             kind: "runtime_newer_than_driver",
                             message: format!("a CUDA {major} runtime is installed, but driver {v} is older than {min}, its minimum"),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod command;
+mod cuda;
 mod deps;
 mod dirs;
 mod doctor;

@@ -9,4 +9,4 @@ mod tree;
 
 pub use object::read_header;
 pub use search::Reason;
-pub use tree::{closure, empty_search_entries, own_copy, Closure, Target, INTERP, ROOT};
+pub use tree::{closure, Closure, ShippedWith, Target, INTERP, ROOT};

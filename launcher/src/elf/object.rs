@@ -56,7 +56,7 @@ impl ElfHeader {
     }
 }
 
-fn native_machine() -> u16 {
+pub fn native_machine() -> u16 {
     if cfg!(target_arch = "x86_64") {
         header::EM_X86_64
     } else if cfg!(target_arch = "aarch64") {

@@ -123,29 +123,52 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
     Ok(Closure { nodes, edges })
 }
 
-/// Where `object`'s own DT_RPATH or DT_RUNPATH would find `name`, and which
-/// of the two it is: the copy the object was shipped with.
-pub fn own_copy(object: &Path, name: &[u8]) -> Option<(Vec<u8>, Reason)> {
-    let header = read_header(object).ok()??;
-    let platform = Platform::of_this_machine();
-    let mut resolver = Resolver::new(platform, None, None, (header.is_64, header.machine));
-    let path = object.as_os_str().as_bytes();
-    let origin = origin_of(&absolute_bytes(path));
-    resolver.in_own_path(name, &Requester { origin: &origin, path, header: &header })
+/// Answers "what was this object shipped to load?" for many objects, with one
+/// resolver (the loader's answers read once) and each file's headers read once.
+pub struct ShippedWith {
+    resolver: Resolver,
+    headers: std::collections::HashMap<Vec<u8>, Option<ElfHeader>>,
 }
 
-/// The search lists of `object` that hold an empty entry (`$ORIGIN:`), which
-/// the loader reads as the current directory.
-pub fn empty_search_entries(object: &Path) -> Vec<(&'static str, String)> {
-    let Ok(Some(h)) = read_header(object) else { return Vec::new() };
-    let info = &h.dynamic_info;
-    [("DT_RPATH", &info.rpath), ("DT_RUNPATH", &info.runpath)]
-        .into_iter()
-        .filter_map(|(tag, list)| {
-            let list = list.as_ref()?;
-            list.split(|&b| b == b':').any(<[u8]>::is_empty).then(|| (tag, String::from_utf8_lossy(list).into_owned()))
-        })
-        .collect()
+impl ShippedWith {
+    pub fn new() -> ShippedWith {
+        let want = (cfg!(target_pointer_width = "64"), super::object::native_machine());
+        ShippedWith {
+            resolver: Resolver::new(Platform::of_this_machine(), None, None, want),
+            headers: Default::default(),
+        }
+    }
+
+    /// The headers of `object`, read once.
+    pub fn header(&mut self, object: &Path) -> Option<&ElfHeader> {
+        let key = object.as_os_str().as_bytes().to_vec();
+        self.headers.entry(key).or_insert_with(|| read_header(object).ok().flatten()).as_ref()
+    }
+
+    /// Where `object`'s own DT_RPATH or DT_RUNPATH would find `name`, and
+    /// which of the two it is: the copy the object was shipped with.
+    pub fn own_copy(&mut self, object: &Path, name: &[u8]) -> Option<(Vec<u8>, Reason)> {
+        let header = self.header(object)?.clone();
+        let path = object.as_os_str().as_bytes();
+        let origin = origin_of(&absolute_bytes(path));
+        self.resolver.in_own_path(name, &Requester { origin: &origin, path, header: &header })
+    }
+
+    /// The search lists of `object` that hold an empty entry (`$ORIGIN:`),
+    /// which the loader reads as the current directory.
+    pub fn empty_search_entries(&mut self, object: &Path) -> Vec<(&'static str, String)> {
+        let Some(h) = self.header(object) else { return Vec::new() };
+        let info = &h.dynamic_info;
+        [("DT_RPATH", &info.rpath), ("DT_RUNPATH", &info.runpath)]
+            .into_iter()
+            .filter_map(|(tag, list)| {
+                let list = list.as_ref()?;
+                list.split(|&b| b == b':')
+                    .any(<[u8]>::is_empty)
+                    .then(|| (tag, String::from_utf8_lossy(list).into_owned()))
+            })
+            .collect()
+    }
 }
 
 fn node(

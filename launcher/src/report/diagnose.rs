@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::events::{Envelope, Event, Load};
 use super::provenance::{Origin, RecordHash};
 use super::summary::Library;
-use crate::elf;
+use crate::{cuda, elf};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnosis {
@@ -27,10 +27,6 @@ pub struct Diagnosis {
     pub rule: String,
 }
 
-/// Minimum driver for each CUDA major (NVIDIA's CUDA compatibility guide,
-/// table 3: minor-version compatibility within a major).
-pub const MIN_DRIVER: &[(u32, &str)] = &[(11, "450.80.02"), (12, "525.60.13"), (13, "580.0")];
-
 pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let mut by_process: BTreeMap<(String, i64), Vec<&Load>> = BTreeMap::new();
@@ -41,15 +37,16 @@ pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
         }
     }
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
+    let mut files = elf::ShippedWith::new();
     let mut empty_seen = BTreeSet::new();
     for ((host, pid), loads) in &by_process {
-        requester_mismatches(host, *pid, loads, &mut out);
+        requester_mismatches(host, *pid, loads, &mut files, &mut out);
         version_skew(host, *pid, loads, &lib_of, &mut out);
         for path in
             loads.iter().filter(|l| l.cuda).flat_map(|l| std::iter::once(l.path.as_str()).chain(l.caller.as_deref()))
         {
             if empty_seen.insert(path.to_owned()) {
-                for (tag, list) in elf::empty_search_entries(Path::new(path)) {
+                for (tag, list) in files.empty_search_entries(Path::new(path)) {
                     out.push(Diagnosis {
                         kind: "empty_search_entry",
                         host: host.clone(),
@@ -87,7 +84,7 @@ pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
 /// copy its own DT_RUNPATH/DT_RPATH points to answer? If not, either another
 /// search step won over it (shadowing) or a copy loaded earlier by someone
 /// else answered its bare name (first-loaded-wins).
-fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], out: &mut Vec<Diagnosis>) {
+fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], files: &mut elf::ShippedWith, out: &mut Vec<Diagnosis>) {
     let mapped: HashMap<&str, &Load> =
         loads.iter().filter(|l| l.cuda).filter_map(|l| Some((l.soname.as_deref()?, *l))).collect();
     // Objects that asked for something, and objects that need CUDA libraries
@@ -98,14 +95,16 @@ fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], out: &mut Vec<Dia
         .chain(loads.iter().filter(|l| !l.cuda).map(|l| l.path.as_str()))
         .collect();
     for requester in requesters {
-        let Ok(Some(h)) = elf::read_header(Path::new(requester)) else { continue };
-        for needed in &h.dynamic_info.needed {
+        let Some(needed_list) = files.header(Path::new(requester)).map(|h| h.dynamic_info.needed.clone()) else {
+            continue;
+        };
+        for needed in &needed_list {
             if catalogue::family(needed).is_none() {
                 continue;
             }
             let name = String::from_utf8_lossy(needed);
             let Some(actual) = mapped.get(name.as_ref()) else { continue };
-            let Some((own, reason)) = elf::own_copy(Path::new(requester), needed) else { continue };
+            let Some((own, reason)) = files.own_copy(Path::new(requester), needed) else { continue };
             let own = String::from_utf8_lossy(&own).into_owned();
             let own_canonical = std::fs::canonicalize(&own).map(|p| p.display().to_string()).unwrap_or(own.clone());
             if own_canonical == actual.path {
@@ -174,7 +173,7 @@ fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
     let runtimes: BTreeSet<u32> = libraries
         .iter()
         .filter(|l| l.family == "cudart")
-        .filter_map(|l| l.soname.as_deref()?.strip_prefix("libcudart.so.")?.split('.').next()?.parse().ok())
+        .filter_map(|l| cuda::cudart_major(l.soname.as_deref()?))
         .collect();
     for lib in libraries.iter().filter(|l| l.family == "cuda") {
         if lib.path.contains("/stubs/") {
@@ -192,7 +191,8 @@ fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
             });
             continue;
         }
-        let driver = driver_version(lib);
+        // The driver's version: its file name, else the kernel module's.
+        let driver = cuda::libcuda_version(Path::new(&lib.path)).or_else(cuda::kernel_driver_version);
         if lib.path.contains("/compat/") {
             out.push(Diagnosis {
                 kind: "driver_compat",
@@ -210,8 +210,8 @@ fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
         }
         let Some(driver) = driver else { continue };
         for major in &runtimes {
-            let Some((_, min)) = MIN_DRIVER.iter().find(|(m, _)| m == major) else { continue };
-            if version_lt(&driver, min) {
+            let Some(min) = cuda::min_driver(*major) else { continue };
+            if cuda::version_lt(&driver, min) {
                 out.push(Diagnosis {
                     kind: "driver_too_old",
                     host: String::new(),
@@ -226,35 +226,5 @@ fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
                 });
             }
         }
-    }
-}
-
-/// The driver's version: its file name (`libcuda.so.535.104.05`), else the
-/// kernel module's (`/proc/driver/nvidia/version`).
-fn driver_version(lib: &Library) -> Option<String> {
-    let name = lib.path.rsplit('/').next()?;
-    if let Some(v) = name.strip_prefix("libcuda.so.").filter(|v| v.contains('.')) {
-        return Some(v.to_owned());
-    }
-    let text = std::fs::read_to_string("/proc/driver/nvidia/version").ok()?;
-    text.split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
-        .map(str::to_owned)
-}
-
-pub fn version_lt(a: &str, b: &str) -> bool {
-    let parse = |s: &str| s.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
-    parse(a) < parse(b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_versions_compare_numerically() {
-        assert!(version_lt("470.57.02", "525.60.13"));
-        assert!(!version_lt("535.104.05", "525.60.13"));
-        assert!(version_lt("525.60.9", "525.60.13"));
     }
 }

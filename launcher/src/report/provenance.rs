@@ -87,8 +87,8 @@ impl Origin {
 /// Looks origins up, reading each installer's records once.
 #[derive(Default)]
 pub struct Finder {
-    /// site-packages dir → (path relative to it → (package, version, hash)).
-    pip: HashMap<PathBuf, HashMap<String, (String, String, String)>>,
+    /// site-packages dir → its RECORDs.
+    pip: HashMap<PathBuf, Records>,
     /// dpkg's file lists, path → package, read on first use.
     dpkg: Option<HashMap<String, String>>,
 }
@@ -108,11 +108,11 @@ impl Finder {
             .find(|a| matches!(a.file_name().and_then(OsStr::to_str), Some("site-packages" | "dist-packages")))?;
         let rel = path.strip_prefix(site).ok()?.to_str()?.to_owned();
         let records = self.pip.entry(site.to_path_buf()).or_insert_with(|| read_records(site));
-        let (package, version, hash) = records.get(&rel)?;
+        let r = records.get(&rel)?;
         Some(Origin::Pip {
-            package: package.clone(),
-            version: version.clone(),
-            record_hash: check_record_hash(path, hash),
+            package: r.package.clone(),
+            version: r.version.clone(),
+            record_hash: check_record_hash(path, &r.hash),
         })
     }
 
@@ -154,7 +154,17 @@ fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-fn read_records(site: &Path) -> HashMap<String, (String, String, String)> {
+/// Every file the wheels in a site-packages directory installed: path
+/// relative to it → the wheel and the hash RECORD gives.
+pub type Records = HashMap<String, Record>;
+
+pub struct Record {
+    pub package: String,
+    pub version: String,
+    pub hash: String,
+}
+
+pub fn read_records(site: &Path) -> Records {
     let mut map = HashMap::new();
     let Ok(entries) = fs::read_dir(site) else {
         return map;
@@ -174,7 +184,9 @@ fn read_records(site: &Path) -> HashMap<String, (String, String, String)> {
         for line in record.lines() {
             let mut fields = line.splitn(3, ',');
             if let (Some(file), Some(hash)) = (fields.next(), fields.next()) {
-                map.insert(file.to_owned(), (package.replace('_', "-"), version.to_owned(), hash.to_owned()));
+                let record =
+                    Record { package: package.replace('_', "-"), version: version.to_owned(), hash: hash.to_owned() };
+                map.insert(file.to_owned(), record);
             }
         }
     }
@@ -211,11 +223,7 @@ fn conda(path: &Path) -> Option<Origin> {
 fn toolkit(path: &Path) -> Option<Origin> {
     // lib64/, targets/x86_64-linux/lib/: the root is at most three levels up.
     let root = path.ancestors().skip(1).take(4).find(|a| a.join("version.json").is_file())?;
-    let version = fs::read_to_string(root.join("version.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["cuda"]["version"].as_str().map(str::to_owned));
-    Some(Origin::Toolkit { root: root.display().to_string(), version })
+    Some(Origin::Toolkit { root: root.display().to_string(), version: crate::cuda::toolkit_version(root) })
 }
 
 fn read_dpkg_lists() -> HashMap<String, String> {
