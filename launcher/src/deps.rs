@@ -3,7 +3,6 @@
 //! asked for.
 
 use std::fmt::Write;
-use std::os::unix::ffi::OsStrExt;
 
 use culaunch_protocol::catalogue;
 use serde::Serialize;
@@ -151,9 +150,5 @@ fn json(c: &Closure) -> JsonClosure {
             }
         })
         .collect();
-    JsonClosure {
-        file: s(c.nodes[ROOT].path.as_slice()),
-        interpreter: s(std::ffi::OsStr::from_bytes(&c.nodes[INTERP].path).as_bytes()),
-        libraries,
-    }
+    JsonClosure { file: s(c.nodes[ROOT].path.as_slice()), interpreter: s(&c.nodes[INTERP].path), libraries }
 }

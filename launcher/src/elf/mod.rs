@@ -7,6 +7,6 @@ mod platform;
 mod search;
 mod tree;
 
-pub use object::read_header;
+pub use object::{read_header, ElfHeader};
 pub use search::Reason;
 pub use tree::{closure, Closure, ShippedWith, Target, INTERP, ROOT};

@@ -35,11 +35,16 @@ pub fn validate(soname: &str, path: &Path, source: Source) -> Result<Pin, Error>
         return Err(fail("SONAME and PATH must not contain tabs, newlines (or, in SONAME, slashes)".into()));
     }
     let canonical = fs::canonicalize(path).map_err(|e| fail(e.to_string()))?;
-    let header = match elf::read_header(&canonical) {
-        Ok(Some(h)) => h,
-        Ok(None) => return Err(fail("not an ELF file".into())),
-        Err(e) => return Err(fail(e.to_string())),
-    };
+    match elf::read_header(&canonical) {
+        Ok(Some(h)) => check(soname, path, canonical, h, source),
+        Ok(None) => Err(fail("not an ELF file".into())),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// The checks on a pin's ELF headers.
+fn check(soname: &str, path: &Path, canonical: PathBuf, header: elf::ElfHeader, source: Source) -> Result<Pin, Error> {
+    let fail = |reason: String| Error::Pin { soname: soname.to_owned(), path: path.to_path_buf(), reason };
     if !header.shared {
         return Err(fail("not an ELF shared object".into()));
     }
@@ -88,15 +93,13 @@ pub fn scan_toolkit(dir: &Path) -> Result<Vec<Pin>, Error> {
                 continue;
             }
             let Ok(Some(h)) = elf::read_header(&file) else { continue };
-            if !h.shared || !h.matches_this_build() {
+            let Some(soname) = h.soname.clone().and_then(|s| String::from_utf8(s).ok()) else { continue };
+            if catalogue::family(soname.as_bytes()).is_none() || found.contains_key(&soname) {
                 continue;
             }
-            let Some(soname) = h.soname.and_then(|s| String::from_utf8(s).ok()) else { continue };
-            if catalogue::family(soname.as_bytes()).is_none() {
-                continue;
-            }
-            if let Ok(pin) = validate(&soname, &file, Source::Toolkit) {
-                found.entry(soname).or_insert(pin);
+            let Ok(canonical) = fs::canonicalize(&file) else { continue };
+            if let Ok(pin) = check(&soname, &file, canonical, h, Source::Toolkit) {
+                found.insert(soname, pin);
             }
         }
     }
