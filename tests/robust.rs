@@ -177,6 +177,33 @@ fn children_that_change_directory_clear_their_environment_or_are_static_still_ru
     let text = std::fs::read_to_string(dir.join(trace)).unwrap();
     let loads = text.lines().filter(|l| l.contains("\"event\":\"load\"") && l.contains("libcudart.so.12")).count();
     assert_eq!(loads, 1, "the child with a cleared environment is not traced; the other is");
+    // …and the parents said why the two children run untraced.
+    let untraced: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "untraced")
+        .collect();
+    let reason_for = |exe: &Path| {
+        untraced.iter().find(|e| e["exe"] == exe.to_str().unwrap()).map(|e| s(&e["reason"])).unwrap_or_default()
+    };
+    assert!(reason_for(&f.loader).contains("environment lacks LD_AUDIT"), "{untraced:#?}");
+    assert!(reason_for(stat).contains("statically linked"), "{untraced:#?}");
+}
+
+#[test]
+fn python_subprocess_of_a_static_program_is_named_as_untraced() {
+    let f = fixtures();
+    let stat = f.static_prog.as_ref().expect("cc -static works");
+    let python = python().expect("python3");
+    // subprocess forks (vfork) and execs in the child: the check runs there.
+    let code = format!("import subprocess; subprocess.run([{:?}], check=True)", stat.display().to_string());
+    let run = traced(&[], &[python.as_os_str(), os("-c"), os(&code)], &[]);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    assert_eq!(run.stdout(), "version=12040\n");
+    let u = run.events_of("untraced");
+    assert_eq!(u.len(), 1, "{:#?}", run.events);
+    assert_eq!(u[0]["exe"], stat.to_str().unwrap());
+    assert!(run.stderr().contains("not traced (started by traced processes):"), "{}", run.stderr());
 }
 
 #[test]

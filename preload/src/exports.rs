@@ -2,8 +2,10 @@
 //! catches panics, and hands the loader's report to the tracker, the pin
 //! decision and the event writer.
 //!
-//! Only the hooks culaunch needs are defined: no `la_symbind*` or
-//! `la_plt*`, which would put this module on every PLT call of the program.
+//! Only the hooks culaunch needs are defined: `la_symbind64` sees each
+//! symbol bound to the program's libc once (to watch `exec*` and
+//! `posix_spawn*`, see `exec.rs`); no `la_plt*`, which would put this module
+//! on every PLT call of the program.
 //!
 //! Stack: these functions run on whatever thread called the loader, which
 //! may have a small stack. Large buffers live in the state (`Scratch`), and
@@ -19,13 +21,13 @@ use culaunch_protocol::event::How;
 use crate::config::{self, Config, Pin};
 use crate::decide::{decide, Decision, Refusal};
 use crate::events::{self, Load, Scratch};
-use crate::libc_hooks;
 use crate::linkmap::{self, LinkMap};
 use crate::lock::TryLock;
 use crate::objects::{stem_hash, Entry, Objects};
 use crate::paths::{self, PATH_MAX};
 use crate::tracker::{Tracker, Unanswered, LA_SER_ORIG};
 use crate::{clock, sink};
+use crate::{exec, libc_hooks};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -227,7 +229,29 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
     if let Some(c) = unsafe { cookie.as_mut() } {
         *c = map as usize;
     }
-    guarded((), || {
+    guarded(0, || {
+        record_open(map, lmid);
+        bind_flags(map, lmid)
+    })
+}
+
+/// Symbol-binding callbacks (`la_symbind64`) for bindings from the
+/// program's objects to its libc, and nothing else.
+fn bind_flags(map: *mut LinkMap, lmid: libc::c_long) -> c_uint {
+    const LA_FLG_BINDTO: c_uint = 0x01;
+    const LA_FLG_BINDFROM: c_uint = 0x02;
+    if lmid != 0 || config::get().is_none() {
+        return 0;
+    }
+    // SAFETY: the loader just mapped `map`.
+    match unsafe { linkmap::soname(map) } {
+        Some(b"libc.so.6") => LA_FLG_BINDTO,
+        _ => LA_FLG_BINDFROM,
+    }
+}
+
+fn record_open(map: *mut LinkMap, lmid: libc::c_long) {
+    {
         let now = clock::now_monotonic_ns();
         let (Some(config), Some(mut st)) = (config::get(), STATE.try_lock()) else { return };
         let State { tracker, objects, scratch } = &mut *st;
@@ -280,9 +304,27 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
         if !objects.add(entry) {
             sink::warn_once(config, b"too many objects to track; conflicts may be missed");
         }
-    });
-    // No LA_FLG_BINDTO/BINDFROM: culaunch needs no symbol-binding callbacks.
-    0
+    }
+}
+
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
+#[no_mangle]
+pub unsafe extern "C" fn la_symbind64(
+    sym: *mut linkmap::Elf64Sym,
+    _ndx: c_uint,
+    _refcook: *mut usize,
+    _defcook: *mut usize,
+    _flags: *mut c_uint,
+    symname: *const c_char,
+) -> usize {
+    // SAFETY: the loader passes the symbol it is binding.
+    let real = unsafe { sym.as_ref().map_or(0, |s| s.st_value as usize) };
+    if symname.is_null() {
+        return real;
+    }
+    // SAFETY: a NUL-terminated symbol name.
+    guarded(real, || exec::bind(unsafe { CStr::from_ptr(symname) }, real))
 }
 
 /// # Safety
@@ -317,7 +359,10 @@ pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
         // SAFETY: la_preinit's cookie is the main program's, set in la_objopen.
         let main_map = unsafe { cookie.as_ref().copied().unwrap_or(0) } as *mut LinkMap;
         // SAFETY: `main_map` is the live main program.
-        unsafe { libc_hooks::install(main_map, on_exit, after_fork_in_child) };
+        unsafe {
+            libc_hooks::install(main_map, on_exit, after_fork_in_child);
+            exec::set_environ(libc_hooks::environ_address(main_map));
+        }
     })
 }
 

@@ -19,6 +19,7 @@ mod clock;
 mod config;
 mod decide;
 mod events;
+mod exec;
 mod exports;
 mod libc_hooks;
 mod linkmap;
@@ -28,4 +29,4 @@ mod paths;
 mod sink;
 mod tracker;
 
-pub use exports::{la_activity, la_objclose, la_objopen, la_objsearch, la_preinit, la_version};
+pub use exports::{la_activity, la_objclose, la_objopen, la_objsearch, la_preinit, la_symbind64, la_version};

@@ -45,3 +45,15 @@ pub unsafe fn install(main_map: *mut LinkMap, on_exit: extern "C" fn(c_int, *mut
         unsafe { f(None, None, Some(child), core::ptr::null_mut()) };
     }
 }
+
+/// The address of the program's `environ` variable (0 if not found).
+///
+/// # Safety
+/// `main_map` must be the main program's link map, as given to `la_preinit`.
+pub unsafe fn environ_address(main_map: *mut LinkMap) -> usize {
+    if main_map.is_null() {
+        return 0;
+    }
+    // SAFETY: as in `install`.
+    unsafe { libc::dlsym(main_map.cast(), c"environ".as_ptr()) as usize }
+}

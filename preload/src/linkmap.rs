@@ -19,6 +19,17 @@ pub struct LinkMap {
     pub l_prev: *mut LinkMap,
 }
 
+/// `Elf64_Sym` (`<elf.h>`), as `la_symbind64` receives it.
+#[repr(C)]
+pub struct Elf64Sym {
+    pub st_name: u32,
+    pub st_info: u8,
+    pub st_other: u8,
+    pub st_shndx: u16,
+    pub st_value: u64,
+    pub st_size: u64,
+}
+
 #[repr(C)]
 pub struct Elf64Dyn {
     pub d_tag: i64,

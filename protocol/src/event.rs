@@ -10,6 +10,9 @@ pub const PROCESS_START: &str = "process_start";
 pub const LOAD: &str = "load";
 pub const CONFLICT: &str = "conflict";
 pub const DENY: &str = "deny";
+/// A traced process started a program that the loader will not run
+/// culaunch in (`exe`, `reason`).
+pub const UNTRACED: &str = "untraced";
 pub const PROCESS_EXIT: &str = "process_exit";
 
 /// How an object came to be mapped (the `how` field of a `load` event).

@@ -43,6 +43,10 @@ pub enum Event {
         caller: Option<String>,
         reason: String,
     },
+    Untraced {
+        exe: String,
+        reason: String,
+    },
     ProcessExit {
         #[serde(default)]
         status: Option<i64>,

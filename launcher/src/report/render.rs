@@ -85,6 +85,16 @@ pub fn text(s: &Summary) -> String {
             }
         }
     }
+    if !s.untraced.is_empty() {
+        let _ = writeln!(out, "not traced (started by traced processes):");
+        let mut seen = std::collections::BTreeSet::new();
+        for u in &s.untraced {
+            if seen.insert((u.exe.as_str(), u.reason.as_str())) {
+                let _ = writeln!(out, "  {}", elide_middle(&u.exe, WIDTH - 2));
+                let _ = writeln!(out, "    {}", elide_middle(&u.reason, WIDTH - 4));
+            }
+        }
+    }
     if !s.denials.is_empty() {
         let _ = writeln!(out, "refused:");
         for d in &s.denials {
@@ -247,6 +257,12 @@ mod tests {
                 request: long.clone(),
                 caller: Some("/x/libtorch_cuda_linalg_and_more.so".into()),
                 error: None,
+            }],
+            untraced: vec![crate::report::summary::Untraced {
+                host: "h".into(),
+                pid: 1,
+                exe: long.clone(),
+                reason: "it is statically linked: no loader runs in it".into(),
             }],
             pins: vec![PinUse {
                 soname: "libcudart.so.12".into(),

@@ -24,6 +24,9 @@ pub struct Summary {
     /// Loads that failed (the library was found nowhere); programs often
     /// tolerate them, probing for optional libraries.
     pub probes: Vec<Probe>,
+    /// Programs started by traced processes that the loader does not run
+    /// culaunch in, and why.
+    pub untraced: Vec<Untraced>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
 }
@@ -34,6 +37,15 @@ pub struct Denial {
     pub pid: i64,
     pub request: String,
     pub caller: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Untraced {
+    pub host: String,
+    /// The process that started it.
+    pub pid: i64,
+    pub exe: String,
     pub reason: String,
 }
 
@@ -133,6 +145,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
         .collect();
     let mut denials = Vec::new();
     let mut probes = Vec::new();
+    let mut untraced = Vec::new();
     let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
     let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
     let mut conflicts = Vec::new();
@@ -194,6 +207,9 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
                 paths: paths.clone(),
                 reason: reason.clone(),
             }),
+            Event::Untraced { exe, reason } => {
+                untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() })
+            }
             Event::Deny { request, caller, reason } => denials.push(Denial {
                 host: e.host.clone(),
                 pid: e.pid,
@@ -228,6 +244,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
         pins: pin_uses,
         diagnoses,
         probes,
+        untraced,
         malformed_lines,
     }
 }
