@@ -65,35 +65,55 @@ fn program_environ() -> Argv {
     unsafe { *at }
 }
 
-fn real(i: usize) -> usize {
-    REAL[i].load(Ordering::Relaxed)
+type ExecveFn = extern "C" fn(*const c_char, Argv, Argv) -> c_int;
+type ExecvFn = extern "C" fn(*const c_char, Argv) -> c_int;
+
+/// The real function `i`; `bind` stored it before handing out the wrapper.
+/// Should it ever be missing, the wrapper fails the call (ENOSYS) rather
+/// than jump to address 0.
+fn real<F: Copy>(i: usize) -> Option<F> {
+    let address = REAL[i].load(Ordering::Relaxed);
+    // SAFETY: a function pointer of type F (pointer-sized, checked), stored
+    // by `bind` from the loader's own binding of that very symbol.
+    (address != 0 && core::mem::size_of::<F>() == core::mem::size_of::<usize>())
+        .then(|| unsafe { core::mem::transmute_copy::<usize, F>(&address) })
+}
+
+fn missing() -> c_int {
+    // SAFETY: errno is this thread's.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
 }
 
 extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     check(path, envp, false);
-    // SAFETY: the real execve, bound by the loader; same arguments.
-    unsafe {
-        core::mem::transmute::<usize, extern "C" fn(*const c_char, Argv, Argv) -> c_int>(real(0))(path, argv, envp)
+    match real::<ExecveFn>(0) {
+        Some(f) => f(path, argv, envp),
+        None => missing(),
     }
 }
 
 extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
     check(path, program_environ(), false);
-    // SAFETY: as for execve.
-    unsafe { core::mem::transmute::<usize, extern "C" fn(*const c_char, Argv) -> c_int>(real(1))(path, argv) }
+    match real::<ExecvFn>(1) {
+        Some(f) => f(path, argv),
+        None => missing(),
+    }
 }
 
 extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     check(file, program_environ(), true);
-    // SAFETY: as for execve.
-    unsafe { core::mem::transmute::<usize, extern "C" fn(*const c_char, Argv) -> c_int>(real(2))(file, argv) }
+    match real::<ExecvFn>(2) {
+        Some(f) => f(file, argv),
+        None => missing(),
+    }
 }
 
 extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     check(file, envp, true);
-    // SAFETY: as for execve.
-    unsafe {
-        core::mem::transmute::<usize, extern "C" fn(*const c_char, Argv, Argv) -> c_int>(real(3))(file, argv, envp)
+    match real::<ExecveFn>(3) {
+        Some(f) => f(file, argv, envp),
+        None => missing(),
     }
 }
 
@@ -108,8 +128,10 @@ extern "C" fn posix_spawn(
     envp: Argv,
 ) -> c_int {
     check(path, envp, false);
-    // SAFETY: as for execve.
-    unsafe { core::mem::transmute::<usize, SpawnFn>(real(4))(pid, path, actions, attr, argv, envp) }
+    match real::<SpawnFn>(4) {
+        Some(f) => f(pid, path, actions, attr, argv, envp),
+        None => libc::ENOSYS,
+    }
 }
 
 extern "C" fn posix_spawnp(
@@ -121,8 +143,10 @@ extern "C" fn posix_spawnp(
     envp: Argv,
 ) -> c_int {
     check(file, envp, true);
-    // SAFETY: as for execve.
-    unsafe { core::mem::transmute::<usize, SpawnFn>(real(5))(pid, file, actions, attr, argv, envp) }
+    match real::<SpawnFn>(5) {
+        Some(f) => f(pid, file, actions, attr, argv, envp),
+        None => libc::ENOSYS,
+    }
 }
 
 /// Says why the program about to start will not be traced, if it will not.
