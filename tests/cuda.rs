@@ -208,3 +208,56 @@ fn a_forward_compatibility_driver_is_named_with_its_version() {
     let diag = diagnosed(&run, "driver_compat");
     assert!(diag["message"].as_str().unwrap().contains("550.54.15"), "{diag}");
 }
+
+#[test]
+fn cudnn_sub_libraries_from_two_releases_are_skew() {
+    let d = Dir::new("cudnn-skew");
+    let site = "venv/lib/python3.11/site-packages";
+    let main = d.build(&format!("{site}/nvidia/cudnn/lib/libcudnn.so.9"), false, &[], &[]);
+    let ops = d.build(&format!("{site}/nvidia/cudnn/lib/libcudnn_ops.so.9"), false, &[], &[]);
+    let info = d.path(&format!("{site}/nvidia_cudnn_cu12-9.1.0.70.dist-info"));
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(
+        info.join("RECORD"),
+        "nvidia/cudnn/lib/libcudnn.so.9,sha256=x,1\nnvidia/cudnn/lib/libcudnn_ops.so.9,sha256=x,1\n",
+    )
+    .unwrap();
+    // A cuDNN sub-library of another release, from a conda env.
+    let adv = d.build("conda/lib/libcudnn_adv.so.9", false, &[], &[]);
+    std::fs::create_dir_all(d.path("conda/conda-meta")).unwrap();
+    std::fs::write(
+        d.path("conda/conda-meta/cudnn-9.0.0.312-0.json"),
+        r#"{"name": "cudnn", "version": "9.0.0.312", "files": ["lib/libcudnn_adv.so.9"]}"#,
+    )
+    .unwrap();
+    let a: Vec<String> = [&main, &ops, &adv].iter().map(|l| format!("dlopen:{}", p(l))).collect();
+    let run = traced(&[], &loader(&a), &[]);
+    let diag = diagnosed(&run, "version_skew");
+    let msg = diag["message"].as_str().unwrap();
+    assert!(msg.starts_with("cudnn libraries from different releases"), "{msg}");
+    assert!(msg.contains("9.1.0.70") && msg.contains("9.0.0.312"), "{msg}");
+}
+
+#[test]
+fn a_dispatcher_trying_the_exact_version_first_shows_a_probe_and_follows_a_pin() {
+    let f = fixtures();
+    // Like cuDNN 9: ask for the exact release first, then the SONAME.
+    let a =
+        vec![format!("via:{}:libcudnn_ops.so.9.1.0", p(&f.cudnn)), format!("via:{}:libcudnn_ops.so.9", p(&f.cudnn))];
+    let run = traced(&[], &loader(&a), &[]);
+    assert!(run.stdout().contains("libcudnn_ops.so.9.1.0: fail: "), "{}", run.stdout());
+    let probes = run.summary.as_ref().unwrap()["probes"].as_array().unwrap().clone();
+    assert_eq!(probes.len(), 1);
+    assert_eq!(
+        (s(&probes[0]["request"]), s(&probes[0]["caller"])),
+        ("libcudnn_ops.so.9.1.0".into(), canonical(&f.cudnn))
+    );
+    // Pinned, the exact-version name follows the pin at the first try.
+    let d = Dir::new("cudnn-exact-pin");
+    let pinned = d.build("pinned/libcudnn_ops.so.9", false, &[], &["-DFIXTURE_BUILD=\"pinned-ops\""]);
+    let run = traced(&[&format!("--pin=libcudnn_ops.so.9={}", p(&pinned))], &loader(&a), &[]);
+    assert!(run.stdout().contains("libcudnn_ops.so.9.1.0: ok which=pinned-ops"), "{}", run.stdout());
+    let pid = *run.maps.keys().next().unwrap();
+    assert!(run.mapped_cuda(pid).contains(&canonical(&pinned)));
+    assert!(!run.mapped_cuda(pid).contains(&canonical(&f.cudnn_ops)));
+}
