@@ -14,6 +14,7 @@ mod fuzz;
 mod inject;
 mod plan;
 mod probe;
+mod python;
 mod report;
 mod run;
 mod spawn;
