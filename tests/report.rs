@@ -1,0 +1,298 @@
+//! `culaunch report` on trace files written by hand: the summary's JSON as
+//! readers see it (every field name and value pinned), and what a trace from
+//! another host may and may not be judged against.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const CULAUNCH: &str = env!("CARGO_BIN_EXE_culaunch");
+
+/// This machine's node name, as the audit module writes it in `host`.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("culaunch-report-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn report_json(trace: &Path) -> Value {
+    let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(trace).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn report_text(trace: &Path) -> String {
+    let out = Command::new(CULAUNCH).arg("report").arg(trace).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every kind of event and field the summary carries, with files laid out so
+/// that the answers do not depend on this machine: a pip wheel whose file no
+/// longer matches RECORD, two cuBLAS files from different releases (by file
+/// name), the driver's link-time stub.
+#[test]
+fn summary_json_field_names_and_values_are_pinned() {
+    let d = scratch("golden");
+    let site = d.join("lib/python3.11/site-packages");
+    let lib = site.join("nvidia/cuda_runtime/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("libcudart.so.12"), b"not the wheel's bytes").unwrap();
+    let info = site.join("nvidia_cuda_runtime_cu12-12.9.79.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(info.join("RECORD"), "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=AAAA,1\n").unwrap();
+    let host = this_host();
+    let trace = format!(
+        r#"{{"v":1,"pid":10,"ppid":1,"host":"{host}","ts":"t","event":"process_start","exe":"/usr/bin/python3","argv":["python3","train.py"]}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"needed","caller":"/usr/bin/python3","path":"{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12","soname":"libcudart.so.12","cuda":true,"family":"cudart","search":"rpath_runpath","lmid":0}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"dlopen","request":"libcublas.so.12","caller":"{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12","path":"{D}/blas/libcublas.so.12.4.5.8","soname":"libcublas.so.12","cuda":true,"family":"cublas","search":"ld_library_path"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"dlopen","request":"libcublasLt.so.12","path":"{D}/blas/libcublasLt.so.12.3.4.1","soname":"libcublasLt.so.12","cuda":true,"family":"cublas","search":"ld_library_path"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"initial","path":"/lib/x86_64-linux-gnu/libc.so.6","soname":"libc.so.6","cuda":false}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"dlopen","request":"libcudnn.so.9","caller":"/usr/bin/python3","path":null,"ok":false,"error":"libcudnn.so.9: cannot open shared object file","cuda":true,"family":"cudnn"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"load","how":"dlopen","request":"{D}/stubs/libcuda.so","path":"{D}/stubs/libcuda.so","soname":"libcuda.so.1","cuda":true,"family":"cuda","search":"direct"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"conflict","family":"cublas","paths":["{D}/blas/libcublas.so.12.4.5.8","{D}/other/libcublas.so.12"],"reason":"second copy"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"deny","request":"libcudart.so.11","caller":"/usr/bin/python3","reason":"--strict: another major of pinned libcudart.so.12"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"untraced","exe":"/bin/static-tool","reason":"it is statically linked: no loader runs in it"}}
+{{"v":1,"pid":11,"ppid":10,"host":"{host}","event":"process_start","exe":"/usr/bin/python3","argv":["python3","train.py"],"forked":true}}
+{{"v":1,"pid":11,"ppid":10,"host":"{host}","event":"load","how":"inherited","path":"{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12","soname":"libcudart.so.12","cuda":true,"family":"cudart"}}
+{{"v":1,"pid":10,"ppid":1,"host":"{host}","event":"process_exit","status":0}}
+{{"v":1,"pid":10,"event":"lo
+"#,
+        D = d.display()
+    );
+    let path = d.join("trace.jsonl");
+    std::fs::write(&path, trace).unwrap();
+    let got = report_json(&path);
+    let expected = GOLDEN.replace("{D}", &d.display().to_string()).replace("{HOST}", &host);
+    let expected: Value = serde_json::from_str(&expected).unwrap();
+    // Readers may see fields added, never one renamed, removed or changed.
+    assert_subset(&expected, &got, "$");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Every value in `want` is in `got` under the same name, arrays element by
+/// element; objects in `got` may carry more fields.
+fn assert_subset(want: &Value, got: &Value, at: &str) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, v) in w {
+                let Some(gv) = g.get(k) else { panic!("{at}.{k} is missing from {got:#}") };
+                assert_subset(v, gv, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(w), Value::Array(g)) => {
+            assert_eq!(w.len(), g.len(), "{at}: {got:#}");
+            for (i, (w, g)) in w.iter().zip(g).enumerate() {
+                assert_subset(w, g, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(want, got, "{at}"),
+    }
+}
+
+const GOLDEN: &str = r#"{
+  "conflicts": [
+    {
+      "family": "cublas",
+      "host": "{HOST}",
+      "paths": [
+        "{D}/blas/libcublas.so.12.4.5.8",
+        "{D}/other/libcublas.so.12"
+      ],
+      "pid": 10,
+      "reason": "second copy"
+    }
+  ],
+  "denials": [
+    {
+      "caller": "/usr/bin/python3",
+      "host": "{HOST}",
+      "pid": 10,
+      "reason": "--strict: another major of pinned libcudart.so.12",
+      "request": "libcudart.so.11"
+    }
+  ],
+  "diagnoses": [
+    {
+      "files": [
+        "{D}/blas/libcublasLt.so.12.3.4.1",
+        "{D}/blas/libcublas.so.12.4.5.8"
+      ],
+      "host": "{HOST}",
+      "kind": "version_skew",
+      "message": "cublas libraries from different releases in one process: 12.3.4.1 ({D}/blas/libcublasLt.so.12.3.4.1); 12.4.5.8 ({D}/blas/libcublas.so.12.4.5.8)",
+      "pid": 10,
+      "requester": null,
+      "rule": "all cublas libraries must come from one release"
+    },
+    {
+      "files": [
+        "{D}/stubs/libcuda.so"
+      ],
+      "host": "",
+      "kind": "driver_stub",
+      "message": "{D}/stubs/libcuda.so is the link-time stub of the driver: it must never be loaded at run time",
+      "pid": null,
+      "requester": null,
+      "rule": "stubs/libcuda.so is for linking only"
+    },
+    {
+      "files": [
+        "{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12"
+      ],
+      "host": "",
+      "kind": "modified_wheel_file",
+      "message": "{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12 is not the file pip package nvidia-cuda-runtime-cu12 installed (its sha256 differs from RECORD)",
+      "pid": null,
+      "requester": null,
+      "rule": "RECORD lists the sha256 of every installed file"
+    }
+  ],
+  "libraries": [
+    {
+      "callers": [
+        "{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12"
+      ],
+      "family": "cublas",
+      "how": [
+        "dlopen"
+      ],
+      "origin": {
+        "kind": "unknown"
+      },
+      "path": "{D}/blas/libcublas.so.12.4.5.8",
+      "pinned": false,
+      "processes": [
+        "{HOST}:10"
+      ],
+      "search": [
+        "ld_library_path"
+      ],
+      "soname": "libcublas.so.12",
+      "version": "12.4.5.8",
+      "version_source": "file name"
+    },
+    {
+      "callers": [],
+      "family": "cublas",
+      "how": [
+        "dlopen"
+      ],
+      "origin": {
+        "kind": "unknown"
+      },
+      "path": "{D}/blas/libcublasLt.so.12.3.4.1",
+      "pinned": false,
+      "processes": [
+        "{HOST}:10"
+      ],
+      "search": [
+        "ld_library_path"
+      ],
+      "soname": "libcublasLt.so.12",
+      "version": "12.3.4.1",
+      "version_source": "file name"
+    },
+    {
+      "callers": [],
+      "family": "cuda",
+      "how": [
+        "dlopen"
+      ],
+      "origin": {
+        "kind": "unknown"
+      },
+      "path": "{D}/stubs/libcuda.so",
+      "pinned": false,
+      "processes": [
+        "{HOST}:10"
+      ],
+      "search": [
+        "direct"
+      ],
+      "soname": "libcuda.so.1",
+      "version": null,
+      "version_source": null
+    },
+    {
+      "callers": [
+        "/usr/bin/python3"
+      ],
+      "family": "cudart",
+      "how": [
+        "inherited",
+        "needed"
+      ],
+      "origin": {
+        "kind": "pip",
+        "package": "nvidia-cuda-runtime-cu12",
+        "record_hash": "differs",
+        "version": "12.9.79"
+      },
+      "path": "{D}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12",
+      "pinned": false,
+      "processes": [
+        "{HOST}:10",
+        "{HOST}:11"
+      ],
+      "search": [
+        "rpath_runpath"
+      ],
+      "soname": "libcudart.so.12",
+      "version": "12.9.79",
+      "version_source": "pip"
+    }
+  ],
+  "malformed_lines": 1,
+  "pins": [],
+  "probes": [
+    {
+      "caller": "/usr/bin/python3",
+      "error": "libcudnn.so.9: cannot open shared object file",
+      "host": "{HOST}",
+      "pid": 10,
+      "request": "libcudnn.so.9"
+    }
+  ],
+  "processes": [
+    {
+      "argv": [
+        "python3",
+        "train.py"
+      ],
+      "exe": "/usr/bin/python3",
+      "exit_status": 0,
+      "forked": false,
+      "host": "{HOST}",
+      "pid": 10,
+      "ppid": 1
+    },
+    {
+      "argv": [
+        "python3",
+        "train.py"
+      ],
+      "exe": "/usr/bin/python3",
+      "exit_status": null,
+      "forked": true,
+      "host": "{HOST}",
+      "pid": 11,
+      "ppid": 10
+    }
+  ],
+  "untraced": [
+    {
+      "exe": "/bin/static-tool",
+      "host": "{HOST}",
+      "pid": 10,
+      "reason": "it is statically linked: no loader runs in it"
+    }
+  ]
+}
+"#;
