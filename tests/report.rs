@@ -296,3 +296,50 @@ const GOLDEN: &str = r#"{
   ]
 }
 "#;
+
+/// A trace from another host is never judged against this machine's driver:
+/// the same trace, with this host's name, does get a driver finding from the
+/// files here (so the check would fire), and with another host's name the
+/// summary has no driver finding and says the driver was not judged.
+#[test]
+fn report_on_another_hosts_trace_makes_no_claim_about_this_machines_driver() {
+    let d = scratch("foreign");
+    let drv = d.join("drv");
+    std::fs::create_dir_all(&drv).unwrap();
+    // Here, libcuda.so.1 is a driver older than any CUDA 12 runtime needs.
+    std::fs::write(drv.join("libcuda.so.470.57.02"), b"x").unwrap();
+    std::os::unix::fs::symlink("libcuda.so.470.57.02", drv.join("libcuda.so.1")).unwrap();
+    let trace_from = |host: &str| {
+        let t = format!(
+            r#"{{"v":1,"pid":7,"ppid":1,"host":"{host}","event":"process_start","exe":"/usr/bin/python3","argv":["python3"]}}
+{{"v":1,"pid":7,"ppid":1,"host":"{host}","event":"load","how":"dlopen","path":"{D}/rt/libcudart.so.12","soname":"libcudart.so.12","cuda":true,"family":"cudart","search":"ld_library_path"}}
+{{"v":1,"pid":7,"ppid":1,"host":"{host}","event":"load","how":"dlopen","path":"{D}/drv/libcuda.so.1","soname":"libcuda.so.1","cuda":true,"family":"cuda","search":"ld.so.cache"}}
+"#,
+            D = d.display()
+        );
+        let path = d.join(format!("{host}.jsonl"));
+        std::fs::write(&path, t).unwrap();
+        path
+    };
+    let kinds = |v: &Value| -> Vec<String> {
+        v["diagnoses"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let here = report_json(&trace_from(&this_host()));
+    assert_eq!(kinds(&here), ["driver_too_old"], "{here:#}");
+    assert_eq!(here["machine"]["driver_judged"], true);
+
+    let elsewhere = "gpu-node-elsewhere-0042";
+    assert_ne!(elsewhere, this_host());
+    let trace = trace_from(elsewhere);
+    let there = report_json(&trace);
+    assert!(!kinds(&there).iter().any(|k| k.starts_with("driver")), "{there:#}");
+    assert_eq!(there["machine"]["driver_judged"], false);
+    assert_eq!(there["machine"]["reads"], "nothing");
+    // What the trace itself says is still reported.
+    assert_eq!(there["libraries"].as_array().unwrap().len(), 2);
+    let text = report_text(&trace);
+    assert!(text.contains("the driver was not judged") && text.contains(elsewhere), "{text}");
+    assert!(!text.contains("driver_too_old"), "{text}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
