@@ -343,3 +343,94 @@ fn report_on_another_hosts_trace_makes_no_claim_about_this_machines_driver() {
     assert!(!text.contains("driver_too_old"), "{text}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// The launcher's modules import one another without a loop (the report's
+/// stages in particular flow one way): every `crate::…` and `super::…`
+/// path outside tests is an edge, and the graph has no cycle.
+#[test]
+fn launcher_modules_import_each_other_without_a_loop() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let module_of = |p: &Path| -> String {
+        let rel = p.strip_prefix(&src).unwrap().with_extension("");
+        let mut parts: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+        if parts.last().is_some_and(|l| l == "mod" || l == "main") {
+            parts.pop();
+        }
+        parts.join("::")
+    };
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+    let resolve = |path: &str| -> Option<String> {
+        let mut p = path.to_owned();
+        loop {
+            if modules.contains(&p) {
+                return Some(p);
+            }
+            p = p.rsplit_once("::")?.0.to_owned();
+        }
+    };
+    let ident = |s: &str| s.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect::<String>();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let m = module_of(f);
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let parent = m.rsplit_once("::").map(|(p, _)| p.to_owned()).unwrap_or_default();
+        let mut targets = Vec::new();
+        for (prefix, base) in [("crate::", String::new()), ("super::", parent.clone())] {
+            for (i, _) in code.match_indices(prefix) {
+                let rest = &code[i + prefix.len()..];
+                let heads: Vec<String> = match rest.strip_prefix('{') {
+                    Some(group) => group.split('}').next().unwrap().split(',').map(|s| ident(s.trim())).collect(),
+                    None => vec![ident(rest)],
+                };
+                for h in heads.into_iter().filter(|h| !h.is_empty()) {
+                    let full = if base.is_empty() { h } else { format!("{base}::{h}") };
+                    targets.extend(resolve(full.trim_end_matches(':')));
+                }
+            }
+        }
+        for t in targets.into_iter().filter(|t| *t != m && !t.is_empty()) {
+            edges.entry(m.clone()).or_default().insert(t);
+        }
+    }
+    // Depth-first search for a cycle.
+    fn visit<'a>(
+        n: &'a str,
+        edges: &'a BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<&'a str, bool>,
+        path: &mut Vec<&'a str>,
+    ) {
+        match state.get(n) {
+            Some(true) => panic!("import loop: {} -> {n}", path.join(" -> ")),
+            Some(false) => return,
+            None => {}
+        }
+        state.insert(n, true);
+        path.push(n);
+        for t in edges.get(n).into_iter().flatten() {
+            visit(t, edges, state, path);
+        }
+        path.pop();
+        state.insert(n, false);
+    }
+    let mut state = BTreeMap::new();
+    for m in edges.keys() {
+        visit(m, &edges, &mut state, &mut Vec::new());
+    }
+    // The search sees the report's stages at all.
+    assert!(edges["report::diagnose"].contains("rules"), "{edges:?}");
+    assert!(edges["report::fold"].contains("report::events"), "{edges:?}");
+}

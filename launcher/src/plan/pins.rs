@@ -119,3 +119,32 @@ pub fn library_dirs(root: &Path) -> Vec<PathBuf> {
     }
     seen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_dirs_cover_every_target_architecture_once() {
+        let root = std::env::temp_dir().join(format!("culaunch-libdirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for d in ["targets/x86_64-linux/lib", "targets/sbsa-linux/lib", "lib64/stubs"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // A toolkit's lib/ is often a link to its target's directory.
+        std::os::unix::fs::symlink("targets/x86_64-linux/lib", root.join("lib")).unwrap();
+        let root = fs::canonicalize(&root).unwrap();
+        let dirs = library_dirs(&root);
+        let want = [
+            root.clone(),
+            root.join("lib64"),
+            root.join("targets/x86_64-linux/lib"),
+            root.join("targets/sbsa-linux/lib"),
+        ];
+        for w in &want {
+            assert_eq!(dirs.iter().filter(|d| *d == w).count(), 1, "{w:?} in {dirs:?}");
+        }
+        assert_eq!(dirs.len(), want.len(), "{dirs:?}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
