@@ -336,11 +336,82 @@ fn report_on_another_hosts_trace_makes_no_claim_about_this_machines_driver() {
     assert!(!kinds(&there).iter().any(|k| k.starts_with("driver")), "{there:#}");
     assert_eq!(there["machine"]["driver_judged"], false);
     assert_eq!(there["machine"]["reads"], "nothing");
+    assert_eq!(there["machine"]["not_consulted"], serde_json::json!([elsewhere]));
     // What the trace itself says is still reported.
     assert_eq!(there["libraries"].as_array().unwrap().len(), 2);
     let text = report_text(&trace);
     assert!(text.contains("the driver was not judged") && text.contains(elsewhere), "{text}");
     assert!(!text.contains("driver_too_old"), "{text}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A trace from two hosts, read on one of them: this machine's files are
+/// read for the processes that ran here and for nothing else. A wheel file
+/// that no longer matches RECORD is found when a process here mapped it,
+/// not when only the other host's did; the other host's driver (whose path
+/// here holds an old driver) is not judged.
+#[test]
+fn report_on_a_two_host_trace_reads_this_machine_for_its_own_processes_only() {
+    let d = scratch("mixed");
+    let site = d.join("site-packages");
+    for (dir, file) in [("nvidia/cuda_runtime/lib", "libcudart.so.12"), ("nvidia/cublas/lib", "libcublas.so.12")] {
+        std::fs::create_dir_all(site.join(dir)).unwrap();
+        std::fs::write(site.join(dir).join(file), b"changed").unwrap();
+    }
+    let info = site.join("nvidia_stack-12.9.79.dist-info");
+    std::fs::create_dir_all(&info).unwrap();
+    std::fs::write(
+        info.join("RECORD"),
+        "nvidia/cuda_runtime/lib/libcudart.so.12,sha256=AAAA,1\nnvidia/cublas/lib/libcublas.so.12,sha256=AAAA,1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("drv")).unwrap();
+    std::fs::write(d.join("drv/libcuda.so.470.57.02"), b"x").unwrap();
+    std::os::unix::fs::symlink("libcuda.so.470.57.02", d.join("drv/libcuda.so.1")).unwrap();
+    let (here, there) = (this_host(), "gpu-node-elsewhere-0043".to_owned());
+    let load = |host: &str, pid: u32, path: String, soname: &str, family: &str| {
+        format!(
+            r#"{{"v":1,"pid":{pid},"ppid":1,"host":"{host}","event":"load","how":"dlopen","path":"{path}","soname":"{soname}","cuda":true,"family":"{family}"}}"#
+        )
+    };
+    let lines = [
+        load(
+            &here,
+            7,
+            format!("{}/nvidia/cuda_runtime/lib/libcudart.so.12", site.display()),
+            "libcudart.so.12",
+            "cudart",
+        ),
+        load(
+            &there,
+            8,
+            format!("{}/nvidia/cuda_runtime/lib/libcudart.so.12", site.display()),
+            "libcudart.so.12",
+            "cudart",
+        ),
+        load(&there, 8, format!("{}/nvidia/cublas/lib/libcublas.so.12", site.display()), "libcublas.so.12", "cublas"),
+        load(&there, 8, format!("{}/drv/libcuda.so.1", d.display()), "libcuda.so.1", "cuda"),
+    ];
+    let trace = d.join("two-hosts.jsonl");
+    std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
+    let v = report_json(&trace);
+    let diagnoses = v["diagnoses"].as_array().unwrap();
+    let modified: Vec<&str> = diagnoses
+        .iter()
+        .filter(|d| d["kind"] == "modified_wheel_file")
+        .map(|d| d["files"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(modified.len(), 1, "{v:#}");
+    assert!(modified[0].ends_with("/libcudart.so.12"), "{v:#}");
+    assert!(!diagnoses.iter().any(|d| d["kind"].as_str().unwrap().starts_with("driver")), "{v:#}");
+    let origin_of = |file: &str| {
+        v["libraries"].as_array().unwrap().iter().find(|l| l["path"].as_str().unwrap().ends_with(file)).unwrap()
+            ["origin"]["kind"]
+            .clone()
+    };
+    assert_eq!((origin_of("/libcudart.so.12"), origin_of("/libcublas.so.12")), ("pip".into(), "unknown".into()));
+    assert_eq!(v["machine"]["not_consulted"], serde_json::json!([there]));
+    assert_eq!(v["machine"]["reads"], "files");
     std::fs::remove_dir_all(&d).unwrap();
 }
 

@@ -48,19 +48,20 @@ struct Installation {
     libraries: BTreeSet<String>,
 }
 
-/// Where an installation was found; the serialised names are readers'.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Where an installation was found; `as_str` is the name readers match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum InstallKind {
-    #[serde(rename = "toolkit")]
     Toolkit,
-    #[serde(rename = "pip")]
     Pip,
-    #[serde(rename = "conda")]
     Conda,
-    #[serde(rename = "ld_library_path")]
     LdLibraryPath,
-    #[serde(rename = "ld.so.cache")]
     LdSoCache,
+}
+
+impl Serialize for InstallKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl InstallKind {

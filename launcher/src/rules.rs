@@ -26,9 +26,9 @@ pub enum Severity {
     Error,
 }
 
-/// What was found. The serialised names are the `kind` strings readers match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// What was found. [`Kind::as_str`] is the `kind` string readers match, and
+/// the only spelling of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     // The report, from a run's loads.
     Shadowing,
@@ -82,6 +82,12 @@ impl Kind {
             Kind::TwoMajorsInClosure => "two_majors_in_closure",
             Kind::PinOtherMajor => "pin_other_major",
         }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -250,9 +256,14 @@ mod tests {
 
     #[test]
     fn kinds_serialise_as_their_names() {
-        for k in [Kind::Shadowing, Kind::LdLibraryPathShadowsWheel, Kind::DriverTooOld, Kind::TwoMajorsInClosure] {
-            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        for (k, name) in [
+            (Kind::Shadowing, "shadowing"),
+            (Kind::LdLibraryPathShadowsWheel, "ld_library_path_shadows_wheel"),
+            (Kind::DriverTooOld, "driver_too_old"),
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), name);
         }
+        assert_eq!(serde_json::to_value(Severity::Warning).unwrap(), "warning");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stage 3 for the report, facts → diagnoses: what in a run's loads will
 //! bite, each naming the files, the requesting object and the loader rule
 //! behind it. Rules that need this machine's files ask the [`Machine`], and
-//! do not run when it has none to offer.
+//! run only for processes on this machine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -23,11 +23,11 @@ pub fn diagnose(loads: &BTreeMap<(String, i64), Vec<Load>>, libraries: &[Library
     let mut empty_seen = BTreeSet::new();
     for ((host, pid), loads) in loads {
         let loads: Vec<&Load> = loads.iter().collect();
-        if let Some(files) = m.elf() {
-            requester_mismatches(host, *pid, &loads, files, &mut out);
-        }
         version_skew(host, *pid, &loads, &lib_of, &mut out);
-        let Some(files) = m.elf() else { continue };
+        // The rest read the files the process mapped: this machine's only.
+        let Some(mut here) = m.on(host) else { continue };
+        let files = here.elf();
+        requester_mismatches(host, *pid, &loads, files, &mut out);
         for path in
             loads.iter().filter(|l| l.cuda).flat_map(|l| std::iter::once(l.path.as_str()).chain(l.caller.as_deref()))
         {
@@ -157,9 +157,11 @@ fn version_skew(host: &str, pid: i64, loads: &[&Load], lib_of: &HashMap<&str, &L
 /// package, or one older than a loaded runtime needs. Its version is this
 /// machine's to read; on a machine that is not the trace's it is not judged.
 fn driver(libraries: &[Library], m: &mut Machine, out: &mut Vec<Diagnosis>) {
+    // The runtimes loaded here, to judge this machine's driver against.
     let runtimes: BTreeSet<u32> = libraries
         .iter()
         .filter(|l| l.family.is(Family::Cudart))
+        .filter(|l| m.on_any(l.hosts()).is_some())
         .filter_map(|l| cuda::cudart_major(l.soname.as_deref()?))
         .collect();
     for lib in libraries.iter().filter(|l| l.family.is(Family::Cuda)) {
@@ -174,8 +176,8 @@ fn driver(libraries: &[Library], m: &mut Machine, out: &mut Vec<Diagnosis>) {
             );
             continue;
         }
-        // None on a machine that is not the trace's: not judged.
-        let driver = m.driver_version(&lib.path);
+        // Not judged for a driver loaded on another host.
+        let driver = m.on_any(lib.hosts()).and_then(|mut here| here.driver_version(&lib.path));
         if lib.path.contains("/compat/") {
             out.push(
                 Diagnosis::new(

@@ -42,13 +42,16 @@ pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String,
 /// Stage 2: what the machine knows of each library that the trace does not
 /// say: the installer that put it there, and a version (its records', else
 /// the file name's from the fold, else the library's own call).
+/// Only for files mapped on this machine: another host's are left as the
+/// trace says.
 fn enrich(s: &mut Summary, m: &mut Machine) {
     for lib in &mut s.libraries {
-        lib.origin = m.origin(&lib.path);
+        let Some(mut here) = m.on_any(lib.hosts()) else { continue };
+        lib.origin = here.origin(&lib.path);
         if let Some(v) = lib.origin.version() {
             (lib.version, lib.version_source) = (Some(v.to_owned()), lib.origin.version_source());
         } else if lib.version.is_none() {
-            if let Some((v, call)) = m.version_call(&lib.path) {
+            if let Some((v, call)) = here.version_call(&lib.path) {
                 (lib.version, lib.version_source) = (Some(v), Some(crate::vocab::VersionSource::Call(call)));
             }
         }

@@ -43,9 +43,13 @@ pub struct Consulted {
     pub reads: Reads,
     /// This machine's node name.
     pub host: String,
-    /// Whether the driver rules ran (they read this machine's driver).
+    /// Whether the driver rules ran, for this machine's processes (they read
+    /// this machine's driver).
     pub driver_judged: bool,
-    /// Why nothing of this machine was read, when it was not.
+    /// Hosts in the trace that are not this machine: for their processes
+    /// nothing of this machine was read.
+    pub not_consulted: Vec<String>,
+    /// The same, in words, when there are any.
     pub note: Option<String>,
 }
 
@@ -58,7 +62,7 @@ pub enum Reads {
     /// Traces written on this machine: its files, records and driver, but no
     /// library is ever loaded.
     Files,
-    /// Traces from another host: nothing of this machine; only what the
+    /// Traces from other hosts only: nothing of this machine; only what the
     /// trace itself says.
     #[default]
     Nothing,
@@ -136,6 +140,11 @@ pub struct Library {
 }
 
 impl Library {
+    /// The hosts of the processes that had it mapped.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.processes.iter().map(|p| p.rsplit_once(':').map_or(p.as_str(), |(h, _)| h))
+    }
+
     /// The release this file belongs to, when an installer's records or the
     /// file name say so (a version call answers in its own terms, which do
     /// not compare across libraries).
