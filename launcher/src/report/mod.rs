@@ -28,8 +28,8 @@ use machine::Machine;
 use summary::Reads;
 
 /// The whole pipeline over parsed events. `reads` is how much of this
-/// machine may be consulted if the trace is this machine's; a trace from
-/// another host is judged against nothing local whatever `reads` says.
+/// machine may be consulted for the processes that ran on it; another
+/// host's processes are judged against nothing here whatever `reads` says.
 pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String, String)], reads: Reads) -> Summary {
     let facts = fold::fold(events, malformed, pins);
     let mut machine = Machine::for_trace(facts.hosts(), reads);
@@ -41,9 +41,8 @@ pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String,
 
 /// Stage 2: what the machine knows of each library that the trace does not
 /// say: the installer that put it there, and a version (its records', else
-/// the file name's from the fold, else the library's own call).
-/// Only for files mapped on this machine: another host's are left as the
-/// trace says.
+/// the file name's from the fold, else the library's own call). Only for
+/// files mapped on this machine: another host's are left as the trace says.
 fn enrich(s: &mut Summary, m: &mut Machine) {
     for lib in &mut s.libraries {
         let Some(mut here) = m.on_any(lib.hosts()) else { continue };
