@@ -1,4 +1,4 @@
-//! Command-line types (SPEC.md, "Commands"). `culaunch CMD…` means
+//! Command-line types (docs/trace-schema.md, "Commands"). `culaunch CMD…` means
 //! `culaunch run CMD…`; everything after COMMAND belongs to COMMAND.
 
 use std::ffi::OsString;

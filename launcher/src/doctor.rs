@@ -16,13 +16,16 @@ use crate::cli::DoctorArgs;
 use crate::cuda;
 use crate::elf::cache::Cache;
 use crate::error::Error;
+use crate::plan::pins;
 use crate::report::provenance;
+use crate::rules::{self, Diagnosis, Kind, Place};
+use crate::vocab::basename;
 
 #[derive(Debug, Serialize)]
 struct Doctor {
     driver: Driver,
     installations: Vec<Installation>,
-    problems: Vec<Problem>,
+    problems: Vec<Diagnosis>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,8 +39,7 @@ struct Driver {
 
 #[derive(Debug, Serialize)]
 struct Installation {
-    /// `toolkit`, `pip`, `conda`, `ld_library_path`, `ld.so.cache`.
-    kind: &'static str,
+    kind: InstallKind,
     location: String,
     /// Why culaunch looked there (`CUDA_HOME`, `/usr/local/cuda*`, …).
     found_via: String,
@@ -46,16 +48,38 @@ struct Installation {
     libraries: BTreeSet<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Problem {
-    kind: &'static str,
-    message: String,
+/// Where an installation was found; `as_str` is the name readers match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InstallKind {
+    Toolkit,
+    Pip,
+    Conda,
+    LdLibraryPath,
+    LdSoCache,
+}
+
+impl Serialize for InstallKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl InstallKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            InstallKind::Toolkit => "toolkit",
+            InstallKind::Pip => "pip",
+            InstallKind::Conda => "conda",
+            InstallKind::LdLibraryPath => "ld_library_path",
+            InstallKind::LdSoCache => "ld.so.cache",
+        }
+    }
 }
 
 pub fn command(args: DoctorArgs) -> Result<(), Error> {
     let d = inspect(args.python.as_deref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&d).map_err(Error::Json)?);
     } else {
         print!("{}", text(&d));
     }
@@ -90,7 +114,7 @@ fn inspect(python: Option<&Path>) -> Doctor {
             let libs = cuda_sonames_in(dir);
             if !libs.is_empty() {
                 installations.push(Installation {
-                    kind: "ld_library_path",
+                    kind: InstallKind::LdLibraryPath,
                     location: dir.display().to_string(),
                     found_via: "LD_LIBRARY_PATH".into(),
                     version: None,
@@ -110,7 +134,7 @@ fn inspect(python: Option<&Path>) -> Doctor {
         }
         for (dir, libs) in by_dir {
             installations.push(Installation {
-                kind: "ld.so.cache",
+                kind: InstallKind::LdSoCache,
                 location: dir,
                 found_via: "/etc/ld.so.cache".into(),
                 version: None,
@@ -124,7 +148,7 @@ fn inspect(python: Option<&Path>) -> Doctor {
         let libs = cuda_sonames_in(&lib);
         if !libs.is_empty() {
             installations.push(Installation {
-                kind: "conda",
+                kind: InstallKind::Conda,
                 location: lib.display().to_string(),
                 found_via: "CONDA_PREFIX".into(),
                 version: None,
@@ -153,11 +177,11 @@ fn toolkit(dir: &Path, via: &str) -> Option<Installation> {
     }
     let version = cuda::toolkit_version(dir);
     let mut libs = BTreeSet::new();
-    for sub in ["lib64", "lib", "targets/x86_64-linux/lib", "targets/sbsa-linux/lib"] {
-        libs.extend(cuda_sonames_in(&dir.join(sub)));
+    for sub in pins::library_dirs(dir) {
+        libs.extend(cuda_sonames_in(&sub));
     }
     Some(Installation {
-        kind: "toolkit",
+        kind: InstallKind::Toolkit,
         location: dir.display().to_string(),
         found_via: via.into(),
         version,
@@ -199,7 +223,7 @@ fn pip(python: Option<&Path>) -> Vec<Installation> {
             .collect();
         for (pkg, ver) in dists {
             found.push(Installation {
-                kind: "pip",
+                kind: InstallKind::Pip,
                 location: format!("{site} ({pkg})"),
                 found_via: format!("site-packages of {}", py.display()),
                 version: Some(ver),
@@ -215,72 +239,56 @@ fn pip_libraries(records: &provenance::Records, pkg: &str) -> BTreeSet<String> {
     records
         .iter()
         .filter(|(_, r)| r.package.eq_ignore_ascii_case(pkg))
-        .filter_map(|(file, _)| file.rsplit('/').next())
+        .map(|(file, _)| basename(file))
         .filter(|n| n.contains(".so") && catalogue::family(n.as_bytes()).is_some())
         .map(str::to_owned)
         .collect()
 }
 
-fn problems(driver: &Driver, installs: &[Installation]) -> Vec<Problem> {
+/// Doctor's rules: what the installations and the driver show will bite.
+fn problems(driver: &Driver, installs: &[Installation]) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let pip_libs: BTreeMap<&str, &Installation> = installs
         .iter()
-        .filter(|i| i.kind == "pip")
+        .filter(|i| i.kind == InstallKind::Pip)
         .flat_map(|i| i.libraries.iter().map(move |l| (l.as_str(), i)))
         .collect();
-    for i in installs.iter().filter(|i| i.kind == "ld_library_path") {
+    for i in installs.iter().filter(|i| i.kind == InstallKind::LdLibraryPath) {
         for lib in &i.libraries {
             if let Some(wheel) = pip_libs.get(lib.as_str()) {
-                out.push(Problem {
-                    kind: "ld_library_path_shadows_wheel",
-                    message: format!(
-                        "LD_LIBRARY_PATH entry {} holds {lib}, which a library with DT_RUNPATH will load instead of the copy in {}",
-                        i.location, wheel.location
-                    ),
-                });
+                out.push(
+                    Diagnosis::new(
+                        Kind::LdLibraryPathShadowsWheel,
+                        format!(
+                            "LD_LIBRARY_PATH entry {} holds {lib}, which a library with DT_RUNPATH will load instead of the copy in {}",
+                            i.location, wheel.location
+                        ),
+                    )
+                    .rule("LD_LIBRARY_PATH is searched before DT_RUNPATH"),
+                );
             }
         }
     }
     // Two majors of one library where any program searches: LD_LIBRARY_PATH and the cache.
-    let mut majors: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
-    for i in installs.iter().filter(|i| matches!(i.kind, "ld_library_path" | "ld.so.cache")) {
-        for lib in &i.libraries {
-            if let Some(major) = lib.split_once(".so.").map(|(_, v)| v.split('.').next().unwrap_or(v).to_owned()) {
-                majors.entry(catalogue::stem(lib.as_bytes()).to_vec()).or_default().insert(major);
-            }
-        }
-    }
-    for (stem, set) in majors.into_iter().filter(|(_, s)| s.len() > 1) {
-        out.push(Problem {
-            kind: "two_majors_on_search_path",
-            message: format!(
-                "{} majors {} are both on the search path (LD_LIBRARY_PATH or ld.so.cache): a bare-name dlopen gets whichever is found first",
-                String::from_utf8_lossy(&stem),
-                set.into_iter().collect::<Vec<_>>().join(" and ")
-            ),
-        });
-    }
+    let searched = installs.iter().filter(|i| matches!(i.kind, InstallKind::LdLibraryPath | InstallKind::LdSoCache));
+    out.extend(rules::two_majors(searched.flat_map(|i| i.libraries.iter().map(|l| l.as_bytes())), Place::SearchPath));
     let drv = driver.kernel_module.clone().or_else(|| driver.libcuda_version.clone());
     match &drv {
-        None => out.push(Problem {
-            kind: "no_driver",
-            message: "no NVIDIA driver on this machine (no /proc/driver/nvidia/version, no libcuda.so.1 in ld.so.cache): jobs can be traced and pinned, but CUDA calls fail (cudart 11 reports error 35)".into(),
-        }),
+        None => out.push(Diagnosis::new(
+            Kind::NoDriver,
+            "no NVIDIA driver on this machine (no /proc/driver/nvidia/version, no libcuda.so.1 in ld.so.cache): jobs can be traced and pinned, but CUDA calls fail (cudart 11 reports error 35)".into(),
+        )),
         Some(v) => {
-            let runtimes: BTreeSet<u32> = installs
-                .iter()
-                .flat_map(|i| i.libraries.iter())
-                .filter_map(|l| cuda::cudart_major(l))
-                .collect();
-            for major in runtimes {
-                if let Some(min) = cuda::min_driver(major) {
-                    if cuda::version_lt(v, min) {
-                        out.push(Problem {
-                            kind: "runtime_newer_than_driver",
-                            message: format!("a CUDA {major} runtime is installed, but driver {v} is older than {min}, its minimum"),
-                        });
-                    }
-                }
+            let runtimes: BTreeSet<u32> =
+                installs.iter().flat_map(|i| i.libraries.iter()).filter_map(|l| cuda::cudart_major(l)).collect();
+            for (major, min) in rules::driver_too_old_for(v, &runtimes) {
+                out.push(
+                    Diagnosis::new(
+                        Kind::RuntimeNewerThanDriver,
+                        format!("a CUDA {major} runtime is installed, but driver {v} is older than {min}, its minimum"),
+                    )
+                    .rule(format!("CUDA {major}.x needs driver >= {min}")),
+                );
             }
         }
     }
@@ -310,7 +318,7 @@ fn text(d: &Doctor) -> String {
     }
     for i in &d.installations {
         let version = i.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
-        let _ = writeln!(out, "  {}{version}: {}  (via {})", i.kind, i.location, i.found_via);
+        let _ = writeln!(out, "  {}{version}: {}  (via {})", i.kind.as_str(), i.location, i.found_via);
         if !i.libraries.is_empty() {
             let list: Vec<&str> = i.libraries.iter().map(String::as_str).collect();
             let _ = writeln!(out, "    {}", list.join(" "));
@@ -321,7 +329,7 @@ fn text(d: &Doctor) -> String {
         let _ = writeln!(out, "  none");
     }
     for p in &d.problems {
-        let _ = writeln!(out, "  [{}] {}", p.kind, p.message);
+        let _ = writeln!(out, "  [{}] {}", p.kind.as_str(), p.message);
     }
     out
 }

@@ -62,6 +62,8 @@ pub enum Error {
     },
     #[error("strict mode: {}: {problems}", .file.display())]
     Preflight { file: PathBuf, problems: String },
+    #[error("cannot write the summary as JSON: {0}")]
+    Json(#[source] serde_json::Error),
     #[error("no summary of the run, so no lock was written")]
     NoSummary,
     #[error("cannot set up signal handling: {0}")]

@@ -158,7 +158,7 @@ fn trace_lines() {
         text.push(b'\n');
         text.extend_from_slice(b);
         if let Ok((events, bad)) = crate::report::events::parse(&text[..]) {
-            let s = crate::report::summary::summarise(&events, bad, &[], crate::report::summary::Source::Files);
+            let s = crate::report::summarise(&events, bad, &[], crate::report::summary::Reads::Files);
             let _ = crate::report::render::text(&s);
         }
     });

@@ -26,7 +26,8 @@ pub fn module_path() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os(MODULE_OVERRIDE) {
         return Ok(PathBuf::from(p));
     }
-    let name = format!("libculaunch_audit-{}-{:016x}.so", env!("CARGO_PKG_VERSION"), fnv1a(MODULE));
+    // build.rs hashed the module once; hashing 1 MB here would cost every run.
+    let name = format!("libculaunch_audit-{}-{}.so", env!("CARGO_PKG_VERSION"), env!("CULAUNCH_MODULE_HASH"));
     let mut last_error = None;
     for dir in crate::dirs::cache_dirs() {
         let path = dir.join(&name);
@@ -60,10 +61,6 @@ fn install(dir: &Path, path: &Path) -> io::Result<()> {
     f.write_all(MODULE)?;
     f.sync_all()?;
     fs::rename(&tmp, path)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// What the command's environment gains.

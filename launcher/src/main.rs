@@ -5,6 +5,7 @@ mod cli;
 mod command;
 mod cuda;
 mod deps;
+mod digest;
 mod dirs;
 mod doctor;
 mod elf;
@@ -12,13 +13,16 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod inject;
+mod messages;
 mod plan;
 mod probe;
 mod python;
 mod report;
+mod rules;
 mod run;
 mod spawn;
 mod trace_file;
+mod vocab;
 
 use std::process::ExitCode;
 
@@ -40,12 +44,12 @@ fn main() -> ExitCode {
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
         cli::Command::Deps(args) => deps::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => doctor::command(args).map(|()| ExitCode::SUCCESS),
-        cli::Command::Report(args) => report::command(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|e: Error| {
-        eprintln!("culaunch: {e}");
+        messages::error(&e);
         if let Some(hint) = e.hint() {
-            eprintln!("hint: {hint}");
+            messages::hint(&hint);
         }
         ExitCode::from(e.exit_code())
     })

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use culaunch_protocol::catalogue;
+use crate::vocab::Family;
 
 /// The helper's subcommand name; hidden from `--help`.
 pub const SUBCOMMAND: &str = "__probe-version";
@@ -57,7 +57,7 @@ pub fn helper(path: &OsStr) -> u8 {
 }
 
 fn ask(path: &Path) -> Option<(String, &'static str)> {
-    let family = catalogue::family(path.as_os_str().as_bytes())?;
+    let family = Family::of(path.as_os_str().as_bytes())?;
     let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: a NUL-terminated path; the helper process exists for this.
     let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
@@ -72,18 +72,18 @@ fn ask(path: &Path) -> Option<(String, &'static str)> {
     // for it; outputs are plain integers on our stack.
     unsafe {
         match family {
-            "cudart" => {
+            Family::Cudart => {
                 let f = sym(c"cudaRuntimeGetVersion");
                 let f: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(f.as_ref()?);
                 let mut v = 0;
                 (f(&mut v) == 0 && v > 0).then(|| (decode_cudart(v), "cudaRuntimeGetVersion"))
             }
-            "cudnn" => {
+            Family::Cudnn => {
                 let f = sym(c"cudnnGetVersion");
                 let f: extern "C" fn() -> usize = std::mem::transmute(f.as_ref()?);
                 Some((decode_cudnn(f()), "cudnnGetVersion"))
             }
-            "cublas" => {
+            Family::Cublas => {
                 let f = sym(c"cublasGetProperty");
                 let f: extern "C" fn(c_int, *mut c_int) -> c_int = std::mem::transmute(f.as_ref()?);
                 let mut parts = [0; 3];
@@ -94,19 +94,19 @@ fn ask(path: &Path) -> Option<(String, &'static str)> {
                 }
                 Some((format!("{}.{}.{}", parts[0], parts[1], parts[2]), "cublasGetProperty"))
             }
-            "nccl" => {
+            Family::Nccl => {
                 let f = sym(c"ncclGetVersion");
                 let f: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(f.as_ref()?);
                 let mut v = 0;
                 (f(&mut v) == 0).then(|| (decode_nccl(v), "ncclGetVersion"))
             }
-            "nvrtc" => {
+            Family::Nvrtc => {
                 let f = sym(c"nvrtcVersion");
                 let f: extern "C" fn(*mut c_int, *mut c_int) -> c_int = std::mem::transmute(f.as_ref()?);
                 let (mut a, mut b) = (0, 0);
                 (f(&mut a, &mut b) == 0).then(|| (format!("{a}.{b}"), "nvrtcVersion"))
             }
-            "nvjitlink" => {
+            Family::Nvjitlink => {
                 let f = sym(c"nvJitLinkVersion");
                 let f: extern "C" fn(*mut c_uint, *mut c_uint) -> c_int = std::mem::transmute(f.as_ref()?);
                 let (mut a, mut b) = (0, 0);

@@ -8,13 +8,12 @@ use crate::command;
 use crate::elf;
 use crate::error::Error;
 use crate::inject::{self, Injection};
-use crate::plan::pins::Pin;
+use crate::messages::{self, note, warning};
 use crate::plan::{self, Plan};
 use crate::report;
+use crate::rules;
 use crate::spawn::{self, Outcome};
 use crate::trace_file::TraceFile;
-use culaunch_protocol::catalogue;
-use std::collections::{BTreeMap, BTreeSet};
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     run_with_summary(&args, false).map(|(outcome, _)| outcome)
@@ -27,14 +26,14 @@ pub fn lock(args: LockArgs) -> Result<Outcome, Error> {
     plan::lock::check_writable(&args.output)?;
     let (outcome, summary) = run_with_summary(&args.run, true)?;
     if outcome != Outcome::Exited(0) {
-        eprintln!("culaunch: the command failed; no lock written to {}", args.output.display());
+        note!("the command failed; no lock written to {}", args.output.display());
         return Ok(outcome);
     }
     // The summary's own error was printed already.
     let summary = summary.ok_or(Error::NoSummary)?;
     let lock = report::lock_from(&summary)?;
     plan::lock::write(&args.output, &lock)?;
-    eprintln!("culaunch: locked {} CUDA libraries in {}", lock.libs.len(), args.output.display());
+    note!("locked {} CUDA libraries in {}", lock.libs.len(), args.output.display());
     Ok(outcome)
 }
 
@@ -79,13 +78,13 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
             }
             if let Some(json) = &plan.summary_json {
                 if let Err(e) = report::write_json(&summary, json) {
-                    eprintln!("culaunch: {e}");
+                    messages::error(&e);
                 }
             }
             Ok((outcome, Some(summary)))
         }
         Err(e) => {
-            eprintln!("culaunch: {e}");
+            messages::error(&e);
             Ok((outcome, None))
         }
     }
@@ -104,83 +103,38 @@ fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bo
     let shown = runs.display();
     match elf::read_header(runs) {
         Ok(Some(h)) if !h.matches_this_build() => {
-            eprintln!(
-                "culaunch: warning: {shown} is a {} program; culaunch's audit module is not, so it runs untraced",
+            warning!(
+                "{shown} is a {} program; culaunch's audit module is not, so it runs untraced",
                 h.describe_machine()
             );
             return Ok(false);
         }
         Ok(Some(h)) if !h.dynamic => {
-            eprintln!("culaunch: warning: {shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
+            warning!("{shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
         }
         Ok(Some(_)) => {
             let problems = match elf::closure(runs) {
-                Ok(closure) => closure_problems(&closure, &plan.pins),
+                Ok(closure) => rules::closure(&closure, &plan.pins),
                 Err(e) => {
                     tracing::debug!(file = %shown, error = %e, "cannot resolve the closure");
                     Vec::new()
                 }
             };
             if plan.strict && !problems.is_empty() {
-                return Err(Error::Preflight { file: runs.clone(), problems: problems.join("; ") });
+                let messages: Vec<&str> = problems.iter().map(|d| d.message.as_str()).collect();
+                return Err(Error::Preflight { file: runs.clone(), problems: messages.join("; ") });
             }
             for p in problems {
-                eprintln!("culaunch: warning: {p}");
+                warning!("{}", p.message);
             }
         }
         Ok(None) => {}
         Err(e) => tracing::debug!(file = %shown, error = %e, "cannot inspect"),
     }
     if let Some(why) = secure_mode_reason(runs) {
-        eprintln!("culaunch: warning: {shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
+        warning!("{shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
     }
     Ok(true)
-}
-
-/// CUDA-family trouble visible before anything runs: a DT_NEEDED that cannot
-/// be found, two majors of one library in the closure, and a pin that cannot
-/// serve the major the closure asks for.
-fn closure_problems(c: &elf::Closure, pins: &[Pin]) -> Vec<String> {
-    let name = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let by = |from: usize| {
-        let p = &c.nodes[from].path;
-        name(p.rsplit(|&b| b == b'/').next().unwrap_or(p))
-    };
-    let mut problems = Vec::new();
-    let mut majors: BTreeMap<Vec<u8>, BTreeSet<String>> = BTreeMap::new();
-    for e in &c.edges {
-        if catalogue::family(&e.name).is_none() {
-            continue;
-        }
-        match &e.to {
-            elf::Target::Missing { tried } => problems.push(format!(
-                "{}, DT_NEEDED of {}, is not found ({} places tried; `culaunch deps` lists them)",
-                name(&e.name),
-                by(e.from),
-                tried.len()
-            )),
-            elf::Target::New(i) => {
-                let soname = c.nodes[*i].header.soname.clone().unwrap_or_else(|| e.name.clone());
-                majors.entry(catalogue::stem(&soname).to_vec()).or_default().insert(name(&soname));
-            }
-            elf::Target::Repeat(_) => {}
-        }
-        for pin in pins {
-            if catalogue::pin_match(&e.name, pin.soname.as_bytes()) == catalogue::PinMatch::OtherMajor {
-                problems.push(format!(
-                    "pin {} cannot serve {}, DT_NEEDED of {} (another major)",
-                    pin.soname,
-                    name(&e.name),
-                    by(e.from)
-                ));
-            }
-        }
-    }
-    for (stem, sonames) in majors.into_iter().filter(|(_, s)| s.len() > 1) {
-        let list: Vec<String> = sonames.into_iter().collect();
-        problems.push(format!("two majors of {} in the closure: {}", name(&stem), list.join(", ")));
-    }
-    problems
 }
 
 /// setuid, setgid or file capabilities put the loader in secure mode.

@@ -1,5 +1,5 @@
 //! Starts the command, passes on the signals a supervisor sends, waits, and
-//! ends culaunch the way the command ended (SPEC.md, "Exit status").
+//! ends culaunch the way the command ended (docs/trace-schema.md, "Exit status").
 
 use std::ffi::OsString;
 use std::io;
@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, EXIT_CULAUNCH};
 
-/// Signals that reach the command when sent to culaunch (SPEC.md).
+/// Signals that reach the command when sent to culaunch (docs/trace-schema.md).
 pub const FORWARDED: &[Signal] =
     &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 

@@ -1,4 +1,4 @@
-//! The trace schema (SPEC.md, "Trace events"): one JSON object per line.
+//! The trace schema (docs/trace-schema.md): one JSON object per line.
 //!
 //! Field and value names live here so that the writer (the audit module) and
 //! the reader (the launcher's report) cannot drift apart.
@@ -70,5 +70,17 @@ impl SearchStep {
             SearchStep::LdSoCache => "ld.so.cache",
             SearchStep::Default => "default",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<SearchStep> {
+        [
+            SearchStep::Direct,
+            SearchStep::RpathRunpath,
+            SearchStep::LdLibraryPath,
+            SearchStep::LdSoCache,
+            SearchStep::Default,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }

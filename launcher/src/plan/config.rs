@@ -1,4 +1,4 @@
-//! The `-c/--config` TOML file (SPEC.md, "Config file").
+//! The `-c/--config` TOML file (docs/trace-schema.md, "Config file").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,13 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 
 /// toml's messages already name the line and column and show the line.
 pub(crate) fn parse(text: &str) -> Result<Config, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "))
+    toml::from_str(text).map_err(|e| toml_message(&e))
+}
+
+/// A TOML parse error as one message, its continuation lines indented under
+/// the file's name (config and lock files alike).
+pub(crate) fn toml_message(e: &toml::de::Error) -> String {
+    e.to_string().trim_end().replace('\n', "\n  ")
 }
 
 #[cfg(test)]

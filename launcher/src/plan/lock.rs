@@ -1,12 +1,11 @@
-//! Lock files (SPEC.md, "Lock file"): what a run loaded, to be enforced later.
+//! Lock files (docs/trace-schema.md, "Lock file"): what a run loaded, to be
+//! enforced later.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_file;
 use crate::error::Error;
 
 pub const LOCK_VERSION: u32 = 1;
@@ -36,7 +35,7 @@ pub fn read(path: &Path) -> Result<LockFile, Error> {
 }
 
 pub(crate) fn parse(text: &str) -> Result<LockFile, String> {
-    let lock: LockFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', "\n  "))?;
+    let lock: LockFile = toml::from_str(text).map_err(|e| super::config::toml_message(&e))?;
     if lock.version != LOCK_VERSION {
         return Err(format!("version {} is not supported (this culaunch writes {LOCK_VERSION})", lock.version));
     }
@@ -82,31 +81,9 @@ pub fn verify(lock: &LockFile) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sha256_of_known_bytes() {
-        let p = std::env::temp_dir().join(format!("culaunch-sha-{}", std::process::id()));
-        std::fs::write(&p, b"abc").unwrap();
-        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        std::fs::remove_file(&p).unwrap();
-    }
 
     #[test]
     fn a_lock_round_trips_and_rejects_unknown_keys() {

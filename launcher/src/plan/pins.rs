@@ -28,7 +28,7 @@ pub enum Source {
 }
 
 /// Checks that `path` exists, is an ELF shared object this build can inject
-/// into, and carries DT_SONAME `soname` (SPEC.md, "Pins").
+/// into, and carries DT_SONAME `soname` (docs/trace-schema.md, "Pins").
 pub fn validate(soname: &str, path: &Path, source: Source) -> Result<Pin, Error> {
     let fail = |reason: String| Error::Pin { soname: soname.to_owned(), path: path.to_path_buf(), reason };
     if soname.contains(['\t', '\n', '/']) || path.as_os_str().as_bytes().iter().any(|b| matches!(b, b'\t' | b'\n')) {
@@ -70,20 +70,8 @@ pub fn scan_toolkit(dir: &Path) -> Result<Vec<Pin>, Error> {
     if !dir.is_dir() {
         return Err(Error::Toolkit { dir: dir.to_path_buf(), reason: "not a directory".into() });
     }
-    let mut dirs = vec![dir.to_path_buf(), dir.join("lib64"), dir.join("lib")];
-    for parent in [dir.join("targets"), dir.join("nvidia"), dir.to_path_buf()] {
-        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
-            dirs.push(entry.path().join("lib"));
-        }
-    }
     let mut found: BTreeMap<String, Pin> = BTreeMap::new();
-    let mut seen_dirs = Vec::new();
-    for d in dirs {
-        let Ok(canonical_dir) = fs::canonicalize(&d) else { continue };
-        if seen_dirs.contains(&canonical_dir) {
-            continue;
-        }
-        seen_dirs.push(canonical_dir.clone());
+    for canonical_dir in library_dirs(dir) {
         let mut entries: Vec<PathBuf> =
             fs::read_dir(&canonical_dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
         entries.sort();
@@ -107,4 +95,56 @@ pub fn scan_toolkit(dir: &Path) -> Result<Vec<Pin>, Error> {
         return Err(Error::Toolkit { dir: dir.to_path_buf(), reason: "no CUDA library found in it".into() });
     }
     Ok(found.into_values().collect())
+}
+
+/// The directories under an installation root that hold its libraries, in
+/// search order, canonical and each once: the root itself, `lib64/`, `lib/`,
+/// `targets/*/lib/` (a toolkit, whatever its architecture), `nvidia/*/lib/`
+/// (a pip site-packages) and `*/lib/` (an `nvidia/` tree). Not `stubs/`.
+pub fn library_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![root.to_path_buf(), root.join("lib64"), root.join("lib")];
+    for parent in [root.join("targets"), root.join("nvidia"), root.to_path_buf()] {
+        let mut subs: Vec<PathBuf> =
+            fs::read_dir(&parent).into_iter().flatten().flatten().map(|e| e.path().join("lib")).collect();
+        subs.sort();
+        dirs.extend(subs);
+    }
+    let mut seen = Vec::new();
+    for d in dirs {
+        if let Ok(c) = fs::canonicalize(&d) {
+            if !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_dirs_cover_every_target_architecture_once() {
+        let root = std::env::temp_dir().join(format!("culaunch-libdirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for d in ["targets/x86_64-linux/lib", "targets/sbsa-linux/lib", "lib64/stubs"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        // A toolkit's lib/ is often a link to its target's directory.
+        std::os::unix::fs::symlink("targets/x86_64-linux/lib", root.join("lib")).unwrap();
+        let root = fs::canonicalize(&root).unwrap();
+        let dirs = library_dirs(&root);
+        let want = [
+            root.clone(),
+            root.join("lib64"),
+            root.join("targets/x86_64-linux/lib"),
+            root.join("targets/sbsa-linux/lib"),
+        ];
+        for w in &want {
+            assert_eq!(dirs.iter().filter(|d| *d == w).count(), 1, "{w:?} in {dirs:?}");
+        }
+        assert_eq!(dirs.len(), want.len(), "{dirs:?}");
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

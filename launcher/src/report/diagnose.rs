@@ -1,80 +1,65 @@
-//! Diagnoses: what in a run's loads will bite, each naming the files, the
-//! requesting object and the loader rule behind it. Computed after the run
-//! from the trace and the files themselves.
+//! Stage 3 for the report, facts → diagnoses: what in a run's loads will
+//! bite, each naming the files, the requesting object and the loader rule
+//! behind it. Rules that need this machine's files ask the [`Machine`], and
+//! run only for processes on this machine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use culaunch_protocol::catalogue;
-use serde::Serialize;
 
-use super::events::{Envelope, Event, Load};
+use super::events::Load;
+use super::machine::Machine;
 use super::provenance::{Origin, RecordHash};
 use super::summary::Library;
+use crate::rules::{self, Diagnosis, Kind};
+use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Diagnosis {
-    /// `shadowing`, `first_loaded_wins`, `version_skew`, `empty_search_entry`,
-    /// `driver_stub`, `driver_compat`, `driver_too_old`, `modified_wheel_file`.
-    pub kind: &'static str,
-    pub host: String,
-    pub pid: Option<i64>,
-    pub message: String,
-    pub files: Vec<String>,
-    pub requester: Option<String>,
-    /// The loader rule or release rule that explains it.
-    pub rule: String,
-}
-
-pub fn diagnose(events: &[Envelope], libraries: &[Library]) -> Vec<Diagnosis> {
+/// `loads` are each process's successful loads, as the fold keeps them.
+pub fn diagnose(loads: &BTreeMap<(String, i64), Vec<Load>>, libraries: &[Library], m: &mut Machine) -> Vec<Diagnosis> {
     let mut out = Vec::new();
-    let mut by_process: BTreeMap<(String, i64), Vec<&Load>> = BTreeMap::new();
-    for e in events {
-        match &e.event {
-            Event::Load(l) if l.ok => by_process.entry((e.host.clone(), e.pid)).or_default().push(l),
-            _ => {}
-        }
-    }
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
-    let mut files = elf::ShippedWith::new();
     let mut empty_seen = BTreeSet::new();
-    for ((host, pid), loads) in &by_process {
-        requester_mismatches(host, *pid, loads, &mut files, &mut out);
-        version_skew(host, *pid, loads, &lib_of, &mut out);
+    for ((host, pid), loads) in loads {
+        let loads: Vec<&Load> = loads.iter().collect();
+        version_skew(host, *pid, &loads, &lib_of, &mut out);
+        // The rest read the files the process mapped: this machine's only.
+        let Some(mut here) = m.on(host) else { continue };
+        let files = here.elf();
+        requester_mismatches(host, *pid, &loads, files, &mut out);
         for path in
             loads.iter().filter(|l| l.cuda).flat_map(|l| std::iter::once(l.path.as_str()).chain(l.caller.as_deref()))
         {
             if empty_seen.insert(path.to_owned()) {
                 for (tag, list) in files.empty_search_entries(Path::new(path)) {
-                    out.push(Diagnosis {
-                        kind: "empty_search_entry",
-                        host: host.clone(),
-                        pid: Some(*pid),
-                        message: format!("{tag} of {path} is \"{list}\": its empty entry means the current directory, so a file there can be loaded"),
-                        files: vec![path.to_owned()],
-                        requester: None,
-                        rule: format!("an empty {tag} entry is the working directory (elf/dl-load.c fillin_rpath)"),
-                    });
+                    out.push(
+                        Diagnosis::new(
+                            Kind::EmptySearchEntry,
+                            format!("{tag} of {path} is \"{list}\": its empty entry means the current directory, so a file there can be loaded"),
+                        )
+                        .in_process(host, *pid)
+                        .files(vec![path.to_owned()])
+                        .rule(format!("an empty {tag} entry is the working directory (elf/dl-load.c fillin_rpath)")),
+                    );
                 }
             }
         }
     }
-    driver(libraries, &mut out);
+    driver(libraries, m, &mut out);
     for lib in libraries {
         if let Origin::Pip { package, record_hash: RecordHash::Differs, .. } = &lib.origin {
-            out.push(Diagnosis {
-                kind: "modified_wheel_file",
-                host: String::new(),
-                pid: None,
-                message: format!(
-                    "{} is not the file pip package {package} installed (its sha256 differs from RECORD)",
-                    lib.path
-                ),
-                files: vec![lib.path.clone()],
-                requester: None,
-                rule: "RECORD lists the sha256 of every installed file".into(),
-            });
+            out.push(
+                Diagnosis::new(
+                    Kind::ModifiedWheelFile,
+                    format!(
+                        "{} is not the file pip package {package} installed (its sha256 differs from RECORD)",
+                        lib.path
+                    ),
+                )
+                .files(vec![lib.path.clone()])
+                .rule("RECORD lists the sha256 of every installed file"),
+            );
         }
     }
     out
@@ -106,6 +91,7 @@ fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], files: &mut elf::
             let Some(actual) = mapped.get(name.as_ref()) else { continue };
             let Some((own, reason)) = files.own_copy(Path::new(requester), needed) else { continue };
             let own = String::from_utf8_lossy(&own).into_owned();
+            // `files` are this machine's, so is the copy they point to.
             let own_canonical = std::fs::canonicalize(&own).map(|p| p.display().to_string()).unwrap_or(own.clone());
             if own_canonical == actual.path {
                 continue;
@@ -114,117 +100,111 @@ fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], files: &mut elf::
                 elf::Reason::Runpath => "DT_RUNPATH",
                 _ => "DT_RPATH",
             };
-            let search = actual.search.as_deref().unwrap_or("?");
-            let (kind, message, rule) = if actual.caller.as_deref() == Some(requester) {
-                (
-                    "shadowing",
+            let search = actual.search.as_ref().map(Tag::as_str).unwrap_or("?");
+            let d = if actual.caller.as_deref() == Some(requester) {
+                Diagnosis::new(
+                    Kind::Shadowing,
                     format!(
                         "{name} for {requester} came from {} ({search}), although its own {tag} holds {own}",
                         actual.path
                     ),
-                    format!("{search} is searched before {tag}"),
                 )
+                .rule(format!("{search} is searched before {tag}"))
             } else {
                 let first = actual.caller.as_deref().unwrap_or("an earlier load");
-                (
-                    "first_loaded_wins",
+                Diagnosis::new(
+                    Kind::FirstLoadedWins,
                     format!(
                         "{name} for {requester} is {}, which {first} loaded first; its own {tag} holds {own}",
                         actual.path
                     ),
-                    "a name already loaded is never searched again (elf/dl-load.c _dl_map_object)".to_owned(),
                 )
+                .rule("a name already loaded is never searched again (elf/dl-load.c _dl_map_object)")
             };
-            out.push(Diagnosis {
-                kind,
-                host: host.to_owned(),
-                pid: Some(pid),
-                message,
-                files: vec![actual.path.clone(), own],
-                requester: Some(requester.to_owned()),
-                rule,
-            });
+            out.push(d.in_process(host, pid).files(vec![actual.path.clone(), own]).requester(requester));
         }
     }
 }
 
+/// Families that must come from one release, with files of two releases in
+/// one process. Releases come from installers' records or file names.
 fn version_skew(host: &str, pid: i64, loads: &[&Load], lib_of: &HashMap<&str, &Library>, out: &mut Vec<Diagnosis>) {
-    let mut by_family: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut by_family: BTreeMap<Family, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for l in loads.iter().filter(|l| l.cuda) {
-        let Some(family) = l.family.as_deref().filter(|f| catalogue::SAME_RELEASE.contains(f)) else { continue };
+        let Some(Tag::Known(family)) = l.family.as_ref().filter(|f| matches!(f, Tag::Known(f) if f.same_release()))
+        else {
+            continue;
+        };
         let Some(version) = lib_of.get(l.path.as_str()).and_then(|lib| lib.release()) else { continue };
-        by_family.entry(family).or_default().entry(version.to_owned()).or_default().push(l.path.clone());
+        by_family.entry(*family).or_default().entry(version.to_owned()).or_default().push(l.path.clone());
     }
     for (family, versions) in by_family.into_iter().filter(|(_, v)| v.len() > 1) {
+        let family = crate::vocab::Name::as_str(family);
         let listed: Vec<String> = versions.iter().map(|(v, paths)| format!("{v} ({})", paths.join(", "))).collect();
-        out.push(Diagnosis {
-            kind: "version_skew",
-            host: host.to_owned(),
-            pid: Some(pid),
-            message: format!("{family} libraries from different releases in one process: {}", listed.join("; ")),
-            files: versions.into_values().flatten().collect(),
-            requester: None,
-            rule: format!("all {family} libraries must come from one release"),
-        });
+        out.push(
+            Diagnosis::new(
+                Kind::VersionSkew,
+                format!("{family} libraries from different releases in one process: {}", listed.join("; ")),
+            )
+            .in_process(host, pid)
+            .files(versions.into_values().flatten().collect())
+            .rule(format!("all {family} libraries must come from one release")),
+        );
     }
 }
 
-fn driver(libraries: &[Library], out: &mut Vec<Diagnosis>) {
+/// The driver the job loaded: the link-time stub, the forward-compatibility
+/// package, or one older than a loaded runtime needs. Its version is this
+/// machine's to read; on a machine that is not the trace's it is not judged.
+fn driver(libraries: &[Library], m: &mut Machine, out: &mut Vec<Diagnosis>) {
+    // The runtimes loaded here, to judge this machine's driver against.
     let runtimes: BTreeSet<u32> = libraries
         .iter()
-        .filter(|l| l.family == "cudart")
+        .filter(|l| l.family.is(Family::Cudart))
+        .filter(|l| m.on_any(l.hosts()).is_some())
         .filter_map(|l| cuda::cudart_major(l.soname.as_deref()?))
         .collect();
-    for lib in libraries.iter().filter(|l| l.family == "cuda") {
+    for lib in libraries.iter().filter(|l| l.family.is(Family::Cuda)) {
         if lib.path.contains("/stubs/") {
-            out.push(Diagnosis {
-                kind: "driver_stub",
-                host: String::new(),
-                pid: None,
-                message: format!(
-                    "{} is the link-time stub of the driver: it must never be loaded at run time",
-                    lib.path
-                ),
-                files: vec![lib.path.clone()],
-                requester: None,
-                rule: "stubs/libcuda.so is for linking only".into(),
-            });
+            out.push(
+                Diagnosis::new(
+                    Kind::DriverStub,
+                    format!("{} is the link-time stub of the driver: it must never be loaded at run time", lib.path),
+                )
+                .files(vec![lib.path.clone()])
+                .rule("stubs/libcuda.so is for linking only"),
+            );
             continue;
         }
-        // The driver's version: its file name, else the kernel module's.
-        let driver = cuda::libcuda_version(Path::new(&lib.path)).or_else(cuda::kernel_driver_version);
+        // Not judged for a driver loaded on another host.
+        let driver = m.on_any(lib.hosts()).and_then(|mut here| here.driver_version(&lib.path));
         if lib.path.contains("/compat/") {
-            out.push(Diagnosis {
-                kind: "driver_compat",
-                host: String::new(),
-                pid: None,
-                message: format!(
-                    "libcuda.so.1 is the forward-compatibility driver {} ({}): it works only on data-center GPUs with a supported kernel driver branch",
-                    driver.as_deref().unwrap_or("of unknown version"),
-                    lib.path
-                ),
-                files: vec![lib.path.clone()],
-                requester: None,
-                rule: "cuda-compat replaces the user-mode driver, not the kernel module".into(),
-            });
+            out.push(
+                Diagnosis::new(
+                    Kind::DriverCompat,
+                    format!(
+                        "libcuda.so.1 is the forward-compatibility driver {} ({}): it works only on data-center GPUs with a supported kernel driver branch",
+                        driver.as_deref().unwrap_or("of unknown version"),
+                        lib.path
+                    ),
+                )
+                .files(vec![lib.path.clone()])
+                .rule("cuda-compat replaces the user-mode driver, not the kernel module"),
+            );
         }
         let Some(driver) = driver else { continue };
-        for major in &runtimes {
-            let Some(min) = cuda::min_driver(*major) else { continue };
-            if cuda::version_lt(&driver, min) {
-                out.push(Diagnosis {
-                    kind: "driver_too_old",
-                    host: String::new(),
-                    pid: None,
-                    message: format!(
+        for (major, min) in rules::driver_too_old_for(&driver, &runtimes) {
+            out.push(
+                Diagnosis::new(
+                    Kind::DriverTooOld,
+                    format!(
                         "driver {driver} ({}) is older than {min}, the minimum for CUDA {major} runtimes",
                         lib.path
                     ),
-                    files: vec![lib.path.clone()],
-                    requester: None,
-                    rule: format!("CUDA {major}.x needs driver >= {min}"),
-                });
-            }
+                )
+                .files(vec![lib.path.clone()])
+                .rule(format!("CUDA {major}.x needs driver >= {min}")),
+            );
         }
     }
 }

@@ -3,11 +3,14 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
+use culaunch_protocol::event::{How, SearchStep};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::vocab::{Family, Tag};
 
-/// One trace line. Fields this version does not know are ignored (SPEC.md).
+/// One trace line. Fields this version does not know are ignored
+/// (docs/trace-schema.md).
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
     pub pid: i64,
@@ -55,9 +58,9 @@ pub enum Event {
     Unknown,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct Load {
-    pub how: String,
+    pub how: Tag<How>,
     #[serde(default)]
     pub caller: Option<String>,
     /// The file mapped; empty for a failed load (`null` in the trace).
@@ -74,9 +77,9 @@ pub struct Load {
     #[serde(default)]
     pub cuda: bool,
     #[serde(default)]
-    pub family: Option<String>,
+    pub family: Option<Tag<Family>>,
     #[serde(default)]
-    pub search: Option<String>,
+    pub search: Option<Tag<SearchStep>>,
     #[serde(default)]
     pub pinned: bool,
     #[serde(default)]
@@ -137,6 +140,6 @@ mod tests {
         let (events, bad) = parse(trace.as_bytes()).unwrap();
         assert_eq!((events.len(), bad), (3, 1));
         assert!(matches!(events[1].event, Event::Unknown));
-        assert!(matches!(&events[2].event, Event::Load(l) if l.family.as_deref() == Some("cudart")));
+        assert!(matches!(&events[2].event, Event::Load(l) if l.family == Some(Tag::Known(Family::Cudart))));
     }
 }

@@ -1,25 +1,68 @@
-//! Trace files to summaries: after a run, and for `culaunch report`.
+//! Trace files to summaries: after a run, and for `culaunch report`. One way
+//! through, each stage a module with one job:
+//!
+//! 1. [`events`]: trace lines → typed events (reading the trace is the input);
+//! 2. [`fold`]: events → facts, a pure fold;
+//! 3. [`enrich`] with a [`machine::Machine`]: facts → enriched facts, every
+//!    read of the outside world (installers' records, version probes);
+//! 4. [`diagnose`] (on [`crate::rules`]): the findings;
+//! 5. [`render`]: the one [`Summary`] value as text or JSON.
 
 pub(crate) mod diagnose;
 pub(crate) mod events;
+pub(crate) mod fold;
+pub(crate) mod machine;
 pub(crate) mod provenance;
 pub(crate) mod render;
 pub(crate) mod summary;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use summary::Summary;
 
-use crate::cli::ReportArgs;
 use crate::error::Error;
+use crate::messages::{note, warning};
 use crate::plan::lock::{self, LockEntry, LockFile};
-use culaunch_protocol::catalogue;
+use crate::vocab::basename;
+use machine::Machine;
+use summary::Reads;
 
-/// The summary of the events in `trace` from byte `start` on; `pins` are the
-/// run's, as (SONAME, canonical path).
+/// The whole pipeline over parsed events. `reads` is how much of this
+/// machine may be consulted for the processes that ran on it; another
+/// host's processes are judged against nothing here whatever `reads` says.
+pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String, String)], reads: Reads) -> Summary {
+    let facts = fold::fold(events, malformed, pins);
+    let mut machine = Machine::for_trace(facts.hosts(), reads);
+    let mut summary = facts.summary;
+    enrich(&mut summary, &mut machine);
+    summary.diagnoses = diagnose::diagnose(&facts.loads, &summary.libraries, &mut machine);
+    summary
+}
+
+/// Stage 2: what the machine knows of each library that the trace does not
+/// say: the installer that put it there, and a version (its records', else
+/// the file name's from the fold, else the library's own call). Only for
+/// files mapped on this machine: another host's are left as the trace says.
+fn enrich(s: &mut Summary, m: &mut Machine) {
+    for lib in &mut s.libraries {
+        let Some(mut here) = m.on_any(lib.hosts()) else { continue };
+        lib.origin = here.origin(&lib.path);
+        if let Some(v) = lib.origin.version() {
+            (lib.version, lib.version_source) = (Some(v.to_owned()), lib.origin.version_source());
+        } else if lib.version.is_none() {
+            if let Some((v, call)) = here.version_call(&lib.path) {
+                (lib.version, lib.version_source) = (Some(v), Some(crate::vocab::VersionSource::Call(call)));
+            }
+        }
+    }
+    s.machine = m.consulted();
+}
+
+/// The summary of the events in `trace` from byte `start` on, right after
+/// the run; `pins` are the run's, as (SONAME, canonical path).
 pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result<Summary, Error> {
     let (events, bad) = events::read(trace, start)?;
-    Ok(summary::summarise(&events, bad, pins, summary::Source::ThisRun))
+    Ok(summarise(&events, bad, pins, Reads::Live))
 }
 
 /// A lock of every CUDA library the run loaded, hashed now. One entry per
@@ -28,18 +71,18 @@ pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result
 /// them would refuse every node with another driver.
 pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
     let mut libs: Vec<LockEntry> = Vec::new();
-    for lib in s.libraries.iter().filter(|l| !catalogue::STRICT_EXEMPT.contains(&l.family.as_str())) {
+    for lib in s.libraries.iter().filter(|l| !matches!(&l.family, crate::vocab::Tag::Known(f) if f.strict_exempt())) {
         let Some(soname) = &lib.soname else { continue };
         if let Some(first) = libs.iter().find(|l| &l.soname == soname) {
-            eprintln!("culaunch: warning: {soname} came from two files; the lock keeps {}", first.path.display());
+            warning!("{soname} came from two files; the lock keeps {}", first.path.display());
             continue;
         }
-        let path = std::path::PathBuf::from(&lib.path);
+        let path = PathBuf::from(&lib.path);
         // A path the trace could not carry exactly (bytes that are not
         // UTF-8) cannot be locked; say so rather than fail the run.
-        match lock::sha256_file(&path) {
+        match crate::digest::sha256_file(&path) {
             Ok(sha256) => libs.push(LockEntry { soname: soname.clone(), path, sha256, version: lib.version.clone() }),
-            Err(e) => eprintln!("culaunch: warning: cannot hash {}: {e}; it is not locked", path.display()),
+            Err(e) => warning!("cannot hash {}: {e}; it is not locked", path.display()),
         }
     }
     Ok(LockFile { version: lock::LOCK_VERSION, libs })
@@ -50,15 +93,14 @@ pub fn text(s: &Summary) -> String {
 }
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
-    let err = |source| Error::SummaryFile { path: path.to_path_buf(), source };
-    let json = serde_json::to_vec_pretty(s).map_err(|e| err(e.into()))?;
-    std::fs::write(path, json).map_err(err)
+    let json = render::json(s)?;
+    std::fs::write(path, json).map_err(|source| Error::SummaryFile { path: path.to_path_buf(), source })
 }
 
 /// Follows a trace while the job runs and prints each CUDA load, for
 /// `--verbose`: a job may run for days before the summary.
 pub struct Follower {
-    path: std::path::PathBuf,
+    path: PathBuf,
     offset: u64,
 }
 
@@ -80,28 +122,16 @@ impl Follower {
         self.offset += end as u64 + 1;
         let Ok((events, _)) = events::parse(&buf[..=end]) else { return };
         for e in events {
-            if let events::Event::Load(l) = &e.event {
-                if l.cuda && !l.ok {
-                    let by = l
-                        .caller
-                        .as_deref()
-                        .map(|c| format!(" by {}", c.rsplit('/').next().unwrap_or(c)))
-                        .unwrap_or_default();
-                    eprintln!(
-                        "culaunch: pid {} {} not found ({}{by})",
-                        e.pid,
-                        l.request.as_deref().unwrap_or("?"),
-                        l.how
-                    );
-                } else if l.cuda {
-                    let by = l
-                        .caller
-                        .as_deref()
-                        .map(|c| format!(" by {}", c.rsplit('/').next().unwrap_or(c)))
-                        .unwrap_or_default();
-                    let soname = l.soname.as_deref().unwrap_or("?");
-                    eprintln!("culaunch: pid {} {soname} {} ({}{by})", e.pid, l.path, l.how);
-                }
+            let events::Event::Load(l) = &e.event else { continue };
+            if !l.cuda {
+                continue;
+            }
+            let by = l.caller.as_deref().map(|c| format!(" by {}", basename(c))).unwrap_or_default();
+            if l.ok {
+                let soname = l.soname.as_deref().unwrap_or("?");
+                note!("pid {} {soname} {} ({}{by})", e.pid, l.path, l.how);
+            } else {
+                note!("pid {} {} not found ({}{by})", e.pid, l.request.as_deref().unwrap_or("?"), l.how);
             }
         }
     }
@@ -109,18 +139,17 @@ impl Follower {
 
 /// `culaunch report [--json] TRACE...`: the summary on stdout, since here it
 /// is the output asked for, not a side note to someone else's job.
-pub fn command(args: ReportArgs) -> Result<(), Error> {
+pub fn command(traces: &[PathBuf], json: bool) -> Result<(), Error> {
     let mut all = Vec::new();
     let mut bad = 0;
-    for t in &args.traces {
+    for t in traces {
         let (events, b) = events::read(t, 0)?;
         all.extend(events);
         bad += b;
     }
-    let s = summary::summarise(&all, bad, &[], summary::Source::Files);
-    if args.json {
-        let json = serde_json::to_string_pretty(&s).unwrap_or_default();
-        println!("{json}");
+    let s = summarise(&all, bad, &[], Reads::Files);
+    if json {
+        println!("{}", render::json(&s)?);
     } else {
         print!("{}", render::text(&s));
     }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::vocab::{basename, VersionSource};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordHash {
@@ -62,13 +64,13 @@ impl Origin {
     }
 
     /// Which record the version came from.
-    pub fn version_source(&self) -> &'static str {
+    pub fn version_source(&self) -> Option<VersionSource> {
         match self {
-            Origin::Pip { .. } => "pip",
-            Origin::Conda { .. } => "conda",
-            Origin::Toolkit { .. } => "toolkit version.json",
-            Origin::Distro { .. } => "dpkg",
-            Origin::Unknown => "unknown",
+            Origin::Pip { .. } => Some(VersionSource::Pip),
+            Origin::Conda { .. } => Some(VersionSource::Conda),
+            Origin::Toolkit { .. } => Some(VersionSource::ToolkitVersionJson),
+            Origin::Distro { .. } => Some(VersionSource::Dpkg),
+            Origin::Unknown => None,
         }
     }
 
@@ -132,9 +134,7 @@ fn check_record_hash(path: &Path, record: &str) -> RecordHash {
     if fs::metadata(path).map(|m| m.len() > HASH_LIMIT).unwrap_or(true) {
         return RecordHash::NotChecked;
     }
-    let Ok(hex) = crate::plan::lock::sha256_file(path) else { return RecordHash::NotChecked };
-    let bytes: Vec<u8> =
-        (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+    let Ok(bytes) = crate::digest::sha256_bytes_of(path) else { return RecordHash::NotChecked };
     if base64_url(&bytes) == want.trim_end_matches('=') {
         RecordHash::Matches
     } else {
@@ -251,7 +251,7 @@ fn read_dpkg_lists() -> HashMap<String, String> {
 /// A file named by its SONAME (`libcudart.so.12`, `libcudart.so.11.0`) spells
 /// out the ABI version, not a release.
 pub fn version_from_file_name(path: &str, soname: Option<&str>) -> Option<String> {
-    let name = path.rsplit('/').next()?;
+    let name = basename(path);
     if Some(name) == soname {
         return None;
     }

@@ -1,8 +1,16 @@
-//! The summary as text for a terminal: fits 100 columns, needs no colour.
+//! Stage 4: the summary as text for a terminal (fits 100 columns, needs no
+//! colour) and as JSON, both from the same value.
 
 use std::fmt::Write;
 
 use super::summary::{Library, Summary};
+use crate::error::Error;
+use crate::vocab::basename;
+
+/// The summary as readers of `--summary-json` and `report --json` get it.
+pub fn json(s: &Summary) -> Result<String, Error> {
+    serde_json::to_string_pretty(s).map_err(Error::Json)
+}
 
 const WIDTH: usize = 100;
 
@@ -61,7 +69,7 @@ pub fn text(s: &Summary) -> String {
         let _ = writeln!(out, "diagnoses:");
         for d in &s.diagnoses {
             let pid = d.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-            let _ = writeln!(out, "  [{}]{pid}", d.kind);
+            let _ = writeln!(out, "  [{}]{pid}", d.kind.as_str());
             for line in wrap(&d.message, WIDTH - 4) {
                 let _ = writeln!(out, "    {line}");
             }
@@ -115,6 +123,11 @@ pub fn text(s: &Summary) -> String {
             let _ = writeln!(out, "    {}", elide_middle(&p.path, WIDTH - 4));
         }
     }
+    if let Some(note) = &s.machine.note {
+        for (i, line) in wrap(&format!("note: {note}"), WIDTH - 2).into_iter().enumerate() {
+            let _ = writeln!(out, "{}{line}", if i == 0 { "" } else { "  " });
+        }
+    }
     if s.malformed_lines > 0 {
         let _ = writeln!(out, "note: {} trace lines were not valid events and were skipped", s.malformed_lines);
     }
@@ -122,11 +135,11 @@ pub fn text(s: &Summary) -> String {
 }
 
 fn row(lib: &Library) -> [String; 5] {
-    let how = lib.how.iter().map(String::as_str).collect::<Vec<_>>().join(",");
+    let how = lib.how.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(",");
     let by = lib.callers.iter().map(|c| basename(c)).collect::<Vec<_>>().join(",");
     let loaded = if by.is_empty() { how } else { format!("{how} by {by}") };
     [
-        lib.family.clone(),
+        lib.family.to_string(),
         lib.soname.clone().unwrap_or_else(|| basename(&lib.path).to_owned()),
         lib.version.clone().unwrap_or_else(|| "?".to_owned()),
         lib.processes.len().to_string(),
@@ -136,10 +149,6 @@ fn row(lib: &Library) -> [String; 5] {
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn basename(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
 }
 
 /// Pads or cuts `s` to `width` characters; a cut ends in `…`.
@@ -196,22 +205,25 @@ mod tests {
     use super::*;
     use crate::report::provenance::Origin;
     use crate::report::summary::{Conflict, Denial, PinUse, Process};
+    use crate::rules::{Diagnosis, Kind};
+    use crate::vocab::{Family, Tag, VersionSource};
+    use culaunch_protocol::event::How;
 
     #[test]
     fn every_line_fits_a_hundred_columns() {
         let long = format!("/{}/lib/libcudart.so.12", "very-long-directory-name".repeat(10));
         let lib = Library {
-            family: "cudart".into(),
+            family: Tag::Known(Family::Cudart),
             soname: Some("libcudart.so.12".into()),
             path: long.clone(),
             version: Some("12.9.79.post1+local.build".into()),
-            version_source: Some("pip".into()),
+            version_source: Some(VersionSource::Pip),
             origin: Origin::Pip {
                 package: "nvidia-cuda-runtime-cu12-with-a-long-name".into(),
                 version: "12.9.79".into(),
                 record_hash: crate::report::provenance::RecordHash::Matches,
             },
-            how: ["dlopen".to_owned(), "needed".to_owned()].into(),
+            how: [Tag::Known(How::Dlopen), Tag::Known(How::Needed)].into(),
             callers: ["/usr/lib/python3/dist-packages/torch/lib/libtorch_cuda_linalg_and_more.so".to_owned()].into(),
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
@@ -242,15 +254,12 @@ mod tests {
                 caller: Some(long.clone()),
                 reason: format!("--strict: another major of pinned libcudnn.so.8 ({long})"),
             }],
-            diagnoses: vec![crate::report::diagnose::Diagnosis {
-                kind: "shadowing",
-                host: "h".into(),
-                pid: Some(1),
-                message: format!("libcublasLt.so.12 for {long} came from {long} (ld_library_path), although its own DT_RUNPATH holds {long}"),
-                files: vec![],
-                requester: None,
-                rule: "ld_library_path is searched before DT_RUNPATH".into(),
-            }],
+            diagnoses: vec![Diagnosis::new(
+                Kind::Shadowing,
+                format!("libcublasLt.so.12 for {long} came from {long} (ld_library_path), although its own DT_RUNPATH holds {long}"),
+            )
+            .in_process("h", 1)
+            .rule("ld_library_path is searched before DT_RUNPATH")],
             probes: vec![crate::report::summary::Probe {
                 host: "h".into(),
                 pid: 1,
@@ -271,6 +280,10 @@ mod tests {
                 redirected: Default::default(),
             }],
             malformed_lines: 0,
+            machine: crate::report::summary::Consulted {
+                note: Some(format!("traced on {} (this is here): nothing was consulted", "h".repeat(150))),
+                ..Default::default()
+            },
         };
         let text = text(&s);
         for line in text.lines() {
