@@ -55,9 +55,9 @@ struct Problem {
 pub fn command(args: DoctorArgs) -> Result<(), Error> {
     let d = inspect(args.python.as_deref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
     } else {
-        print!("{}", text(&d));
+        out!("{}", text(&d));
     }
     Ok(())
 }

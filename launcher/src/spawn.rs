@@ -38,9 +38,11 @@ pub struct Running {
 /// Starts `program` with `argv` (argv[0] kept as given) and extra variables.
 ///
 /// The forwarded signals and SIGCHLD are blocked in culaunch until the
-/// command has ended, and taken synchronously in [`Running::wait`]; the child
-/// starts with the mask culaunch was started with, as it would without
-/// culaunch.
+/// command has ended, and taken synchronously in [`Running::wait`]. The child
+/// starts as it would have without culaunch ([`inherited`]): the signal mask,
+/// the ignored signals and the closed standard descriptors culaunch itself was
+/// started with. It also dies with culaunch (`PR_SET_PDEATHSIG`), so a
+/// `kill -9` of culaunch does not leave the job running, orphaned.
 pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Result<Running, Error> {
     let mut waited = SigSet::empty();
     for &s in FORWARDED.iter().chain(&[Signal::SIGCHLD]) {
@@ -56,13 +58,15 @@ pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Res
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // The standard library's spawn passes on the current mask, which would
-    // leave the command deaf to SIGTERM.
-    // SAFETY: the closure runs between fork and exec and only calls
-    // pthread_sigmask, which is async-signal-safe.
+    let received = inherited::received();
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (sigaction, sigprocmask, close, prctl, getppid).
     unsafe {
         cmd.pre_exec(move || {
-            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&original), None).map_err(io::Error::from)
+            received.restore_in_child(&original);
+            inherited::die_with_parent(parent);
+            Ok(())
         });
     }
     let spawned = cmd.spawn();
@@ -158,6 +162,118 @@ pub fn finish_like(outcome: Outcome) -> ExitCode {
             let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
             // Still here: the signal does not kill by default (SIGCHLD, …).
             ExitCode::from(128u8.saturating_add(sig as u8))
+        }
+    }
+}
+
+/// What culaunch was started with, recorded before the Rust runtime changes
+/// it: the runtime sets SIGPIPE to "ignore" and opens /dev/null on closed
+/// descriptors 0, 1 and 2, and std's spawn resets the child's mask and
+/// SIGPIPE. A command run bare would have inherited all of it, so the child
+/// gets it back just before exec.
+pub mod inherited {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use nix::sys::signal::SigSet;
+    use nix::unistd::Pid;
+
+    /// Bit N-1 set: signal N was ignored (SIG_IGN) when culaunch started.
+    static IGNORED: AtomicU64 = AtomicU64::new(0);
+    /// Bit fd set: standard descriptor fd was closed when culaunch started.
+    static CLOSED: AtomicU64 = AtomicU64::new(0);
+    static RECORDED: AtomicBool = AtomicBool::new(false);
+
+    /// Runs from `.init_array`, before `main` and so before the Rust runtime
+    /// initialises itself (std does that in `main`, called after the ELF
+    /// constructors).
+    extern "C" fn record() {
+        let mut ignored = 0u64;
+        for sig in 1..=64 {
+            // SAFETY: a query only (null new action), into a zeroed out-struct.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0 && old.sa_sigaction == libc::SIG_IGN {
+                ignored |= 1 << (sig - 1);
+            }
+        }
+        let mut closed = 0u64;
+        for fd in 0..3 {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+                closed |= 1 << fd;
+            }
+        }
+        IGNORED.store(ignored, Ordering::Relaxed);
+        CLOSED.store(closed, Ordering::Relaxed);
+        RECORDED.store(true, Ordering::Relaxed);
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static RECORD: extern "C" fn() = record;
+
+    /// A copy of what was recorded, taken before fork.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Received {
+        ignored: u64,
+        closed: u64,
+        recorded: bool,
+    }
+
+    pub fn received() -> Received {
+        Received {
+            ignored: IGNORED.load(Ordering::Relaxed),
+            closed: CLOSED.load(Ordering::Relaxed),
+            recorded: RECORDED.load(Ordering::Relaxed),
+        }
+    }
+
+    impl Received {
+        /// In the child, between fork and exec: `mask` is the mask culaunch
+        /// had before it blocked the forwarded signals (std's spawn has just
+        /// emptied it). Handlers need nothing: exec resets them to default.
+        pub fn restore_in_child(&self, mask: &SigSet) {
+            // SAFETY: sigprocmask and sigaction are async-signal-safe; the
+            // set is valid.
+            unsafe {
+                libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
+                if !self.recorded {
+                    return;
+                }
+                for sig in 1..=64 {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                        continue;
+                    }
+                    let want = if self.ignored & (1 << (sig - 1)) != 0 { libc::SIG_IGN } else { libc::SIG_DFL };
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == want {
+                        continue;
+                    }
+                    // Only a signal ignored now and not then, or the reverse,
+                    // needs a change; handlers are reset by exec.
+                    if want == libc::SIG_IGN || old.sa_sigaction == libc::SIG_IGN {
+                        libc::signal(sig, want);
+                    }
+                }
+                for fd in 0..3 {
+                    if self.closed & (1 << fd) != 0 {
+                        libc::close(fd);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The command dies (SIGKILL) when culaunch does, whatever killed it. If
+    /// culaunch died before the request took effect, the parent is already
+    /// another process: die now, as the request would have.
+    pub fn die_with_parent(parent: Pid) {
+        // SAFETY: prctl, getppid and raise are async-signal-safe.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if libc::getppid() != parent.as_raw() {
+                libc::raise(libc::SIGKILL);
+            }
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Lock files (SPEC.md, "Lock file"): what a run loaded, to be enforced later.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +30,7 @@ pub struct LockEntry {
 
 pub fn read(path: &Path) -> Result<LockFile, Error> {
     let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = crate::input::read_to_string(path, crate::input::SMALL_FILE_LIMIT).map_err(|e| err(e.to_string()))?;
     parse(&text).map_err(err)
 }
 
@@ -83,7 +82,7 @@ pub fn verify(lock: &LockFile) -> Result<(), Error> {
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
+    let mut f = crate::input::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

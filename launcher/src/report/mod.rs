@@ -120,9 +120,9 @@ pub fn command(args: ReportArgs) -> Result<(), Error> {
     let s = summary::summarise(&all, bad, &[], summary::Source::Files);
     if args.json {
         let json = serde_json::to_string_pretty(&s).unwrap_or_default();
-        println!("{json}");
+        outln!("{json}");
     } else {
-        print!("{}", render::text(&s));
+        out!("{}", render::text(&s));
     }
     Ok(())
 }
