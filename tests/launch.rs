@@ -561,3 +561,21 @@ mod templates {
         }
     }
 }
+
+/// The demo's one long step on a fresh machine, the venv of real wheels:
+/// it says what it downloads and lets pip show its own progress on stderr
+/// (it used to run `pip -q`, silent for minutes), and still prints only the
+/// venv's path on stdout.
+#[test]
+fn the_demo_venv_step_says_what_it_downloads_and_shows_pips_progress() {
+    let venv = fixtures().root.join("launch-demo-venv");
+    let _ = std::fs::remove_dir_all(&venv);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/wheels-venv");
+    let out = output_within(Command::new(script).env("CULAUNCH_WHEELS_VENV", &venv), 600);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), venv.to_str().unwrap());
+    let err = text(&out.stderr);
+    assert!(err.contains("downloading nvidia-cuda-runtime-cu11==11.8.89 nvidia-cuda-runtime-cu12==12.9.79"), "{err}");
+    assert!(err.contains("Successfully installed"), "pip's own output: {err}");
+    let _ = std::fs::remove_dir_all(&venv);
+}
