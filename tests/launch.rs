@@ -96,7 +96,8 @@ mod signals {
             .find_map(|l| l.strip_prefix("SigIgn:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0);
-        let want = [libc::SIGHUP, libc::SIGPIPE, libc::SIGUSR1, libc::SIGTERM].iter().fold(0u64, |m, s| m | 1 << (s - 1));
+        let want =
+            [libc::SIGHUP, libc::SIGPIPE, libc::SIGUSR1, libc::SIGTERM].iter().fold(0u64, |m, s| m | 1 << (s - 1));
         assert_eq!(ignored & want, want, "the oracle ignores HUP PIPE TERM USR1: {under_env}");
         assert_eq!(probe(&[CULAUNCH, "-q", "--"]), under_env);
     }
@@ -178,12 +179,11 @@ mod signals {
         }
         let d = dir("sigint-once");
         let script = d.join("h.py");
-        std::fs::write(&script, COUNTER.replace("n = 0\n", "n = 0\nopen(__file__ + '.ready', 'w').close()\n"))
-            .unwrap();
+        std::fs::write(&script, COUNTER.replace("n = 0\n", "n = 0\nopen(__file__ + '.ready', 'w').close()\n")).unwrap();
         let ready = d.join("h.py.ready");
         for to_group in [false, true] {
             let _ = std::fs::remove_file(&ready);
-            let mut child =
+            let child =
                 culaunch_q().arg("python3").arg(&script).process_group(0).stdout(Stdio::piped()).spawn().unwrap();
             while !ready.exists() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -344,7 +344,12 @@ mod hostile_input {
         let earlier = Command::new(CULAUNCH)
             .args(["-q", "-t"])
             .arg(&trace)
-            .args(["--", "sh", "-c", &format!("for i in 1 2 3; do {} dlopen:{}; done", p(&f.loader), p(&f.wheel_cudart11))])
+            .args([
+                "--",
+                "sh",
+                "-c",
+                &format!("for i in 1 2 3; do {} dlopen:{}; done", p(&f.loader), p(&f.wheel_cudart11)),
+            ])
             .output()
             .unwrap();
         assert!(earlier.status.success());
@@ -455,7 +460,8 @@ mod output {
         let out = Command::new(CULAUNCH).arg("--help").output().unwrap();
         assert!(out.status.success());
         let help = text(&out.stdout);
-        for want in ["--trace <FILE>", "--pin <SONAME=PATH>", "--strict", "culaunch run --help", "Examples:", "lock -o"] {
+        for want in ["--trace <FILE>", "--pin <SONAME=PATH>", "--strict", "culaunch run --help", "Examples:", "lock -o"]
+        {
             assert!(help.contains(want), "{want}:\n{help}");
         }
         let out = Command::new(CULAUNCH).output().unwrap();
@@ -480,11 +486,7 @@ mod templates {
             if let Some(v) = value {
                 cmd.env("CULAUNCH_TEST_RANK", v);
             }
-            let out = cmd
-                .args(["-t", "t.%q{CULAUNCH_TEST_RANK}.jsonl", "--", "touch"])
-                .arg(&marker)
-                .output()
-                .unwrap();
+            let out = cmd.args(["-t", "t.%q{CULAUNCH_TEST_RANK}.jsonl", "--", "touch"]).arg(&marker).output().unwrap();
             assert_eq!(out.status.code(), Some(125));
             let err = text(&out.stderr);
             assert!(err.contains("CULAUNCH_TEST_RANK") && err.contains(word), "{err}");
@@ -501,7 +503,8 @@ mod templates {
         let d = dir("template-expand");
         let host = text(&Command::new("hostname").output().unwrap().stdout).trim().to_owned();
         std::fs::write(d.join("c.toml"), "trace = \"cfg.%q{CULAUNCH_TEST_RANK}.jsonl\"\n").unwrap();
-        for (how, file) in [("-t", "opt.%h.%q{CULAUNCH_TEST_RANK}.100%%.jsonl"), ("env", "env.%p.jsonl"), ("-c", "c.toml")]
+        for (how, file) in
+            [("-t", "opt.%h.%q{CULAUNCH_TEST_RANK}.100%%.jsonl"), ("env", "env.%p.jsonl"), ("-c", "c.toml")]
         {
             let mut cmd = Command::new(CULAUNCH);
             cmd.current_dir(&d).env_remove("CULAUNCH_TRACE").env("CULAUNCH_TEST_RANK", "7").arg("-q");
@@ -509,7 +512,8 @@ mod templates {
                 "env" => cmd.env("CULAUNCH_TRACE", file),
                 _ => cmd.args([how, file]),
             };
-            let mut child = cmd.arg("--").arg(&f.loader).arg(format!("dlopen:{}", p(&f.wheel_cudart12))).spawn().unwrap();
+            let mut child =
+                cmd.arg("--").arg(&f.loader).arg(format!("dlopen:{}", p(&f.wheel_cudart12))).spawn().unwrap();
             let pid = child.id();
             assert!(child.wait().unwrap().success());
             let want = match how {

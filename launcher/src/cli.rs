@@ -168,10 +168,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
     let args: Vec<OsString> = args.into_iter().collect();
     let mut cmd = command();
     if args.len() <= 1 {
-        return Err(cmd.error(
-            clap::error::ErrorKind::MissingRequiredArgument,
-            "a COMMAND to run, or a subcommand, is required",
-        ));
+        return Err(cmd
+            .error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run, or a subcommand, is required"));
     }
     let matches = cmd.try_get_matches_from_mut(with_default_subcommand(args))?;
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
@@ -332,7 +330,14 @@ mod tests {
     fn top_level_help_lists_run_options_and_examples() {
         let help = command().render_help().to_string();
         assert!(help.lines().all(|l| l.chars().count() <= HELP_WIDTH), "{help}");
-        for want in ["--trace <FILE>", "--pin <SONAME=PATH>", "--locked <FILE>", "culaunch run --help", "Examples:", "report trace.*.jsonl"] {
+        for want in [
+            "--trace <FILE>",
+            "--pin <SONAME=PATH>",
+            "--locked <FILE>",
+            "culaunch run --help",
+            "Examples:",
+            "report trace.*.jsonl",
+        ] {
             assert!(help.contains(want), "{want} missing from:\n{help}");
         }
     }

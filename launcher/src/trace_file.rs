@@ -54,7 +54,8 @@ impl TraceFile {
                         Err(source) => last = Some(Error::TraceFile { path, source }),
                     }
                 }
-                Err(last.unwrap_or_else(|| Error::TraceFile { path: name.into(), source: io::ErrorKind::NotFound.into() }))
+                Err(last
+                    .unwrap_or_else(|| Error::TraceFile { path: name.into(), source: io::ErrorKind::NotFound.into() }))
             }
         }
     }
@@ -206,7 +207,8 @@ mod tests {
     use super::*;
 
     fn ex(t: &[u8], vars: &[(&str, &[u8])]) -> Result<Vec<u8>, TemplateError> {
-        let var = |n: &OsStr| vars.iter().find(|(k, _)| OsStr::new(k) == n).map(|(_, v)| OsStr::from_bytes(v).to_owned());
+        let var =
+            |n: &OsStr| vars.iter().find(|(k, _)| OsStr::new(k) == n).map(|(_, v)| OsStr::from_bytes(v).to_owned());
         expand(OsStr::from_bytes(t), OsStr::new("node07"), 4242, var).map(OsString::into_vec)
     }
 
