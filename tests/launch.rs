@@ -137,7 +137,7 @@ mod signals {
         n = 0\n\
         def h(s, f):\n    global n\n    n += 1\n\
         signal.signal(signal.SIGINT, h)\n\
-        end = time.time() + 2.5\n\
+        end = time.time() + 5\n\
         while time.time() < end:\n    time.sleep(0.01)\n\
         print(n)\n";
 
@@ -152,20 +152,30 @@ mod signals {
         let d = dir("timeout");
         let script = d.join("h.py");
         std::fs::write(&script, COUNTER).unwrap();
-        let count = |pre: &[&str]| {
-            let out = Command::new("timeout")
-                .args(["-s", "INT", "1"])
+        // Python itself, not a shim, and a generous delay: the handler must
+        // be in place before the signal, even on a loaded machine.
+        let py =
+            text(&Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap().stdout)
+                .trim()
+                .to_owned();
+        let start = |pre: &[&str]| {
+            Command::new("timeout")
+                .args(["-s", "INT", "3"])
                 .args(pre)
-                .arg("python3")
+                .arg(&py)
                 .arg(&script)
                 .env_remove("CULAUNCH_TRACE")
-                .output()
-                .unwrap();
-            text(&out.stdout).trim().to_owned()
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
         };
-        assert_eq!(count(&[]), "1", "bare");
-        for _ in 0..3 {
-            assert_eq!(count(&[CULAUNCH, "-q", "--"]), "1", "under culaunch");
+        let count = |child: std::process::Child| text(&child.wait_with_output().unwrap().stdout).trim().to_owned();
+        // All at once, to keep the test short.
+        let bare = start(&[]);
+        let under: Vec<_> = (0..3).map(|_| start(&[CULAUNCH, "-q", "--"])).collect();
+        assert_eq!(count(bare), "1", "bare");
+        for child in under {
+            assert_eq!(count(child), "1", "under culaunch");
         }
     }
 
@@ -179,7 +189,14 @@ mod signals {
         }
         let d = dir("sigint-once");
         let script = d.join("h.py");
-        std::fs::write(&script, COUNTER.replace("n = 0\n", "n = 0\nopen(__file__ + '.ready', 'w').close()\n")).unwrap();
+        std::fs::write(
+            &script,
+            COUNTER.replace(
+                "signal.signal(signal.SIGINT, h)\n",
+                "signal.signal(signal.SIGINT, h)\nopen(__file__ + '.ready', 'w').close()\n",
+            ),
+        )
+        .unwrap();
         let ready = d.join("h.py.ready");
         for to_group in [false, true] {
             let _ = std::fs::remove_file(&ready);

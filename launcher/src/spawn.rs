@@ -152,7 +152,7 @@ impl Running {
     /// group reaches every newer member first (the kernel's list is newest
     /// first), so the sentinel has it by the time culaunch wakes; a sender
     /// that signals culaunch and then the group (`timeout`) or each process
-    /// in turn (systemd) gets a few milliseconds' grace.
+    /// in turn (systemd) gets 20 ms' grace.
     fn should_forward(&mut self, sig: Signal, info: &libc::siginfo_t) -> bool {
         if info.si_code == SI_TKILL {
             // tgkill(2) names a thread of culaunch: meant for culaunch alone.
@@ -191,7 +191,7 @@ fn drain(sig: Signal) {
 
 /// How long after a signal to culaunch a signal to its group still counts
 /// as the same signal (see [`Running::should_forward`]).
-const GROUP_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
+const GROUP_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// culaunch's own exit, mirroring the command's: the same status, or death by
 /// the same signal (no core file), else 128+N.
