@@ -430,6 +430,7 @@ mod hostile_input {
                 .unwrap();
             assert_eq!(out.status.code(), Some(0), "TMPDIR={tmpdir:?}: {}", text(&out.stderr));
             assert!(text(&out.stderr).contains("libcudart.so.12"), "TMPDIR={tmpdir:?}: {}", text(&out.stderr));
+            assert!(tmpdir.is_empty() || !Path::new(tmpdir).exists(), "a missing TMPDIR is not created");
         }
     }
 }

@@ -47,9 +47,12 @@ impl TraceFile {
                 );
                 // The user asked for no trace: any writable place will do.
                 let mut last = None;
-                for dir in temporary_dirs() {
+                for (dir, ours) in temporary_dirs() {
                     let path = dir.join(&name);
-                    match fs::create_dir_all(&dir).and_then(|()| open_append(&path, true)) {
+                    // Only culaunch's own cache directory is created: a
+                    // missing TMPDIR is the user's to make, not root's.
+                    let ready = if ours { fs::create_dir_all(&dir) } else { Ok(()) };
+                    match ready.and_then(|()| open_append(&path, true)) {
                         Ok(file) => return Ok(TraceFile { path, start: 0, file, temporary: true }),
                         Err(source) => last = Some(Error::TraceFile { path, source }),
                     }
@@ -90,12 +93,13 @@ impl Drop for TraceFile {
 }
 
 /// Where a temporary trace may go, best first: `$TMPDIR` when it is set to
-/// an absolute path, `/tmp`, then culaunch's cache directories.
-fn temporary_dirs() -> Vec<PathBuf> {
+/// an absolute path, `/tmp`, then culaunch's cache directories (true: may
+/// be created).
+fn temporary_dirs() -> Vec<(PathBuf, bool)> {
     let tmpdir = std::env::var_os("TMPDIR").map(PathBuf::from).filter(|d| d.is_absolute());
-    let mut dirs: Vec<PathBuf> = tmpdir.into_iter().chain([PathBuf::from("/tmp")]).collect();
-    dirs.extend(crate::dirs::cache_dirs().into_iter().filter(|d| d.is_absolute()));
-    dirs.dedup();
+    let mut dirs: Vec<(PathBuf, bool)> =
+        tmpdir.into_iter().chain([PathBuf::from("/tmp")]).map(|d| (d, false)).collect();
+    dirs.extend(crate::dirs::cache_dirs().into_iter().filter(|d| d.is_absolute()).map(|d| (d, true)));
     dirs
 }
 
