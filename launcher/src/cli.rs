@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::EXIT_CULAUNCH;
 
@@ -162,9 +162,86 @@ const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "doctor", "report", "help"
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 /// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.
+/// Bare `culaunch` is a usage error (125, as for `timeout`), with the short
+/// usage of both forms.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(with_default_subcommand(args.into_iter().collect()))
+    let args: Vec<OsString> = args.into_iter().collect();
+    let mut cmd = command();
+    if args.len() <= 1 {
+        return Err(cmd
+            .error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run, or a subcommand, is required"));
+    }
+    let matches = cmd.try_get_matches_from_mut(with_default_subcommand(args))?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
+
+/// The clap command, with top-level help that also lists the run options
+/// (the default command's) and a few real examples.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let mut help = String::from("Run options (culaunch [RUN-OPTIONS] [--] COMMAND; more in `culaunch run --help`):\n");
+    if let Some(run) = cmd.find_subcommand("run") {
+        for a in run.get_arguments().filter(|a| !a.is_positional() && a.get_id() != "help") {
+            let mut flag = match (a.get_short(), a.get_long()) {
+                (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                (None, Some(l)) => format!("    --{l}"),
+                (Some(s), None) => format!("-{s}"),
+                (None, None) => continue,
+            };
+            if let Some(v) = a.get_value_names().and_then(|v| v.first()) {
+                if a.get_action().takes_values() {
+                    flag = format!("{flag} <{v}>");
+                }
+            }
+            let text = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let first = text.split(". ").next().unwrap_or_default().trim_end_matches('.');
+            help.push_str(&wrap(&format!("  {flag:<28} "), first, HELP_WIDTH));
+        }
+    }
+    help.push_str(EXAMPLES);
+    cmd.after_help(help)
+}
+
+/// Fits the help to an 100-column terminal.
+const HELP_WIDTH: usize = 100;
+
+/// `head` then `text` broken at blanks to `width` columns, continuation
+/// lines under the text's start.
+fn wrap(head: &str, text: &str, width: usize) -> String {
+    let indent = head.len();
+    let mut out = head.to_owned();
+    let mut col = indent;
+    for word in text.split(' ') {
+        if col > indent && col + 1 + word.len() > width {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            col = indent;
+        } else if col > indent {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += word.len();
+    }
+    out.push('\n');
+    out
+}
+
+const EXAMPLES: &str = "
+Examples:
+  culaunch -- python train.py                        trace a job; the summary goes to stderr
+  culaunch -t trace.jsonl -v -- python train.py      keep the trace; print each CUDA load at once
+  culaunch --pin libcudart.so.12=/opt/cuda/lib64/libcudart.so.12 -- python train.py
+                                                     load exactly this libcudart.so.12
+  culaunch lock -o culaunch.lock -- python train.py  run, then lock what it loaded
+  culaunch --locked culaunch.lock -- python train.py enforce the lock (pins, strict, sha256)
+  culaunch deps site-packages/torch/lib/libtorch_cuda.so
+                                                     what the loader would resolve, without running
+  mpirun -np 4 culaunch -q -t trace.%q{OMPI_COMM_WORLD_RANK}.jsonl -- python train.py
+  culaunch report trace.*.jsonl                      one trace per rank, summarised across ranks
+
+Exit status: the command's own (death by a signal is repeated on culaunch); 125 culaunch's own
+failure, 126 the command cannot be executed, 127 not found.";
 
 fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
     let explicit =
@@ -247,6 +324,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn top_level_help_lists_run_options_and_examples() {
+        let help = command().render_help().to_string();
+        assert!(help.lines().all(|l| l.chars().count() <= HELP_WIDTH), "{help}");
+        for want in [
+            "--trace <FILE>",
+            "--pin <SONAME=PATH>",
+            "--locked <FILE>",
+            "culaunch run --help",
+            "Examples:",
+            "report trace.*.jsonl",
+        ] {
+            assert!(help.contains(want), "{want} missing from:\n{help}");
+        }
+    }
+
+    #[test]
+    fn bare_culaunch_is_a_usage_error_naming_both_forms() {
+        let e = parse([OsString::from("culaunch")]).unwrap_err();
+        assert!(e.use_stderr());
+        let text = e.render().to_string();
+        assert!(text.contains("culaunch [RUN-OPTIONS] [--] COMMAND") && text.contains("<SUBCOMMAND>"), "{text}");
+        assert!(!text.contains("culaunch run <COMMAND>"), "{text}");
     }
 
     #[test]

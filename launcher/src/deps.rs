@@ -20,7 +20,7 @@ pub fn command(args: DepsArgs) -> Result<(), Error> {
     } else {
         tree(&closure, args.all)
     };
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }
 

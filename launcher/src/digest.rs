@@ -1,6 +1,5 @@
 //! File digests, in one place: the sha256 that locks and pip's RECORD use.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -13,7 +12,8 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 
 /// The file's sha256, as bytes.
 pub fn sha256_bytes_of(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = File::open(path)?;
+    // Through the one reader of outside files: never a FIFO or a device.
+    let mut f = crate::input::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -79,9 +79,9 @@ impl InstallKind {
 pub fn command(args: DoctorArgs) -> Result<(), Error> {
     let d = inspect(args.python.as_deref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).map_err(Error::Json)?);
+        outln!("{}", serde_json::to_string_pretty(&d).map_err(Error::Json)?);
     } else {
-        print!("{}", text(&d));
+        out!("{}", text(&d));
     }
     Ok(())
 }

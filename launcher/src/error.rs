@@ -28,6 +28,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("trace path {}: {reason}", .template.display())]
+    TraceTemplate { template: PathBuf, reason: String },
     #[error("cannot read the trace file {}: {source}", .path.display())]
     ReadTrace {
         path: PathBuf,

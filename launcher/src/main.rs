@@ -1,6 +1,8 @@
 //! culaunch: which CUDA libraries did each process of a job really load, and
 //! why. `main` only parses, runs, and turns the outcome into an exit status.
 
+#[macro_use]
+mod output;
 mod cli;
 mod command;
 mod cuda;
@@ -13,6 +15,7 @@ mod error;
 #[cfg(test)]
 mod fuzz;
 mod inject;
+mod input;
 mod messages;
 mod plan;
 mod probe;

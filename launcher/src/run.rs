@@ -71,7 +71,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     // but never replaces the command's own exit status.
     let pins: Vec<(String, String)> =
         plan.pins.iter().map(|p| (p.soname.clone(), p.path.to_string_lossy().into_owned())).collect();
-    match report::from_trace(&trace.path, trace.start, &pins) {
+    match report::from_trace(&trace.read_path(), trace.start, &pins) {
         Ok(summary) => {
             if !plan.quiet {
                 eprint!("{}", report::text(&summary));

@@ -20,6 +20,8 @@ pub const FORWARDED: &[Signal] =
 
 /// `si_code` of a signal the kernel itself sent, e.g. the terminal's ^C.
 const SI_KERNEL: i32 = 0x80;
+/// `si_code` of tkill/tgkill: a signal to one thread.
+const SI_TKILL: i32 = -6;
 
 /// How the command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub enum Outcome {
 
 pub struct Running {
     pid: Pid,
+    /// Tells a signal sent to the whole process group from one sent to
+    /// culaunch alone; None if it could not be started.
+    sentinel: Option<sentinel::Sentinel>,
     waited: SigSet,
     /// culaunch's mask before it blocked the forwarded signals.
     original: SigSet,
@@ -38,9 +43,11 @@ pub struct Running {
 /// Starts `program` with `argv` (argv[0] kept as given) and extra variables.
 ///
 /// The forwarded signals and SIGCHLD are blocked in culaunch until the
-/// command has ended, and taken synchronously in [`Running::wait`]; the child
-/// starts with the mask culaunch was started with, as it would without
-/// culaunch.
+/// command has ended, and taken synchronously in [`Running::wait`]. The child
+/// starts as it would have without culaunch ([`inherited`]): the signal mask,
+/// the ignored signals and the closed standard descriptors culaunch itself was
+/// started with. It also dies with culaunch (`PR_SET_PDEATHSIG`), so a
+/// `kill -9` of culaunch does not leave the job running, orphaned.
 pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Result<Running, Error> {
     let mut waited = SigSet::empty();
     for &s in FORWARDED.iter().chain(&[Signal::SIGCHLD]) {
@@ -56,13 +63,16 @@ pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Res
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // The standard library's spawn passes on the current mask, which would
-    // leave the command deaf to SIGTERM.
-    // SAFETY: the closure runs between fork and exec and only calls
-    // pthread_sigmask, which is async-signal-safe.
+    let received = inherited::received();
+    let parent = nix::unistd::getpid();
+    let sentinel = sentinel::Sentinel::start();
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (sigaction, sigprocmask, close, prctl, getppid).
     unsafe {
         cmd.pre_exec(move || {
-            signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&original), None).map_err(io::Error::from)
+            received.restore_in_child(&original);
+            inherited::die_with_parent(parent);
+            Ok(())
         });
     }
     let spawned = cmd.spawn();
@@ -73,7 +83,7 @@ pub fn start(program: &Path, argv: &[OsString], env: &[(&str, OsString)]) -> Res
             return Err(spawn_error(program, source));
         }
     };
-    Ok(Running { pid: Pid::from_raw(child.id() as i32), waited, original })
+    Ok(Running { pid: Pid::from_raw(child.id() as i32), sentinel, waited, original })
 }
 
 fn spawn_error(program: &Path, source: io::Error) -> Error {
@@ -93,12 +103,14 @@ impl Running {
     /// trace). culaunch's own mask is back when this returns: ^C then stops
     /// a long summary.
     pub fn wait(self, tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
-        let outcome = self.wait_blocked(tick);
-        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.original), None);
+        let mut this = self;
+        let outcome = this.wait_blocked(tick);
+        this.sentinel = None;
+        let _ = signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&this.original), None);
         outcome
     }
 
-    fn wait_blocked(&self, mut tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
+    fn wait_blocked(&mut self, mut tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
         const TICK: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 250_000_000 };
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
@@ -122,7 +134,7 @@ impl Running {
                 }
                 continue;
             };
-            if sig == Signal::SIGCHLD || !self.should_forward(info.si_code) {
+            if sig == Signal::SIGCHLD || !self.should_forward(sig, &info) {
                 continue;
             }
             tracing::debug!(signal = ?sig, "forwarding to the command");
@@ -130,15 +142,56 @@ impl Running {
         }
     }
 
-    /// A ^C from the terminal already went to the whole foreground process
-    /// group, the command included; sending it again would deliver it twice.
-    /// (A supervisor that signals the whole process group with kill(2),
-    /// `kill -TERM -PGID`, does deliver it twice: kill(2) looks like a signal
-    /// meant for culaunch alone.)
-    fn should_forward(&self, si_code: i32) -> bool {
-        si_code != SI_KERNEL || nix::unistd::getpgid(Some(self.pid)).ok() != Some(nix::unistd::getpgrp())
+    /// The command stays in culaunch's process group, so a signal sent to
+    /// that group (a ^C from the terminal, `kill -INT -PGID`, `timeout`,
+    /// which signals its child and then its group, a cgroup-wide kill)
+    /// already reached it; passing it on would deliver it twice. kill(2)
+    /// does not say whether it meant culaunch or its group, so the sentinel,
+    /// a process of the group that blocks these signals, is asked: if it has
+    /// the signal pending too, the group was signalled. A signal sent to the
+    /// group reaches every newer member first (the kernel's list is newest
+    /// first), so the sentinel has it by the time culaunch wakes; a sender
+    /// that signals culaunch and then the group (`timeout`) or each process
+    /// in turn (systemd) gets 20 ms' grace.
+    fn should_forward(&mut self, sig: Signal, info: &libc::siginfo_t) -> bool {
+        if info.si_code == SI_TKILL {
+            // tgkill(2) names a thread of culaunch: meant for culaunch alone.
+            return true;
+        }
+        let Some(sentinel) = self.sentinel.as_mut() else {
+            // Without a sentinel, only the terminal's signals are known to
+            // have gone to the group.
+            return info.si_code != SI_KERNEL
+                || nix::unistd::getpgid(Some(self.pid)).ok() != Some(nix::unistd::getpgrp());
+        };
+        let seen = sentinel.saw(sig) || {
+            std::thread::sleep(GROUP_GRACE);
+            sentinel.saw(sig)
+        };
+        if seen {
+            // The same group signal also reached culaunch, queued apart if
+            // culaunch took the first one before it came: take it now, or it
+            // would look meant for culaunch alone. Then a fresh sentinel
+            // (a pending signal stays pending) for the next one.
+            drain(sig);
+            sentinel.renew();
+        }
+        !seen
     }
 }
+
+/// Takes every pending instance of `sig` (blocked in culaunch) without waiting.
+fn drain(sig: Signal) {
+    let mut only = SigSet::empty();
+    only.add(sig);
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid set and timeout; a null siginfo is allowed.
+    while unsafe { libc::sigtimedwait(only.as_ref(), std::ptr::null_mut(), &zero) } == sig as i32 {}
+}
+
+/// How long after a signal to culaunch a signal to its group still counts
+/// as the same signal (see [`Running::should_forward`]).
+const GROUP_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// culaunch's own exit, mirroring the command's: the same status, or death by
 /// the same signal (no core file), else 128+N.
@@ -158,6 +211,193 @@ pub fn finish_like(outcome: Outcome) -> ExitCode {
             let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
             // Still here: the signal does not kill by default (SIGCHLD, …).
             ExitCode::from(128u8.saturating_add(sig as u8))
+        }
+    }
+}
+
+/// What culaunch was started with, recorded before the Rust runtime changes
+/// it: the runtime sets SIGPIPE to "ignore" and opens /dev/null on closed
+/// descriptors 0, 1 and 2, and std's spawn resets the child's mask and
+/// SIGPIPE. A command run bare would have inherited all of it, so the child
+/// gets it back just before exec.
+pub mod inherited {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use nix::sys::signal::SigSet;
+    use nix::unistd::Pid;
+
+    /// Bit N-1 set: signal N was ignored (SIG_IGN) when culaunch started.
+    static IGNORED: AtomicU64 = AtomicU64::new(0);
+    /// Bit fd set: standard descriptor fd was closed when culaunch started.
+    static CLOSED: AtomicU64 = AtomicU64::new(0);
+    static RECORDED: AtomicBool = AtomicBool::new(false);
+
+    /// Runs from `.init_array`, before `main` and so before the Rust runtime
+    /// initialises itself (std does that in `main`, called after the ELF
+    /// constructors).
+    extern "C" fn record() {
+        let mut ignored = 0u64;
+        for sig in 1..=64 {
+            // SAFETY: a query only (null new action), into a zeroed out-struct.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0 && old.sa_sigaction == libc::SIG_IGN {
+                ignored |= 1 << (sig - 1);
+            }
+        }
+        let mut closed = 0u64;
+        for fd in 0..3 {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+                closed |= 1 << fd;
+            }
+        }
+        IGNORED.store(ignored, Ordering::Relaxed);
+        CLOSED.store(closed, Ordering::Relaxed);
+        RECORDED.store(true, Ordering::Relaxed);
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static RECORD: extern "C" fn() = record;
+
+    /// A copy of what was recorded, taken before fork.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Received {
+        ignored: u64,
+        closed: u64,
+        recorded: bool,
+    }
+
+    pub fn received() -> Received {
+        Received {
+            ignored: IGNORED.load(Ordering::Relaxed),
+            closed: CLOSED.load(Ordering::Relaxed),
+            recorded: RECORDED.load(Ordering::Relaxed),
+        }
+    }
+
+    impl Received {
+        /// In the child, between fork and exec: `mask` is the mask culaunch
+        /// had before it blocked the forwarded signals (std's spawn has just
+        /// emptied it). Handlers need nothing: exec resets them to default.
+        pub fn restore_in_child(&self, mask: &SigSet) {
+            // SAFETY: sigprocmask and sigaction are async-signal-safe; the
+            // set is valid.
+            unsafe {
+                libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
+                if !self.recorded {
+                    return;
+                }
+                for sig in 1..=64 {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                        continue;
+                    }
+                    let want = if self.ignored & (1 << (sig - 1)) != 0 { libc::SIG_IGN } else { libc::SIG_DFL };
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == want {
+                        continue;
+                    }
+                    // Only a signal ignored now and not then, or the reverse,
+                    // needs a change; handlers are reset by exec.
+                    if want == libc::SIG_IGN || old.sa_sigaction == libc::SIG_IGN {
+                        libc::signal(sig, want);
+                    }
+                }
+                for fd in 0..3 {
+                    if self.closed & (1 << fd) != 0 {
+                        libc::close(fd);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The command dies (SIGKILL) when culaunch does, whatever killed it. If
+    /// culaunch died before the request took effect, the parent is already
+    /// another process: die now, as the request would have.
+    pub fn die_with_parent(parent: Pid) {
+        // SAFETY: prctl, getppid and raise are async-signal-safe.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if libc::getppid() != parent.as_raw() {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A process in culaunch's process group that blocks the forwarded signals
+/// and does nothing else, so that its pending set shows which of them were
+/// sent to the group (see [`Running::should_forward`]).
+mod sentinel {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::waitpid;
+    use nix::unistd::Pid;
+
+    pub struct Sentinel {
+        pid: Pid,
+    }
+
+    impl Sentinel {
+        /// Forks it; culaunch has the forwarded signals blocked already, and
+        /// the child keeps that mask. None if fork fails.
+        pub fn start() -> Option<Sentinel> {
+            let parent = nix::unistd::getpid();
+            // SAFETY: the child only makes async-signal-safe calls and never
+            // returns into Rust code.
+            match unsafe { libc::fork() } {
+                -1 => None,
+                0 => unsafe { idle(parent) },
+                pid => Some(Sentinel { pid: Pid::from_raw(pid) }),
+            }
+        }
+
+        /// Whether `sig` is pending in the sentinel.
+        pub fn saw(&self, sig: Signal) -> bool {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+                return false;
+            };
+            let bit = 1u64 << (sig as i32 - 1);
+            status
+                .lines()
+                .filter_map(|l| l.strip_prefix("ShdPnd:").or_else(|| l.strip_prefix("SigPnd:")))
+                .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .any(|pending| pending & bit != 0)
+        }
+
+        pub fn renew(&mut self) {
+            if let Some(fresh) = Sentinel::start() {
+                *self = fresh;
+            }
+        }
+    }
+
+    impl Drop for Sentinel {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+
+    /// The sentinel's whole life: no descriptors (it must not keep the job's
+    /// pipes open), dies with culaunch, waits to be killed.
+    unsafe fn idle(parent: Pid) -> ! {
+        // SAFETY (whole body): async-signal-safe calls with valid arguments.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if libc::getppid() != parent.as_raw() {
+                libc::_exit(0);
+            }
+            libc::prctl(libc::PR_SET_NAME, c"culaunch-sig".as_ptr() as libc::c_ulong, 0, 0, 0);
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..4096 {
+                    libc::close(fd);
+                }
+            }
+            loop {
+                libc::pause();
+            }
         }
     }
 }

@@ -2,10 +2,8 @@
 //! does it, then `#!` lines down to the ELF file the kernel will load.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -15,10 +13,22 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 /// The kernel follows at most this many interpreters (BINPRM_MAX_RECURSION).
 const MAX_INTERPRETERS: usize = 4;
 
-/// The file to execute for `argv0`, searched on `path` when it has no slash.
+/// The file to execute for `argv0`, searched on `path` when it has no slash,
+/// with glibc's `execvp` rules (posix/execvpe.c), so that culaunch runs the
+/// same file `env` would: a candidate the caller may not execute (EACCES:
+/// no execute permission for this user, a directory, a FIFO, a `noexec`
+/// mount) is remembered and the search goes on; a missing one (ENOENT,
+/// ENOTDIR, ESTALE, ENODEV, ETIMEDOUT) is skipped; any other error ends the
+/// search with that error. Only EACCES seen and nothing found: 126.
 pub fn resolve(argv0: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
     if argv0.as_bytes().contains(&b'/') {
-        return Ok(PathBuf::from(argv0));
+        let program = PathBuf::from(argv0);
+        // execve refuses what is not a regular file with EACCES; say so now
+        // rather than open a FIFO to look for `#!` and block there.
+        return match std::fs::metadata(&program) {
+            Ok(m) if !m.is_file() => Err(cannot_execute(program, libc::EACCES)),
+            _ => Ok(program),
+        };
     }
     if argv0.is_empty() {
         return Err(Error::CommandNotFound(argv0.to_owned()));
@@ -29,15 +39,39 @@ pub fn resolve(argv0: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
         // An empty entry means the current directory, as for execvp.
         let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
         let candidate = dir.join(argv0);
-        match std::fs::metadata(&candidate) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
-            Ok(m) if m.is_file() => denied = denied.or(Some(candidate)),
-            _ => {}
+        match executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(libc::EACCES) => denied = denied.or(Some(candidate)),
+            Err(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) => {}
+            Err(errno) => return Err(cannot_execute(candidate, errno)),
         }
     }
     match denied {
-        Some(path) => Err(Error::CannotExecute { path, source: io::ErrorKind::PermissionDenied.into() }),
+        Some(path) => Err(cannot_execute(path, libc::EACCES)),
         None => Err(Error::CommandNotFound(argv0.to_owned())),
+    }
+}
+
+fn cannot_execute(path: PathBuf, errno: i32) -> Error {
+    Error::CannotExecute { path, source: io::Error::from_raw_os_error(errno) }
+}
+
+/// What `execve` would say about the file's execute permission, as an errno:
+/// a regular file the effective user may execute (root too needs one `x`
+/// bit, which `faccessat` knows), on a mount that allows it.
+fn executable(file: &Path) -> Result<(), i32> {
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let meta = std::fs::metadata(file).map_err(errno)?;
+    if !meta.is_file() {
+        return Err(libc::EACCES);
+    }
+    let c_path = std::ffi::CString::new(file.as_os_str().as_bytes()).map_err(|_| libc::ENOENT)?;
+    // SAFETY: a NUL-terminated path; faccessat only reads it.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c_path.as_ptr(), libc::X_OK, libc::AT_EACCESS) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno(io::Error::last_os_error()))
     }
 }
 
@@ -79,7 +113,9 @@ fn env_program(arg: &OsStr) -> Option<OsString> {
 /// The interpreter and its optional argument from a `#!` line.
 fn read_shebang(file: &Path) -> Option<(PathBuf, Option<OsString>)> {
     let mut head = [0u8; 256];
-    let n = File::open(file).and_then(|mut f| f.read(&mut head)).ok()?;
+    // Only a regular file can be executed; never block opening a FIFO.
+    let mut f = crate::input::open_regular(file).ok()?;
+    let n = f.read(&mut head).ok()?;
     parse_shebang(&head[..n])
 }
 

@@ -23,9 +23,11 @@ pub struct Config {
 
 /// Reads `path`; relative paths inside it are relative to the file's directory.
 pub fn load(path: &Path) -> Result<Config, Error> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::input::read_to_string(path, crate::input::SMALL_FILE_LIMIT)
         .map_err(|e| Error::Config { path: path.to_path_buf(), message: e.to_string() })?;
     let mut config = parse(&text).map_err(|message| Error::Config { path: path.to_path_buf(), message })?;
+    // Expanded before anchoring: the config's own directory may hold a `%`.
+    config.trace = config.trace.as_deref().map(crate::trace_file::expand_here).transpose()?;
     let base = path.parent().unwrap_or(Path::new("."));
     let anchor = |p: &mut PathBuf| {
         if p.is_relative() {

@@ -30,7 +30,7 @@ pub struct LockEntry {
 
 pub fn read(path: &Path) -> Result<LockFile, Error> {
     let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let text = crate::input::read_to_string(path, crate::input::SMALL_FILE_LIMIT).map_err(|e| err(e.to_string()))?;
     parse(&text).map_err(err)
 }
 

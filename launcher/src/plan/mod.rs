@@ -64,7 +64,7 @@ impl Plan {
             }
         }
         Ok(Plan {
-            trace: args.trace.clone().or(file.trace),
+            trace: args.trace.as_deref().map(crate::trace_file::expand_here).transpose()?.or(file.trace),
             all_libs: args.all_libs || file.all_libs,
             quiet: args.quiet,
             summary_json: args.summary_json.clone(),

@@ -1,6 +1,6 @@
 //! Reading trace files: the JSON Lines the audit module writes.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use culaunch_protocol::event::{How, SearchStep};
@@ -98,9 +98,8 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
 /// valid events (a torn last line from a killed process, say).
 pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
     let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(err)?;
-    file.seek(SeekFrom::Start(start)).map_err(err)?;
-    parse(BufReader::new(file)).map_err(err)
+    let reader = crate::input::open_trace(path, start).map_err(err)?;
+    parse(BufReader::new(reader)).map_err(err)
 }
 
 pub fn parse(reader: impl Read) -> std::io::Result<(Vec<Envelope>, usize)> {

@@ -149,9 +149,9 @@ pub fn command(traces: &[PathBuf], json: bool) -> Result<(), Error> {
     }
     let s = summarise(&all, bad, &[], Reads::Files);
     if json {
-        println!("{}", render::json(&s)?);
+        outln!("{}", render::json(&s)?);
     } else {
-        print!("{}", render::text(&s));
+        out!("{}", render::text(&s));
     }
     Ok(())
 }

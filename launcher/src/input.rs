@@ -1,0 +1,119 @@
+//! Every file culaunch reads (config, lock, trace, the `#!` line of the
+//! command) is opened here: only a regular file, never blocking on a FIFO,
+//! and never read past a bound. `/dev/zero` as a config or a FIFO as a trace
+//! is then a clear error instead of a hang or an out-of-memory abort.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Config and lock files are a few KB; anything this large is not one.
+pub const SMALL_FILE_LIMIT: u64 = 16 << 20;
+
+/// Opens `path` for reading if it is a regular file. O_NONBLOCK makes the
+/// open of a FIFO return at once (then refused by type); it is cleared again
+/// so reads of the file behave as usual.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    check_regular(&file)?;
+    clear_nonblock(&file)?;
+    Ok(file)
+}
+
+/// The same refusal for a file opened otherwise (the trace, for append).
+pub fn check_regular(file: &File) -> io::Result<()> {
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file")))
+}
+
+pub fn clear_nonblock(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The whole of a small regular file as text, refused above `limit` bytes.
+pub fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Err(too_large(limit));
+    }
+    let mut text = String::new();
+    // take: the file may grow while it is read.
+    file.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(text)
+}
+
+fn too_large(limit: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("larger than {} MiB, so not one", limit >> 20))
+}
+
+/// A trace file read from `start` up to its size now: processes still
+/// appending cannot make the read endless. Returns the reader, positioned.
+pub fn trace_reader(file: File, start: u64) -> io::Result<io::Take<File>> {
+    use std::io::{Seek, SeekFrom};
+    check_regular(&file)?;
+    let len = file.metadata()?.len();
+    let mut file = file;
+    file.seek(SeekFrom::Start(start))?;
+    Ok(file.take(len.saturating_sub(start)))
+}
+
+/// Opens a trace by name for [`trace_reader`].
+pub fn open_trace(path: &Path, start: u64) -> io::Result<io::Take<File>> {
+    trace_reader(open_regular(path)?, start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_and_fifos_are_refused_without_blocking() {
+        for dev in ["/dev/zero", "/dev/full", "/dev/null"] {
+            let e = open_regular(Path::new(dev)).unwrap_err();
+            assert!(e.to_string().contains("character device"), "{dev}: {e}");
+        }
+        assert!(open_regular(Path::new("/")).unwrap_err().to_string().contains("directory"));
+        let dir = std::env::temp_dir().join(format!("culaunch-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = read_to_string(&fifo, SMALL_FILE_LIMIT).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'#'; 2048]).unwrap();
+        assert!(read_to_string(&big, 1024).is_err());
+        assert_eq!(read_to_string(&big, 4096).unwrap().len(), 2048);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
