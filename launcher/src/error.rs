@@ -60,6 +60,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("the loader cannot use culaunch's audit module {}: {reason}; the command would run untraced", .path.display())]
+    ModuleUnusable { path: PathBuf, reason: String },
     #[error("strict mode: {}: {problems}", .file.display())]
     Preflight { file: PathBuf, problems: String },
     #[error("no summary of the run, so no lock was written")]
@@ -100,6 +102,13 @@ impl Error {
         match self {
             Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
+            Error::ModuleUnusable { .. } => Some(format!(
+                "culaunch's manylinux wheel needs glibc 2.17 or newer; this build's own module needs glibc {} or newer",
+                match crate::preflight::module_glibc_floor() {
+                    "" => "?",
+                    v => v,
+                }
+            )),
             Error::LockMismatch { .. } | Error::LockedFileMissing { .. } => {
                 Some("restore the file, or write a new lock with `culaunch lock`".to_owned())
             }

@@ -13,6 +13,7 @@ mod error;
 mod fuzz;
 mod inject;
 mod plan;
+mod preflight;
 mod probe;
 mod report;
 mod run;

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::inject::{self, Injection};
 use crate::plan::pins::Pin;
 use crate::plan::{self, Plan};
+use crate::preflight;
 use crate::report;
 use crate::spawn::{self, Outcome};
 use crate::trace_file::TraceFile;
@@ -45,11 +46,15 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let path_var = std::env::var_os("PATH");
     let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
-    let traceable = preflight(&program, path_var.as_deref(), &plan)?;
+    let untraced = preflight(&program, path_var.as_deref(), &plan)?;
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
-    let env = if traceable {
+    let env = if untraced.is_none() {
+        let module = inject::module_path()?;
+        if let Some(reason) = preflight::module_unusable(&module) {
+            return Err(Error::ModuleUnusable { path: module, reason });
+        }
         let injection = Injection {
-            module: inject::module_path()?,
+            module,
             trace: trace.path.clone(),
             all_libs: plan.all_libs,
             strict: plan.strict,
@@ -57,6 +62,17 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
         };
         inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())
     } else {
+        // The summary lists it under "not traced", as the module does for
+        // descendants it cannot trace.
+        let reason = untraced.as_deref().unwrap_or_default();
+        let line = preflight::untraced_event(&program, reason);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&trace.path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(source) = appended {
+            return Err(Error::TraceFile { path: trace.path.clone(), source });
+        }
         Vec::new()
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
@@ -93,14 +109,14 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
 
 /// Looks at the file the kernel will load and says, in one line each, why the
 /// loader will not run culaunch's module in it, and what its static closure
-/// already shows will go wrong with CUDA libraries. Returns false only when
-/// injecting would make the loader complain (a program of another class or
-/// machine); a static or setuid program still gets the environment, so its
+/// already shows will go wrong with CUDA libraries. Returns why it is not
+/// injected only when injecting would make the loader complain (a program of
+/// another class or machine); a static or setuid program still gets the environment, so its
 /// dynamically linked children are traced. Never stops the start, except
 /// that under `--strict` a closure problem is culaunch's error (125).
-fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bool, Error> {
+fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<Option<String>, Error> {
     let chain = command::interpreter_chain(program, path_var);
-    let Some(runs) = chain.last() else { return Ok(true) };
+    let Some(runs) = chain.last() else { return Ok(None) };
     let shown = runs.display();
     match elf::read_header(runs) {
         Ok(Some(h)) if !h.matches_this_build() => {
@@ -108,7 +124,7 @@ fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bo
                 "culaunch: warning: {shown} is a {} program; culaunch's audit module is not, so it runs untraced",
                 h.describe_machine()
             );
-            return Ok(false);
+            return Ok(Some(format!("it is a {} program; culaunch's audit module is not", h.describe_machine())));
         }
         Ok(Some(h)) if !h.dynamic => {
             eprintln!("culaunch: warning: {shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
@@ -134,7 +150,7 @@ fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bo
     if let Some(why) = secure_mode_reason(runs) {
         eprintln!("culaunch: warning: {shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// CUDA-family trouble visible before anything runs: a DT_NEEDED that cannot

@@ -150,6 +150,12 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
     let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
     let mut conflicts = Vec::new();
     for e in events {
+        // Written by the parent about a child: not a process of its own
+        // (culaunch writes one for a command it cannot trace).
+        if let Event::Untraced { exe, reason } = &e.event {
+            untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() });
+            continue;
+        }
         let key = (e.host.clone(), e.pid);
         let process = processes.entry(key).or_insert_with(|| Process {
             host: e.host.clone(),
@@ -207,9 +213,7 @@ pub fn summarise(events: &[Envelope], malformed_lines: usize, pins: &[(String, S
                 paths: paths.clone(),
                 reason: reason.clone(),
             }),
-            Event::Untraced { exe, reason } => {
-                untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() })
-            }
+            Event::Untraced { .. } => {}
             Event::Deny { request, caller, reason } => denials.push(Denial {
                 host: e.host.clone(),
                 pid: e.pid,

@@ -1,0 +1,220 @@
+//! Can the loader use culaunch's audit module at all? When it cannot (the
+//! file cannot be mapped executable, it is of another class, or a library it
+//! needs lacks a version node it names, e.g. `GLIBC_2.34` on a glibc 2.31),
+//! the loader prints one line on the job's stderr (`cannot be loaded as audit
+//! interface … ignored`) and runs the job untraced. These checks see the same
+//! facts before the start, so culaunch can say so and stop instead.
+
+pub mod elfver;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use crate::elf;
+
+/// The file, mapped read-only and private. Executable too when asked, as the
+/// loader maps a module's code: a `noexec` mount refuses that with EPERM.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path, exec: bool) -> io::Result<Mapped> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::ErrorKind::InvalidData)?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+        }
+        let prot = libc::PROT_READ | if exec { libc::PROT_EXEC } else { 0 };
+        // SAFETY: a fresh private mapping of an open file, unmapped in Drop;
+        // its bytes are only read through `bytes`.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as self lives.
+        // (A file truncated meanwhile would fault; these are the module and
+        // the system's libraries, which are replaced by rename, not rewritten.)
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// The loader must be able to map the module's code: readable, and on a
+/// filesystem that allows execution.
+pub fn mappable(module: &Path) -> io::Result<()> {
+    Mapped::open(module, true).map(drop).map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            io::Error::new(e.kind(), format!("{e} (cannot be mapped executable: is its filesystem mounted noexec?)"))
+        }
+        _ => e,
+    })
+}
+
+/// Says why the loader could not use `module` in a process started now, in
+/// this environment (its LD_LIBRARY_PATH, this machine's cache and
+/// libraries): the module's own libraries are found as the loader finds them
+/// for it, and each must define every version node the module needs.
+pub fn module_unusable(module: &Path) -> Option<String> {
+    if let Err(e) = mappable(module) {
+        return Some(format!("cannot read it: {e}"));
+    }
+    match elf::read_header(module) {
+        Ok(Some(h)) if !h.matches_this_build() => {
+            return Some(format!("it is a {} object, not one for this culaunch", h.describe_machine()))
+        }
+        Ok(Some(h)) if !h.shared => return Some("it is not a shared object".to_owned()),
+        Ok(Some(_)) => {}
+        Ok(None) => return Some("it is not an ELF file".to_owned()),
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    }
+    let needs = match Mapped::open(module, false).map(|m| elfver::read(m.bytes())) {
+        Ok(Ok(v)) => v.needed,
+        Ok(Err(e)) => return Some(e.to_owned()),
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    };
+    let closure = match elf::closure(module) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(module = %module.display(), error = %e, "cannot resolve the module's libraries");
+            return None;
+        }
+    };
+    for edge in &closure.edges {
+        if let elf::Target::Missing { .. } = edge.to {
+            if edge.from == elf::ROOT {
+                return Some(format!("the library it needs, {}, is not found", String::from_utf8_lossy(&edge.name)));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    let mut files: Vec<&str> = needs.iter().map(|n| n.file.as_str()).collect();
+    files.dedup();
+    for file in files {
+        let Some(node) = closure.nodes.iter().skip(1).find(|n| {
+            n.names.iter().any(|m| m == file.as_bytes()) || n.header.soname.as_deref() == Some(file.as_bytes())
+        }) else {
+            continue;
+        };
+        let provider = Path::new(std::ffi::OsStr::from_bytes(&node.path));
+        let defined = match Mapped::open(provider, false).map(|m| elfver::read(m.bytes())) {
+            Ok(Ok(v)) => v.defined,
+            _ => continue,
+        };
+        let missing: Vec<&str> = needs
+            .iter()
+            .filter(|n| n.file == file && !defined.contains(&n.version))
+            .map(|n| n.version.as_str())
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let newest = elfver::newest_glibc(defined.iter().map(String::as_str))
+            .map(|v| format!(" (its newest is GLIBC_{v})"))
+            .unwrap_or_default();
+        problems.push(format!(
+            "it needs {} of {file}, which {} does not define{newest}",
+            missing.join(", "),
+            provider.display()
+        ));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// The glibc the embedded module needs at least (from build.rs), for hints.
+pub fn module_glibc_floor() -> &'static str {
+    env!("CULAUNCH_MODULE_GLIBC")
+}
+
+/// An `untraced` trace line for a process culaunch itself starts untraced,
+/// written as the audit module writes them for descendants: by the parent
+/// (culaunch, so its own pid), naming the program and why.
+pub fn untraced_event(exe: &Path, reason: &str) -> String {
+    let ppid = std::os::unix::process::parent_id();
+    // uname's nodename, as the audit module names the host.
+    let host = nix::sys::utsname::uname().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
+    let line = serde_json::json!({
+        "v": 1,
+        "ts": rfc3339_now(),
+        "pid": std::process::id(),
+        "ppid": ppid,
+        "host": host,
+        "event": culaunch_protocol::event::UNTRACED,
+        "exe": exe.to_string_lossy(),
+        "reason": reason,
+    });
+    format!("{line}\n")
+}
+
+/// Now in UTC, `2026-12-02T20:41:07.123456Z` (the trace's `ts` format).
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(now.as_secs(), now.subsec_micros())
+}
+
+fn rfc3339(secs: u64, micros: u32) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        micros
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_the_civil_utc_dates_of_known_instants() {
+        // `date -u -d @N +%FT%T` gives these.
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(rfc3339(1_796_244_067, 123_456), "2026-12-02T20:41:07.123456Z");
+    }
+
+    #[test]
+    fn glibc_versions_compare_as_numbers() {
+        assert_eq!(elfver::newest_glibc(["GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.3.4", "GLIBC_PRIVATE"]).as_deref(), Some("2.17"));
+        assert_eq!(elfver::newest_glibc(["GCC_3.0"]), None);
+        assert!(elfver::glibc_version("GLIBC_2.9") < elfver::glibc_version("GLIBC_2.17"));
+    }
+
+    #[test]
+    fn corrupt_version_sections_are_errors_not_panics() {
+        let mut elf = std::fs::read("/proc/self/exe").expect("this test binary");
+        assert!(elfver::read(&elf).is_ok());
+        for cut in [0, 16, 64, elf.len() / 2] {
+            let _ = elfver::read(&elf[..cut]);
+        }
+        // Section header offset beyond the file.
+        elf[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(elfver::read(&elf).is_err());
+    }
+}
