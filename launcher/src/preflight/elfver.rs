@@ -94,17 +94,17 @@ pub fn read(bytes: &[u8]) -> Result<Versions, &'static str> {
         let at = shoff.checked_add(i.checked_mul(shentsize).ok_or(bad)?).ok_or(bad)?;
         let section = if is_64 {
             Section {
-                kind: r.u32(at + 4).ok_or(bad)?,
-                offset: r.u64(at + 0x18).ok_or(bad)?,
-                link: r.u32(at + 0x28).ok_or(bad)?,
-                info: r.u32(at + 0x2c).ok_or(bad)?,
+                kind: r.u32(at.saturating_add(4)).ok_or(bad)?,
+                offset: r.u64(at.saturating_add(0x18)).ok_or(bad)?,
+                link: r.u32(at.saturating_add(0x28)).ok_or(bad)?,
+                info: r.u32(at.saturating_add(0x2c)).ok_or(bad)?,
             }
         } else {
             Section {
-                kind: r.u32(at + 4).ok_or(bad)?,
-                offset: r.u32(at + 0x10).ok_or(bad)?.into(),
-                link: r.u32(at + 0x18).ok_or(bad)?,
-                info: r.u32(at + 0x1c).ok_or(bad)?,
+                kind: r.u32(at.saturating_add(4)).ok_or(bad)?,
+                offset: r.u32(at.saturating_add(0x10)).ok_or(bad)?.into(),
+                link: r.u32(at.saturating_add(0x18)).ok_or(bad)?,
+                info: r.u32(at.saturating_add(0x1c)).ok_or(bad)?,
             }
         };
         sections.push(section);
@@ -123,16 +123,16 @@ pub fn read(bytes: &[u8]) -> Result<Versions, &'static str> {
         for _ in 0..count {
             if s.kind == SHT_GNU_VERNEED {
                 // Elf_Verneed: vn_version, vn_cnt, vn_file, vn_aux, vn_next.
-                let cnt = r.u16(at + 2).ok_or(bad)?;
-                let file = name(r.u32(at + 4).ok_or(bad)?).ok_or(bad)?;
-                let mut aux = at.checked_add(u64::from(r.u32(at + 8).ok_or(bad)?)).ok_or(bad)?;
+                let cnt = r.u16(at.saturating_add(2)).ok_or(bad)?;
+                let file = name(r.u32(at.saturating_add(4)).ok_or(bad)?).ok_or(bad)?;
+                let mut aux = at.checked_add(u64::from(r.u32(at.saturating_add(8)).ok_or(bad)?)).ok_or(bad)?;
                 for _ in 0..cnt {
                     // Elf_Vernaux: vna_hash, vna_flags, vna_other, vna_name, vna_next.
-                    let version = name(r.u32(aux + 8).ok_or(bad)?).ok_or(bad)?;
+                    let version = name(r.u32(aux.saturating_add(8)).ok_or(bad)?).ok_or(bad)?;
                     out.needed.push(Need { file: file.clone(), version });
-                    aux = aux.checked_add(u64::from(r.u32(aux + 12).ok_or(bad)?)).ok_or(bad)?;
+                    aux = aux.checked_add(u64::from(r.u32(aux.saturating_add(12)).ok_or(bad)?)).ok_or(bad)?;
                 }
-                let next = r.u32(at + 12).ok_or(bad)?;
+                let next = r.u32(at.saturating_add(12)).ok_or(bad)?;
                 if next == 0 {
                     break;
                 }
@@ -140,12 +140,12 @@ pub fn read(bytes: &[u8]) -> Result<Versions, &'static str> {
             } else {
                 // Elf_Verdef: vd_version, vd_flags, vd_ndx, vd_cnt, vd_hash, vd_aux, vd_next;
                 // its first Elf_Verdaux names the node.
-                let flags = r.u16(at + 2).ok_or(bad)?;
-                let aux = at.checked_add(u64::from(r.u32(at + 12).ok_or(bad)?)).ok_or(bad)?;
+                let flags = r.u16(at.saturating_add(2)).ok_or(bad)?;
+                let aux = at.checked_add(u64::from(r.u32(at.saturating_add(12)).ok_or(bad)?)).ok_or(bad)?;
                 if flags & VER_FLG_BASE == 0 {
                     out.defined.push(name(r.u32(aux).ok_or(bad)?).ok_or(bad)?);
                 }
-                let next = r.u32(at + 16).ok_or(bad)?;
+                let next = r.u32(at.saturating_add(16)).ok_or(bad)?;
                 if next == 0 {
                     break;
                 }

@@ -206,12 +206,85 @@ mod tests {
         assert!(elfver::glibc_version("GLIBC_2.9") < elfver::glibc_version("GLIBC_2.17"));
     }
 
+    /// What `readelf -V` (binutils) lists: (needed (file, node), defined nodes).
+    fn readelf_versions(file: &str) -> (Vec<(String, String)>, Vec<String>) {
+        let out = std::process::Command::new("readelf").args(["-V", "--wide", file]).output().expect("readelf runs");
+        let (mut needed, mut defined, mut in_needs, mut from) = (Vec::new(), Vec::new(), false, String::new());
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let field = |key: &str| line.split(key).nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_owned);
+            if line.starts_with("Version needs section") {
+                in_needs = true;
+            } else if line.starts_with("Version definition section") || line.starts_with("Version symbols section") {
+                in_needs = false;
+            } else if in_needs {
+                if let Some(f) = field("File: ") {
+                    from = f;
+                } else if let Some(n) = field("Name: ") {
+                    needed.push((from.clone(), n));
+                }
+            } else if line.contains("Flags: none") || line.contains("Flags: WEAK") {
+                defined.extend(field("Name: "));
+            }
+        }
+        (needed, defined)
+    }
+
+    #[test]
+    fn version_nodes_read_from_elf_files_equal_what_readelf_lists() {
+        let candidates = [
+            "/proc/self/exe",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+            "/lib/aarch64-linux-gnu/libc.so.6",
+            "/usr/bin/ls",
+            "/usr/bin/perl",
+        ];
+        let mut compared = 0;
+        for file in candidates.iter().filter(|f| Path::new(f).exists()) {
+            let file = std::fs::canonicalize(file).unwrap();
+            let file = file.to_str().unwrap();
+            let ours = elfver::read(&std::fs::read(file).unwrap()).unwrap();
+            let (mut needed, mut defined) = readelf_versions(file);
+            let mut ours_needed: Vec<(String, String)> = ours.needed.into_iter().map(|n| (n.file, n.version)).collect();
+            let mut ours_defined = ours.defined;
+            for v in [&mut needed, &mut ours_needed] {
+                v.sort();
+            }
+            for v in [&mut defined, &mut ours_defined] {
+                v.sort();
+            }
+            assert_eq!(ours_needed, needed, "{file}: needed");
+            assert_eq!(ours_defined, defined, "{file}: defined");
+            compared += 1;
+        }
+        assert!(compared >= 3, "too few sample files");
+    }
+
     #[test]
     fn corrupt_version_sections_are_errors_not_panics() {
         let mut elf = std::fs::read("/proc/self/exe").expect("this test binary");
         assert!(elfver::read(&elf).is_ok());
         for cut in [0, 16, 64, elf.len() / 2] {
             let _ = elfver::read(&elf[..cut]);
+        }
+        // Mutations where the reader looks: the section headers and the
+        // version sections (byte at a time, restored after each parse).
+        let libc = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6").or_else(|_| std::fs::read("/proc/self/exe"));
+        let mut bytes = libc.unwrap();
+        let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..8_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let region = if seed & 1 == 0 { shoff..bytes.len() } else { 0..bytes.len().min(0x4000) };
+            let at = region.start + (seed >> 8) as usize % region.len().max(1);
+            let old = bytes[at];
+            bytes[at] = (seed >> 40) as u8;
+            let _ = elfver::read(&bytes);
+            bytes[at] = old;
         }
         // Section header offset beyond the file.
         elf[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
