@@ -26,6 +26,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CULAUNCH_GLIBC_FLOOR");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target = env::var("TARGET").expect("cargo sets TARGET");
+    // How zigbuild and maturin choose the linker (cargo's own config is watched by cargo).
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER", target.to_uppercase().replace(['-', '.'], "_"));
     let module = match env::var_os("CULAUNCH_AUDIT_MODULE") {
         Some(prebuilt) => PathBuf::from(prebuilt),
         None => build_module(&out, &target),
@@ -36,10 +38,14 @@ fn main() {
     let glibc = check(&module, &bytes, &target);
     // The installed module's file name carries this hash; computing it here
     // keeps it off every run's start-up.
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = fnv1a(&bytes);
     println!("cargo:rustc-env=CULAUNCH_MODULE_HASH={hash:016x}");
     // For `culaunch --version`-style reports and the preflight's messages.
     println!("cargo:rustc-env=CULAUNCH_MODULE_GLIBC={}", glibc.as_deref().unwrap_or(""));
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 fn build_module(out: &Path, target: &str) -> PathBuf {
@@ -51,7 +57,15 @@ fn build_module(out: &Path, target: &str) -> PathBuf {
     // OUT_DIR is <target-dir>[/<triple>]/<profile>/build/<pkg>-<hash>/out;
     // build beside <profile>, in a directory of its own so the outer build's
     // lock is not ours.
-    let target_dir = out.ancestors().nth(4).map(|t| t.join("audit-module")).unwrap_or_else(|| out.join("audit-module"));
+    // One per linker too: a module linked by the host's cc (glibc 2.34+) must
+    // never be reused by a zig build of the same triple (glibc 2.17).
+    let linker = env::var("RUSTC_LINKER").unwrap_or_default();
+    let name = if linker.is_empty() {
+        "audit-module".to_owned()
+    } else {
+        format!("audit-module-{:08x}", fnv1a(linker.as_bytes()) as u32)
+    };
+    let target_dir = out.ancestors().nth(4).map(|t| t.join(&name)).unwrap_or_else(|| out.join(&name));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // `--target` always, even when it is the host: the module must be built
     // for what the launcher runs on, and an explicit target makes cargo take

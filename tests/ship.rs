@@ -173,3 +173,51 @@ fn a_32_bit_command_keeps_its_exit_status_and_the_summary_lists_it_as_not_traced
     );
     assert_eq!(s["processes"].as_array().map(Vec::len), Some(0), "culaunch is no traced process: {s:#}");
 }
+
+/// A tmpfs mounted `noexec` for the test's life (root only; the test is
+/// skipped where mounting is not allowed).
+struct NoexecMount(PathBuf);
+
+impl NoexecMount {
+    fn new(at: &Path) -> Option<NoexecMount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noexec,size=16m", "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| NoexecMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for NoexecMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_cache_directory_on_a_noexec_mount_is_passed_over_for_the_next_one() {
+    let dir = scratch("noexec");
+    let Some(mount) = NoexecMount::new(&dir.join("cache")) else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new(CULAUNCH)
+        .env("XDG_CACHE_HOME", &mount.0)
+        .env("TMPDIR", &tmp)
+        .args(["--quiet", "--", "sh", "-c", "echo \"$LD_AUDIT\"; grep -c libculaunch_audit /proc/self/maps"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !stderr.contains(LOADER_SKIPS), "{stderr}");
+    let module = PathBuf::from(stdout.lines().next().unwrap_or_default());
+    assert!(module.starts_with(&tmp), "the module must come from TMPDIR, not the noexec cache: {stdout}");
+    // Ground truth: the loader refuses a module on that mount, and maps the one culaunch chose.
+    let refused = mount.0.join("culaunch").join(module.file_name().unwrap());
+    assert!(refused.exists(), "culaunch first wrote it to the noexec cache");
+    assert!(bare_with_audit(&refused).contains(LOADER_SKIPS));
+    assert_ne!(stdout.lines().nth(1), Some("0"), "the shell mapped the module: {stdout}");
+}
