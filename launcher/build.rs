@@ -109,9 +109,13 @@ fn check(module: &Path, bytes: &[u8], target: &str) -> Option<String> {
     };
     assert!(bytes.len() > 20 && &bytes[..4] == b"\x7fELF", "the audit module {shown} is not an ELF file");
     let class_bits = if bytes[4] == 2 { "64" } else { "32" };
-    let machine = if bytes[5] == 2 { u16::from_be_bytes([bytes[18], bytes[19]]) } else { u16::from_le_bytes([bytes[18], bytes[19]]) };
+    let machine = if bytes[5] == 2 {
+        u16::from_be_bytes([bytes[18], bytes[19]])
+    } else {
+        u16::from_le_bytes([bytes[18], bytes[19]])
+    };
     assert!(
-        class_bits == bits && want_machine.map_or(true, |m| m == machine),
+        class_bits == bits && !matches!(want_machine, Some(m) if m != machine),
         "the audit module {shown} is a {class_bits}-bit object for ELF machine {machine}, \
          but the launcher is built for {target}: it would be injected into no process"
     );
@@ -119,7 +123,8 @@ fn check(module: &Path, bytes: &[u8], target: &str) -> Option<String> {
     let newest = elfver::newest_glibc(versions.needed.iter().map(|n| n.version.as_str()));
     let floor = env::var("CULAUNCH_GLIBC_FLOOR").ok().filter(|f| !f.is_empty()).or_else(zig_glibc_suffix);
     if let (Some(floor), Some(newest)) = (&floor, &newest) {
-        let (f, n) = (elfver::glibc_version(&format!("GLIBC_{floor}")), elfver::glibc_version(&format!("GLIBC_{newest}")));
+        let (f, n) =
+            (elfver::glibc_version(&format!("GLIBC_{floor}")), elfver::glibc_version(&format!("GLIBC_{newest}")));
         assert!(f.is_some(), "CULAUNCH_GLIBC_FLOOR={floor} is not a glibc version such as 2.17");
         assert!(
             n <= f,

@@ -122,8 +122,15 @@ fn a_module_of_another_elf_class_stops_the_run_with_125() {
     let dir = scratch("class");
     let module = dir.join("module32.so");
     let src = fixture("versioned_module.c");
-    let built =
-        cc(&[os("-m32"), os("-shared"), os("-fPIC"), os("-DSTUB_PROVIDER"), src.as_os_str(), os("-o"), module.as_os_str()]);
+    let built = cc(&[
+        os("-m32"),
+        os("-shared"),
+        os("-fPIC"),
+        os("-DSTUB_PROVIDER"),
+        src.as_os_str(),
+        os("-o"),
+        module.as_os_str(),
+    ]);
     if !built {
         eprintln!("skipped: cc -m32 cannot build (gcc-multilib missing)");
         return;
@@ -168,7 +175,9 @@ fn a_32_bit_command_keeps_its_exit_status_and_the_summary_lists_it_as_not_traced
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     let untraced = s["untraced"].as_array().expect("an untraced list");
     assert!(
-        untraced.iter().any(|u| u["exe"] == prog.to_string_lossy().as_ref() && u["reason"].as_str().unwrap().contains("32-bit")),
+        untraced
+            .iter()
+            .any(|u| u["exe"] == prog.to_string_lossy().as_ref() && u["reason"].as_str().unwrap().contains("32-bit")),
         "{s:#}"
     );
     assert_eq!(s["processes"].as_array().map(Vec::len), Some(0), "culaunch is no traced process: {s:#}");

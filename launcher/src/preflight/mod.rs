@@ -178,13 +178,7 @@ fn rfc3339(secs: u64, micros: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        micros
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, micros)
 }
 
 #[cfg(test)]
@@ -201,7 +195,10 @@ mod tests {
 
     #[test]
     fn glibc_versions_compare_as_numbers() {
-        assert_eq!(elfver::newest_glibc(["GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.3.4", "GLIBC_PRIVATE"]).as_deref(), Some("2.17"));
+        assert_eq!(
+            elfver::newest_glibc(["GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.3.4", "GLIBC_PRIVATE"]).as_deref(),
+            Some("2.17")
+        );
         assert_eq!(elfver::newest_glibc(["GCC_3.0"]), None);
         assert!(elfver::glibc_version("GLIBC_2.9") < elfver::glibc_version("GLIBC_2.17"));
     }
