@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 
+use crate::preflight::Unusable;
+
 /// culaunch itself failed before starting the command (bad option, trace
 /// file not writable, …), like `env` and `timeout`.
 pub const EXIT_CULAUNCH: u8 = 125;
@@ -61,7 +63,7 @@ pub enum Error {
         source: io::Error,
     },
     #[error("the loader cannot use culaunch's audit module {}: {reason}; the command would run untraced", .path.display())]
-    ModuleUnusable { path: PathBuf, reason: String },
+    ModuleUnusable { path: PathBuf, kind: Unusable, reason: String },
     #[error("strict mode: {}: {problems}", .file.display())]
     Preflight { file: PathBuf, problems: String },
     #[error("no summary of the run, so no lock was written")]
@@ -102,13 +104,22 @@ impl Error {
         match self {
             Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
-            Error::ModuleUnusable { .. } => Some(format!(
-                "culaunch's manylinux wheel needs glibc 2.17 or newer; this build's own module needs glibc {} or newer",
-                match crate::preflight::module_glibc_floor() {
-                    "" => "?",
-                    v => v,
+            Error::ModuleUnusable { kind, .. } => Some(match kind {
+                Unusable::Libraries => format!(
+                    "culaunch's manylinux wheel needs glibc 2.17 or newer; this build's own module needs glibc {} or newer",
+                    match crate::preflight::module_glibc_floor() {
+                        "" => "?",
+                        v => v,
+                    }
+                ),
+                Unusable::Unreadable if std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some() => {
+                    "CULAUNCH_AUDIT_MODULE names it; unset it to use culaunch's own module".to_owned()
                 }
-            )),
+                Unusable::Unreadable => {
+                    "set XDG_CACHE_HOME or TMPDIR to a readable directory whose filesystem allows execution".to_owned()
+                }
+                Unusable::OtherClass => "unset CULAUNCH_AUDIT_MODULE, or point it at a module built with culaunch".to_owned(),
+            }),
             Error::LockMismatch { .. } | Error::LockedFileMissing { .. } => {
                 Some("restore the file, or write a new lock with `culaunch lock`".to_owned())
             }

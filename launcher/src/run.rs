@@ -50,8 +50,8 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
     let env = if untraced.is_none() {
         let module = inject::module_path()?;
-        if let Some(reason) = preflight::module_unusable(&module) {
-            return Err(Error::ModuleUnusable { path: module, reason });
+        if let Some((kind, reason)) = preflight::module_unusable(&module) {
+            return Err(Error::ModuleUnusable { path: module, kind, reason });
         }
         let injection = Injection {
             module,
@@ -110,9 +110,9 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
 /// Looks at the file the kernel will load and says, in one line each, why the
 /// loader will not run culaunch's module in it, and what its static closure
 /// already shows will go wrong with CUDA libraries. Returns why it is not
-/// injected only when injecting would make the loader complain (a program of
-/// another class or machine); a static or setuid program still gets the environment, so its
-/// dynamically linked children are traced. Never stops the start, except
+/// injected only when injecting would make the loader complain (a program
+/// of another class or machine); a static or setuid program still gets the
+/// environment, so its dynamically linked children are traced. Never stops the start, except
 /// that under `--strict` a closure problem is culaunch's error (125).
 fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<Option<String>, Error> {
     let chain = command::interpreter_chain(program, path_var);

@@ -69,27 +69,41 @@ pub fn mappable(module: &Path) -> io::Result<()> {
     })
 }
 
+/// Why the loader could not use the module: each kind has its own remedy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    /// It cannot be opened, or mapped executable, or it is not an ELF shared object.
+    Unreadable,
+    /// Another class or machine than the programs culaunch traces.
+    OtherClass,
+    /// A library it needs is missing or lacks a version node (an older glibc).
+    Libraries,
+}
+
 /// Says why the loader could not use `module` in a process started now, in
 /// this environment (its LD_LIBRARY_PATH, this machine's cache and
 /// libraries): the module's own libraries are found as the loader finds them
 /// for it, and each must define every version node the module needs.
-pub fn module_unusable(module: &Path) -> Option<String> {
+pub fn module_unusable(module: &Path) -> Option<(Unusable, String)> {
     if let Err(e) = mappable(module) {
-        return Some(format!("cannot read it: {e}"));
+        return Some((Unusable::Unreadable, format!("cannot read it: {e}")));
     }
     match elf::read_header(module) {
         Ok(Some(h)) if !h.matches_this_build() => {
-            return Some(format!("it is a {} object, not one for this culaunch", h.describe_machine()))
+            return Some((
+                Unusable::OtherClass,
+                format!("it is a {} object, not one for this culaunch", h.describe_machine()),
+            ))
         }
-        Ok(Some(h)) if !h.shared => return Some("it is not a shared object".to_owned()),
+        Ok(Some(h)) if !h.shared => return Some((Unusable::Unreadable, "it is not a shared object".to_owned())),
         Ok(Some(_)) => {}
-        Ok(None) => return Some("it is not an ELF file".to_owned()),
-        Err(e) => return Some(format!("cannot read it: {e}")),
+        Ok(None) => return Some((Unusable::Unreadable, "it is not an ELF file".to_owned())),
+        Err(e) => return Some((Unusable::Unreadable, format!("cannot read it: {e}"))),
     }
     let needs = match Mapped::open(module, false).map(|m| elfver::read(m.bytes())) {
         Ok(Ok(v)) => v.needed,
-        Ok(Err(e)) => return Some(e.to_owned()),
-        Err(e) => return Some(format!("cannot read it: {e}")),
+        Ok(Err(e)) => return Some((Unusable::Unreadable, e.to_owned())),
+        Err(e) => return Some((Unusable::Unreadable, format!("cannot read it: {e}"))),
     };
     let closure = match elf::closure(module) {
         Ok(c) => c,
@@ -101,7 +115,8 @@ pub fn module_unusable(module: &Path) -> Option<String> {
     for edge in &closure.edges {
         if let elf::Target::Missing { .. } = edge.to {
             if edge.from == elf::ROOT {
-                return Some(format!("the library it needs, {}, is not found", String::from_utf8_lossy(&edge.name)));
+                let name = String::from_utf8_lossy(&edge.name);
+                return Some((Unusable::Libraries, format!("the library it needs, {name}, is not found")));
             }
         }
     }
@@ -136,7 +151,7 @@ pub fn module_unusable(module: &Path) -> Option<String> {
             provider.display()
         ));
     }
-    (!problems.is_empty()).then(|| problems.join("; "))
+    (!problems.is_empty()).then(|| (Unusable::Libraries, problems.join("; ")))
 }
 
 /// The glibc the embedded module needs at least (from build.rs), for hints.
