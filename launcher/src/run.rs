@@ -46,11 +46,11 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let path_var = std::env::var_os("PATH");
     let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
-    let untraced = preflight(&program, path_var.as_deref(), &plan)?;
+    let (untraced, interp) = preflight(&program, path_var.as_deref(), &plan)?;
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
     let env = if untraced.is_none() {
         let module = inject::module_path()?;
-        if let Some((kind, reason)) = preflight::module_unusable(&module) {
+        if let Some((kind, reason)) = preflight::module_unusable(&module, interp.as_deref()) {
             return Err(Error::ModuleUnusable { path: module, kind, reason });
         }
         let injection = Injection {
@@ -112,24 +112,32 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
 /// already shows will go wrong with CUDA libraries. Returns why it is not
 /// injected only when injecting would make the loader complain (a program
 /// of another class or machine); a static or setuid program still gets the
-/// environment, so its dynamically linked children are traced. Never stops the start, except
+/// environment, so its dynamically linked children are traced. Also returns
+/// the loader the program asks for (PT_INTERP). Never stops the start, except
 /// that under `--strict` a closure problem is culaunch's error (125).
-fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<Option<String>, Error> {
+fn preflight(
+    program: &Path,
+    path_var: Option<&OsStr>,
+    plan: &Plan,
+) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
     let chain = command::interpreter_chain(program, path_var);
-    let Some(runs) = chain.last() else { return Ok(None) };
+    let Some(runs) = chain.last() else { return Ok((None, None)) };
     let shown = runs.display();
+    let mut interp = None;
     match elf::read_header(runs) {
         Ok(Some(h)) if !h.matches_this_build() => {
             eprintln!(
                 "culaunch: warning: {shown} is a {} program; culaunch's audit module is not, so it runs untraced",
                 h.describe_machine()
             );
-            return Ok(Some(format!("it is a {} program; culaunch's audit module is not", h.describe_machine())));
+            let why = format!("it is a {} program; culaunch's audit module is not", h.describe_machine());
+            return Ok((Some(why), None));
         }
         Ok(Some(h)) if !h.dynamic => {
             eprintln!("culaunch: warning: {shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
         }
-        Ok(Some(_)) => {
+        Ok(Some(h)) => {
+            interp = h.interp;
             let problems = match elf::closure(runs) {
                 Ok(closure) => closure_problems(&closure, &plan.pins),
                 Err(e) => {
@@ -150,7 +158,7 @@ fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<Op
     if let Some(why) = secure_mode_reason(runs) {
         eprintln!("culaunch: warning: {shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
     }
-    Ok(None)
+    Ok((None, interp))
 }
 
 /// CUDA-family trouble visible before anything runs: a DT_NEEDED that cannot

@@ -84,7 +84,8 @@ pub enum Unusable {
 /// this environment (its LD_LIBRARY_PATH, this machine's cache and
 /// libraries): the module's own libraries are found as the loader finds them
 /// for it, and each must define every version node the module needs.
-pub fn module_unusable(module: &Path) -> Option<(Unusable, String)> {
+/// `interp` is the loader the command runs under (its PT_INTERP).
+pub fn module_unusable(module: &Path, interp: Option<&[u8]>) -> Option<(Unusable, String)> {
     if let Err(e) = mappable(module) {
         return Some((Unusable::Unreadable, format!("cannot read it: {e}")));
     }
@@ -105,6 +106,9 @@ pub fn module_unusable(module: &Path) -> Option<(Unusable, String)> {
         Ok(Err(e)) => return Some((Unusable::Unreadable, e.to_owned())),
         Err(e) => return Some((Unusable::Unreadable, format!("cannot read it: {e}"))),
     };
+    if covered_by_our_own(&needs, interp) {
+        return None;
+    }
     let closure = match elf::closure(module) {
         Ok(c) => c,
         Err(e) => {
@@ -152,6 +156,28 @@ pub fn module_unusable(module: &Path) -> Option<(Unusable, String)> {
         ));
     }
     (!problems.is_empty()).then(|| (Unusable::Libraries, problems.join("; ")))
+}
+
+/// Whether culaunch's own start already proves the module's libraries
+/// define what it needs, sparing the resolution (about 0.7 ms): the command
+/// runs under culaunch's own loader and no LD_LIBRARY_PATH applies, so the
+/// loader finds the module's libraries (it has no DT_RPATH or DT_RUNPATH)
+/// where it found culaunch's, through the same cache and default
+/// directories; culaunch runs, so they define every node culaunch needs.
+fn covered_by_our_own(needs: &[elfver::Need], interp: Option<&[u8]>) -> bool {
+    if std::env::var_os("LD_LIBRARY_PATH").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    let own = Path::new("/proc/self/exe");
+    let Ok(Some(header)) = elf::read_header(own) else { return false };
+    let info = &header.dynamic_info;
+    if header.interp.is_none() || header.interp.as_deref() != interp || info.rpath.is_some() || info.runpath.is_some() {
+        return false;
+    }
+    match Mapped::open(own, false).map(|m| elfver::read(m.bytes())) {
+        Ok(Ok(ours)) => needs.iter().all(|n| ours.needed.contains(n)),
+        _ => false,
+    }
 }
 
 /// The glibc the embedded module needs at least (from build.rs), for hints.
