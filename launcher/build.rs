@@ -40,7 +40,7 @@ fn main() {
     // keeps it off every run's start-up.
     let hash = fnv1a(&bytes);
     println!("cargo:rustc-env=CULAUNCH_MODULE_HASH={hash:016x}");
-    // For `culaunch --version`-style reports and the preflight's messages.
+    // For the preflight's hint when a module cannot be used: what this build needs.
     println!("cargo:rustc-env=CULAUNCH_MODULE_GLIBC={}", glibc.as_deref().unwrap_or(""));
 }
 
