@@ -230,3 +230,31 @@ fn a_cache_directory_on_a_noexec_mount_is_passed_over_for_the_next_one() {
     assert!(bare_with_audit(&refused).contains(LOADER_SKIPS));
     assert_ne!(stdout.lines().nth(1), Some("0"), "the shell mapped the module: {stdout}");
 }
+
+#[test]
+fn a_32_bit_descendant_runs_as_bare_without_the_loaders_line_and_its_parent_names_it() {
+    let dir = scratch("child32");
+    let prog = dir.join("says-hi-32");
+    let src = dir.join("says-hi.c");
+    std::fs::write(&src, "#include <stdio.h>\nint main(void) { fprintf(stderr, \"hi\\n\"); return 3; }\n").unwrap();
+    if !cc(&[os("-m32"), src.as_os_str(), os("-o"), prog.as_os_str()]) {
+        eprintln!("skipped: cc -m32 cannot build (gcc-multilib missing)");
+        return;
+    }
+    // The shell execs the program (execve), so the parent can name it.
+    let script = format!("exec {}", prog.display());
+    let bare = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let summary = dir.join("summary.json");
+    let out = Command::new(CULAUNCH)
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(["--quiet", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), bare.status.code());
+    // Exactly the program's own stderr: no `wrong ELF class` line from its loader.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&bare.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let named = s["untraced"].as_array().into_iter().flatten().any(|u| u["exe"] == prog.to_string_lossy().as_ref());
+    assert!(named, "{s:#}");
+}

@@ -54,7 +54,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
             return Err(Error::ModuleUnusable { path: module, kind, reason });
         }
         let injection = Injection {
-            module,
+            module: preflight::audit_entry(&module),
             trace: trace.path.clone(),
             all_libs: plan.all_libs,
             strict: plan.strict,

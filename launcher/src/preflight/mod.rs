@@ -6,16 +6,13 @@
 //! facts before the start, so culaunch can say so and stop instead.
 
 pub mod elfver;
-// Not wired into the injection yet: the module directory needs a `$LIB`
-// layout for it (see its comment).
-#[allow(dead_code)]
 pub mod stub32;
 
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::elf;
 
@@ -178,6 +175,80 @@ fn covered_by_our_own(needs: &[elfver::Need], interp: Option<&[u8]>) -> bool {
         Ok(Ok(ours)) => needs.iter().all(|n| ours.needed.contains(n)),
         _ => false,
     }
+}
+
+/// The 32-bit x86 loader: where it is absent no 32-bit dynamic program can
+/// run, so none can print the wrong-class line.
+const I386_LOADER: &str = "/lib/ld-linux.so.2";
+/// What `$PLATFORM` expands to in a 64-bit x86 process: the kernel's
+/// AT_PLATFORM, or glibc's own names for some Intel CPUs (sysdeps/x86/cpu-features.c).
+const X86_64_PLATFORMS: [&str; 3] = ["x86_64", "haswell", "xeon_phi"];
+/// And in a 32-bit one (i686 on any CPU of this century).
+const I386_PLATFORMS: [&str; 4] = ["i386", "i486", "i586", "i686"];
+
+/// The LD_AUDIT entry for `module`. Where 32-bit programs can run, it is
+/// `NAME.d/$PLATFORM/NAME` beside the module: a 64-bit loader expands it to
+/// a link to the module, a 32-bit one to a module that declines
+/// ([`stub32`]), so a 32-bit descendant runs untraced without the loader's
+/// `wrong ELF class` line on its stderr. The layout is used only once the
+/// loader has been seen to map the module through it without a word;
+/// otherwise (and on other machines) the entry is the module itself.
+pub fn audit_entry(module: &Path) -> PathBuf {
+    if !cfg!(target_arch = "x86_64") || !Path::new(I386_LOADER).exists() {
+        return module.to_path_buf();
+    }
+    platform_layout(module).unwrap_or_else(|e| {
+        tracing::debug!(module = %module.display(), error = %e, "no $PLATFORM layout");
+        module.to_path_buf()
+    })
+}
+
+fn platform_layout(module: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::symlink;
+    let name = module.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+    let mut dir_name = name.to_os_string();
+    dir_name.push(".d");
+    let dir = module.with_file_name(dir_name);
+    let entry = dir.join("$PLATFORM").join(name);
+    let verified = dir.join(".verified");
+    if verified.exists() {
+        return Ok(entry);
+    }
+    let exists_ok = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    };
+    for platform in X86_64_PLATFORMS {
+        std::fs::create_dir_all(dir.join(platform))?;
+        exists_ok(symlink(Path::new("../..").join(name), dir.join(platform).join(name)))?;
+    }
+    let stub = stub32::declining_i386_module();
+    for platform in I386_PLATFORMS {
+        let sub = dir.join(platform);
+        std::fs::create_dir_all(&sub)?;
+        if std::fs::read(sub.join(name)).ok().as_deref() != Some(&stub[..]) {
+            // Beside, then renamed: a concurrent run never sees half a file.
+            let tmp = sub.join(format!(".stub.{}", std::process::id()));
+            std::fs::write(&tmp, &stub)?;
+            std::fs::rename(&tmp, sub.join(name))?;
+        }
+    }
+    // The loader's own answer, once: a 64-bit program with the entry in
+    // LD_AUDIT maps the module through it without a word (the module,
+    // without culaunch's other variables, then unloads itself).
+    let probe = std::process::Command::new("/proc/self/exe")
+        .arg("--version")
+        .env("LD_AUDIT", &entry)
+        .env_remove(culaunch_protocol::env::TRACE)
+        .env_remove(culaunch_protocol::env::FLAGS)
+        .env_remove(culaunch_protocol::env::PINS)
+        .output()?;
+    if !probe.status.success() || !probe.stderr.is_empty() {
+        let said = String::from_utf8_lossy(&probe.stderr).into_owned();
+        return Err(io::Error::other(format!("the loader did not take {}: {said}", entry.display())));
+    }
+    std::fs::write(verified, b"")?;
+    Ok(entry)
 }
 
 /// The glibc the embedded module needs at least (from build.rs), for hints.

@@ -5,10 +5,10 @@
 //! ELFCLASS64; ignored.` on that program's stderr. A module whose
 //! `la_version` returns 0 is unloaded without a word ("this can happen
 //! deliberately", glibc's elf/rtld.c, `load_audit_module`). Placed where
-//! `$LIB` of LD_AUDIT leads a 32-bit loader (`DIR/$LIB/NAME`: the 64-bit
-//! loader expands `$LIB` to its own directory, which holds the real module),
-//! this keeps the job's stderr clean; the parent's `untraced` event still
-//! names the program.
+//! `$PLATFORM` of the LD_AUDIT entry leads a 32-bit loader
+//! (`NAME.d/i686/NAME`, while `NAME.d/x86_64/NAME` links to the real
+//! module; see `audit_entry`), it keeps the job's stderr clean; the parent's
+//! `untraced` event still names the program.
 //!
 //! The object is 264 bytes written here, not compiled: no 32-bit toolchain
 //! is needed to build culaunch. One read-write-execute PT_LOAD holding a
