@@ -194,7 +194,10 @@ const I386_PLATFORMS: [&str; 4] = ["i386", "i486", "i586", "i686"];
 /// loader has been seen to map the module through it without a word;
 /// otherwise (and on other machines) the entry is the module itself.
 pub fn audit_entry(module: &Path) -> PathBuf {
-    if !cfg!(target_arch = "x86_64") || !Path::new(I386_LOADER).exists() {
+    // A module of the developer's own (CULAUNCH_AUDIT_MODULE) is used as
+    // given: nothing is written beside it.
+    let overridden = std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some();
+    if overridden || !cfg!(target_arch = "x86_64") || !Path::new(I386_LOADER).exists() {
         return module.to_path_buf();
     }
     platform_layout(module).unwrap_or_else(|e| {
@@ -210,7 +213,9 @@ fn platform_layout(module: &Path) -> io::Result<PathBuf> {
     dir_name.push(".d");
     let dir = module.with_file_name(dir_name);
     let entry = dir.join("$PLATFORM").join(name);
-    let verified = dir.join(".verified");
+    // Verified per loader and CPU: a home shared by many machines holds one
+    // layout, and each machine's loader is asked once.
+    let verified = dir.join(format!(".verified-{:016x}", loader_and_cpu()));
     if verified.exists() {
         return Ok(entry);
     }
@@ -249,6 +254,26 @@ fn platform_layout(module: &Path) -> io::Result<PathBuf> {
     }
     std::fs::write(verified, b"")?;
     Ok(entry)
+}
+
+/// What the loader's `$PLATFORM` depends on: the loader file and the CPU as
+/// the kernel describes it.
+fn loader_and_cpu() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut key = Vec::new();
+    if let Ok(m) = std::fs::metadata("/lib64/ld-linux-x86-64.so.2") {
+        key.extend_from_slice(format!("{}:{}:{}:{}", m.dev(), m.ino(), m.size(), m.mtime()).as_bytes());
+    }
+    // SAFETY: getauxval has no preconditions; 0 means "absent".
+    let (hwcap, hwcap2, platform) = unsafe {
+        (libc::getauxval(libc::AT_HWCAP), libc::getauxval(libc::AT_HWCAP2), libc::getauxval(libc::AT_PLATFORM))
+    };
+    key.extend_from_slice(format!(":{hwcap:x}:{hwcap2:x}:").as_bytes());
+    if platform != 0 {
+        // SAFETY: AT_PLATFORM points to a NUL-terminated string the kernel placed on our stack.
+        key.extend_from_slice(unsafe { std::ffi::CStr::from_ptr(platform as *const libc::c_char) }.to_bytes());
+    }
+    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The glibc the embedded module needs at least (from build.rs), for hints.
