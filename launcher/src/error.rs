@@ -105,6 +105,13 @@ impl Error {
             Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
             Error::ModuleUnusable { kind, .. } => Some(match kind {
+                Unusable::Libraries if std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some() => format!(
+                    "CULAUNCH_AUDIT_MODULE names a module built for another system; unset it to use culaunch's own (glibc {} or newer)",
+                    match crate::preflight::module_glibc_floor() {
+                        "" => "?",
+                        v => v,
+                    }
+                ),
                 Unusable::Libraries => format!(
                     "culaunch's manylinux wheel needs glibc 2.17 or newer; this build's own module needs glibc {} or newer",
                     match crate::preflight::module_glibc_floor() {
