@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 
+use crate::preflight::Unusable;
+
 /// culaunch itself failed before starting the command (bad option, trace
 /// file not writable, …), like `env` and `timeout`.
 pub const EXIT_CULAUNCH: u8 = 125;
@@ -62,6 +64,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("the loader cannot use culaunch's audit module {}: {reason}; the command would run untraced", .path.display())]
+    ModuleUnusable { path: PathBuf, kind: Unusable, reason: String },
     #[error("strict mode: {}: {problems}", .file.display())]
     Preflight { file: PathBuf, problems: String },
     #[error("cannot write the summary as JSON: {0}")]
@@ -104,6 +108,29 @@ impl Error {
         match self {
             Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
+            Error::ModuleUnusable { kind, .. } => Some(match kind {
+                Unusable::Libraries if std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some() => format!(
+                    "CULAUNCH_AUDIT_MODULE names a module built for another system; unset it to use culaunch's own (glibc {} or newer)",
+                    match crate::preflight::module_glibc_floor() {
+                        "" => "?",
+                        v => v,
+                    }
+                ),
+                Unusable::Libraries => format!(
+                    "culaunch's manylinux wheel needs glibc 2.17 or newer; this build's own module needs glibc {} or newer",
+                    match crate::preflight::module_glibc_floor() {
+                        "" => "?",
+                        v => v,
+                    }
+                ),
+                Unusable::Unreadable if std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some() => {
+                    "CULAUNCH_AUDIT_MODULE names it; unset it to use culaunch's own module".to_owned()
+                }
+                Unusable::Unreadable => {
+                    "set XDG_CACHE_HOME or TMPDIR to a readable directory whose filesystem allows execution".to_owned()
+                }
+                Unusable::OtherClass => "unset CULAUNCH_AUDIT_MODULE, or point it at a module built with culaunch".to_owned(),
+            }),
             Error::LockMismatch { .. } | Error::LockedFileMissing { .. } => {
                 Some("restore the file, or write a new lock with `culaunch lock`".to_owned())
             }

@@ -35,7 +35,9 @@ pub fn module_path() -> Result<PathBuf, Error> {
             // LD_AUDIT is a colon-separated list.
             continue;
         }
-        match install(&dir, &path) {
+        // A directory whose filesystem is mounted noexec takes the file but
+        // not the loader's mapping of it: try the next one.
+        match install(&dir, &path).and_then(|()| crate::preflight::mappable(&path)) {
             Ok(()) => return Ok(path),
             Err(e) => last_error = Some((path, e)),
         }

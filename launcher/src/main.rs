@@ -18,6 +18,7 @@ mod inject;
 mod input;
 mod messages;
 mod plan;
+mod preflight;
 mod probe;
 mod python;
 mod report;

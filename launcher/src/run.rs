@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::inject::{self, Injection};
 use crate::messages::{self, note, warning};
 use crate::plan::{self, Plan};
+use crate::preflight;
 use crate::report;
 use crate::rules;
 use crate::spawn::{self, Outcome};
@@ -44,11 +45,15 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let path_var = std::env::var_os("PATH");
     let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
-    let traceable = preflight(&program, path_var.as_deref(), &plan)?;
+    let (untraced, interp) = preflight(&program, path_var.as_deref(), &plan)?;
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
-    let env = if traceable {
+    let env = if untraced.is_none() {
+        let module = inject::module_path()?;
+        if let Some((kind, reason)) = preflight::module_unusable(&module, interp.as_deref()) {
+            return Err(Error::ModuleUnusable { path: module, kind, reason });
+        }
         let injection = Injection {
-            module: inject::module_path()?,
+            module: preflight::audit_entry(&module),
             trace: trace.path.clone(),
             all_libs: plan.all_libs,
             strict: plan.strict,
@@ -56,6 +61,17 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
         };
         inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())
     } else {
+        // The summary lists it under "not traced", as the module does for
+        // descendants it cannot trace.
+        let reason = untraced.as_deref().unwrap_or_default();
+        let line = preflight::untraced_event(&program, reason);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&trace.path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(source) = appended {
+            return Err(Error::TraceFile { path: trace.path.clone(), source });
+        }
         Vec::new()
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
@@ -92,27 +108,35 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
 
 /// Looks at the file the kernel will load and says, in one line each, why the
 /// loader will not run culaunch's module in it, and what its static closure
-/// already shows will go wrong with CUDA libraries. Returns false only when
-/// injecting would make the loader complain (a program of another class or
-/// machine); a static or setuid program still gets the environment, so its
-/// dynamically linked children are traced. Never stops the start, except
+/// already shows will go wrong with CUDA libraries. Returns why it is not
+/// injected only when injecting would make the loader complain (a program
+/// of another class or machine); a static or setuid program still gets the
+/// environment, so its dynamically linked children are traced. Also returns
+/// the loader the program asks for (PT_INTERP). Never stops the start, except
 /// that under `--strict` a closure problem is culaunch's error (125).
-fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bool, Error> {
+fn preflight(
+    program: &Path,
+    path_var: Option<&OsStr>,
+    plan: &Plan,
+) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
     let chain = command::interpreter_chain(program, path_var);
-    let Some(runs) = chain.last() else { return Ok(true) };
+    let Some(runs) = chain.last() else { return Ok((None, None)) };
     let shown = runs.display();
+    let mut interp = None;
     match elf::read_header(runs) {
         Ok(Some(h)) if !h.matches_this_build() => {
             warning!(
                 "{shown} is a {} program; culaunch's audit module is not, so it runs untraced",
                 h.describe_machine()
             );
-            return Ok(false);
+            let why = format!("it is a {} program; culaunch's audit module is not", h.describe_machine());
+            return Ok((Some(why), None));
         }
         Ok(Some(h)) if !h.dynamic => {
             warning!("{shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");
         }
-        Ok(Some(_)) => {
+        Ok(Some(h)) => {
+            interp = h.interp;
             let problems = match elf::closure(runs) {
                 Ok(closure) => rules::closure(&closure, &plan.pins),
                 Err(e) => {
@@ -134,7 +158,7 @@ fn preflight(program: &Path, path_var: Option<&OsStr>, plan: &Plan) -> Result<bo
     if let Some(why) = secure_mode_reason(runs) {
         warning!("{shown} {why}: the loader ignores LD_AUDIT in it, so it runs untraced");
     }
-    Ok(true)
+    Ok((None, interp))
 }
 
 /// setuid, setgid or file capabilities put the loader in secure mode.
