@@ -186,6 +186,20 @@ impl VersionSource {
     }
 }
 
+impl<'de> Deserialize<'de> for VersionSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "pip" => VersionSource::Pip,
+            "conda" => VersionSource::Conda,
+            "toolkit version.json" => VersionSource::ToolkitVersionJson,
+            "dpkg" => VersionSource::Dpkg,
+            "file name" => VersionSource::FileName,
+            _ => VersionSource::Call(s),
+        })
+    }
+}
+
 impl Serialize for VersionSource {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())

@@ -32,6 +32,15 @@ pub enum Event {
         argv: Vec<String>,
         #[serde(default)]
         forked: bool,
+        #[serde(default)]
+        rank: Option<i64>,
+        #[serde(default)]
+        local_rank: Option<i64>,
+        #[serde(default)]
+        world_size: Option<i64>,
+        /// The recorded variables (launchers' rank variables among them).
+        #[serde(default)]
+        env: Option<std::collections::BTreeMap<String, String>>,
     },
     Load(Load),
     Conflict {
@@ -54,6 +63,10 @@ pub enum Event {
         #[serde(default)]
         status: Option<i64>,
     },
+    /// What a live run learned of one library file after the run (its
+    /// release, its installer), appended by the launcher so that the trace
+    /// says it wherever it is read.
+    Facts(FileFacts),
     #[serde(other)]
     Unknown,
 }
@@ -86,6 +99,17 @@ pub struct Load {
     pub redirected_from: Option<String>,
 }
 
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub struct FileFacts {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_source: Option<crate::vocab::VersionSource>,
+    #[serde(default)]
+    pub origin: Option<super::provenance::Origin>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -101,6 +125,33 @@ pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
     let mut file = std::fs::File::open(path).map_err(err)?;
     file.seek(SeekFrom::Start(start)).map_err(err)?;
     parse(BufReader::new(file)).map_err(err)
+}
+
+/// Calls `each` with every event of a trace from byte `start` on, one at a
+/// time; returns how many lines were not valid events.
+pub fn read_each(path: &Path, start: u64, mut each: impl FnMut(Envelope)) -> Result<usize, Error> {
+    let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    file.seek(SeekFrom::Start(start)).map_err(err)?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    let mut bad = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(err)? == 0 {
+            return Ok(bad);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Envelope>(&line) {
+            Ok(e) => each(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping a trace line that is not an event");
+                bad += 1;
+            }
+        }
+    }
 }
 
 pub fn parse(reader: impl Read) -> std::io::Result<(Vec<Envelope>, usize)> {

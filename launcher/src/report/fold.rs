@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::events::{Envelope, Event, Load};
+use culaunch_protocol::event::How;
+
+use super::events::{Envelope, Event, FileFacts, Load};
 use super::provenance::{self, Origin};
 use super::summary::{Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
 use crate::vocab::{Tag, VersionSource};
@@ -25,22 +27,91 @@ impl Facts {
 
 /// `pins` are the run's (SONAME, canonical path), to report which were used.
 pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)]) -> Facts {
-    let mut pin_uses: Vec<PinUse> = pins
-        .iter()
-        .map(|(soname, path)| PinUse {
-            soname: soname.clone(),
-            path: path.clone(),
-            used_in: BTreeSet::new(),
-            redirected: BTreeSet::new(),
-        })
-        .collect();
-    let mut s = Summary { malformed_lines, ..Summary::default() };
-    let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
-    let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
-    let mut loads: BTreeMap<(String, i64), Vec<Load>> = BTreeMap::new();
-    for e in events {
+    let mut f = Folder::new(pins, None);
+    events.iter().for_each(|e| f.push(e));
+    f.finish(malformed_lines)
+}
+
+/// The fold one event at a time, so that a report over many files never
+/// holds their events at once.
+pub struct Folder {
+    s: Summary,
+    pin_uses: Vec<PinUse>,
+    processes: BTreeMap<(String, i64), Process>,
+    seen: BTreeMap<(String, i64), Seen>,
+    libraries: BTreeMap<String, Library>,
+    loads: BTreeMap<(String, i64), Vec<Load>>,
+    facts: Vec<(String, FileFacts)>,
+    /// Only this process tree, when set: (host, pid) of its root.
+    scope: Option<(String, i64)>,
+}
+
+/// What decides whether a process was traced, or only passed through.
+#[derive(Default)]
+struct Seen {
+    started: bool,
+    /// Loads of its own (not inherited at fork).
+    own_loads: bool,
+    /// The last thing it did was exec a program culaunch does not run in.
+    exec_untraced: bool,
+}
+
+impl Folder {
+    /// `scope`: fold only the processes descending from this (host, pid)
+    /// (a run's own command), whatever else appended to the same file.
+    pub fn new(pins: &[(String, String)], scope: Option<(String, i64)>) -> Folder {
+        let pin_uses = pins
+            .iter()
+            .map(|(soname, path)| PinUse {
+                soname: soname.clone(),
+                path: path.clone(),
+                used_in: BTreeSet::new(),
+                redirected: BTreeSet::new(),
+            })
+            .collect();
+        Folder {
+            s: Summary::default(),
+            pin_uses,
+            processes: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            libraries: BTreeMap::new(),
+            loads: BTreeMap::new(),
+            facts: Vec::new(),
+            scope,
+        }
+    }
+
+    /// Whether the event belongs to the scope. A process joins when it
+    /// starts as the root or as a child of a member; the root's pid is a
+    /// member from the start, so the children of an untraced command (a
+    /// static program) still join.
+    fn in_scope(&mut self, e: &Envelope) -> bool {
+        let Some((host, root)) = &self.scope else { return true };
+        if !(e.host.is_empty() || host.is_empty() || e.host == *host) {
+            return false;
+        }
         let key = (e.host.clone(), e.pid);
-        let process = processes.entry(key.clone()).or_insert_with(|| Process {
+        if e.pid == *root || self.processes.contains_key(&key) {
+            return true;
+        }
+        let joins = matches!(e.event, Event::ProcessStart { .. })
+            && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)));
+        joins
+    }
+
+    pub fn push(&mut self, e: &Envelope) {
+        if let Event::Facts(f) = &e.event {
+            // About a file, not a process: kept whoever wrote it.
+            self.facts.push((e.host.clone(), f.clone()));
+            return;
+        }
+        if !self.in_scope(e) {
+            return;
+        }
+        let s = &mut self.s;
+        let key = (e.host.clone(), e.pid);
+        let seen = self.seen.entry(key.clone()).or_default();
+        let process = self.processes.entry(key.clone()).or_insert_with(|| Process {
             host: e.host.clone(),
             pid: e.pid,
             ppid: e.ppid,
@@ -48,14 +119,27 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
             argv: Vec::new(),
             forked: false,
             exit_status: None,
+            rank: None,
+            local_rank: None,
+            world_size: None,
         });
+        if !matches!(e.event, Event::Unknown) {
+            seen.exec_untraced = false;
+        }
         match &e.event {
-            Event::ProcessStart { exe, argv, forked } => {
+            Event::ProcessStart { exe, argv, forked, rank, local_rank, world_size, env } => {
                 // After exec the same pid starts again: the last image wins.
                 process.exe.clone_from(exe);
                 process.argv.clone_from(argv);
                 process.forked = *forked;
                 process.ppid = e.ppid;
+                // The numbers when the audit module wrote them, else the
+                // recorded variables.
+                let from_env = crate::compare::identity(|k| env.as_ref()?.get(k).cloned());
+                process.rank = rank.or(from_env.rank);
+                process.local_rank = local_rank.or(from_env.local_rank);
+                process.world_size = world_size.or(from_env.world_size);
+                seen.started = true;
             }
             Event::ProcessExit { status } => process.exit_status = *status,
             Event::Load(l) if !l.ok => s.probes.push(Probe {
@@ -66,9 +150,10 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 error: l.error.clone(),
             }),
             Event::Load(l) => {
-                loads.entry(key).or_default().push(l.clone());
+                seen.own_loads |= !l.how.is(How::Inherited);
+                self.loads.entry(key).or_default().push(l.clone());
                 if l.cuda {
-                    add_load(&mut libraries, &mut pin_uses, e, l);
+                    add_load(&mut self.libraries, &mut self.pin_uses, e, l);
                 }
             }
             Event::Conflict { family, paths, reason } => s.conflicts.push(Conflict {
@@ -79,6 +164,7 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 reason: reason.clone(),
             }),
             Event::Untraced { exe, reason } => {
+                seen.exec_untraced = true;
                 s.untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() })
             }
             Event::Deny { request, caller, reason } => s.denials.push(Denial {
@@ -88,14 +174,55 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 caller: caller.clone(),
                 reason: reason.clone(),
             }),
-            Event::Unknown => {}
+            Event::Facts(_) | Event::Unknown => {}
         }
     }
-    s.libraries = libraries.into_values().collect();
-    s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
-    s.processes = processes.into_values().collect();
-    s.pins = pin_uses;
-    Facts { summary: s, loads }
+
+    pub fn finish(mut self, malformed_lines: usize) -> Facts {
+        // Not traced: a pid that never started under culaunch (a vfork child
+        // that exec'd a program with a cleared environment), or a forked
+        // child that did nothing of its own before exec'ing one (ctypes'
+        // ldconfig). They are listed under `untraced`, never counted.
+        let passed: BTreeSet<(String, i64)> = self
+            .seen
+            .iter()
+            .filter(|(k, s)| {
+                !s.started || (s.exec_untraced && !s.own_loads && self.processes.get(*k).is_some_and(|p| p.forked))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &passed {
+            self.processes.remove(k);
+            self.loads.remove(k);
+        }
+        let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        for lib in self.libraries.values_mut() {
+            lib.processes.retain(|p| !passed_names.contains(p));
+        }
+        self.libraries.retain(|_, l| !l.processes.is_empty());
+        for pin in &mut self.pin_uses {
+            pin.used_in.retain(|p| !passed_names.contains(p));
+        }
+        for (host, f) in std::mem::take(&mut self.facts) {
+            let Some(lib) = self.libraries.get_mut(&f.path) else { continue };
+            if !host.is_empty() && !lib.hosts().any(|h| h == host || h.is_empty()) {
+                continue;
+            }
+            if let Some(origin) = f.origin {
+                lib.origin = origin;
+            }
+            if f.version.is_some() {
+                (lib.version, lib.version_source) = (f.version, f.version_source);
+            }
+        }
+        let mut s = self.s;
+        s.malformed_lines = malformed_lines;
+        s.libraries = self.libraries.into_values().collect();
+        s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
+        s.processes = self.processes.into_values().collect();
+        s.pins = self.pin_uses;
+        Facts { summary: s, loads: self.loads }
+    }
 }
 
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
@@ -132,7 +259,6 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
 mod tests {
     use super::*;
     use crate::report::events::parse;
-    use culaunch_protocol::event::How;
 
     #[test]
     fn one_row_per_file_counting_processes_and_ways() {
