@@ -94,9 +94,10 @@ impl Folder {
         if e.pid == *root || self.processes.contains_key(&key) {
             return true;
         }
-        let joins = matches!(e.event, Event::ProcessStart { .. })
-            && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)));
-        joins
+        // A vfork child that exec'd an untraced program writes only its
+        // `untraced` event: it joins to be listed, not counted.
+        matches!(e.event, Event::ProcessStart { .. } | Event::Untraced { .. })
+            && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)))
     }
 
     pub fn push(&mut self, e: &Envelope) {
@@ -288,5 +289,64 @@ mod tests {
         assert_eq!(lib.processes.len(), 2);
         assert_eq!(lib.how.iter().cloned().collect::<Vec<_>>(), [Tag::Known(How::Dlopen), Tag::Known(How::Inherited)]);
         assert_eq!(s.conflicts.len(), 1);
+    }
+
+    fn lines(lines: &[&str]) -> Vec<Envelope> {
+        parse(lines.join("\n").as_bytes()).unwrap().0
+    }
+
+    #[test]
+    fn a_forked_child_that_only_execs_an_untraced_program_is_listed_not_counted() {
+        let events = lines(&[
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            r#"{"pid":1,"host":"h","event":"load","how":"dlopen","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            // fork, then exec of ldconfig with a cleared environment
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            r#"{"pid":2,"ppid":1,"host":"h","event":"load","how":"inherited","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            r#"{"pid":2,"ppid":1,"host":"h","event":"untraced","exe":"/sbin/ldconfig","reason":"cleared"}"#,
+            // vfork, then the same: no process_start at all
+            r#"{"pid":3,"ppid":1,"host":"h","event":"untraced","exe":"/sbin/ldconfig","reason":"cleared"}"#,
+            // a forked worker that spawns an untraced program and goes on
+            r#"{"pid":4,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            r#"{"pid":4,"ppid":1,"host":"h","event":"untraced","exe":"/bin/static","reason":"static"}"#,
+            r#"{"pid":4,"ppid":1,"host":"h","event":"process_exit","status":0}"#,
+        ]);
+        let s = fold(&events, 0, &[]).summary;
+        assert_eq!(s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(s.untraced.len(), 3);
+        assert_eq!(s.libraries[0].processes.iter().collect::<Vec<_>>(), ["h:1"]);
+    }
+
+    #[test]
+    fn a_scoped_fold_keeps_only_the_roots_tree_on_its_host() {
+        let events = lines(&[
+            r#"{"pid":10,"ppid":9,"host":"a","event":"process_start","exe":"/bin/x","rank":0}"#,
+            r#"{"pid":20,"ppid":19,"host":"a","event":"process_start","exe":"/bin/other-run"}"#,
+            r#"{"pid":11,"ppid":10,"host":"a","event":"process_start","exe":"/bin/child"}"#,
+            r#"{"pid":12,"ppid":11,"host":"a","event":"process_start","exe":"/bin/grandchild"}"#,
+            r#"{"pid":21,"ppid":20,"host":"a","event":"process_start","exe":"/bin/other-child"}"#,
+            r#"{"pid":11,"ppid":10,"host":"b","event":"process_start","exe":"/bin/same-pid-elsewhere"}"#,
+            r#"{"pid":20,"host":"a","event":"load","how":"dlopen","path":"/w/libcudart.so.11.0","cuda":true,"family":"cudart"}"#,
+            r#"{"pid":12,"host":"a","event":"load","how":"dlopen","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+        ]);
+        let mut f = Folder::new(&[], Some(("a".into(), 10)));
+        events.iter().for_each(|e| f.push(e));
+        let s = f.finish(0).summary;
+        let got: Vec<(&str, i64)> = s.processes.iter().map(|p| (p.host.as_str(), p.pid)).collect();
+        assert_eq!(got, [("a", 10), ("a", 11), ("a", 12)]);
+        assert_eq!(s.processes[0].rank, Some(0));
+        assert_eq!(s.libraries.len(), 1);
+        assert_eq!(s.libraries[0].path, "/w/libcudart.so.12");
+    }
+
+    #[test]
+    fn rank_comes_from_the_numbers_else_the_recorded_variables() {
+        let events = lines(&[
+            r#"{"pid":1,"host":"h","event":"process_start","rank":5,"world_size":8,"env":{"RANK":"1"}}"#,
+            r#"{"pid":2,"host":"h","event":"process_start","env":{"OMPI_COMM_WORLD_RANK":"3"}}"#,
+        ]);
+        let s = fold(&events, 0, &[]).summary;
+        assert_eq!((s.processes[0].rank, s.processes[0].world_size), (Some(5), Some(8)));
+        assert_eq!(s.processes[1].rank, Some(3));
     }
 }
