@@ -64,6 +64,13 @@ impl<T: Name> fmt::Display for Tag<T> {
     }
 }
 
+/// Hashed by spelling, as it is compared.
+impl<T: Name> std::hash::Hash for Tag<T> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
 /// Ordered by spelling, as the summary's sets have always been.
 impl<T: Name> Ord for Tag<T> {
     fn cmp(&self, other: &Self) -> Ordering {

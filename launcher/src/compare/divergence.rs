@@ -19,16 +19,18 @@ pub struct Proc {
 }
 
 /// One CUDA library file mapped in one process, with what is known of it.
+/// Borrowed from the summary: a job of many ranks maps the same few files
+/// in every rank.
 #[derive(Clone, Debug)]
-pub struct Mapped {
-    pub host: String,
+pub struct Mapped<'a> {
+    pub host: &'a str,
     pub pid: i64,
-    pub family: String,
-    pub soname: String,
-    pub path: String,
-    pub version: Option<String>,
+    pub family: &'a str,
+    pub soname: &'a str,
+    pub path: &'a str,
+    pub version: Option<&'a str>,
     /// The installer, in the summary's words (`pip nvidia-cuda-runtime-cu12`).
-    pub provenance: String,
+    pub provenance: &'a str,
 }
 
 /// A rank of the job: the topmost process that carries that rank, with the
@@ -115,25 +117,25 @@ pub struct Outlier {
 
 /// What one rank mapped of one family: the files, each with its release
 /// and installer, sorted.
-type Variant = BTreeSet<(String, String, Option<String>, String)>;
+type Variant<'a> = BTreeSet<(&'a str, &'a str, Option<&'a str>, &'a str)>;
 
 /// For each family the ranks disagree on, the majority (most ranks; a tie
 /// goes to the files of the lowest rank) and every other rank.
-pub fn divergences(procs: &[Proc], mapped: &[Mapped]) -> Vec<Divergence> {
+pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
     let rank_of = ranks(procs);
-    let mut seen: BTreeMap<&str, BTreeMap<(i64, &str, i64), Variant>> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, BTreeMap<(i64, &str, i64), Variant<'_>>> = BTreeMap::new();
     for m in mapped {
-        let Some(r) = rank_of.get(&(m.host.clone(), m.pid)) else { continue };
-        seen.entry(m.family.as_str()).or_default().entry((r.rank, r.host.as_str(), r.pid)).or_default().insert((
-            m.soname.clone(),
-            m.path.clone(),
-            m.version.clone(),
-            m.provenance.clone(),
+        let Some(r) = rank_of.get(&(m.host.to_owned(), m.pid)) else { continue };
+        seen.entry(m.family).or_default().entry((r.rank, r.host.as_str(), r.pid)).or_default().insert((
+            m.soname,
+            m.path,
+            m.version,
+            m.provenance,
         ));
     }
     let mut out = Vec::new();
     for (family, per_rank) in seen {
-        let mut variants: Vec<(&Variant, Vec<(i64, &str, i64)>)> = Vec::new();
+        let mut variants: Vec<(&Variant<'_>, Vec<(i64, &str, i64)>)> = Vec::new();
         for (rank, v) in &per_rank {
             match variants.iter_mut().find(|(w, _)| *w == v) {
                 Some((_, ranks)) => ranks.push(*rank),
@@ -150,9 +152,9 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped]) -> Vec<Divergence> {
         let (major, major_ranks) = variants.remove(at);
         let Some(first) = major.iter().next() else { continue };
         let majority = Majority {
-            path: first.1.clone(),
-            version: first.2.clone(),
-            origin: first.3.clone(),
+            path: first.1.to_owned(),
+            version: first.2.map(str::to_owned),
+            origin: first.3.to_owned(),
             ranks: major_ranks.iter().map(|r| r.0).collect(),
             count: major_ranks.len(),
         };
@@ -165,10 +167,10 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped]) -> Vec<Divergence> {
                     host: (*host).to_owned(),
                     rank: *rank,
                     pid: *pid,
-                    soname: f.0.clone(),
-                    path: f.1.clone(),
-                    version: f.2.clone(),
-                    origin: f.3.clone(),
+                    soname: f.0.to_owned(),
+                    path: f.1.to_owned(),
+                    version: f.2.map(str::to_owned),
+                    origin: f.3.to_owned(),
                 });
             }
             let hosts: BTreeSet<&str> = ranks.iter().map(|r| r.1).filter(|h| !h.is_empty()).collect();
@@ -183,7 +185,7 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped]) -> Vec<Divergence> {
         clauses.push(format!("{} loaded {}", rank_words(&major_ranks), files_words(major)));
         out.push(Divergence {
             family: family.to_owned(),
-            soname: first.0.clone(),
+            soname: first.0.to_owned(),
             majority,
             outliers,
             message: clauses.join("; "),
@@ -197,12 +199,12 @@ fn rank_words(ranks: &[(i64, &str, i64)]) -> String {
     format!("{} {}", if numbers.len() == 1 { "rank" } else { "ranks" }, ranges(&numbers))
 }
 
-fn files_words(v: &Variant) -> String {
+fn files_words(v: &Variant<'_>) -> String {
     let files: Vec<String> = v
         .iter()
         .map(|(soname, _, version, origin)| {
             let version = version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
-            let origin = if origin.is_empty() || origin == "unknown" { String::new() } else { format!(" ({origin})") };
+            let origin = if origin.is_empty() || *origin == "unknown" { String::new() } else { format!(" ({origin})") };
             format!("{soname}{version}{origin}")
         })
         .collect();
@@ -217,20 +219,12 @@ mod tests {
         Proc { host: host.into(), pid, ppid, rank, world_size: world }
     }
 
-    fn cudart(host: &str, pid: i64, major: u32) -> Mapped {
-        let (soname, version, pkg) = match major {
-            11 => ("libcudart.so.11.0", "11.8.89", "pip nvidia-cuda-runtime-cu11"),
-            _ => ("libcudart.so.12", "12.9.79", "pip nvidia-cuda-runtime-cu12"),
+    fn cudart(host: &str, pid: i64, major: u32) -> Mapped<'_> {
+        let (soname, path, version, pkg) = match major {
+            11 => ("libcudart.so.11.0", "/venv/nvidia/cuda_runtime/lib/libcudart.so.11.0", "11.8.89", "pip nvidia-cuda-runtime-cu11"),
+            _ => ("libcudart.so.12", "/venv/nvidia/cuda_runtime/lib/libcudart.so.12", "12.9.79", "pip nvidia-cuda-runtime-cu12"),
         };
-        Mapped {
-            host: host.into(),
-            pid,
-            family: "cudart".into(),
-            soname: soname.into(),
-            path: format!("/venv/nvidia/cuda_runtime/lib/{soname}"),
-            version: Some(version.into()),
-            provenance: pkg.into(),
-        }
+        Mapped { host, pid, family: "cudart", soname, path, version: Some(version), provenance: pkg }
     }
 
     #[test]
@@ -263,12 +257,12 @@ mod tests {
     fn the_same_file_of_another_release_or_installer_diverges() {
         let procs: Vec<Proc> = (0..3).map(|r| proc("h", 10 + r, 1, Some(r), Some(3))).collect();
         let mut mapped: Vec<Mapped> = (0..3).map(|r| cudart("h", 10 + r, 12)).collect();
-        mapped[1].version = Some("12.8.90".into());
+        mapped[1].version = Some("12.8.90");
         let d = divergences(&procs, &mapped);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outliers[0].rank, 1);
-        mapped[1].version = Some("12.9.79".into());
-        mapped[0].provenance = "conda cuda-cudart".into();
+        mapped[1].version = Some("12.9.79");
+        mapped[0].provenance = "conda cuda-cudart";
         assert_eq!(divergences(&procs, &mapped)[0].outliers[0].rank, 0);
     }
 

@@ -71,7 +71,7 @@ pub enum Event {
     Unknown,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub struct Load {
     pub how: Tag<How>,
     #[serde(default)]

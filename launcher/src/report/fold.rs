@@ -1,7 +1,8 @@
 //! Stage 1, events → facts: a pure fold of the trace. No file, record or
 //! driver of any machine is read here; what the trace says is all there is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
 
 use culaunch_protocol::event::How;
 
@@ -14,8 +15,9 @@ use crate::vocab::{Tag, VersionSource};
 /// diagnoses, and each process's loads for the rules.
 pub struct Facts {
     pub summary: Summary,
-    /// Per (host, pid), its successful loads in trace order.
-    pub loads: BTreeMap<(String, i64), Vec<Load>>,
+    /// Per (host, pid), its successful loads in trace order. One copy of
+    /// each distinct load, shared: the ranks of a job load the same files.
+    pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
 }
 
 impl Facts {
@@ -40,8 +42,11 @@ pub struct Folder {
     processes: BTreeMap<(String, i64), Process>,
     seen: BTreeMap<(String, i64), Seen>,
     libraries: BTreeMap<String, Library>,
-    loads: BTreeMap<(String, i64), Vec<Load>>,
-    facts: Vec<(String, FileFacts)>,
+    loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    distinct: HashSet<Rc<Load>>,
+    /// Per (host, path), the last facts written: every rank's culaunch
+    /// writes its own, and they say the same.
+    facts: BTreeMap<(String, String), FileFacts>,
     /// Only this process tree, when set: (host, pid) of its root.
     scope: Option<(String, i64)>,
 }
@@ -76,7 +81,8 @@ impl Folder {
             seen: BTreeMap::new(),
             libraries: BTreeMap::new(),
             loads: BTreeMap::new(),
-            facts: Vec::new(),
+            distinct: HashSet::new(),
+            facts: BTreeMap::new(),
             scope,
         }
     }
@@ -103,7 +109,7 @@ impl Folder {
     pub fn push(&mut self, e: &Envelope) {
         if let Event::Facts(f) = &e.event {
             // About a file, not a process: kept whoever wrote it.
-            self.facts.push((e.host.clone(), f.clone()));
+            self.facts.insert((e.host.clone(), f.path.clone()), f.clone());
             return;
         }
         if !self.in_scope(e) {
@@ -152,7 +158,15 @@ impl Folder {
             }),
             Event::Load(l) => {
                 seen.own_loads |= !l.how.is(How::Inherited);
-                self.loads.entry(key).or_default().push(l.clone());
+                let shared = match self.distinct.get(l) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let new = Rc::new(l.clone());
+                        self.distinct.insert(new.clone());
+                        new
+                    }
+                };
+                self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
                     add_load(&mut self.libraries, &mut self.pin_uses, e, l);
                 }
@@ -204,7 +218,7 @@ impl Folder {
         for pin in &mut self.pin_uses {
             pin.used_in.retain(|p| !passed_names.contains(p));
         }
-        for (host, f) in std::mem::take(&mut self.facts) {
+        for ((host, _), f) in std::mem::take(&mut self.facts) {
             let Some(lib) = self.libraries.get_mut(&f.path) else { continue };
             if !host.is_empty() && !lib.hosts().any(|h| h == host || h.is_empty()) {
                 continue;

@@ -56,20 +56,25 @@ fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
         .iter()
         .map(|p| Proc { host: p.host.clone(), pid: p.pid, ppid: p.ppid, rank: p.rank, world_size: p.world_size })
         .collect();
+    let labels: Vec<(String, String)> = s
+        .libraries
+        .iter()
+        .map(|l| (l.origin.label(), l.soname.clone().unwrap_or_else(|| basename(&l.path).to_owned())))
+        .collect();
+    let families: Vec<String> = s.libraries.iter().map(|l| l.family.to_string()).collect();
     let mut mapped = Vec::new();
-    for lib in &s.libraries {
-        let soname = lib.soname.clone().unwrap_or_else(|| basename(&lib.path).to_owned());
+    for ((lib, (provenance, soname)), family) in s.libraries.iter().zip(&labels).zip(&families) {
         for hp in &lib.processes {
             let Some((host, pid)) = hp.rsplit_once(':') else { continue };
             let Ok(pid) = pid.parse() else { continue };
             mapped.push(Mapped {
-                host: host.to_owned(),
+                host,
                 pid,
-                family: lib.family.to_string(),
-                soname: soname.clone(),
-                path: lib.path.clone(),
-                version: lib.version.clone(),
-                provenance: lib.origin.label(),
+                family,
+                soname,
+                path: &lib.path,
+                version: lib.version.as_deref(),
+                provenance,
             });
         }
     }
