@@ -119,15 +119,26 @@ fn scratch(name: &str) -> PathBuf {
 
 fn site_packages(venv: &Path) -> PathBuf {
     let lib = venv.join("lib");
-    let py = std::fs::read_dir(&lib).expect("venv lib").filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("python"));
+    let py = std::fs::read_dir(&lib)
+        .expect("venv lib")
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"));
     py.expect("lib/python3.*").path().join("site-packages")
 }
 
 /// `python -c` loading `lib` with ctypes, printing its pid first.
 fn load_with_python(culaunch: &[&str], lib: &Path, env: &[(&str, &str)]) -> std::process::Output {
     let py = venv().join("bin/python");
-    let code = format!("import ctypes, os; print(os.getpid(), flush=True); ctypes.CDLL({:?})", lib.display().to_string());
-    Command::new(CULAUNCH).args(culaunch).arg("--").arg(&py).args(["-c", &code]).envs(env.iter().copied()).output().expect("culaunch runs")
+    let code =
+        format!("import ctypes, os; print(os.getpid(), flush=True); ctypes.CDLL({:?})", lib.display().to_string());
+    Command::new(CULAUNCH)
+        .args(culaunch)
+        .arg("--")
+        .arg(&py)
+        .args(["-c", &code])
+        .envs(env.iter().copied())
+        .output()
+        .expect("culaunch runs")
 }
 
 fn cudart(soname: &str) -> PathBuf {
@@ -162,10 +173,10 @@ fn report_of_a_trace_whose_library_was_deleted_shows_the_live_release_and_packag
     let out = load_with_python(&["-q", "-t", trace.to_str().unwrap()], &lib, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let before = report_json(&[trace.clone()]);
+    let before = report_json(std::slice::from_ref(&trace));
     std::fs::remove_file(&lib).expect("delete the library");
     std::fs::remove_dir_all(sp.join(&dist)).expect("delete its records");
-    let after = report_json(&[trace.clone()]);
+    let after = report_json(std::slice::from_ref(&trace));
     for r in [&before, &after] {
         let libs = r["libraries"].as_array().expect("libraries");
         assert_eq!(libs.len(), 1, "{r:#}");
@@ -182,13 +193,21 @@ fn report_of_a_trace_whose_library_was_deleted_shows_the_live_release_and_packag
 fn diff_exits_0_for_the_same_libraries_1_naming_what_differs_and_125_for_bad_input() {
     let dir = scratch("diff");
     let t = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    for (name, soname) in [("a.jsonl", "libcudart.so.12"), ("a2.jsonl", "libcudart.so.12"), ("b.jsonl", "libcudart.so.11.0")] {
+    for (name, soname) in
+        [("a.jsonl", "libcudart.so.12"), ("a2.jsonl", "libcudart.so.12"), ("b.jsonl", "libcudart.so.11.0")]
+    {
         let out = load_with_python(&["-q", "-t", &t(name)], &cudart(soname), &[]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let diff = |args: &[&str]| Command::new(CULAUNCH).arg("diff").args(args).output().expect("diff runs");
     let same = diff(&[&t("a.jsonl"), &t("a2.jsonl")]);
-    assert_eq!(same.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&same.stdout), String::from_utf8_lossy(&same.stderr));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&same.stdout),
+        String::from_utf8_lossy(&same.stderr)
+    );
     assert!(same.stdout.is_empty());
 
     let differ = diff(&["--json", &t("a.jsonl"), &t("b.jsonl")]);
@@ -224,7 +243,8 @@ fn diff_exits_0_for_the_same_libraries_1_naming_what_differs_and_125_for_bad_inp
 }
 
 fn summary(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("summary json")
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("summary json")
 }
 
 fn pids(summary: &Value) -> Vec<i64> {
@@ -281,7 +301,8 @@ fn ctypes_ldconfig_children_are_listed_untraced_and_not_counted() {
     let py = venv().join("bin/python");
     // find_library runs `ldconfig -p` with a cleared environment.
     let code = "import ctypes.util, os; print(os.getpid(), flush=True); print(ctypes.util.find_library('m'))";
-    let out = Command::new(CULAUNCH).arg("--summary-json").arg(&json).arg("--").arg(&py).args(["-c", code]).output().unwrap();
+    let out =
+        Command::new(CULAUNCH).arg("--summary-json").arg(&json).arg("--").arg(&py).args(["-c", code]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let pid: i64 = stdout.lines().next().unwrap().parse().unwrap();
@@ -290,7 +311,11 @@ fn ctypes_ldconfig_children_are_listed_untraced_and_not_counted() {
     assert_eq!(pids(&s), [pid], "{s:#}");
     let untraced: Vec<String> = s["untraced"].as_array().unwrap().iter().map(|u| s_(&u["exe"])).collect();
     assert!(untraced.iter().any(|e| e.ends_with("ldconfig") || e.ends_with("ldconfig.real")), "{untraced:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("culaunch: 1 process traced"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("culaunch: 1 process traced"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -344,7 +369,7 @@ fn mpirun_ranks_sharing_one_trace_each_summarise_their_own_rank() {
         assert_eq!(pids(&s), [*pid], "rank {rank}: {s:#}");
         assert_eq!(s["processes"][0]["rank"], *rank, "rank {rank}");
         let sonames: Vec<String> = s["libraries"].as_array().unwrap().iter().map(|l| s_(&l["soname"])).collect();
-        assert_eq!(&sonames, &[soname.clone()], "rank {rank}");
+        assert_eq!(&sonames, std::slice::from_ref(soname), "rank {rank}");
     }
     let report = report_json(&[dir.join("shared.jsonl")]);
     let d: Vec<&Value> = report["divergences"].as_array().unwrap().iter().filter(|d| d["family"] == "cudart").collect();

@@ -206,6 +206,7 @@ pub fn exit_for_clap(e: clap::Error) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn run_args(argv: &[&str]) -> RunArgs {
         match parse(argv.iter().map(OsString::from)) {
@@ -269,7 +270,7 @@ mod tests {
     #[test]
     fn diff_is_a_subcommand_and_after_dashes_the_diff_program() {
         match parse(["culaunch", "diff", "--json", "a", "b"].map(OsString::from)) {
-            Ok(Cli { command: Command::Diff(d) }) => assert!(d.json && d.a == PathBuf::from("a")),
+            Ok(Cli { command: Command::Diff(d) }) => assert!(d.json && d.a == Path::new("a")),
             other => panic!("{other:?}"),
         }
         let r = run_args(&["culaunch", "--", "diff", "-u", "a", "b"]);

@@ -41,6 +41,9 @@ pub struct Difference {
     pub b: Vec<Lib>,
 }
 
+/// One facet of a copy, as compared.
+type Facet = fn(&Lib) -> String;
+
 pub fn diff(a: &[Lib], b: &[Lib]) -> Vec<Difference> {
     let group = |libs: &[Lib]| {
         let mut m: BTreeMap<(String, String), Vec<Lib>> = BTreeMap::new();
@@ -63,7 +66,7 @@ pub fn diff(a: &[Lib], b: &[Lib]) -> Vec<Difference> {
             differs_in.push(Aspect::Presence);
         } else {
             let set = |f: fn(&Lib) -> String, l: &[Lib]| l.iter().map(f).collect::<BTreeSet<String>>();
-            let aspects: [(Aspect, fn(&Lib) -> String); 4] = [
+            let aspects: [(Aspect, Facet); 4] = [
                 (Aspect::File, |l| l.path.clone()),
                 (Aspect::Release, |l| l.version.clone().unwrap_or_default()),
                 (Aspect::Provenance, |l| l.origin.clone()),
@@ -112,7 +115,8 @@ pub fn text(diffs: &[Difference], a_name: &str, b_name: &str) -> String {
             }
             for l in libs {
                 let version = l.version.as_deref().unwrap_or("?");
-                let search = if l.search.is_empty() { String::new() } else { format!(", found by {}", l.search.join(",")) };
+                let search =
+                    if l.search.is_empty() { String::new() } else { format!(", found by {}", l.search.join(",")) };
                 let _ = writeln!(out, "  {side}: {version} {}{search}", l.origin);
                 let _ = writeln!(out, "     {}", l.path);
             }

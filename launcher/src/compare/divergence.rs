@@ -117,6 +117,9 @@ pub struct Outlier {
 
 /// What one rank mapped of one family: the files, each with its release
 /// and installer, sorted.
+/// A rank as the comparison sorts them: number, host, pid.
+type RankKey<'a> = (i64, &'a str, i64);
+
 type Variant<'a> = BTreeSet<(&'a str, &'a str, Option<&'a str>, &'a str)>;
 
 /// For each family the ranks disagree on, the majority (most ranks; a tie
@@ -135,7 +138,7 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
     }
     let mut out = Vec::new();
     for (family, per_rank) in seen {
-        let mut variants: Vec<(&Variant<'_>, Vec<(i64, &str, i64)>)> = Vec::new();
+        let mut variants: Vec<(&Variant<'_>, Vec<RankKey<'_>>)> = Vec::new();
         for (rank, v) in &per_rank {
             match variants.iter_mut().find(|(w, _)| *w == v) {
                 Some((_, ranks)) => ranks.push(*rank),
@@ -194,7 +197,7 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
     out
 }
 
-fn rank_words(ranks: &[(i64, &str, i64)]) -> String {
+fn rank_words(ranks: &[RankKey<'_>]) -> String {
     let numbers: Vec<i64> = ranks.iter().map(|r| r.0).collect();
     format!("{} {}", if numbers.len() == 1 { "rank" } else { "ranks" }, ranges(&numbers))
 }
@@ -221,16 +224,28 @@ mod tests {
 
     fn cudart(host: &str, pid: i64, major: u32) -> Mapped<'_> {
         let (soname, path, version, pkg) = match major {
-            11 => ("libcudart.so.11.0", "/venv/nvidia/cuda_runtime/lib/libcudart.so.11.0", "11.8.89", "pip nvidia-cuda-runtime-cu11"),
-            _ => ("libcudart.so.12", "/venv/nvidia/cuda_runtime/lib/libcudart.so.12", "12.9.79", "pip nvidia-cuda-runtime-cu12"),
+            11 => (
+                "libcudart.so.11.0",
+                "/venv/nvidia/cuda_runtime/lib/libcudart.so.11.0",
+                "11.8.89",
+                "pip nvidia-cuda-runtime-cu11",
+            ),
+            _ => (
+                "libcudart.so.12",
+                "/venv/nvidia/cuda_runtime/lib/libcudart.so.12",
+                "12.9.79",
+                "pip nvidia-cuda-runtime-cu12",
+            ),
         };
         Mapped { host, pid, family: "cudart", soname, path, version: Some(version), provenance: pkg }
     }
 
     #[test]
     fn the_rank_with_another_runtime_is_the_outlier_and_the_rest_the_majority() {
-        let procs: Vec<Proc> = (0..4).map(|r| proc(if r == 2 { "node07" } else { "node01" }, 100 + r, 1, Some(r), Some(4))).collect();
-        let mapped: Vec<Mapped> = (0..4).map(|r| cudart(&procs[r as usize].host, 100 + r, if r == 2 { 11 } else { 12 })).collect();
+        let procs: Vec<Proc> =
+            (0..4).map(|r| proc(if r == 2 { "node07" } else { "node01" }, 100 + r, 1, Some(r), Some(4))).collect();
+        let mapped: Vec<Mapped> =
+            (0..4).map(|r| cudart(&procs[r as usize].host, 100 + r, if r == 2 { 11 } else { 12 })).collect();
         let d = divergences(&procs, &mapped);
         assert_eq!(d.len(), 1);
         let d = &d[0];
@@ -285,7 +300,9 @@ mod tests {
 
     #[test]
     fn many_outliers_on_one_host_are_one_clause_with_ranges() {
-        let procs: Vec<Proc> = (0..64).map(|r| proc(if r >= 32 && r < 36 { "node07" } else { "node01" }, 1000 + r, 1, Some(r), Some(64))).collect();
+        let procs: Vec<Proc> = (0..64)
+            .map(|r| proc(if (32..36).contains(&r) { "node07" } else { "node01" }, 1000 + r, 1, Some(r), Some(64)))
+            .collect();
         let mapped: Vec<Mapped> =
             procs.iter().map(|p| cudart(&p.host, p.pid, if p.host == "node07" { 11 } else { 12 })).collect();
         let d = &divergences(&procs, &mapped)[0];

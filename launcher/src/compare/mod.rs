@@ -84,7 +84,11 @@ mod identity_tests {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
         };
-        let i = identity(env(&[("OMPI_COMM_WORLD_RANK", "2"), ("OMPI_COMM_WORLD_SIZE", "4"), ("OMPI_COMM_WORLD_LOCAL_RANK", "2")]));
+        let i = identity(env(&[
+            ("OMPI_COMM_WORLD_RANK", "2"),
+            ("OMPI_COMM_WORLD_SIZE", "4"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "2"),
+        ]));
         assert_eq!(i, Identity { rank: Some(2), local_rank: Some(2), world_size: Some(4) });
         let i = identity(env(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1"), ("RANK", "5"), ("WORLD_SIZE", "8")]));
         assert_eq!((i.rank, i.world_size), (Some(5), Some(8)));

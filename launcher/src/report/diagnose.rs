@@ -18,7 +18,11 @@ use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
 /// `loads` are each process's successful loads, as the fold keeps them.
-pub fn diagnose(loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>, libraries: &[Library], m: &mut Machine) -> Vec<Diagnosis> {
+pub fn diagnose(
+    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    libraries: &[Library],
+    m: &mut Machine,
+) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut empty_seen = BTreeSet::new();

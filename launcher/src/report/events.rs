@@ -118,22 +118,18 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The events of a trace, from byte `start` on, and how many lines were not
-/// valid events (a torn last line from a killed process, say).
-pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
-    let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(err)?;
-    file.seek(SeekFrom::Start(start)).map_err(err)?;
-    parse(BufReader::new(file)).map_err(err)
+/// The trace from byte `start` on.
+fn open(path: &Path, start: u64) -> std::io::Result<std::fs::File> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    Ok(file)
 }
 
 /// Calls `each` with every event of a trace from byte `start` on, one at a
 /// time; returns how many lines were not valid events.
 pub fn read_each(path: &Path, start: u64, mut each: impl FnMut(Envelope)) -> Result<usize, Error> {
     let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
-    let mut file = std::fs::File::open(path).map_err(err)?;
-    file.seek(SeekFrom::Start(start)).map_err(err)?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut reader = BufReader::with_capacity(1 << 16, open(path, start).map_err(err)?);
     let mut line = Vec::new();
     let mut bad = 0;
     loop {

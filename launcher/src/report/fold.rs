@@ -28,6 +28,7 @@ impl Facts {
 }
 
 /// `pins` are the run's (SONAME, canonical path), to report which were used.
+#[cfg(test)]
 pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)]) -> Facts {
     let mut f = Folder::new(pins, None);
     events.iter().for_each(|e| f.push(e));

@@ -30,6 +30,7 @@ use summary::Reads;
 /// The whole pipeline over parsed events. `reads` is how much of this
 /// machine may be consulted for the processes that ran on it; another
 /// host's processes are judged against nothing here whatever `reads` says.
+#[cfg(test)]
 pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String, String)], reads: Reads) -> Summary {
     finish(fold::fold(events, malformed, pins), reads)
 }
@@ -138,10 +139,6 @@ pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
     Ok(LockFile { version: lock::LOCK_VERSION, libs })
 }
 
-pub fn text(s: &Summary) -> String {
-    render::text(s)
-}
-
 /// The end-of-run text for stderr. A rank of a many-rank job other than
 /// rank 0 prints one line, unless something is wrong in its own tree or
 /// `verbose` asks for the table: 64 ranks must not print 64 tables.
@@ -152,6 +149,9 @@ pub fn stderr_text(s: &Summary, own_rank: Option<i64>, verbose: bool) -> String 
         || s.diagnoses.iter().any(|d| d.severity >= crate::rules::Severity::Warning);
     match own_rank {
         Some(rank) if rank != 0 && !verbose && !wrong => render::rank_line(s, rank),
+        Some(0) if !verbose => {
+            format!("{}note: rank 0 prints the table; other ranks one line each, the table where something is wrong (-v: everywhere)\n", render::text(s))
+        }
         _ => render::text(s),
     }
 }
@@ -188,7 +188,8 @@ pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
             "host": host,
             "event": culaunch_protocol::event::FACTS,
         });
-        if let (Some(map), Ok(serde_json::Value::Object(more))) = (event.as_object_mut(), serde_json::to_value(&facts)) {
+        if let (Some(map), Ok(serde_json::Value::Object(more))) = (event.as_object_mut(), serde_json::to_value(&facts))
+        {
             map.extend(more);
         }
         let mut line = serde_json::to_vec(&event).map_err(Error::Json)?;

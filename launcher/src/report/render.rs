@@ -196,12 +196,19 @@ fn ranks(s: &Summary, out: &mut String) {
         }
         let children: Vec<i64> = rank_of
             .iter()
-            .filter(|((h, pid), _)| *h == p.host && s.processes.iter().any(|c| c.host == *h && c.pid == *pid && c.ppid == p.pid))
+            .filter(|((h, pid), _)| {
+                *h == p.host && s.processes.iter().any(|c| c.host == *h && c.pid == *pid && c.ppid == p.pid)
+            })
             .map(|(_, r)| r.rank)
             .collect();
         if !children.is_empty() {
             let exe = p.exe.as_deref().map(basename).unwrap_or("?");
-            parents.push(format!("pid {} ({exe}) on {}: parent of ranks {}", p.pid, p.host, crate::compare::ranges(&children)));
+            parents.push(format!(
+                "pid {} ({exe}) on {}: parent of ranks {}",
+                p.pid,
+                p.host,
+                crate::compare::ranges(&children)
+            ));
         }
     }
     for line in parents {
