@@ -56,6 +56,9 @@ pub struct Folder {
 #[derive(Default)]
 struct Seen {
     started: bool,
+    /// Wrote an event of its own (a load, an exit, …) beyond `untraced`: the
+    /// module ran in it, even if its start is not in the trace.
+    acted: bool,
     /// Loads of its own (not inherited at fork).
     own_loads: bool,
     /// The last thing it did was exec a program culaunch does not run in.
@@ -134,6 +137,7 @@ impl Folder {
         if !matches!(e.event, Event::Unknown) {
             seen.exec_untraced = false;
         }
+        seen.acted |= !matches!(e.event, Event::Untraced { .. } | Event::ProcessStart { .. } | Event::Unknown);
         match &e.event {
             Event::ProcessStart { exe, argv, forked, rank, local_rank, world_size, env } => {
                 // After exec the same pid starts again: the last image wins.
@@ -195,15 +199,16 @@ impl Folder {
     }
 
     pub fn finish(mut self, malformed_lines: usize) -> Facts {
-        // Not traced: a pid that never started under culaunch (a vfork child
-        // that exec'd a program with a cleared environment), or a forked
+        // Not traced: a pid that only said it exec'd an untraced program (a
+        // vfork child exec'ing one with a cleared environment), or a forked
         // child that did nothing of its own before exec'ing one (ctypes'
         // ldconfig). They are listed under `untraced`, never counted.
         let passed: BTreeSet<(String, i64)> = self
             .seen
             .iter()
             .filter(|(k, s)| {
-                !s.started || (s.exec_untraced && !s.own_loads && self.processes.get(*k).is_some_and(|p| p.forked))
+                (!s.started && !s.acted)
+                    || (s.exec_untraced && !s.own_loads && self.processes.get(*k).is_some_and(|p| p.forked))
             })
             .map(|(k, _)| k.clone())
             .collect();
