@@ -59,10 +59,10 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
         Vec::new()
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
-    let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start));
-    let mut print_new = || follow.as_mut().map_or((), report::Follower::print_new);
     let running = spawn::start(&program, &args.command, &env)?;
     let root = running.pid();
+    let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start, root));
+    let mut print_new = || follow.as_mut().map_or((), report::Follower::print_new);
     let outcome = running.wait(args.verbose.then_some(&mut print_new as &mut dyn FnMut()))?;
     print_new();
     // A user's trace gets what the run learned appended, so it is needed

@@ -210,11 +210,15 @@ pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
 pub struct Follower {
     path: PathBuf,
     offset: u64,
+    /// The run's own process tree on this host, as far as seen: only its
+    /// loads are printed, whatever else appends to the file.
+    host: String,
+    members: std::collections::HashSet<i64>,
 }
 
 impl Follower {
-    pub fn new(path: &Path, offset: u64) -> Follower {
-        Follower { path: path.to_path_buf(), offset }
+    pub fn new(path: &Path, offset: u64, root: i64) -> Follower {
+        Follower { path: path.to_path_buf(), offset, host: machine::this_host(), members: [root].into() }
     }
 
     /// Prints the CUDA loads of the lines completed since the last call.
@@ -230,8 +234,14 @@ impl Follower {
         self.offset += end as u64 + 1;
         let Ok((events, _)) = events::parse(&buf[..=end]) else { return };
         for e in events {
+            if !(e.host.is_empty() || e.host == self.host) {
+                continue;
+            }
+            if matches!(e.event, events::Event::ProcessStart { .. }) && self.members.contains(&e.ppid) {
+                self.members.insert(e.pid);
+            }
             let events::Event::Load(l) = &e.event else { continue };
-            if !l.cuda {
+            if !l.cuda || !self.members.contains(&e.pid) {
                 continue;
             }
             let by = l.caller.as_deref().map(|c| format!(" by {}", basename(c))).unwrap_or_default();

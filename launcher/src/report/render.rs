@@ -202,7 +202,11 @@ fn ranks(s: &Summary, out: &mut String) {
             .map(|(_, r)| r.rank)
             .collect();
         if !children.is_empty() {
+            // An interpreter running a script is named by the script
+            // (`torchrun`, not `python3.11`).
             let exe = p.exe.as_deref().map(basename).unwrap_or("?");
+            let script = p.argv.get(1).filter(|a| exe.starts_with("python") && !a.starts_with('-'));
+            let exe = script.map_or(exe, |s| basename(s));
             parents.push(format!(
                 "pid {} ({exe}) on {}: parent of ranks {}",
                 p.pid,
