@@ -150,7 +150,10 @@ pub fn stderr_text(s: &Summary, own_rank: Option<i64>, verbose: bool) -> String 
     match own_rank {
         Some(rank) if rank != 0 && !verbose && !wrong => render::rank_line(s, rank),
         Some(0) if !verbose => {
-            format!("{}note: rank 0 prints the table; other ranks one line each, the table where something is wrong (-v: everywhere)\n", render::text(s))
+            format!(
+                "{}note: other ranks print one line each, the table only where something is wrong (-v: all)\n",
+                render::text(s)
+            )
         }
         _ => render::text(s),
     }
