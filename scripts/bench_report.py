@@ -19,6 +19,7 @@ HOSTS, RANKS = 32, 32
 
 
 def source_trace(culaunch, tmp, venv):
+    os.makedirs(tmp, exist_ok=True)
     out = os.path.join(tmp, "report-source.jsonl")
     if os.path.exists(out):
         os.remove(out)

@@ -141,6 +141,9 @@ def torch_checks(venv, work):
     rep = run([CULAUNCH, "report", "--json", trace])
     ranks = sorted(p["rank"] for p in json.loads(rep.stdout)["processes"] if p.get("rank") is not None) if rep.returncode == 0 else []
     check("torchrun: ranks 0, 1, 2 are in the report", sorted(set(ranks)) == [0, 1, 2], f"{ranks} {rep.stderr[-500:]}")
+    text = run([CULAUNCH, "report", trace]).stdout
+    check("torchrun: the agent is shown as the parent of the workers, not as a rank",
+          "parent of ranks 0-2" in text, text[:1500])
 
 
 def tf_checks(venv, work):

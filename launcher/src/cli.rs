@@ -37,6 +37,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Summarise trace files written earlier (for instance one per rank).
     Report(ReportArgs),
+    /// What differs between two runs' CUDA libraries: file, release, provenance, search step.
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +160,22 @@ pub struct ReportArgs {
     pub traces: Vec<PathBuf>,
 }
 
-const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "doctor", "report", "help"];
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The first run: a trace file, or a directory of them (its *.jsonl).
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+
+    /// The second run, the same way.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+}
+
+const SUBCOMMANDS: &[&str] = &["run", "lock", "deps", "doctor", "report", "diff", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 /// Parses argv, reading `culaunch [RUN-OPTIONS] [--] COMMAND…` as `run`.
@@ -266,6 +283,7 @@ pub fn exit_for_clap(e: clap::Error) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn run_args(argv: &[&str]) -> RunArgs {
         match parse(argv.iter().map(OsString::from)) {
@@ -349,6 +367,16 @@ mod tests {
         let text = e.render().to_string();
         assert!(text.contains("culaunch [RUN-OPTIONS] [--] COMMAND") && text.contains("<SUBCOMMAND>"), "{text}");
         assert!(!text.contains("culaunch run <COMMAND>"), "{text}");
+    }
+
+    #[test]
+    fn diff_is_a_subcommand_and_after_dashes_the_diff_program() {
+        match parse(["culaunch", "diff", "--json", "a", "b"].map(OsString::from)) {
+            Ok(Cli { command: Command::Diff(d) }) => assert!(d.json && d.a == Path::new("a")),
+            other => panic!("{other:?}"),
+        }
+        let r = run_args(&["culaunch", "--", "diff", "-u", "a", "b"]);
+        assert_eq!(r.command, ["diff", "-u", "a", "b"].map(OsString::from).to_vec());
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("diff: {}: {message}", .path.display())]
+    DiffInput { path: PathBuf, message: String },
     #[error("locked {soname}: {} has changed: sha256 {found}, the lock says {expected}", .path.display())]
     LockMismatch { soname: String, path: PathBuf, expected: String, found: String },
 }

@@ -5,6 +5,7 @@
 mod output;
 mod cli;
 mod command;
+mod compare;
 mod cuda;
 mod deps;
 mod digest;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         cli::Command::Deps(args) => deps::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Doctor(args) => doctor::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| ExitCode::SUCCESS),
+        cli::Command::Diff(args) => compare::command::diff(&args),
     };
     outcome.unwrap_or_else(|e: Error| {
         messages::error(&e);

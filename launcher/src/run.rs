@@ -75,22 +75,30 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
         Vec::new()
     };
     tracing::debug!(program = %program.display(), ?env, "starting");
-    let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start));
-    let mut print_new = || follow.as_mut().map_or((), report::Follower::print_new);
     let running = spawn::start(&program, &args.command, &env)?;
+    let root = running.pid();
+    let mut follow = args.verbose.then(|| report::Follower::new(&trace.path, trace.start, root));
+    let mut print_new = || follow.as_mut().map_or((), report::Follower::print_new);
     let outcome = running.wait(args.verbose.then_some(&mut print_new as &mut dyn FnMut()))?;
     print_new();
-    if plan.quiet && plan.summary_json.is_none() && !needed {
+    // A user's trace gets what the run learned appended, so it is needed
+    // even when nothing is printed.
+    if plan.quiet && plan.summary_json.is_none() && !needed && plan.trace.is_none() {
         return Ok((outcome, None));
     }
     // The command has run: from here on, a failure to summarise is reported
     // but never replaces the command's own exit status.
     let pins: Vec<(String, String)> =
         plan.pins.iter().map(|p| (p.soname.clone(), p.path.to_string_lossy().into_owned())).collect();
-    match report::from_trace(&trace.read_path(), trace.start, &pins) {
+    match report::from_trace(&trace.read_path(), trace.start, &pins, Some(root)) {
         Ok(summary) => {
+            if plan.trace.is_some() {
+                if let Err(e) = report::append_facts(&trace.path, &summary) {
+                    messages::error(&e);
+                }
+            }
             if !plan.quiet {
-                eprint!("{}", report::text(&summary));
+                eprint!("{}", report::stderr_text(&summary, own_rank(), args.verbose));
             }
             if let Some(json) = &plan.summary_json {
                 if let Err(e) = report::write_json(&summary, json) {
@@ -104,6 +112,11 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
             Ok((outcome, None))
         }
     }
+}
+
+/// culaunch's own rank, when a launcher started it as one of a job's ranks.
+fn own_rank() -> Option<i64> {
+    crate::compare::identity(|k| std::env::var(k).ok()).rank
 }
 
 /// Looks at the file the kernel will load and says, in one line each, why the

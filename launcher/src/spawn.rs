@@ -102,6 +102,11 @@ impl Running {
     /// when given, runs about every `TICK` while it waits (to follow the
     /// trace). culaunch's own mask is back when this returns: ^C then stops
     /// a long summary.
+    /// The command's pid: the root of the process tree this run summarises.
+    pub fn pid(&self) -> i64 {
+        i64::from(self.pid.as_raw())
+    }
+
     pub fn wait(self, tick: Option<&mut dyn FnMut()>) -> Result<Outcome, Error> {
         let mut this = self;
         let outcome = this.wait_blocked(tick);

@@ -64,6 +64,13 @@ impl<T: Name> fmt::Display for Tag<T> {
     }
 }
 
+/// Hashed by spelling, as it is compared.
+impl<T: Name> std::hash::Hash for Tag<T> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
 /// Ordered by spelling, as the summary's sets have always been.
 impl<T: Name> Ord for Tag<T> {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -183,6 +190,20 @@ impl VersionSource {
     /// the libraries of one family (a version call answers in its own terms).
     pub fn is_release(&self) -> bool {
         !matches!(self, VersionSource::Call(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "pip" => VersionSource::Pip,
+            "conda" => VersionSource::Conda,
+            "toolkit version.json" => VersionSource::ToolkitVersionJson,
+            "dpkg" => VersionSource::Dpkg,
+            "file name" => VersionSource::FileName,
+            _ => VersionSource::Call(s),
+        })
     }
 }
 

@@ -14,6 +14,9 @@ pub const DENY: &str = "deny";
 /// culaunch in (`exe`, `reason`).
 pub const UNTRACED: &str = "untraced";
 pub const PROCESS_EXIT: &str = "process_exit";
+/// Written by the launcher after a run, one per library file: what it
+/// learned of the file (release, installer), so the trace stands alone.
+pub const FACTS: &str = "facts";
 
 /// How an object came to be mapped (the `how` field of a `load` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::rc::Rc;
 
 use culaunch_protocol::catalogue;
 
@@ -17,12 +18,16 @@ use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
 /// `loads` are each process's successful loads, as the fold keeps them.
-pub fn diagnose(loads: &BTreeMap<(String, i64), Vec<Load>>, libraries: &[Library], m: &mut Machine) -> Vec<Diagnosis> {
+pub fn diagnose(
+    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    libraries: &[Library],
+    m: &mut Machine,
+) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut empty_seen = BTreeSet::new();
     for ((host, pid), loads) in loads {
-        let loads: Vec<&Load> = loads.iter().collect();
+        let loads: Vec<&Load> = loads.iter().map(|l| &**l).collect();
         version_skew(host, *pid, &loads, &lib_of, &mut out);
         // The rest read the files the process mapped: this machine's only.
         let Some(mut here) = m.on(host) else { continue };

@@ -32,6 +32,15 @@ pub enum Event {
         argv: Vec<String>,
         #[serde(default)]
         forked: bool,
+        #[serde(default)]
+        rank: Option<i64>,
+        #[serde(default)]
+        local_rank: Option<i64>,
+        #[serde(default)]
+        world_size: Option<i64>,
+        /// The recorded variables (launchers' rank variables among them).
+        #[serde(default)]
+        env: Option<std::collections::BTreeMap<String, String>>,
     },
     Load(Load),
     Conflict {
@@ -54,11 +63,15 @@ pub enum Event {
         #[serde(default)]
         status: Option<i64>,
     },
+    /// What a live run learned of one library file after the run (its
+    /// release, its installer), appended by the launcher so that the trace
+    /// says it wherever it is read.
+    Facts(FileFacts),
     #[serde(other)]
     Unknown,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub struct Load {
     pub how: Tag<How>,
     #[serde(default)]
@@ -86,6 +99,17 @@ pub struct Load {
     pub redirected_from: Option<String>,
 }
 
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub struct FileFacts {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_source: Option<crate::vocab::VersionSource>,
+    #[serde(default)]
+    pub origin: Option<super::provenance::Origin>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -94,12 +118,36 @@ fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The events of a trace, from byte `start` on, and how many lines were not
-/// valid events (a torn last line from a killed process, say).
-pub fn read(path: &Path, start: u64) -> Result<(Vec<Envelope>, usize), Error> {
+/// The trace from byte `start` on.
+// Through the one reader of outside files: regular files only, never a
+// blocking open, never past the size the file had when opened.
+fn open(path: &Path, start: u64) -> std::io::Result<impl std::io::Read> {
+    crate::input::open_trace(path, start)
+}
+
+/// Calls `each` with every event of a trace from byte `start` on, one at a
+/// time; returns how many lines were not valid events.
+pub fn read_each(path: &Path, start: u64, mut each: impl FnMut(Envelope)) -> Result<usize, Error> {
     let err = |source| Error::ReadTrace { path: path.to_path_buf(), source };
-    let reader = crate::input::open_trace(path, start).map_err(err)?;
-    parse(BufReader::new(reader)).map_err(err)
+    let mut reader = BufReader::with_capacity(1 << 16, open(path, start).map_err(err)?);
+    let mut line = Vec::new();
+    let mut bad = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(err)? == 0 {
+            return Ok(bad);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Envelope>(&line) {
+            Ok(e) => each(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping a trace line that is not an event");
+                bad += 1;
+            }
+        }
+    }
 }
 
 pub fn parse(reader: impl Read) -> std::io::Result<(Vec<Envelope>, usize)> {

@@ -1,9 +1,12 @@
 //! Stage 1, events → facts: a pure fold of the trace. No file, record or
 //! driver of any machine is read here; what the trace says is all there is.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
 
-use super::events::{Envelope, Event, Load};
+use culaunch_protocol::event::How;
+
+use super::events::{Envelope, Event, FileFacts, Load};
 use super::provenance::{self, Origin};
 use super::summary::{Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
 use crate::vocab::{Tag, VersionSource};
@@ -12,8 +15,9 @@ use crate::vocab::{Tag, VersionSource};
 /// diagnoses, and each process's loads for the rules.
 pub struct Facts {
     pub summary: Summary,
-    /// Per (host, pid), its successful loads in trace order.
-    pub loads: BTreeMap<(String, i64), Vec<Load>>,
+    /// Per (host, pid), its successful loads in trace order. One copy of
+    /// each distinct load, shared: the ranks of a job load the same files.
+    pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
 }
 
 impl Facts {
@@ -24,23 +28,101 @@ impl Facts {
 }
 
 /// `pins` are the run's (SONAME, canonical path), to report which were used.
+#[cfg(test)]
 pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String)]) -> Facts {
-    let mut pin_uses: Vec<PinUse> = pins
-        .iter()
-        .map(|(soname, path)| PinUse {
-            soname: soname.clone(),
-            path: path.clone(),
-            used_in: BTreeSet::new(),
-            redirected: BTreeSet::new(),
-        })
-        .collect();
-    let mut s = Summary { malformed_lines, ..Summary::default() };
-    let mut processes: BTreeMap<(String, i64), Process> = BTreeMap::new();
-    let mut libraries: BTreeMap<String, Library> = BTreeMap::new();
-    let mut loads: BTreeMap<(String, i64), Vec<Load>> = BTreeMap::new();
-    for e in events {
+    let mut f = Folder::new(pins, None);
+    events.iter().for_each(|e| f.push(e));
+    f.finish(malformed_lines)
+}
+
+/// The fold one event at a time, so that a report over many files never
+/// holds their events at once.
+pub struct Folder {
+    s: Summary,
+    pin_uses: Vec<PinUse>,
+    processes: BTreeMap<(String, i64), Process>,
+    seen: BTreeMap<(String, i64), Seen>,
+    libraries: BTreeMap<String, Library>,
+    loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    distinct: HashSet<Rc<Load>>,
+    /// Per (host, path), the last facts written: every rank's culaunch
+    /// writes its own, and they say the same.
+    facts: BTreeMap<(String, String), FileFacts>,
+    /// Only this process tree, when set: (host, pid) of its root.
+    scope: Option<(String, i64)>,
+}
+
+/// What decides whether a process was traced, or only passed through.
+#[derive(Default)]
+struct Seen {
+    started: bool,
+    /// Wrote an event of its own (a load, an exit, …) beyond `untraced`: the
+    /// module ran in it, even if its start is not in the trace.
+    acted: bool,
+    /// Loads of its own (not inherited at fork).
+    own_loads: bool,
+    /// The last thing it did was exec a program culaunch does not run in.
+    exec_untraced: bool,
+}
+
+impl Folder {
+    /// `scope`: fold only the processes descending from this (host, pid)
+    /// (a run's own command), whatever else appended to the same file.
+    pub fn new(pins: &[(String, String)], scope: Option<(String, i64)>) -> Folder {
+        let pin_uses = pins
+            .iter()
+            .map(|(soname, path)| PinUse {
+                soname: soname.clone(),
+                path: path.clone(),
+                used_in: BTreeSet::new(),
+                redirected: BTreeSet::new(),
+            })
+            .collect();
+        Folder {
+            s: Summary::default(),
+            pin_uses,
+            processes: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            libraries: BTreeMap::new(),
+            loads: BTreeMap::new(),
+            distinct: HashSet::new(),
+            facts: BTreeMap::new(),
+            scope,
+        }
+    }
+
+    /// Whether the event belongs to the scope. A process joins when it
+    /// starts as the root or as a child of a member; the root's pid is a
+    /// member from the start, so the children of an untraced command (a
+    /// static program) still join.
+    fn in_scope(&mut self, e: &Envelope) -> bool {
+        let Some((host, root)) = &self.scope else { return true };
+        if !(e.host.is_empty() || host.is_empty() || e.host == *host) {
+            return false;
+        }
         let key = (e.host.clone(), e.pid);
-        let process = processes.entry(key.clone()).or_insert_with(|| Process {
+        if e.pid == *root || self.processes.contains_key(&key) {
+            return true;
+        }
+        // A vfork child that exec'd an untraced program writes only its
+        // `untraced` event: it joins to be listed, not counted.
+        matches!(e.event, Event::ProcessStart { .. } | Event::Untraced { .. })
+            && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)))
+    }
+
+    pub fn push(&mut self, e: &Envelope) {
+        if let Event::Facts(f) = &e.event {
+            // About a file, not a process: kept whoever wrote it.
+            self.facts.insert((e.host.clone(), f.path.clone()), f.clone());
+            return;
+        }
+        if !self.in_scope(e) {
+            return;
+        }
+        let s = &mut self.s;
+        let key = (e.host.clone(), e.pid);
+        let seen = self.seen.entry(key.clone()).or_default();
+        let process = self.processes.entry(key.clone()).or_insert_with(|| Process {
             host: e.host.clone(),
             pid: e.pid,
             ppid: e.ppid,
@@ -48,14 +130,28 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
             argv: Vec::new(),
             forked: false,
             exit_status: None,
+            rank: None,
+            local_rank: None,
+            world_size: None,
         });
+        if !matches!(e.event, Event::Unknown) {
+            seen.exec_untraced = false;
+        }
+        seen.acted |= !matches!(e.event, Event::Untraced { .. } | Event::ProcessStart { .. } | Event::Unknown);
         match &e.event {
-            Event::ProcessStart { exe, argv, forked } => {
+            Event::ProcessStart { exe, argv, forked, rank, local_rank, world_size, env } => {
                 // After exec the same pid starts again: the last image wins.
                 process.exe.clone_from(exe);
                 process.argv.clone_from(argv);
                 process.forked = *forked;
                 process.ppid = e.ppid;
+                // The numbers when the audit module wrote them, else the
+                // recorded variables.
+                let from_env = crate::compare::identity(|k| env.as_ref()?.get(k).cloned());
+                process.rank = rank.or(from_env.rank);
+                process.local_rank = local_rank.or(from_env.local_rank);
+                process.world_size = world_size.or(from_env.world_size);
+                seen.started = true;
             }
             Event::ProcessExit { status } => process.exit_status = *status,
             Event::Load(l) if !l.ok => s.probes.push(Probe {
@@ -66,9 +162,18 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 error: l.error.clone(),
             }),
             Event::Load(l) => {
-                loads.entry(key).or_default().push(l.clone());
+                seen.own_loads |= !l.how.is(How::Inherited);
+                let shared = match self.distinct.get(l) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let new = Rc::new(l.clone());
+                        self.distinct.insert(new.clone());
+                        new
+                    }
+                };
+                self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
-                    add_load(&mut libraries, &mut pin_uses, e, l);
+                    add_load(&mut self.libraries, &mut self.pin_uses, e, l);
                 }
             }
             Event::Conflict { family, paths, reason } => s.conflicts.push(Conflict {
@@ -79,6 +184,7 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 reason: reason.clone(),
             }),
             Event::Untraced { exe, reason } => {
+                seen.exec_untraced = true;
                 s.untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() })
             }
             Event::Deny { request, caller, reason } => s.denials.push(Denial {
@@ -88,14 +194,56 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
                 caller: caller.clone(),
                 reason: reason.clone(),
             }),
-            Event::Unknown => {}
+            Event::Facts(_) | Event::Unknown => {}
         }
     }
-    s.libraries = libraries.into_values().collect();
-    s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
-    s.processes = processes.into_values().collect();
-    s.pins = pin_uses;
-    Facts { summary: s, loads }
+
+    pub fn finish(mut self, malformed_lines: usize) -> Facts {
+        // Not traced: a pid that only said it exec'd an untraced program (a
+        // vfork child exec'ing one with a cleared environment), or a forked
+        // child that did nothing of its own before exec'ing one (ctypes'
+        // ldconfig). They are listed under `untraced`, never counted.
+        let passed: BTreeSet<(String, i64)> = self
+            .seen
+            .iter()
+            .filter(|(k, s)| {
+                (!s.started && !s.acted)
+                    || (s.exec_untraced && !s.own_loads && self.processes.get(*k).is_some_and(|p| p.forked))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &passed {
+            self.processes.remove(k);
+            self.loads.remove(k);
+        }
+        let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        for lib in self.libraries.values_mut() {
+            lib.processes.retain(|p| !passed_names.contains(p));
+        }
+        self.libraries.retain(|_, l| !l.processes.is_empty());
+        for pin in &mut self.pin_uses {
+            pin.used_in.retain(|p| !passed_names.contains(p));
+        }
+        for ((host, _), f) in std::mem::take(&mut self.facts) {
+            let Some(lib) = self.libraries.get_mut(&f.path) else { continue };
+            if !host.is_empty() && !lib.hosts().any(|h| h == host || h.is_empty()) {
+                continue;
+            }
+            if let Some(origin) = f.origin {
+                lib.origin = origin;
+            }
+            if f.version.is_some() {
+                (lib.version, lib.version_source) = (f.version, f.version_source);
+            }
+        }
+        let mut s = self.s;
+        s.malformed_lines = malformed_lines;
+        s.libraries = self.libraries.into_values().collect();
+        s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
+        s.processes = self.processes.into_values().collect();
+        s.pins = self.pin_uses;
+        Facts { summary: s, loads: self.loads }
+    }
 }
 
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
@@ -132,7 +280,6 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
 mod tests {
     use super::*;
     use crate::report::events::parse;
-    use culaunch_protocol::event::How;
 
     #[test]
     fn one_row_per_file_counting_processes_and_ways() {
@@ -162,5 +309,64 @@ mod tests {
         assert_eq!(lib.processes.len(), 2);
         assert_eq!(lib.how.iter().cloned().collect::<Vec<_>>(), [Tag::Known(How::Dlopen), Tag::Known(How::Inherited)]);
         assert_eq!(s.conflicts.len(), 1);
+    }
+
+    fn lines(lines: &[&str]) -> Vec<Envelope> {
+        parse(lines.join("\n").as_bytes()).unwrap().0
+    }
+
+    #[test]
+    fn a_forked_child_that_only_execs_an_untraced_program_is_listed_not_counted() {
+        let events = lines(&[
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            r#"{"pid":1,"host":"h","event":"load","how":"dlopen","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            // fork, then exec of ldconfig with a cleared environment
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            r#"{"pid":2,"ppid":1,"host":"h","event":"load","how":"inherited","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+            r#"{"pid":2,"ppid":1,"host":"h","event":"untraced","exe":"/sbin/ldconfig","reason":"cleared"}"#,
+            // vfork, then the same: no process_start at all
+            r#"{"pid":3,"ppid":1,"host":"h","event":"untraced","exe":"/sbin/ldconfig","reason":"cleared"}"#,
+            // a forked worker that spawns an untraced program and goes on
+            r#"{"pid":4,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            r#"{"pid":4,"ppid":1,"host":"h","event":"untraced","exe":"/bin/static","reason":"static"}"#,
+            r#"{"pid":4,"ppid":1,"host":"h","event":"process_exit","status":0}"#,
+        ]);
+        let s = fold(&events, 0, &[]).summary;
+        assert_eq!(s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(s.untraced.len(), 3);
+        assert_eq!(s.libraries[0].processes.iter().collect::<Vec<_>>(), ["h:1"]);
+    }
+
+    #[test]
+    fn a_scoped_fold_keeps_only_the_roots_tree_on_its_host() {
+        let events = lines(&[
+            r#"{"pid":10,"ppid":9,"host":"a","event":"process_start","exe":"/bin/x","rank":0}"#,
+            r#"{"pid":20,"ppid":19,"host":"a","event":"process_start","exe":"/bin/other-run"}"#,
+            r#"{"pid":11,"ppid":10,"host":"a","event":"process_start","exe":"/bin/child"}"#,
+            r#"{"pid":12,"ppid":11,"host":"a","event":"process_start","exe":"/bin/grandchild"}"#,
+            r#"{"pid":21,"ppid":20,"host":"a","event":"process_start","exe":"/bin/other-child"}"#,
+            r#"{"pid":11,"ppid":10,"host":"b","event":"process_start","exe":"/bin/same-pid-elsewhere"}"#,
+            r#"{"pid":20,"host":"a","event":"load","how":"dlopen","path":"/w/libcudart.so.11.0","cuda":true,"family":"cudart"}"#,
+            r#"{"pid":12,"host":"a","event":"load","how":"dlopen","path":"/w/libcudart.so.12","cuda":true,"family":"cudart"}"#,
+        ]);
+        let mut f = Folder::new(&[], Some(("a".into(), 10)));
+        events.iter().for_each(|e| f.push(e));
+        let s = f.finish(0).summary;
+        let got: Vec<(&str, i64)> = s.processes.iter().map(|p| (p.host.as_str(), p.pid)).collect();
+        assert_eq!(got, [("a", 10), ("a", 11), ("a", 12)]);
+        assert_eq!(s.processes[0].rank, Some(0));
+        assert_eq!(s.libraries.len(), 1);
+        assert_eq!(s.libraries[0].path, "/w/libcudart.so.12");
+    }
+
+    #[test]
+    fn rank_comes_from_the_numbers_else_the_recorded_variables() {
+        let events = lines(&[
+            r#"{"pid":1,"host":"h","event":"process_start","rank":5,"world_size":8,"env":{"RANK":"1"}}"#,
+            r#"{"pid":2,"host":"h","event":"process_start","env":{"OMPI_COMM_WORLD_RANK":"3"}}"#,
+        ]);
+        let s = fold(&events, 0, &[]).summary;
+        assert_eq!((s.processes[0].rank, s.processes[0].world_size), (Some(5), Some(8)));
+        assert_eq!(s.processes[1].rank, Some(3));
     }
 }

@@ -112,7 +112,7 @@ impl Here<'_> {
 
 /// This machine's node name, as the audit module writes it in `host`
 /// (uname's nodename); empty when it cannot be read.
-fn this_host() -> String {
+pub(crate) fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 

@@ -30,13 +30,56 @@ use summary::Reads;
 /// The whole pipeline over parsed events. `reads` is how much of this
 /// machine may be consulted for the processes that ran on it; another
 /// host's processes are judged against nothing here whatever `reads` says.
+#[cfg(test)]
 pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String, String)], reads: Reads) -> Summary {
-    let facts = fold::fold(events, malformed, pins);
+    finish(fold::fold(events, malformed, pins), reads)
+}
+
+/// The stages after the fold.
+fn finish(facts: fold::Facts, reads: Reads) -> Summary {
     let mut machine = Machine::for_trace(facts.hosts(), reads);
     let mut summary = facts.summary;
     enrich(&mut summary, &mut machine);
     summary.diagnoses = diagnose::diagnose(&facts.loads, &summary.libraries, &mut machine);
+    summary.divergences = divergences(&summary);
     summary
+}
+
+/// The compare module's view of the summary: each process's rank, each
+/// CUDA file in each process with its release and installer.
+fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
+    use crate::compare::divergence::{self, Mapped, Proc};
+    if !s.processes.iter().any(|p| p.rank.is_some()) {
+        return Vec::new();
+    }
+    let procs: Vec<Proc> = s
+        .processes
+        .iter()
+        .map(|p| Proc { host: p.host.clone(), pid: p.pid, ppid: p.ppid, rank: p.rank, world_size: p.world_size })
+        .collect();
+    let labels: Vec<(String, String)> = s
+        .libraries
+        .iter()
+        .map(|l| (l.origin.label(), l.soname.clone().unwrap_or_else(|| basename(&l.path).to_owned())))
+        .collect();
+    let families: Vec<String> = s.libraries.iter().map(|l| l.family.to_string()).collect();
+    let mut mapped = Vec::new();
+    for ((lib, (provenance, soname)), family) in s.libraries.iter().zip(&labels).zip(&families) {
+        for hp in &lib.processes {
+            let Some((host, pid)) = hp.rsplit_once(':') else { continue };
+            let Ok(pid) = pid.parse() else { continue };
+            mapped.push(Mapped {
+                host,
+                pid,
+                family,
+                soname,
+                path: &lib.path,
+                version: lib.version.as_deref(),
+                provenance,
+            });
+        }
+    }
+    divergence::divergences(&procs, &mapped)
 }
 
 /// Stage 2: what the machine knows of each library that the trace does not
@@ -46,7 +89,12 @@ pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String,
 fn enrich(s: &mut Summary, m: &mut Machine) {
     for lib in &mut s.libraries {
         let Some(mut here) = m.on_any(lib.hosts()) else { continue };
-        lib.origin = here.origin(&lib.path);
+        // What the trace's own facts say stands when this machine knows
+        // nothing of the file (it was deleted, or never was here).
+        let found = here.origin(&lib.path);
+        if found != provenance::Origin::Unknown || lib.origin == provenance::Origin::Unknown {
+            lib.origin = found;
+        }
         if let Some(v) = lib.origin.version() {
             (lib.version, lib.version_source) = (Some(v.to_owned()), lib.origin.version_source());
         } else if lib.version.is_none() {
@@ -60,9 +108,12 @@ fn enrich(s: &mut Summary, m: &mut Machine) {
 
 /// The summary of the events in `trace` from byte `start` on, right after
 /// the run; `pins` are the run's, as (SONAME, canonical path).
-pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)]) -> Result<Summary, Error> {
-    let (events, bad) = events::read(trace, start)?;
-    Ok(summarise(&events, bad, pins, Reads::Live))
+/// Only the process tree of `root` (the run's command, on this host) is
+/// summarised: other runs and other ranks may append to the same file.
+pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)], root: Option<i64>) -> Result<Summary, Error> {
+    let mut folder = fold::Folder::new(pins, root.map(|pid| (machine::this_host(), pid)));
+    let bad = events::read_each(trace, start, |e| folder.push(&e))?;
+    Ok(finish(folder.finish(bad), Reads::Live))
 }
 
 /// A lock of every CUDA library the run loaded, hashed now. One entry per
@@ -88,8 +139,68 @@ pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
     Ok(LockFile { version: lock::LOCK_VERSION, libs })
 }
 
-pub fn text(s: &Summary) -> String {
-    render::text(s)
+/// The end-of-run text for stderr. A rank of a many-rank job other than
+/// rank 0 prints one line, unless something is wrong in its own tree or
+/// `verbose` asks for the table: 64 ranks must not print 64 tables.
+pub fn stderr_text(s: &Summary, own_rank: Option<i64>, verbose: bool) -> String {
+    let wrong = !s.conflicts.is_empty()
+        || !s.denials.is_empty()
+        || !s.divergences.is_empty()
+        || s.diagnoses.iter().any(|d| d.severity >= crate::rules::Severity::Warning);
+    match own_rank {
+        Some(rank) if rank != 0 && !verbose && !wrong => render::rank_line(s, rank),
+        Some(0) if !verbose => {
+            format!(
+                "{}note: other ranks print one line each, the table only where something is wrong (-v: all)\n",
+                render::text(s)
+            )
+        }
+        _ => render::text(s),
+    }
+}
+
+/// Appends what this run learned of each CUDA library file (its release
+/// and where it came from) to the trace, one `facts` event per file, so
+/// that a report elsewhere, where the file is gone, says the same.
+pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| Error::TraceFile { path: trace.to_path_buf(), source };
+    let mut file = std::fs::OpenOptions::new().append(true).mode(0o644).open(trace).map_err(err)?;
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let ts = culaunch_protocol::clock::rfc3339_micros(ns);
+    let host = machine::this_host();
+    for lib in &s.libraries {
+        if lib.origin == provenance::Origin::Unknown && lib.version.is_none() {
+            continue;
+        }
+        let facts = events::FileFacts {
+            path: lib.path.clone(),
+            version: lib.version.clone(),
+            version_source: lib.version_source.clone(),
+            origin: Some(lib.origin.clone()),
+        };
+        let mut event = serde_json::json!({
+            "v": culaunch_protocol::event::VERSION,
+            "ts": String::from_utf8_lossy(&ts),
+            "pid": std::process::id(),
+            "ppid": std::os::unix::process::parent_id(),
+            "host": host,
+            "event": culaunch_protocol::event::FACTS,
+        });
+        if let (Some(map), Ok(serde_json::Value::Object(more))) = (event.as_object_mut(), serde_json::to_value(&facts))
+        {
+            map.extend(more);
+        }
+        let mut line = serde_json::to_vec(&event).map_err(Error::Json)?;
+        line.push(b'\n');
+        // One write per line, as every writer of the trace does.
+        file.write_all(&line).map_err(err)?;
+    }
+    Ok(())
 }
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
@@ -102,11 +213,15 @@ pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
 pub struct Follower {
     path: PathBuf,
     offset: u64,
+    /// The run's own process tree on this host, as far as seen: only its
+    /// loads are printed, whatever else appends to the file.
+    host: String,
+    members: std::collections::HashSet<i64>,
 }
 
 impl Follower {
-    pub fn new(path: &Path, offset: u64) -> Follower {
-        Follower { path: path.to_path_buf(), offset }
+    pub fn new(path: &Path, offset: u64, root: i64) -> Follower {
+        Follower { path: path.to_path_buf(), offset, host: machine::this_host(), members: [root].into() }
     }
 
     /// Prints the CUDA loads of the lines completed since the last call.
@@ -122,8 +237,14 @@ impl Follower {
         self.offset += end as u64 + 1;
         let Ok((events, _)) = events::parse(&buf[..=end]) else { return };
         for e in events {
+            if !(e.host.is_empty() || e.host == self.host) {
+                continue;
+            }
+            if matches!(e.event, events::Event::ProcessStart { .. }) && self.members.contains(&e.ppid) {
+                self.members.insert(e.pid);
+            }
             let events::Event::Load(l) = &e.event else { continue };
-            if !l.cuda {
+            if !l.cuda || !self.members.contains(&e.pid) {
                 continue;
             }
             let by = l.caller.as_deref().map(|c| format!(" by {}", basename(c))).unwrap_or_default();
@@ -137,17 +258,20 @@ impl Follower {
     }
 }
 
+/// The summary of trace files written earlier, read one event at a time.
+pub fn of_files(traces: &[PathBuf]) -> Result<Summary, Error> {
+    let mut folder = fold::Folder::new(&[], None);
+    let mut bad = 0;
+    for t in traces {
+        bad += events::read_each(t, 0, |e| folder.push(&e))?;
+    }
+    Ok(finish(folder.finish(bad), Reads::Files))
+}
+
 /// `culaunch report [--json] TRACE...`: the summary on stdout, since here it
 /// is the output asked for, not a side note to someone else's job.
 pub fn command(traces: &[PathBuf], json: bool) -> Result<(), Error> {
-    let mut all = Vec::new();
-    let mut bad = 0;
-    for t in traces {
-        let (events, b) = events::read(t, 0)?;
-        all.extend(events);
-        bad += b;
-    }
-    let s = summarise(&all, bad, &[], Reads::Files);
+    let s = of_files(traces)?;
     if json {
         outln!("{}", render::json(&s)?);
     } else {

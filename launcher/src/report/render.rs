@@ -30,6 +30,18 @@ pub fn text(s: &Summary) -> String {
             format!(", {}", plural(s.conflicts.len(), "conflict", "conflicts"))
         },
     );
+    // What differs between ranks comes first: it is what a many-rank job's
+    // reader is looking for, and it cannot be seen in any one rank's table.
+    if !s.divergences.is_empty() {
+        let _ = writeln!(out, "divergences (ranks that loaded other files of one CUDA library):");
+        for d in &s.divergences {
+            let _ = writeln!(out, "  {}", d.family);
+            for line in wrap(&d.message, WIDTH - 4) {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    ranks(s, &mut out);
     if !s.libraries.is_empty() {
         let rows: Vec<[String; 5]> = s.libraries.iter().map(row).collect();
         let header = ["family", "soname", "version", "procs", "loaded"].map(str::to_owned);
@@ -132,6 +144,100 @@ pub fn text(s: &Summary) -> String {
         let _ = writeln!(out, "note: {} trace lines were not valid events and were skipped", s.malformed_lines);
     }
     out
+}
+
+/// The ranks by host, and the processes that started ranks without being
+/// one (torchrun's agent): one line per host however many ranks it ran.
+fn ranks(s: &Summary, out: &mut String) {
+    use std::collections::BTreeMap;
+    let procs: Vec<crate::compare::divergence::Proc> = s
+        .processes
+        .iter()
+        .map(|p| crate::compare::divergence::Proc {
+            host: p.host.clone(),
+            pid: p.pid,
+            ppid: p.ppid,
+            rank: p.rank,
+            world_size: p.world_size,
+        })
+        .collect();
+    let rank_of = crate::compare::divergence::ranks(&procs);
+    if rank_of.is_empty() {
+        return;
+    }
+    let mut by_host: BTreeMap<&str, (Vec<i64>, usize)> = BTreeMap::new();
+    for r in rank_of.values() {
+        let entry = by_host.entry(r.host.as_str()).or_default();
+        entry.0.push(r.rank);
+        entry.1 += 1;
+    }
+    let _ = writeln!(out, "ranks by host:");
+    for (host, (ranks, procs)) in &by_host {
+        let host = if host.is_empty() { "?" } else { host };
+        let n = {
+            let mut r = ranks.clone();
+            r.sort_unstable();
+            r.dedup();
+            r.len()
+        };
+        let line = format!(
+            "{host}: {} {} ({})",
+            if n == 1 { "rank" } else { "ranks" },
+            crate::compare::ranges(ranks),
+            plural(*procs, "process", "processes")
+        );
+        let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
+    }
+    // Processes with ranks under them but none of their own.
+    let mut parents = Vec::new();
+    for p in &s.processes {
+        if rank_of.contains_key(&(p.host.clone(), p.pid)) {
+            continue;
+        }
+        let children: Vec<i64> = rank_of
+            .iter()
+            .filter(|((h, pid), _)| {
+                *h == p.host && s.processes.iter().any(|c| c.host == *h && c.pid == *pid && c.ppid == p.pid)
+            })
+            .map(|(_, r)| r.rank)
+            .collect();
+        if !children.is_empty() {
+            // An interpreter running a script is named by the script
+            // (`torchrun`, not `python3.11`).
+            let exe = p.exe.as_deref().map(basename).unwrap_or("?");
+            let script = p.argv.get(1).filter(|a| exe.starts_with("python") && !a.starts_with('-'));
+            let exe = script.map_or(exe, |s| basename(s));
+            parents.push(format!(
+                "pid {} ({exe}) on {}: parent of ranks {}",
+                p.pid,
+                p.host,
+                crate::compare::ranges(&children)
+            ));
+        }
+    }
+    for line in parents {
+        let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
+    }
+}
+
+/// One line for a rank's culaunch when nothing is wrong in its tree.
+pub fn rank_line(s: &Summary, rank: i64) -> String {
+    let libs: Vec<String> = s
+        .libraries
+        .iter()
+        .map(|l| {
+            let name = l.soname.clone().unwrap_or_else(|| basename(&l.path).to_owned());
+            l.version.as_ref().map_or(name.clone(), |v| format!("{name} {v}"))
+        })
+        .collect();
+    let line = format!(
+        "culaunch: rank {rank}: {} traced, {} CUDA {}{}",
+        plural(s.processes.len(), "process", "processes"),
+        libs.len(),
+        if libs.len() == 1 { "library" } else { "libraries" },
+        if libs.is_empty() { String::new() } else { format!(" ({})", libs.join(", ")) },
+    );
+    format!("{}\n", elide_middle(&line, WIDTH))
 }
 
 fn row(lib: &Library) -> [String; 5] {
@@ -238,6 +344,9 @@ mod tests {
                 argv: vec![],
                 forked: false,
                 exit_status: None,
+                rank: None,
+                local_rank: None,
+                world_size: None,
             }],
             libraries: vec![lib],
             conflicts: vec![Conflict {
@@ -279,6 +388,7 @@ mod tests {
                 used_in: Default::default(),
                 redirected: Default::default(),
             }],
+            divergences: vec![],
             malformed_lines: 0,
             machine: crate::report::summary::Consulted {
                 note: Some(format!("traced on {} (this is here): nothing was consulted", "h".repeat(150))),

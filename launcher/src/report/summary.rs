@@ -30,6 +30,9 @@ pub struct Summary {
     /// Programs started by traced processes that the loader does not run
     /// culaunch in, and why.
     pub untraced: Vec<Untraced>,
+    /// Library families the ranks of a job disagree on: the majority and
+    /// the outliers.
+    pub divergences: Vec<crate::compare::divergence::Divergence>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
     /// What of this machine the summary consulted.
@@ -115,6 +118,11 @@ pub struct Process {
     /// Started by fork without exec: it inherited its parent's libraries.
     pub forked: bool,
     pub exit_status: Option<i64>,
+    /// Its rank in a multi-rank job, its rank on its node, and the job's
+    /// size, when a launcher's variables said so.
+    pub rank: Option<i64>,
+    pub local_rank: Option<i64>,
+    pub world_size: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
