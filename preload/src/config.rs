@@ -1,11 +1,11 @@
 //! What the launcher asked for, read once when the loader first calls us and
 //! immutable afterwards.
 
+use culaunch_protocol::env;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::OnceLock;
 
-use culaunch_protocol::env;
+use crate::global::PROCESS;
 
 pub struct Config {
     pub trace: CString,
@@ -28,16 +28,14 @@ pub struct Pin {
     pub ino: u64,
 }
 
-static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
-
 /// Reads the configuration from the environment; `None` means culaunch did not
 /// ask for tracing and the module stays out of the way.
 pub fn init() -> Option<&'static Config> {
-    CONFIG.get_or_init(|| from_env(|k| std::env::var_os(k))).as_ref()
+    PROCESS.config.get_or_init(|| from_env(|k| std::env::var_os(k))).as_ref()
 }
 
 pub fn get() -> Option<&'static Config> {
-    CONFIG.get().and_then(Option::as_ref)
+    PROCESS.config.get().and_then(Option::as_ref)
 }
 
 fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {

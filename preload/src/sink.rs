@@ -5,14 +5,10 @@
 //! program that closes every descriptor and opens another file on the same
 //! number must not get our lines in its file.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::config::Config;
-
-static FD: AtomicI32 = AtomicI32::new(-1);
-static DEV: AtomicU64 = AtomicU64::new(0);
-static INO: AtomicU64 = AtomicU64::new(0);
-static WARNED: AtomicBool = AtomicBool::new(false);
+use crate::global::PROCESS;
 
 /// Descriptors below this are left to the program (0, 1, 2 and the first few
 /// it will open), so that ours is never mistaken for one of them.
@@ -59,7 +55,7 @@ fn would_exceed_file_size_limit(fd: i32, len: usize) -> bool {
 }
 
 fn current_fd() -> Option<i32> {
-    let fd = FD.load(Ordering::Acquire);
+    let fd = PROCESS.trace_fd.load(Ordering::Acquire);
     if fd < 0 {
         return None;
     }
@@ -67,7 +63,9 @@ fn current_fd() -> Option<i32> {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: fstat on any integer is safe; it fails on a closed descriptor.
     let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-    (ok && st.st_dev == DEV.load(Ordering::Relaxed) && st.st_ino == INO.load(Ordering::Relaxed)).then_some(fd)
+    (ok && st.st_dev == PROCESS.trace_dev.load(Ordering::Relaxed)
+        && st.st_ino == PROCESS.trace_ino.load(Ordering::Relaxed))
+    .then_some(fd)
 }
 
 fn open(config: &Config) -> Option<i32> {
@@ -91,15 +89,15 @@ fn open(config: &Config) -> Option<i32> {
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `fd` is open.
     unsafe { libc::fstat(fd, &mut st) };
-    DEV.store(st.st_dev, Ordering::Relaxed);
-    INO.store(st.st_ino, Ordering::Relaxed);
-    FD.store(fd, Ordering::Release);
+    PROCESS.trace_dev.store(st.st_dev, Ordering::Relaxed);
+    PROCESS.trace_ino.store(st.st_ino, Ordering::Relaxed);
+    PROCESS.trace_fd.store(fd, Ordering::Release);
     Some(fd)
 }
 
 /// Says once per process, on stderr, that tracing is impaired; the job goes on.
 pub fn warn_once(config: &Config, what: &[u8]) {
-    if WARNED.swap(true, Ordering::Relaxed) {
+    if PROCESS.warned.swap(true, Ordering::Relaxed) {
         return;
     }
     let mut buf = [0u8; 1024];

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod catalogue;
+pub mod elf;
 pub mod env;
 pub mod event;
 pub mod json;
