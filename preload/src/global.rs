@@ -6,7 +6,7 @@
 //! the few callers outside it (the fork-child handler, an exit handler that
 //! keeps away from the state); a busy lock costs one event, never a pin.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::OnceLock;
 
 use crate::config::Config;
@@ -46,11 +46,6 @@ pub struct Process {
     pub disabled: AtomicBool,
     /// A warning about tracing has been given in this process.
     pub warned: AtomicBool,
-    /// The trace's descriptor (-1 before the first event) and the identity
-    /// of the file it was opened on.
-    pub trace_fd: AtomicI32,
-    pub trace_dev: AtomicU64,
-    pub trace_ino: AtomicU64,
     /// The real `exec*`/`posix_spawn*` functions, by their index in
     /// `exec.rs`'s list; stored by `la_symbind64` before the wrapper is
     /// handed out. Lock-free: read in vfork children.
@@ -68,9 +63,6 @@ pub static PROCESS: Process = Process {
     started: AtomicBool::new(false),
     disabled: AtomicBool::new(false),
     warned: AtomicBool::new(false),
-    trace_fd: AtomicI32::new(-1),
-    trace_dev: AtomicU64::new(0),
-    trace_ino: AtomicU64::new(0),
     exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
     environ: AtomicUsize::new(0),
 };
