@@ -72,6 +72,14 @@ pub fn process_start(config: &Config, s: &mut Scratch, forked: bool) {
         w.str(k, v);
     }
     w.end_object();
+    let id = &config.identity;
+    for (key, value) in
+        [("rank", id.rank), ("local_rank", id.local_rank), ("world_size", id.world_size), ("node", id.node)]
+    {
+        if let Some(v) = value {
+            w.u64(key, u64::from(v));
+        }
+    }
     if forked {
         w.bool("forked", true);
     }

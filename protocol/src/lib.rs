@@ -11,3 +11,4 @@ pub mod elf;
 pub mod env;
 pub mod event;
 pub mod json;
+pub mod rank;
