@@ -316,3 +316,16 @@ fn a_fifo_as_the_trace_never_blocks_the_loader_nor_receives_events() {
     let _ = reader.read_to_end(&mut got);
     assert_eq!(String::from_utf8_lossy(&got), "", "events went into the FIFO");
 }
+
+#[test]
+fn exec_with_a_bad_pointer_fails_with_efault_as_without_culaunch() {
+    let exe = fixtures().root.join("bin/bad_exec");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bad_exec.c");
+    assert!(Command::new("cc").arg(src).arg("-o").arg(&exe).status().unwrap().success());
+    let bare = plain(&[exe.as_os_str()], &[]);
+    assert!(bare.stdout().contains("execve bad path: Bad address"), "{}", bare.stdout());
+    let run = traced(&[], &[exe.as_os_str()], &[]);
+    // Ground truth: the errno of each call without culaunch, and no crash.
+    assert_eq!(run.out.status.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.stdout(), bare.stdout());
+}

@@ -24,7 +24,7 @@ use culaunch_protocol::json::Writer;
 
 use crate::config::{self, Config};
 use crate::global::{EXEC_WRAPPED, PROCESS};
-use crate::sink;
+use crate::{memory, sink};
 
 /// The wrapped functions; `PROCESS.exec_real` holds the real ones, by the
 /// index of their name here.
@@ -153,10 +153,12 @@ extern "C" fn posix_spawnp(
 fn check(file: *const c_char, envp: Argv, search_path: bool) {
     let _ = std::panic::catch_unwind(|| {
         let Some(config) = config::get() else { return };
-        if file.is_null() {
+        // What the kernel would reject with EFAULT is not read here: the
+        // real function gets it and fails as it would without culaunch.
+        if !memory::is_c_string(file as usize) || !memory::is_string_array(envp as usize) {
             return;
         }
-        // SAFETY: the caller passes a NUL-terminated path.
+        // SAFETY: checked just above: a readable NUL-terminated path.
         let file = unsafe { CStr::from_ptr(file) };
         let mut path_buf = [0u8; 1024];
         let Some(path) = locate(file, envp, search_path, &mut path_buf) else { return };

@@ -26,6 +26,7 @@ mod global;
 mod libc_hooks;
 mod linkmap;
 mod lock;
+mod memory;
 mod objects;
 mod paths;
 mod sink;
