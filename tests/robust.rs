@@ -329,3 +329,26 @@ fn exec_with_a_bad_pointer_fails_with_efault_as_without_culaunch() {
     assert_eq!(run.out.status.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.stdout(), bare.stdout());
 }
+
+#[test]
+fn a_child_switched_to_another_uid_gets_no_loader_error_in_its_stderr() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching uid needs root");
+        return;
+    }
+    let python = python().expect("python3");
+    let code = "import subprocess, sys
+r = subprocess.run(['/bin/echo', 'child ran'], user=65534, capture_output=True, text=True)
+print(r.stdout, end='')
+print('child stderr:', repr(r.stderr))";
+    let argv = [python.as_os_str(), os("-c"), os(code)];
+    let bare = plain(&argv, &[]);
+    assert!(bare.stdout().contains("child ran"), "{}{}", bare.stdout(), bare.stderr());
+    let run = traced(&[], &argv, &[]);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    assert!(run.stdout().contains("child ran"), "{}", run.stdout());
+    // Ground truth: the child's stderr without culaunch has no loader error.
+    assert!(bare.stdout().contains("child stderr: ''"), "{}", bare.stdout());
+    assert!(!run.stdout().contains("cannot be loaded as audit interface"), "{}", run.stdout());
+}
