@@ -228,3 +228,127 @@ fn a_file_size_limit_or_a_deleted_trace_never_kills_the_job() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What a Python process sees of its own descriptors, after loading a CUDA
+/// library (an event written) and in a child started with `pass_fds` (as
+/// CPython's `test_pass_fds_redirected` checks).
+const LIST_FDS: &str = "import ctypes, os, subprocess, sys
+ctypes.CDLL(sys.argv[1])
+print('parent', sorted(os.listdir('/proc/self/fd')))
+r, w = os.pipe()
+subprocess.run([sys.executable, '-c', 'import os; print(\"child\", sorted(os.listdir(\"/proc/self/fd\")))'], pass_fds=[w], check=True)
+";
+
+#[test]
+fn a_traced_process_holds_no_descriptor_of_culaunchs_while_its_code_runs() {
+    let f = fixtures();
+    let python = python().expect("python3");
+    let argv = [python.as_os_str(), os("-c"), os(LIST_FDS), f.wheel_cudart12.as_os_str()];
+    let bare = plain(&argv, &[]);
+    assert!(bare.out.status.success(), "{}", bare.stderr());
+    let run = traced(&[], &argv, &[]);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    // Ground truth: the same command without culaunch.
+    assert_eq!(run.stdout(), bare.stdout());
+    assert!(run.stdout().contains("child"), "{}", run.stdout());
+    // …and it was traced all the same, in both processes.
+    let cudart = canonical(&f.wheel_cudart12);
+    assert!(run.events_of("load").iter().any(|e| e["path"] == cudart.as_str()), "{:#?}", run.events);
+    assert_eq!(run.events_of("process_start").len(), 2, "{:#?}", run.events);
+}
+
+#[test]
+fn a_process_under_ulimit_n_64_is_traced_with_nothing_on_its_stderr() {
+    let f = fixtures();
+    let trace = f.root.join("robust-nofile.jsonl");
+    let _ = std::fs::remove_file(&trace);
+    let script = format!("ulimit -n 64; exec {} dlopen:{}", f.loader.display(), f.wheel_cudart12.display());
+    let out =
+        Command::new(CULAUNCH).arg("-q").arg("-t").arg(&trace).args(["--", "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok which=wheel-12"));
+    let cudart = canonical(&f.wheel_cudart12);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.lines().any(|l| l.contains("\"event\":\"load\"") && l.contains(&cudart)), "{text}");
+}
+
+#[test]
+fn a_fifo_as_the_trace_never_blocks_the_loader_nor_receives_events() {
+    let f = fixtures();
+    let dir = f.root.join("robust-fifo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("trace.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let job = |fifo: &Path| {
+        // The launcher's own trace stays a file; the job's processes are
+        // told to write to the FIFO.
+        run_with_timeout(
+            Command::new(CULAUNCH)
+                .args(["-q", "--", "env"])
+                .arg(format!("CULAUNCH_AUDIT_TRACE={}", fifo.display()))
+                .arg(&f.loader)
+                .arg(format!("dlopen:{}", f.wheel_cudart12.display())),
+            30,
+        )
+    };
+    // No reader: opening for writing fails at once (ENXIO).
+    let out = job(&fifo);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok which=wheel-12"));
+    // A reader that never reads: the module opens it, sees a FIFO, and
+    // writes nothing.
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut reader =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).expect("open the FIFO");
+    let out = job(&fifo);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok which=wheel-12"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = Vec::new();
+    let _ = reader.read_to_end(&mut got);
+    assert_eq!(String::from_utf8_lossy(&got), "", "events went into the FIFO");
+}
+
+#[test]
+fn exec_with_a_bad_pointer_fails_with_efault_as_without_culaunch() {
+    let exe = fixtures().root.join("bin/bad_exec");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bad_exec.c");
+    assert!(Command::new("cc").arg(src).arg("-o").arg(&exe).status().unwrap().success());
+    let bare = plain(&[exe.as_os_str()], &[]);
+    assert!(bare.stdout().contains("execve bad path: Bad address"), "{}", bare.stdout());
+    let run = traced(&[], &[exe.as_os_str()], &[]);
+    // Ground truth: the errno of each call without culaunch, and no crash.
+    assert_eq!(run.out.status.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.stdout(), bare.stdout());
+}
+
+#[test]
+fn a_child_switched_to_another_uid_gets_no_loader_error_in_its_stderr() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching uid needs root");
+        return;
+    }
+    let python = python().expect("python3");
+    let code = "import subprocess, sys
+r = subprocess.run(['/bin/echo', 'child ran'], user=65534, capture_output=True, text=True)
+print(r.stdout, end='')
+print('child stderr:', repr(r.stderr))";
+    let argv = [python.as_os_str(), os("-c"), os(code)];
+    let bare = plain(&argv, &[]);
+    assert!(bare.stdout().contains("child ran"), "{}{}", bare.stdout(), bare.stderr());
+    let run = traced(&[], &argv, &[]);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    assert!(run.stdout().contains("child ran"), "{}", run.stdout());
+    // Ground truth: the child's stderr without culaunch has no loader error.
+    assert!(bare.stdout().contains("child stderr: ''"), "{}", bare.stdout());
+    assert!(!run.stdout().contains("cannot be loaded as audit interface"), "{}", run.stdout());
+}

@@ -534,3 +534,30 @@ fn the_old_dlopen_symbol_version_nvidia_binds_is_seen_too() {
     assert_eq!(run.load_event(&f.wheel_cudart12)["how"], "needed");
     assert_trace_matches_maps(&run);
 }
+
+#[test]
+fn process_start_carries_the_rank_the_innermost_launcher_gave() {
+    let f = fixtures();
+    let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart12))]);
+    // torchrun's worker inside a Slurm task: torchrun's numbers win.
+    let env = [
+        ("SLURM_PROCID", os("1")),
+        ("SLURM_NTASKS", os("2")),
+        ("SLURM_NODEID", os("1")),
+        ("RANK", os("5")),
+        ("LOCAL_RANK", os("1")),
+        ("WORLD_SIZE", os("8")),
+    ];
+    let run = traced(&[], &loader(&a), &env);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    let start = run.events_of("process_start")[0];
+    assert_eq!((start["rank"].as_u64(), start["local_rank"].as_u64()), (Some(5), Some(1)), "{start}");
+    assert_eq!((start["world_size"].as_u64(), start["node"].as_u64()), (Some(8), Some(1)), "{start}");
+    assert_eq!(start["env"]["SLURM_NODEID"], "1");
+    // An invalid number is ignored, and nothing is claimed.
+    let run = traced(&[], &loader(&a), &[("RANK", os("three"))]);
+    assert!(run.out.status.success(), "{}", run.stderr());
+    let start = run.events_of("process_start")[0];
+    assert!(start.get("rank").is_none(), "{start}");
+    assert_eq!(start["env"]["RANK"], "three");
+}

@@ -29,6 +29,16 @@ pub fn module_path() -> Result<PathBuf, Error> {
     // build.rs hashed the module once; hashing 1 MB here would cost every run.
     let name = format!("libculaunch_audit-{}-{}.so", env!("CARGO_PKG_VERSION"), env!("CULAUNCH_MODULE_HASH"));
     let mut last_error = None;
+    // A directory every uid can read comes first: a job that switches to
+    // another uid (`subprocess.run(..., user=…)` as root) must still be
+    // able to open the module, or the loader prints an error in its stderr.
+    if let Some(dir) = crate::dirs::shared_module_dir() {
+        let path = dir.join(&name);
+        match install_shared(&dir, &path) {
+            Ok(()) => return Ok(path),
+            Err(e) => last_error = Some((path, e)),
+        }
+    }
     for dir in crate::dirs::cache_dirs() {
         let path = dir.join(&name);
         if path.as_os_str().as_bytes().contains(&b':') {
@@ -53,16 +63,61 @@ fn install(dir: &Path, path: &Path) -> io::Result<()> {
     }
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    // Write beside, then rename: concurrent culaunch runs never see half a file.
+    write_beside(dir, path, 0o755)
+}
+
+/// Writes the module beside `path`, then renames it there: concurrent
+/// culaunch runs never see half a file.
+fn write_beside(dir: &Path, path: &Path, mode: u32) -> io::Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         std::process::id()
     ));
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     f.write_all(MODULE)?;
     f.sync_all()?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, path)
+}
+
+/// Installs into `dir`, readable by all and writable by us alone: the
+/// directory is created 0755 or, if it exists, must be a real directory
+/// (not a link) owned by us that nobody else can write; the module is 0444.
+fn install_shared(dir: &Path, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let refused = |why: &str| io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", dir.display()));
+    if !meta.file_type().is_dir() {
+        return Err(refused("not a directory"));
+    }
+    if meta.uid() != uid {
+        return Err(refused("owned by another user"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refused("writable by group or others"));
+    }
+    if meta.mode() & 0o555 != 0o555 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    }
+    // The directory is ours and nobody else's to write: what is in it is
+    // what we put there.
+    if fs::read(path).is_ok_and(|existing| existing == MODULE) {
+        let mode = fs::symlink_metadata(path)?.mode();
+        if mode & 0o444 != 0o444 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o444))?;
+        }
+        return Ok(());
+    }
+    write_beside(dir, path, 0o444)
 }
 
 /// What the command's environment gains.

@@ -1,11 +1,11 @@
 //! What the launcher asked for, read once when the loader first calls us and
 //! immutable afterwards.
 
+use culaunch_protocol::{env, rank};
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::OnceLock;
 
-use culaunch_protocol::env;
+use crate::global::PROCESS;
 
 pub struct Config {
     pub trace: CString,
@@ -16,6 +16,9 @@ pub struct Config {
     pub host: Vec<u8>,
     /// Selected environment variables at start-up, for `process_start`.
     pub env: Vec<(&'static str, Vec<u8>)>,
+    /// Rank, local rank, world size and node, when a launcher's variables
+    /// say so.
+    pub identity: rank::Identity,
 }
 
 /// Every request for `soname` maps `path`.
@@ -28,23 +31,26 @@ pub struct Pin {
     pub ino: u64,
 }
 
-static CONFIG: OnceLock<Option<Config>> = OnceLock::new();
-
 /// Reads the configuration from the environment; `None` means culaunch did not
 /// ask for tracing and the module stays out of the way.
 pub fn init() -> Option<&'static Config> {
-    CONFIG.get_or_init(|| from_env(|k| std::env::var_os(k))).as_ref()
+    PROCESS.config.get_or_init(|| from_env(|k| std::env::var_os(k))).as_ref()
 }
 
 pub fn get() -> Option<&'static Config> {
-    CONFIG.get().and_then(Option::as_ref)
+    PROCESS.config.get().and_then(Option::as_ref)
 }
 
 fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let trace = var(env::TRACE).filter(|t| !t.is_empty())?;
     let trace = CString::new(trace.into_vec()).ok()?;
     let flags = var(env::FLAGS).unwrap_or_default();
-    let recorded = env::RECORDED_ENV.iter().filter_map(|&k| var(k).map(|v| (k, v.into_vec()))).collect();
+    let recorded: Vec<(&'static str, Vec<u8>)> = env::RECORDED_ENV
+        .iter()
+        .chain(env::RANK_VARIABLES)
+        .filter_map(|&k| var(k).map(|v| (k, v.into_vec())))
+        .collect();
+    let identity = rank::identity(|k| recorded.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_slice()));
     let pins = var(env::PINS).map(|p| parse_pins(p.as_bytes())).unwrap_or_default();
     Some(Config {
         trace,
@@ -53,6 +59,7 @@ fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
         pins,
         host: hostname(),
         env: recorded,
+        identity,
     })
 }
 
@@ -123,5 +130,6 @@ mod tests {
         assert_eq!(c.map(|c| c.trace.as_bytes()), Some(&b"/tmp/t.jsonl"[..]));
         assert_eq!(c.map(|c| (c.all_libs, c.strict)), Some((true, true)));
         assert_eq!(c.map(|c| c.env.clone()), Some(vec![("RANK", b"3".to_vec())]));
+        assert_eq!(c.and_then(|c| c.identity.rank), Some(3));
     }
 }

@@ -1,5 +1,6 @@
-//! What to do with a request, given the pins and `--strict`. Pure: the
-//! export feeds it the requested name and acts on the answer.
+//! What to do with a request, given the pins and `--strict`: the whole
+//! decision. Pure: the caller feeds it the requested name and a way to ask
+//! whether a path names a pinned file, and acts on the answer.
 
 use culaunch_protocol::catalogue::{self, PinMatch};
 
@@ -25,16 +26,26 @@ pub enum Refusal {
 }
 
 /// `request` is what the program asked for (a name or a path); `pins` are
-/// the pinned SONAMEs in order; `is_pin_path` says whether the request is
-/// already a pinned file's own path.
-pub fn decide<'a>(request: &[u8], pins: impl Iterator<Item = &'a [u8]>, strict: bool, is_pin_path: bool) -> Decision {
-    if is_pin_path {
-        return Decision::Pass;
-    }
+/// the pinned SONAMEs in order; `is_pinned_file(n)` says whether the path
+/// `request` names pin `n`'s own file (through any link). It is asked only
+/// for a path that matches pin `n` by name, so a bare name never costs a
+/// `stat`.
+pub fn decide<'a>(
+    request: &[u8],
+    pins: impl Iterator<Item = &'a [u8]>,
+    strict: bool,
+    is_pinned_file: impl FnOnce(usize) -> bool,
+) -> Decision {
     let mut other_major = None;
     for (n, soname) in pins.enumerate() {
         match catalogue::pin_match(request, soname) {
-            PinMatch::Soname | PinMatch::DevName | PinMatch::FullVersion => return Decision::Redirect(n),
+            PinMatch::Soname | PinMatch::DevName | PinMatch::FullVersion => {
+                // The pinned file asked for by its own path: already what
+                // the pin wants, and redirecting it would change nothing
+                // but the trace's `redirected_from`.
+                let names_pin = request.contains(&b'/') && is_pinned_file(n);
+                return if names_pin { Decision::Pass } else { Decision::Redirect(n) };
+            }
             PinMatch::OtherMajor => other_major = other_major.or(Some(n)),
             PinMatch::Unrelated => {}
         }
@@ -57,8 +68,10 @@ mod tests {
 
     const PIN_NAMES: &[&[u8]] = &[b"libcudart.so.12", b"libcublas.so.12"];
 
+    /// The decision when the file system says `request` is (or is not) the
+    /// pinned file itself.
     fn decide(request: &[u8], pins: &[&[u8]], strict: bool, is_pin_path: bool) -> Decision {
-        super::decide(request, pins.iter().copied(), strict, is_pin_path)
+        super::decide(request, pins.iter().copied(), strict, |_| is_pin_path)
     }
 
     #[test]
@@ -73,6 +86,20 @@ mod tests {
     #[test]
     fn the_pinned_file_itself_passes() {
         assert_eq!(decide(b"/pinned/libcudart.so.12", PIN_NAMES, true, true), Decision::Pass);
+    }
+
+    #[test]
+    fn a_bare_name_never_asks_the_file_system_and_is_redirected() {
+        let asked = core::cell::Cell::new(false);
+        let d = super::decide(b"libcudart.so.12", PIN_NAMES.iter().copied(), false, |_| {
+            asked.set(true);
+            true
+        });
+        assert_eq!(d, Decision::Redirect(0));
+        assert!(!asked.get());
+        // Only the matching pin's file is asked about.
+        let d = super::decide(b"/x/libcublas.so.12", PIN_NAMES.iter().copied(), false, |n| n == 1);
+        assert_eq!(d, Decision::Pass);
     }
 
     #[test]

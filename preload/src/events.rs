@@ -18,16 +18,28 @@ const AFTER_ARGV: usize = 2048;
 /// Buffers for formatting events and resolving paths; lives in the module's
 /// state, used under its lock.
 pub struct Scratch {
+    /// The event being formatted.
     pub line: [u8; LINE],
-    pub a: [u8; PATH_MAX],
-    pub b: [u8; PATH_MAX],
-    pub c: [u8; PATH_MAX],
+    /// The path of the object an event is about (also: the executable).
+    pub object: [u8; PATH_MAX],
+    /// The path of the object that asked for it.
+    pub caller: [u8; PATH_MAX],
+    /// A second object's path (the other copy in a conflict), or the rule
+    /// text of a refusal.
+    pub other: [u8; PATH_MAX],
+    /// /proc/self/cmdline, for `argv`.
     pub cmdline: [u8; 8192],
 }
 
 impl Scratch {
     pub const fn new() -> Scratch {
-        Scratch { line: [0; LINE], a: [0; PATH_MAX], b: [0; PATH_MAX], c: [0; PATH_MAX], cmdline: [0; 8192] }
+        Scratch {
+            line: [0; LINE],
+            object: [0; PATH_MAX],
+            caller: [0; PATH_MAX],
+            other: [0; PATH_MAX],
+            cmdline: [0; 8192],
+        }
     }
 }
 
@@ -48,7 +60,7 @@ pub struct Load<'a> {
 
 pub fn process_start(config: &Config, s: &mut Scratch, forked: bool) {
     let mut w = header(&mut s.line, config, event::PROCESS_START);
-    w.opt_str("exe", paths::self_exe(&mut s.a));
+    w.opt_str("exe", paths::self_exe(&mut s.object));
     let (args, whole) = paths::read_small_file(c"/proc/self/cmdline", &mut s.cmdline);
     let args = args.strip_suffix(b"\0").unwrap_or(args);
     let complete = w.str_array("argv", args.split(|&b| b == 0), AFTER_ARGV);
@@ -60,6 +72,14 @@ pub fn process_start(config: &Config, s: &mut Scratch, forked: bool) {
         w.str(k, v);
     }
     w.end_object();
+    let id = &config.identity;
+    for (key, value) in
+        [("rank", id.rank), ("local_rank", id.local_rank), ("world_size", id.world_size), ("node", id.node)]
+    {
+        if let Some(v) = value {
+            w.u64(key, u64::from(v));
+        }
+    }
     if forked {
         w.bool("forked", true);
     }

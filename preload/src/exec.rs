@@ -15,21 +15,20 @@
 //! nothing, and writes at most one line.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
+use culaunch_protocol::elf;
 use culaunch_protocol::env;
 use culaunch_protocol::event;
 use culaunch_protocol::json::Writer;
 
 use crate::config::{self, Config};
-use crate::sink;
+use crate::global::{EXEC_WRAPPED, PROCESS};
+use crate::{memory, sink};
 
-/// The real functions, by the index of their name in `WATCHED`.
-static REAL: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
-/// The address of the program's `environ` (its libc's, not this namespace's).
-static ENVIRON: AtomicUsize = AtomicUsize::new(0);
-
-const WATCHED: [&[u8]; 6] = [b"execve", b"execv", b"execvp", b"execvpe", b"posix_spawn", b"posix_spawnp"];
+/// The wrapped functions; `PROCESS.exec_real` holds the real ones, by the
+/// index of their name here.
+const WATCHED: [&[u8]; EXEC_WRAPPED] = [b"execve", b"execv", b"execvp", b"execvpe", b"posix_spawn", b"posix_spawnp"];
 
 type Argv = *const *const c_char;
 
@@ -40,7 +39,7 @@ pub fn bind(name: &CStr, real: usize) -> usize {
         return real;
     }
     let Some(i) = WATCHED.iter().position(|w| *w == name) else { return real };
-    REAL[i].store(real, Ordering::Relaxed);
+    PROCESS.exec_real[i].store(real, Ordering::Relaxed);
     match i {
         0 => execve as *const () as usize,
         1 => execv as *const () as usize,
@@ -53,11 +52,11 @@ pub fn bind(name: &CStr, real: usize) -> usize {
 
 /// Remembers where the program's `environ` lives (found at `la_preinit`).
 pub fn set_environ(address: usize) {
-    ENVIRON.store(address, Ordering::Relaxed);
+    PROCESS.environ.store(address, Ordering::Relaxed);
 }
 
 fn program_environ() -> Argv {
-    let at = ENVIRON.load(Ordering::Relaxed) as *const Argv;
+    let at = PROCESS.environ.load(Ordering::Relaxed) as *const Argv;
     if at.is_null() {
         return core::ptr::null();
     }
@@ -72,7 +71,7 @@ type ExecvFn = extern "C" fn(*const c_char, Argv) -> c_int;
 /// Should it ever be missing, the wrapper fails the call (ENOSYS) rather
 /// than jump to address 0.
 fn real<F: Copy>(i: usize) -> Option<F> {
-    let address = REAL[i].load(Ordering::Relaxed);
+    let address = PROCESS.exec_real[i].load(Ordering::Relaxed);
     // SAFETY: a function pointer of type F (pointer-sized, checked), stored
     // by `bind` from the loader's own binding of that very symbol.
     (address != 0 && core::mem::size_of::<F>() == core::mem::size_of::<usize>())
@@ -154,10 +153,12 @@ extern "C" fn posix_spawnp(
 fn check(file: *const c_char, envp: Argv, search_path: bool) {
     let _ = std::panic::catch_unwind(|| {
         let Some(config) = config::get() else { return };
-        if file.is_null() {
+        // What the kernel would reject with EFAULT is not read here: the
+        // real function gets it and fails as it would without culaunch.
+        if !memory::is_c_string(file as usize) || !memory::is_string_array(envp as usize) {
             return;
         }
-        // SAFETY: the caller passes a NUL-terminated path.
+        // SAFETY: checked just above: a readable NUL-terminated path.
         let file = unsafe { CStr::from_ptr(file) };
         let mut path_buf = [0u8; 1024];
         let Some(path) = locate(file, envp, search_path, &mut path_buf) else { return };
@@ -253,36 +254,26 @@ fn elf_reason(head: &[u8]) -> Option<&'static [u8]> {
     if head.len() < 64 || &head[..4] != b"\x7fELF" {
         return None;
     }
-    if head[4] != 2 {
+    if head[4] != elf::NATIVE_CLASS {
         return Some(b"it is a 32-bit program; culaunch's audit module is 64-bit");
     }
     let machine = u16::from_le_bytes([head[18], head[19]]);
-    if machine != libc_machine() {
+    if machine != elf::NATIVE_MACHINE {
         return Some(b"it is a program for another machine than culaunch's audit module");
     }
     let phoff = u64::from_le_bytes(head[32..40].try_into().ok()?) as usize;
     let (phentsize, phnum) =
         (u16::from_le_bytes([head[54], head[55]]) as usize, u16::from_le_bytes([head[56], head[57]]) as usize);
-    if phentsize != 56 {
+    if phentsize != core::mem::size_of::<libc::Elf64_Phdr>() {
         return None;
     }
     let mut has_interp = false;
     for i in 0..phnum {
         let at = phoff.checked_add(i * phentsize)?;
         let p_type = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
-        has_interp |= p_type == 3;
+        has_interp |= p_type == elf::PT_INTERP;
     }
     (!has_interp).then_some(&b"it is statically linked: no loader runs in it"[..])
-}
-
-fn libc_machine() -> u16 {
-    if cfg!(target_arch = "x86_64") {
-        62
-    } else if cfg!(target_arch = "aarch64") {
-        183
-    } else {
-        0
-    }
 }
 
 fn report(config: &Config, exe: &[u8], reason: &[u8]) {
@@ -322,11 +313,14 @@ mod tests {
 
     #[test]
     fn static_foreign_and_32_bit_programs_are_named() {
-        assert_eq!(elf_reason(&header(2, libc_machine(), true)), None);
-        assert!(elf_reason(&header(2, libc_machine(), false)).is_some_and(|r| r.starts_with(b"it is statically")));
-        assert!(elf_reason(&header(1, 3, true)).is_some_and(|r| r.starts_with(b"it is a 32-bit")));
-        assert!(elf_reason(&header(2, 183 + 62 - libc_machine(), true))
-            .is_some_and(|r| r.starts_with(b"it is a program for")));
+        let native = elf::NATIVE_MACHINE;
+        let foreign = elf::EM_AARCH64 + elf::EM_X86_64 - native;
+        assert_eq!(elf_reason(&header(elf::ELFCLASS64, native, true)), None);
+        assert!(elf_reason(&header(elf::ELFCLASS64, native, false)).is_some_and(|r| r.starts_with(b"it is statically")));
+        assert!(elf_reason(&header(elf::ELFCLASS32, 3, true)).is_some_and(|r| r.starts_with(b"it is a 32-bit")));
+        assert!(
+            elf_reason(&header(elf::ELFCLASS64, foreign, true)).is_some_and(|r| r.starts_with(b"it is a program for"))
+        );
         assert_eq!(elf_reason(b"#!/bin/sh\n"), None);
     }
 

@@ -15,15 +15,18 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod callbacks;
 mod clock;
 mod config;
 mod decide;
 mod events;
 mod exec;
 mod exports;
+mod global;
 mod libc_hooks;
 mod linkmap;
 mod lock;
+mod memory;
 mod objects;
 mod paths;
 mod sink;

@@ -1,5 +1,6 @@
 //! The public part of glibc's `struct link_map` (`<link.h>`) and what we read
-//! from it: the name the loader recorded and the object's DT_SONAME.
+//! from it, decoded once per entry point into an [`Object`]: the name the
+//! loader recorded, the object's DT_SONAME, and its DT_NEEDED on demand.
 
 use core::ffi::{c_char, CStr};
 
@@ -59,27 +60,67 @@ pub unsafe fn name<'a>(map: *const LinkMap) -> &'a CStr {
     }
 }
 
-/// DT_STRTAB (relocated) and DT_STRSZ of a mapped object.
-///
-/// # Safety
-/// `m` must be a live link map whose object the loader has mapped.
-unsafe fn string_table(m: &LinkMap) -> Option<(usize, usize)> {
-    if m.l_ld.is_null() {
-        return None;
+/// What the module reads of one mapped object, decoded from its link map
+/// and dynamic section in one walk, at the entry point that received it.
+#[derive(Clone, Copy)]
+pub struct Object<'a> {
+    /// The link map, as an address: the loader's handle for the object.
+    pub map: usize,
+    /// The path the loader opened; "" for the main program.
+    pub name: &'a CStr,
+    pub soname: Option<&'a [u8]>,
+    dynamic: *const Elf64Dyn,
+    /// DT_STRTAB (relocated) and DT_STRSZ.
+    strings: Option<(usize, usize)>,
+}
+
+impl<'a> Object<'a> {
+    /// Decodes `map`.
+    ///
+    /// # Safety
+    /// `map` must be null or a live link map whose object the loader has
+    /// mapped; the view must not outlive the object.
+    pub unsafe fn decode(map: *const LinkMap) -> Object<'a> {
+        // SAFETY: the caller guarantees `map` is live.
+        let m = unsafe { map.as_ref() };
+        let dynamic = m.map_or(core::ptr::null(), |m| m.l_ld);
+        let (mut strtab, mut strsz, mut soname_at) = (None, None, None);
+        if let Some(m) = m {
+            // SAFETY: as above.
+            for (tag, val) in unsafe { dyn_entries(dynamic) } {
+                match tag {
+                    DT_STRTAB => strtab = Some(relocated(m.l_addr, val)),
+                    DT_STRSZ => strsz = Some(val),
+                    DT_SONAME => soname_at = Some(val),
+                    _ => {}
+                }
+            }
+        }
+        let strings = strtab.zip(strsz);
+        // SAFETY: the string table of a live object.
+        let soname = strings.zip(soname_at).and_then(|((t, n), at)| unsafe { string_at(t, n, at) });
+        // SAFETY: as above.
+        Object { map: map as usize, name: unsafe { name(map) }, soname, dynamic, strings }
     }
-    let (mut strtab, mut strsz) = (None, None);
-    for i in 0..MAX_DYN {
-        // SAFETY: the dynamic section ends with DT_NULL, within MAX_DYN entries
-        // for any object the loader accepted.
-        let d = unsafe { &*m.l_ld.add(i) };
-        match d.d_tag {
-            DT_NULL => break,
-            DT_STRTAB => strtab = Some(relocated(m.l_addr, d.d_val as usize)),
-            DT_STRSZ => strsz = Some(d.d_val as usize),
-            _ => {}
+
+    /// A file the loader opened: not the program itself ("") nor the vDSO.
+    pub fn is_file(&self) -> bool {
+        self.name.to_bytes().contains(&b'/')
+    }
+
+    /// Whether any DT_NEEDED entry satisfies `pred` (a framework library
+    /// that needs CUDA libraries is worth reporting even when it is not one
+    /// itself). Walks the dynamic section again, for DT_NEEDED only, and
+    /// only when asked.
+    pub fn any_needed(&self, pred: impl Fn(&[u8]) -> bool) -> bool {
+        let Some((strtab, size)) = self.strings else { return false };
+        // SAFETY: `decode`'s contract: the object is still mapped.
+        unsafe {
+            dyn_entries(self.dynamic)
+                .filter(|d| d.0 == DT_NEEDED)
+                .any(|d| string_at(strtab, size, d.1).is_some_and(&pred))
         }
     }
-    Some((strtab?, strsz?))
 }
 
 /// The string at `offset` of a string table of `size` bytes, or `None` when
@@ -95,43 +136,14 @@ unsafe fn string_at<'a>(strtab: usize, size: usize, offset: usize) -> Option<&'a
     Some(unsafe { CStr::from_ptr(strtab.wrapping_add(offset) as *const c_char) }.to_bytes())
 }
 
-/// The DT_SONAME of a mapped object, read from its dynamic section in memory.
-///
-/// # Safety
-/// `map` must be a live link map whose object the loader has mapped.
-pub unsafe fn soname<'a>(map: *const LinkMap) -> Option<&'a [u8]> {
-    // SAFETY: the caller guarantees the object is mapped.
-    unsafe {
-        let m = map.as_ref()?;
-        let (strtab, size) = string_table(m)?;
-        let offset = dyn_entries(m).find(|d| d.0 == DT_SONAME)?.1;
-        string_at(strtab, size, offset)
-    }
-}
-
-/// Whether any DT_NEEDED entry of a mapped object satisfies `pred` (a
-/// framework library that needs CUDA libraries is worth reporting even when
-/// it is not one itself).
-///
-/// # Safety
-/// `map` must be a live link map whose object the loader has mapped.
-pub unsafe fn any_needed(map: *const LinkMap, pred: impl Fn(&[u8]) -> bool) -> bool {
-    // SAFETY: the caller guarantees the object is mapped.
-    unsafe {
-        let Some(m) = map.as_ref() else { return false };
-        let Some((strtab, size)) = string_table(m) else { return false };
-        dyn_entries(m).filter(|d| d.0 == DT_NEEDED).any(|d| string_at(strtab, size, d.1).is_some_and(&pred))
-    }
-}
-
 /// (d_tag, d_val) of every entry before DT_NULL.
 ///
 /// # Safety
-/// `m` must be a live link map whose object the loader has mapped.
-unsafe fn dyn_entries(m: &LinkMap) -> impl Iterator<Item = (i64, usize)> + '_ {
-    let ld = m.l_ld;
+/// `ld` must be null or the dynamic section of a live, mapped object.
+unsafe fn dyn_entries<'a>(ld: *const Elf64Dyn) -> impl Iterator<Item = (i64, usize)> + 'a {
     (0..if ld.is_null() { 0 } else { MAX_DYN })
-        // SAFETY: as in `string_table`.
+        // SAFETY: the dynamic section ends with DT_NULL, within MAX_DYN
+        // entries for any object the loader accepted.
         .map(move |i| unsafe { &*ld.add(i) })
         .take_while(|d| d.d_tag != DT_NULL)
         .map(|d| (d.d_tag, d.d_val as usize))
@@ -183,12 +195,12 @@ mod tests {
             l_prev: core::ptr::null_mut(),
         };
         // SAFETY: `map` and what it points to live on this stack frame.
-        unsafe {
-            assert_eq!(soname(&map), Some(&b"libcudart.so.12"[..]));
-            assert_eq!(name(&map).to_bytes(), b"/x/libcudart.so.12");
-            assert!(any_needed(&map, |n| n == b"libc.so.6"));
-            // An offset past DT_STRSZ is never read.
-            assert!(!any_needed(&map, |n| n.is_empty()));
-        }
+        let object = unsafe { Object::decode(&map) };
+        assert_eq!(object.soname, Some(&b"libcudart.so.12"[..]));
+        assert_eq!(object.name.to_bytes(), b"/x/libcudart.so.12");
+        assert!(object.is_file());
+        assert!(object.any_needed(|n| n == b"libc.so.6"));
+        // An offset past DT_STRSZ is never read.
+        assert!(!object.any_needed(|n| n.is_empty()));
     }
 }

@@ -1,29 +1,52 @@
-//! The trace file: one `write(2)` per event on an O_APPEND descriptor, so lines
-//! from many processes never interleave.
+//! The trace file: one `write(2)` per event, on an O_APPEND descriptor, so
+//! lines from many processes never interleave.
 //!
-//! The descriptor is checked against the file we opened before each write: a
-//! program that closes every descriptor and opens another file on the same
-//! number must not get our lines in its file.
+//! The descriptor lives only for that one write: opened, written, closed.
+//! While the program's own code runs it holds no descriptor of culaunch's
+//! (a program that lists or closes its descriptors, `pass_fds`, or a tight
+//! `ulimit -n` sees what it would see without culaunch), and a program that
+//! closes every descriptor and reuses the numbers can never receive a trace
+//! line in one of its own files. The cost is an open and a close per event
+//! (BENCHMARKS.md).
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::config::Config;
+use crate::global::PROCESS;
 
-static FD: AtomicI32 = AtomicI32::new(-1);
-static DEV: AtomicU64 = AtomicU64::new(0);
-static INO: AtomicU64 = AtomicU64::new(0);
-static WARNED: AtomicBool = AtomicBool::new(false);
-
-/// Descriptors below this are left to the program (0, 1, 2 and the first few
-/// it will open), so that ours is never mistaken for one of them.
-const MIN_FD: i32 = 100;
+/// Write-only, appending; O_NONBLOCK so that a FIFO with no reader fails at
+/// once (ENXIO) instead of blocking the loader, O_NOCTTY so that a terminal
+/// never becomes the controlling one, O_CLOEXEC for the instant between
+/// the open and the close.
+const FLAGS: libc::c_int =
+    libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
 
 pub fn write_line(config: &Config, line: &[u8]) {
-    let fd = match current_fd().or_else(|| open(config)) {
-        Some(fd) => fd,
-        None => return,
-    };
-    if would_exceed_file_size_limit(fd, line.len()) {
+    // SAFETY: `trace` is NUL-terminated.
+    let fd = unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) };
+    if fd < 0 {
+        warn_once(config, b"cannot open the trace file; this process is not traced");
+        return;
+    }
+    append(config, fd, line);
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+}
+
+fn append(config: &Config, fd: i32, line: &[u8]) {
+    // SAFETY: plain-data out-pointer; `fd` is open.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        warn_once(config, b"cannot append to the trace file; some events are lost");
+        return;
+    }
+    // A FIFO, a device or a socket could block, eat events or never end:
+    // the trace is a regular file or nothing.
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        warn_once(config, b"the trace is not a regular file; this process is not traced");
+        return;
+    }
+    if would_exceed_file_size_limit(&st, line.len()) {
         warn_once(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
         return;
     }
@@ -43,63 +66,19 @@ pub fn write_line(config: &Config, line: &[u8]) {
 /// A write past RLIMIT_FSIZE raises SIGXFSZ, which kills the program: the
 /// job must never die for its trace. (The size check and the write are not
 /// atomic across processes; the margin covers a few concurrent lines.)
-fn would_exceed_file_size_limit(fd: i32, len: usize) -> bool {
+fn would_exceed_file_size_limit(st: &libc::stat, len: usize) -> bool {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: valid out-pointer.
     if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return false;
     }
-    // SAFETY: plain-data out-pointer; `fd` is open.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return true;
-    }
     const MARGIN: u64 = 64 * 1024;
     (st.st_size.max(0) as u64).saturating_add(len as u64).saturating_add(MARGIN) > lim.rlim_cur
 }
 
-fn current_fd() -> Option<i32> {
-    let fd = FD.load(Ordering::Acquire);
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: plain-data out-pointer.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat on any integer is safe; it fails on a closed descriptor.
-    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
-    (ok && st.st_dev == DEV.load(Ordering::Relaxed) && st.st_ino == INO.load(Ordering::Relaxed)).then_some(fd)
-}
-
-fn open(config: &Config) -> Option<i32> {
-    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC;
-    // SAFETY: `trace` is NUL-terminated.
-    let raw = unsafe { libc::open(config.trace.as_ptr(), flags, 0o644) };
-    if raw < 0 {
-        warn_once(config, b"cannot open the trace file; this process is not traced");
-        return None;
-    }
-    // SAFETY: `raw` is ours; the duplicate keeps CLOEXEC.
-    let fd = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, MIN_FD) };
-    // SAFETY: closing the descriptor we just opened.
-    unsafe { libc::close(raw) };
-    if fd < 0 {
-        // A low descriptor could be taken for one of the program's own.
-        warn_once(config, b"no free file descriptor at 100 or above; this process is not traced");
-        return None;
-    }
-    // SAFETY: plain-data out-pointer.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `fd` is open.
-    unsafe { libc::fstat(fd, &mut st) };
-    DEV.store(st.st_dev, Ordering::Relaxed);
-    INO.store(st.st_ino, Ordering::Relaxed);
-    FD.store(fd, Ordering::Release);
-    Some(fd)
-}
-
 /// Says once per process, on stderr, that tracing is impaired; the job goes on.
 pub fn warn_once(config: &Config, what: &[u8]) {
-    if WARNED.swap(true, Ordering::Relaxed) {
+    if PROCESS.warned.swap(true, Ordering::Relaxed) {
         return;
     }
     let mut buf = [0u8; 1024];

@@ -23,20 +23,12 @@ pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
 /// The loader variable culaunch injects its module through.
 pub const LD_AUDIT: &str = "LD_AUDIT";
 
-/// Environment variables copied into `process_start` when set.
-pub const RECORDED_ENV: &[&str] = &[
-    "CUDA_HOME",
-    "CUDA_PATH",
-    "LD_LIBRARY_PATH",
-    "LD_PRELOAD",
-    "CUDA_VISIBLE_DEVICES",
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "SLURM_PROCID",
-    "OMPI_COMM_WORLD_RANK",
-    "PMI_RANK",
-];
+/// Environment variables copied into `process_start` when set: these, and
+/// every rank variable ([`RANK_VARIABLES`]).
+pub const RECORDED_ENV: &[&str] = &["CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES"];
+
+/// The launchers' rank variables (`rank.rs`), recorded as well.
+pub use crate::rank::VARIABLES as RANK_VARIABLES;
 
 /// True when the comma-separated `flags` contain `flag`.
 pub fn has_flag(flags: &[u8], flag: &str) -> bool {

@@ -8,6 +8,8 @@
 
 pub mod catalogue;
 pub mod clock;
+pub mod elf;
 pub mod env;
 pub mod event;
 pub mod json;
+pub mod rank;

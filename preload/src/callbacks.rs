@@ -1,0 +1,342 @@
+//! What each loader callback does, once `exports.rs` has caught panics and
+//! decoded the loader's arguments: feed the tracker, apply the pin
+//! decision, write the events.
+
+use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use core::sync::atomic::Ordering;
+
+use culaunch_protocol::catalogue;
+use culaunch_protocol::event::How;
+
+use crate::config::{Config, Pin};
+use crate::decide::{decide, Decision, Refusal};
+use crate::events::{self, Load, Scratch};
+use crate::global::{State, PROCESS, REFUSAL_CAP};
+use crate::linkmap::{self, LinkMap, Object};
+use crate::objects::{stem_hash, Entry};
+use crate::paths::{self, PATH_MAX};
+use crate::tracker::{Unanswered, LA_SER_ORIG};
+use crate::{clock, exec, libc_hooks, sink};
+
+/// What `la_objsearch` hands back to the loader.
+pub enum SearchAnswer {
+    /// The name it was given: search as without culaunch.
+    AsAsked,
+    /// NULL: this candidate of a refused request is not to be tried.
+    Skip,
+    /// Another name: a pinned path, or a refusal text no file has.
+    Instead(*const c_char),
+}
+
+/// `la_version`: the process's first event.
+pub fn process_started(config: &Config) {
+    if let Some(mut st) = PROCESS.state.try_lock() {
+        events::process_start(config, &mut st.scratch, false);
+    }
+}
+
+/// `la_objsearch`: a request (`LA_SER_ORIG`) or one of its candidates.
+pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) -> SearchAnswer {
+    let request = request_c.to_bytes();
+    track_search(config, request, flag, loader);
+    if flag != LA_SER_ORIG {
+        let refusing = PROCESS.refusing.load(Ordering::Relaxed);
+        return if refusing { SearchAnswer::Skip } else { SearchAnswer::AsAsked };
+    }
+    PROCESS.refusing.store(false, Ordering::Relaxed);
+    if config.pins.is_empty() && !config.strict {
+        return SearchAnswer::AsAsked;
+    }
+    // Decided from the configuration alone, which never changes: a pin
+    // holds whatever the state's lock is doing.
+    let pins = config.pins.iter().map(|p| p.soname.as_slice());
+    match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n])) {
+        Decision::Pass => SearchAnswer::AsAsked,
+        Decision::Redirect(n) => {
+            if let Some(mut st) = PROCESS.state.try_lock() {
+                st.tracker.mark_redirected();
+            }
+            SearchAnswer::Instead(config.pins[n].path.as_ptr())
+        }
+        Decision::OtherMajor(n) => {
+            other_major(config, &config.pins[n], request, loader);
+            SearchAnswer::AsAsked
+        }
+        Decision::Refuse(why) => refuse(config, request, loader, why),
+    }
+}
+
+fn track_search(config: &Config, request: &[u8], flag: c_uint, loader: usize) {
+    let now = clock::now_monotonic_ns();
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, scratch, .. } = &mut *st;
+    if flag == LA_SER_ORIG {
+        if let Some(u) = tracker.take_unanswered() {
+            report_unanswered(config, scratch, &u);
+        }
+    }
+    tracker.on_search(request, flag, loader, now);
+}
+
+/// `request`, a path, names the pinned file itself.
+fn is_pinned_file(request: &CStr, pin: &Pin) -> bool {
+    paths::file_id(request).is_some_and(|id| id == (pin.dev, pin.ino))
+}
+
+#[inline(never)]
+fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Scratch { line, caller, .. } = &mut st.scratch;
+    let caller = path_of_loader(loader, caller);
+    let family = catalogue::family(request).unwrap_or("");
+    events::conflict_with_pin(config, line, family, pin.path.as_bytes(), request, caller);
+}
+
+/// Refuses `request` under `--strict`: the loader gets a name that starts
+/// with "culaunch:" and cannot be opened, so dlerror() reads
+/// "culaunch: … : cannot open shared object file". Before `main` there is
+/// no caller to tell: the process ends with status 125 and the same words.
+#[inline(never)]
+fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> SearchAnswer {
+    PROCESS.refusing.store(true, Ordering::Relaxed);
+    let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
+    let mut st = PROCESS.state.try_lock();
+    let mut no_room = [0u8; 0];
+    let (caller, rule_buf, line) = match st.as_deref_mut() {
+        Some(State { tracker, scratch, .. }) => {
+            tracker.mark_refused();
+            let Scratch { line, other, caller, .. } = scratch;
+            (path_of_loader(loader, caller), &mut other[..], &mut line[..])
+        }
+        None => (None, &mut no_room[..], &mut [][..]),
+    };
+    let rule = match why {
+        Refusal::NotPinned => &b"--strict: no pin or lock entry allows it"[..],
+        Refusal::OtherMajor(n) => concat_into(
+            rule_buf,
+            &[
+                b"--strict: another major of pinned ",
+                &config.pins[n].soname,
+                b" (",
+                config.pins[n].path.as_bytes(),
+                b")",
+            ],
+        ),
+    };
+    let parts: [&[u8]; 6] = [b"culaunch: refused ", request, b", requested by ", caller.unwrap_or(b"?"), b": ", rule];
+    // Keep the last byte for the NUL.
+    let n = concat_into(&mut text[..REFUSAL_CAP - 1], &parts).len();
+    text[n] = 0;
+    if !line.is_empty() {
+        events::deny(config, line, request, caller, rule);
+    }
+    if !PROCESS.started.load(Ordering::Relaxed) {
+        // SAFETY: writing a valid buffer to stderr, then ending the process
+        // as the contract says for a refusal before main.
+        unsafe {
+            libc::write(2, text.as_ptr().cast(), n);
+            libc::write(2, b"\n".as_ptr().cast(), 1);
+            libc::_exit(125);
+        }
+    }
+    SearchAnswer::Instead(text.as_ptr().cast())
+}
+
+/// Copies `parts` one after another into `buf`, cutting what does not fit.
+fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
+    let mut len = 0;
+    for part in parts {
+        let n = part.len().min(buf.len() - len);
+        buf[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    &buf[..len]
+}
+
+/// `la_activity`.
+pub fn activity(flag: c_uint) {
+    if let Some(mut st) = PROCESS.state.try_lock() {
+        st.tracker.on_activity(flag);
+    }
+}
+
+/// `la_objopen`'s answer: symbol-binding callbacks (`la_symbind64`) for
+/// bindings from the program's objects to its libc, and nothing else.
+pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
+    const LA_FLG_BINDTO: c_uint = 0x01;
+    const LA_FLG_BINDFROM: c_uint = 0x02;
+    if lmid != 0 {
+        return 0;
+    }
+    match object.soname {
+        Some(b"libc.so.6") => LA_FLG_BINDTO,
+        _ => LA_FLG_BINDFROM,
+    }
+}
+
+/// `la_objopen`: the loader mapped `object` in namespace `lmid`.
+pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
+    let now = clock::now_monotonic_ns();
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, objects, scratch } = &mut *st;
+    let arrival = tracker.on_open(lmid, now);
+    // The program itself (""), and the vDSO (no file), are not loads.
+    if !object.is_file() {
+        return;
+    }
+    let name = object.name;
+    let family = object.soname.and_then(catalogue::family).or_else(|| catalogue::family(name.to_bytes()));
+    // A library that needs CUDA libraries is reported too: the diagnoses
+    // compare what it was shipped with and what it got.
+    if family.is_none() && !config.all_libs && !object.any_needed(|n| catalogue::family(n).is_some()) {
+        return;
+    }
+    let Scratch { line, object: object_buf, caller, other, .. } = scratch;
+    let resolved = paths::resolve(name, object_buf);
+    let (path, id) = match &resolved {
+        Some(r) => (r.path, r.id),
+        None => (name.to_bytes(), (0, object.map as u64)),
+    };
+    let caller = path_of_loader(arrival.loader, caller);
+    let cuda_stem = family.map(|_| stem_hash(catalogue::stem(object.soname.unwrap_or(name.to_bytes()))));
+    let entry = Entry { map: object.map, dev: id.0, ino: id.1, cuda_stem };
+    let load = Load {
+        request: arrival.request,
+        how: arrival.how,
+        caller,
+        path,
+        soname: object.soname,
+        family,
+        step: arrival.step,
+        lmid,
+        dur_ns: arrival.dur_ns,
+        pinned: is_pinned(config, &entry),
+        redirected_from: arrival.redirected_from,
+    };
+    events::load(config, line, &load);
+    if let (Some(family), Some(earlier)) = (family, objects.conflicting(&entry)) {
+        // SAFETY: tracked objects are live: la_objclose removes them.
+        let earlier_name = unsafe { linkmap::name(earlier.map as *const LinkMap) };
+        let earlier_path = paths::resolve(earlier_name, other).map(|r| r.path).unwrap_or(earlier_name.to_bytes());
+        events::conflict(config, line, family, earlier_path, path);
+    }
+    if !objects.add(entry) {
+        sink::warn_once(config, b"too many objects to track; conflicts may be missed");
+    }
+}
+
+/// `la_objclose`. Under the loader's lock, as every other holder of the
+/// state but the fork child: this never misses, so no freed link map stays
+/// in the table.
+pub fn closed(map: usize) {
+    if let Some(mut st) = PROCESS.state.try_lock() {
+        st.objects.remove(map);
+    }
+}
+
+/// `la_preinit`: the program is loaded and about to run.
+///
+/// # Safety
+/// `main_map` must be the main program's live link map.
+pub unsafe fn preinit(main_map: *mut LinkMap) {
+    PROCESS.started.store(true, Ordering::Relaxed);
+    if let Some(mut st) = PROCESS.state.try_lock() {
+        st.tracker.on_preinit();
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        libc_hooks::install(main_map, on_exit, after_fork_in_child);
+        exec::set_environ(libc_hooks::environ_address(main_map));
+    }
+}
+
+/// Registered with the program's libc: runs at `exit`, with its status. It
+/// stays away from the state: another thread may be inside the loader.
+extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
+    crate::exports::guarded((), || {
+        if let Some(config) = crate::config::get() {
+            events::process_exit(config, status);
+        }
+    })
+}
+
+/// Registered with the program's libc: runs in the child after `fork`.
+extern "C" fn after_fork_in_child() {
+    crate::exports::guarded((), || {
+        let Some(config) = crate::config::get() else { return };
+        // A parent thread that held the state is gone in the child.
+        PROCESS.state.force_unlock_after_fork();
+        PROCESS.refusal.force_unlock_after_fork();
+        let Some(mut st) = PROCESS.state.try_lock() else { return };
+        let State { tracker, objects, scratch } = &mut *st;
+        tracker.reset_after_fork();
+        events::process_start(config, scratch, true);
+        for e in objects.iter() {
+            inherited(config, scratch, e);
+        }
+    })
+}
+
+/// Reports a request that mapped nothing, when it plainly failed: the last
+/// place the loader tried (or the path asked for) does not exist. Anything
+/// else (an object already mapped under another name, a candidate of another
+/// class) is not claimed as a failure.
+#[inline(never)]
+fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
+    let family = catalogue::family(u.request);
+    if family.is_none() && !config.all_libs {
+        return;
+    }
+    let probe = u.last_candidate.unwrap_or(u.request);
+    if paths::c_str(probe, &mut s.object).and_then(paths::file_id).is_some() {
+        return;
+    }
+    let caller = path_of_loader(u.loader, &mut s.caller);
+    events::load_failed(config, &mut s.line, u.request, u.how, caller, family);
+}
+
+/// The child of a fork starts with its parent's objects mapped: report them as
+/// this process's too.
+#[inline(never)]
+fn inherited(config: &Config, s: &mut Scratch, e: &Entry) {
+    // SAFETY: tracked objects are live.
+    let object = unsafe { Object::decode(e.map as *const LinkMap) };
+    let path = paths::resolve(object.name, &mut s.object).map(|r| r.path).unwrap_or(object.name.to_bytes());
+    let family = object.soname.and_then(catalogue::family).or_else(|| catalogue::family(object.name.to_bytes()));
+    let load = Load {
+        request: None,
+        how: How::Inherited,
+        caller: None,
+        path,
+        soname: object.soname,
+        family,
+        step: None,
+        lmid: 0,
+        dur_ns: 0,
+        pinned: is_pinned(config, e),
+        redirected_from: None,
+    };
+    events::load(config, &mut s.line, &load);
+}
+
+fn is_pinned(config: &Config, e: &Entry) -> bool {
+    config.pins.iter().any(|p| (p.dev, p.ino) == (e.dev, e.ino) && p.dev != 0)
+}
+
+/// The path of the requesting object; the main program's link map has an
+/// empty name, so it is named by /proc/self/exe.
+fn path_of_loader(loader: usize, buf: &mut [u8; PATH_MAX]) -> Option<&[u8]> {
+    if loader == 0 {
+        return None;
+    }
+    // SAFETY: cookies are set to live link maps in la_objopen.
+    let name = unsafe { linkmap::name(loader as *const LinkMap) };
+    if name.is_empty() {
+        return paths::self_exe(buf);
+    }
+    // The canonical path when it resolves, else the name as loaded.
+    match paths::resolve(name, buf) {
+        Some(r) => Some(r.path),
+        None => Some(name.to_bytes()),
+    }
+}

@@ -1,0 +1,68 @@
+//! Everything the module keeps for the life of the process, in one place,
+//! with the rule for each: who writes it, and under what.
+//!
+//! Nothing here is ever waited on. The loader's callbacks run one at a time
+//! (under the loader's own lock), so the try-locks below only guard against
+//! the few callers outside it (the fork-child handler, an exit handler that
+//! keeps away from the state); a busy lock costs one event, never a pin.
+
+use core::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::OnceLock;
+
+use crate::config::Config;
+use crate::events::Scratch;
+use crate::lock::TryLock;
+use crate::objects::Objects;
+use crate::paths::PATH_MAX;
+use crate::tracker::Tracker;
+
+/// Room for a refusal: the request, the requester's path and the rule.
+pub const REFUSAL_CAP: usize = 2 * PATH_MAX;
+
+/// How many functions `exec.rs` wraps (its `WATCHED` list).
+pub const EXEC_WRAPPED: usize = 6;
+
+/// What changes while the loader runs. Taken by the loader's callbacks and
+/// by the fork-child handler (alone in the child, after reclaiming it).
+pub struct State {
+    pub tracker: Tracker,
+    pub objects: Objects,
+    pub scratch: Scratch,
+}
+
+pub struct Process {
+    /// What the launcher asked for: read once in `la_version`, immutable.
+    /// `None` inside means culaunch did not ask for tracing.
+    pub config: OnceLock<Option<Config>>,
+    pub state: TryLock<State>,
+    /// The refusal handed to the loader, which makes it dlerror()'s text;
+    /// written only inside `la_objsearch`.
+    pub refusal: TryLock<[u8; REFUSAL_CAP]>,
+    /// The current request was refused: its candidate paths are refused too.
+    pub refusing: AtomicBool,
+    /// `la_preinit` has run: a refusal no longer ends the process.
+    pub started: AtomicBool,
+    /// Set after an internal error: the module then only passes through.
+    pub disabled: AtomicBool,
+    /// A warning about tracing has been given in this process.
+    pub warned: AtomicBool,
+    /// The real `exec*`/`posix_spawn*` functions, by their index in
+    /// `exec.rs`'s list; stored by `la_symbind64` before the wrapper is
+    /// handed out. Lock-free: read in vfork children.
+    pub exec_real: [AtomicUsize; EXEC_WRAPPED],
+    /// The address of the program's `environ` (its libc's, not this
+    /// namespace's), found at `la_preinit`.
+    pub environ: AtomicUsize,
+}
+
+pub static PROCESS: Process = Process {
+    config: OnceLock::new(),
+    state: TryLock::new(State { tracker: Tracker::new(), objects: Objects::new(), scratch: Scratch::new() }),
+    refusal: TryLock::new([0; REFUSAL_CAP]),
+    refusing: AtomicBool::new(false),
+    started: AtomicBool::new(false),
+    disabled: AtomicBool::new(false),
+    warned: AtomicBool::new(false),
+    exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
+    environ: AtomicUsize::new(0),
+};
