@@ -34,7 +34,7 @@ pub fn module_path() -> Result<PathBuf, Error> {
     // able to open the module, or the loader prints an error in its stderr.
     if let Some(dir) = crate::dirs::shared_module_dir() {
         let path = dir.join(&name);
-        match install_shared(&dir, &path) {
+        match install_shared(&dir, &path).and_then(|()| crate::preflight::mappable(&path)) {
             Ok(()) => return Ok(path),
             Err(e) => last_error = Some((path, e)),
         }

@@ -50,6 +50,8 @@ pub struct Folder {
     facts: BTreeMap<(String, String), FileFacts>,
     /// Only this process tree, when set: (host, pid) of its root.
     scope: Option<(String, i64)>,
+    /// The pid that started the root (culaunch, for a live run).
+    root_parent: Option<i64>,
 }
 
 /// What decides whether a process was traced, or only passed through.
@@ -88,6 +90,7 @@ impl Folder {
             distinct: HashSet::new(),
             facts: BTreeMap::new(),
             scope,
+            root_parent: None,
         }
     }
 
@@ -104,10 +107,22 @@ impl Folder {
         if e.pid == *root || self.processes.contains_key(&key) {
             return true;
         }
+        // culaunch itself writes the `untraced` event of a command it
+        // cannot trace (another ELF class): the root's parent speaks for it.
+        if matches!(e.event, Event::Untraced { .. }) && self.root_parent == Some(e.pid) {
+            return true;
+        }
         // A vfork child that exec'd an untraced program writes only its
         // `untraced` event: it joins to be listed, not counted.
         matches!(e.event, Event::ProcessStart { .. } | Event::Untraced { .. })
             && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)))
+    }
+
+    /// The process that started the scope's root, whose `untraced` events
+    /// about the root belong to the scope.
+    pub fn with_root_parent(mut self, pid: i64) -> Folder {
+        self.root_parent = Some(pid);
+        self
     }
 
     pub fn push(&mut self, e: &Envelope) {

@@ -111,7 +111,8 @@ fn enrich(s: &mut Summary, m: &mut Machine) {
 /// Only the process tree of `root` (the run's command, on this host) is
 /// summarised: other runs and other ranks may append to the same file.
 pub fn from_trace(trace: &Path, start: u64, pins: &[(String, String)], root: Option<i64>) -> Result<Summary, Error> {
-    let mut folder = fold::Folder::new(pins, root.map(|pid| (machine::this_host(), pid)));
+    let mut folder = fold::Folder::new(pins, root.map(|pid| (machine::this_host(), pid)))
+        .with_root_parent(i64::from(std::process::id()));
     let bad = events::read_each(trace, start, |e| folder.push(&e))?;
     Ok(finish(folder.finish(bad), Reads::Live))
 }
