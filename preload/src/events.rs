@@ -1,4 +1,4 @@
-//! Formats the trace events (SPEC.md, "Trace events") into a caller's buffer
+//! Formats the trace events (docs/trace-schema.md) into a caller's buffer
 //! (the state's scratch space: nothing large on the stack of whatever thread
 //! the loader runs on) and hands each to the sink as one line.
 

@@ -50,7 +50,7 @@ impl Objects {
         self.entries[..self.len].iter()
     }
 
-    /// Another file of the same CUDA library already mapped (SPEC.md: two
+    /// Another file of the same CUDA library already mapped (the trace schema: two
     /// different files of one family in one process).
     pub fn conflicting(&self, new: &Entry) -> Option<&Entry> {
         let stem = new.cuda_stem?;
