@@ -111,7 +111,8 @@ impl Site {
         for (path, owners) in &self.owners {
             for (i, &a) in owners.iter().enumerate() {
                 for &b in &owners[i + 1..] {
-                    let h = |d: usize| self.dists[d].files.iter().find(|f| &f.path == path).and_then(|f| f.hash.clone());
+                    let h =
+                        |d: usize| self.dists[d].files.iter().find(|f| &f.path == path).and_then(|f| f.hash.clone());
                     if a != b && h(a) != h(b) {
                         pairs.entry((a.min(b), a.max(b))).or_default().push(path.clone());
                     }
@@ -126,10 +127,8 @@ impl Site {
                 // Which one's bytes are on disk, judged on the libraries
                 // (what a job maps), else on every file.
                 let judged = if libraries.is_empty() { &paths } else { &libraries };
-                let on_disk = judged
-                    .iter()
-                    .map(|p| (p.clone(), self.owner_on_disk(p, hash).map(|d| d.name.clone())))
-                    .collect();
+                let on_disk =
+                    judged.iter().map(|p| (p.clone(), self.owner_on_disk(p, hash).map(|d| d.name.clone()))).collect();
                 Clash { dists: [self.dists[a].reference(), self.dists[b].reference()], paths, libraries, on_disk }
             })
             .collect()
@@ -404,8 +403,14 @@ mod tests {
                 dist(TORCH, &[("torch/lib/libtorch_cuda.so", "t", 1)]),
                 dist(TOOLKIT, &[]),
                 dist("Name: nvidia-cuda-runtime\nVersion: 13.2.86\n", &[("nvidia/cu13/lib/libcudart.so.13", "r", 3)]),
-                dist("Name: nvidia-cudnn-cu13\nVersion: 9.26.0.51\n", &[(cudnn, "old", 4), ("nvidia/__init__.py", "e", 0)]),
-                dist("Name: nvidia-cudnn-cu12\nVersion: 9.28.0.42\n", &[(cudnn, "new", 5), ("nvidia/__init__.py", "e", 0)]),
+                dist(
+                    "Name: nvidia-cudnn-cu13\nVersion: 9.26.0.51\n",
+                    &[(cudnn, "old", 4), ("nvidia/__init__.py", "e", 0)],
+                ),
+                dist(
+                    "Name: nvidia-cudnn-cu12\nVersion: 9.28.0.42\n",
+                    &[(cudnn, "new", 5), ("nvidia/__init__.py", "e", 0)],
+                ),
                 dist(TF, &[("tensorflow/libtensorflow_framework.so.2", "f", 2)]),
             ],
         )
@@ -429,7 +434,10 @@ mod tests {
         let names: Vec<&str> = clashes[0].dists.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["nvidia-cudnn-cu13", "nvidia-cudnn-cu12"]);
         assert_eq!(clashes[0].paths, ["nvidia/cudnn/lib/libcudnn.so.9"]);
-        assert_eq!(clashes[0].on_disk, [("nvidia/cudnn/lib/libcudnn.so.9".to_owned(), Some("nvidia-cudnn-cu12".into()))]);
+        assert_eq!(
+            clashes[0].on_disk,
+            [("nvidia/cudnn/lib/libcudnn.so.9".to_owned(), Some("nvidia-cudnn-cu12".into()))]
+        );
     }
 
     #[test]
@@ -463,7 +471,11 @@ mod tests {
     }
 
     fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("culaunch-site-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let d = std::env::temp_dir().join(format!(
+            "culaunch-site-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).expect("mkdir");
         d

@@ -55,7 +55,8 @@ impl Version {
         }
         let mut v = Version { epoch, release, pre: None, post: None, dev: None, local };
         p.separator();
-        for (word, rank) in [("alpha", 0), ("a", 0), ("beta", 1), ("b", 1), ("rc", 2), ("c", 2), ("preview", 2), ("pre", 2)]
+        for (word, rank) in
+            [("alpha", 0), ("a", 0), ("beta", 1), ("b", 1), ("rc", 2), ("c", 2), ("preview", 2), ("pre", 2)]
         {
             if p.word(word) {
                 p.separator();
@@ -222,9 +223,8 @@ impl Clause {
             return raw.trim().eq_ignore_ascii_case(&self.text);
         }
         let Some(spec) = Version::parse(&self.text) else { return false };
-        let prefix_match = |spec: &Version| {
-            v.epoch == spec.epoch && v.release_prefix(spec.release.len()) == spec.release
-        };
+        let prefix_match =
+            |spec: &Version| v.epoch == spec.epoch && v.release_prefix(spec.release.len()) == spec.release;
         match self.op {
             Op::Eq if spec.local.is_empty() => v.public() == spec,
             Op::Eq => *v == spec,
