@@ -308,3 +308,255 @@ fn deps_never_runs_the_interpreter_a_file_names() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("libc.so.6 => "));
 }
+
+/// A directory outside the fixtures tree (which the ldd-oracle test walks):
+/// for files ldd refuses, and for the very large ones.
+fn scratch(name: &str) -> Dir {
+    let d = Dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deps-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&d.0);
+    std::fs::create_dir_all(&d.0).unwrap();
+    d
+}
+
+fn cc(args: &[&OsStr]) {
+    let out = Command::new("cc").args(args).output().unwrap();
+    assert!(out.status.success(), "cc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn fixture_src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+/// `ldd -r FILE` as culaunch prints it: addresses and the vDSO line left
+/// out, everything else (its reports and their order) kept.
+fn ldd_r(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
+    let out = Command::new("ldd")
+        .arg("-r")
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let kept: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("linux-vdso.so.1") && !l.contains("linux-gate.so.1"))
+        .map(|l| l.split(" (0x").next().unwrap().to_owned())
+        .collect();
+    (kept.join("\n") + "\n", out.status.code())
+}
+
+fn check_ldd(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--ldd"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+#[test]
+fn a_shared_object_without_needed_prints_an_empty_closure_like_ldd() {
+    let d = scratch("no-needed");
+    let lib = d.path("libnoneeded.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-nostdlib".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("versioned.c").as_os_str(),
+    ]);
+    for file in [lib.as_path(), Path::new("/lib64/ld-linux-x86-64.so.2")] {
+        let ldd = Command::new("ldd").arg(file).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&ldd.stdout), "\tstatically linked\n", "{}", file.display());
+        let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "\tstatically linked\n");
+        let j = json(file, &[]);
+        assert_eq!(j["libraries"].as_array().map(Vec::len), Some(0), "{j}");
+        let tree = Command::new(CULAUNCH).arg("deps").arg(file).output().unwrap();
+        assert_eq!(tree.status.code(), Some(0));
+    }
+}
+
+/// Files that ldd and the real run stop at with an error (glibc's
+/// `open_verify` and `_dl_map_object_from_fd`), first on LD_LIBRARY_PATH.
+#[test]
+fn candidates_the_loader_refuses_stop_the_load_with_glibcs_words() {
+    let d = scratch("refused");
+    let good = d.build("good/libx.so", false, &[], &[]);
+    let exe = d.build("bin/prog", true, &["good/libx.so"], &[&format!("-Wl,-rpath,{}", d.path("good").display())]);
+    let patched = |dir: &str, at: usize, bytes: &[u8]| {
+        std::fs::create_dir_all(d.path(dir)).unwrap();
+        let mut b = std::fs::read(&good).unwrap();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        std::fs::write(d.path(&format!("{dir}/libx.so")), b).unwrap();
+    };
+    std::fs::create_dir_all(d.path("object")).unwrap();
+    cc(&[
+        "-c".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        d.path("object/libx.so").as_os_str(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    std::fs::create_dir_all(d.path("exec")).unwrap();
+    cc(&[
+        "-no-pie".as_ref(),
+        "-o".as_ref(),
+        d.path("exec/libx.so").as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    patched("big-endian", 5, &[2]);
+    patched("osabi", 7, &[5]);
+    patched("abiversion", 7, &[3, 4]);
+    patched("ident-version", 6, &[0]);
+    patched("e-version", 0x14, &[2]);
+    std::fs::create_dir_all(d.path("empty")).unwrap();
+    std::fs::write(d.path("empty/libx.so"), b"").unwrap();
+    std::fs::create_dir_all(d.path("a-directory/libx.so")).unwrap();
+    std::fs::create_dir_all(d.path("pie")).unwrap();
+    cc(&[
+        "-pie".as_ref(),
+        "-fPIE".as_ref(),
+        "-o".as_ref(),
+        d.path("pie/libx.so").as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    let cases = [
+        "object",
+        "exec",
+        "pie",
+        "big-endian",
+        "osabi",
+        "abiversion",
+        "ident-version",
+        "e-version",
+        "empty",
+        "a-directory",
+    ];
+    for case in cases {
+        let dir = d.path(case);
+        let env = [("LD_LIBRARY_PATH", dir.as_os_str())];
+        let real = Command::new(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        assert_eq!(real.status.code(), Some(127), "{case}: the real run fails");
+        let real_err = String::from_utf8_lossy(&real.stderr).into_owned();
+        let ldd = Command::new("ldd").arg(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        assert_eq!(ldd.status.code(), Some(1), "{case}: ldd fails too");
+        let j = json(&exe, &env);
+        let entry = j["libraries"].as_array().unwrap().iter().find(|l| l["name"] == "libx.so").unwrap().clone();
+        let refused = &entry["refused"];
+        assert!(refused["path"].as_str().unwrap().starts_with(dir.to_str().unwrap()), "{case}: {entry}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            real_err.trim_end().ends_with(&format!(": {error}")),
+            "{case}: loader said {real_err:?}, culaunch {error:?}"
+        );
+    }
+    // A file of another class is passed over silently.
+    patched("class", 4, &[1]);
+    let class = d.path("class");
+    let e = agree(&exe, &[("LD_LIBRARY_PATH", class.as_os_str())], "libx.so");
+    assert!(e["path"].as_str().unwrap().contains("/good/"), "{e}");
+}
+
+#[test]
+fn a_long_rpath_is_read_like_the_loader_reads_it() {
+    let d = scratch("long-rpath");
+    d.build("lib/libx.so", false, &[], &[]);
+    // Spack/Nix style: hundreds of store directories, 20 KB in all.
+    let mut rpath: Vec<String> = (0..400).map(|i| format!("/nix/store/{i:032}-not-here/lib")).collect();
+    rpath.push(d.path("lib").display().to_string());
+    let rpath = rpath.join(":");
+    assert!(rpath.len() > 4096);
+    let exe = d.build("bin/prog", true, &["lib/libx.so"], &[&format!("-Wl,--disable-new-dtags,-rpath,{rpath}")]);
+    assert_eq!(rule(&agree(&exe, &[], "libx.so")), "rpath");
+}
+
+#[test]
+fn a_32_bit_program_finds_its_32_bit_libraries_like_ldd() {
+    let d = scratch("m32");
+    let exe = d.path("m32");
+    let built = Command::new("cc")
+        .args(["-m32", "-o"])
+        .arg(&exe)
+        .arg(fixture_src("needs.c"))
+        .arg("-DFIXTURE_MAIN")
+        .arg(fixture_src("fakelib.c"))
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        eprintln!(
+            "SKIPPED: `cc -m32` cannot build here (install gcc-multilib): {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        return;
+    }
+    let e = agree(&exe, &[], "libc.so.6");
+    assert_ne!(rule(&e), "missing", "{e}");
+    let j = json(&exe, &[]);
+    assert!(j["interpreter"].as_str().unwrap().contains("ld-linux.so.2"), "{j}");
+    // The 32-bit search really is the 32-bit loader's: $LIB.
+    d.build("unused/libz.so", false, &[], &[]);
+    let (want, _) = ldd_r(&exe, &[]);
+    let (got, _) = check_ldd(&exe, &[]);
+    assert_eq!(got, want);
+}
+
+/// The issue's hostile file: 5000 RPATH entries (half of them existing,
+/// empty directories) and 4000 DT_NEEDED, which took 150 s.
+#[test]
+fn five_thousand_rpath_entries_and_four_thousand_needed_take_linear_time() {
+    let d = scratch("quadratic");
+    let stub = d.path("stub/libstub.so");
+    std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
+    cc(&["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref(), stub.as_os_str(), fixture_src("fakelib.c").as_os_str()]);
+    let names = d.path("names");
+    std::fs::create_dir_all(&names).unwrap();
+    let mut args = vec!["-Wl,--no-as-needed".to_owned(), format!("-L{}", names.display())];
+    for i in 0..4000 {
+        std::os::unix::fs::symlink(&stub, names.join(format!("libn{i}.so"))).unwrap();
+        args.push(format!("-l:libn{i}.so"));
+    }
+    let mut rpath = Vec::new();
+    for i in 0..5000 {
+        let dir = d.path(&format!("rp/{i}"));
+        if i % 2 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        rpath.push(dir.display().to_string());
+    }
+    // The libraries are found only past every RPATH entry, through
+    // LD_LIBRARY_PATH.
+    args.push(format!("-Wl,--disable-new-dtags,-rpath,{}", rpath.join(":")));
+    let response = d.path("args");
+    std::fs::write(&response, args.join("\n")).unwrap();
+    let exe = d.path("prog");
+    cc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+        format!("@{}", response.display()).as_ref(),
+    ]);
+    assert!(std::fs::metadata(&exe).unwrap().len() > 100_000);
+    let started = std::time::Instant::now();
+    let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(&exe).env("LD_LIBRARY_PATH", &names).output().unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < std::time::Duration::from_secs(2), "deps took {took:?}");
+    // All 4000 names are one file (one inode): the loader maps it once.
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (ldd itself needs a minute of system time here: not run.)
+    let libn: Vec<&str> = text.lines().filter(|l| l.contains("libn")).collect();
+    assert_eq!(libn, vec![format!("\tlibn0.so => {}/libn0.so", names.display())], "{text}");
+}

@@ -163,6 +163,13 @@ fn closure_problems(c: &elf::Closure, pins: &[Pin]) -> Vec<String> {
                 let soname = c.nodes[*i].header.soname.clone().unwrap_or_else(|| e.name.clone());
                 majors.entry(catalogue::stem(&soname).to_vec()).or_default().insert(name(&soname));
             }
+            elf::Target::Rejected { path, rejection, .. } => problems.push(format!(
+                "{}, DT_NEEDED of {}, is refused by the loader: {}: {}",
+                name(&e.name),
+                by(e.from),
+                name(path),
+                rejection.message
+            )),
             elf::Target::Repeat(_) => {}
         }
         for pin in pins {
