@@ -560,3 +560,175 @@ fn five_thousand_rpath_entries_and_four_thousand_needed_take_linear_time() {
     let libn: Vec<&str> = text.lines().filter(|l| l.contains("libn")).collect();
     assert_eq!(libn, vec![format!("\tlibn0.so => {}/libn0.so", names.display())], "{text}");
 }
+
+/// `deps --check --ldd` prints what `ldd -r` prints, byte for byte (its
+/// addresses and the vDSO aside), and exits 1 when that holds a report.
+fn check_agrees(file: &Path, env: &[(&str, &OsStr)]) -> String {
+    let (want, _) = ldd_r(file, env);
+    let (got, code) = check_ldd(file, env);
+    assert_eq!(got, want, "culaunch deps --check --ldd vs ldd -r for {}", file.display());
+    let reports = want.lines().any(|l| !l.starts_with('\t'));
+    assert_eq!(code, Some(if reports { 1 } else { 0 }), "{got}");
+    got
+}
+
+fn versioned_lib(d: &Dir, rel: &str, new: bool) -> PathBuf {
+    let out = d.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let map = fixture_src(if new { "versioned-new.map" } else { "versioned-old.map" });
+    let mut args: Vec<std::ffi::OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.clone().into()];
+    args.push(fixture_src("versioned.c").into());
+    if new {
+        args.push("-DFIXTURE_NEW".into());
+    }
+    args.push(format!("-Wl,--version-script={}", map.display()).into());
+    args.push("-Wl,-soname,libversioned.so".into());
+    cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    out
+}
+
+#[test]
+fn check_reports_missing_version_nodes_and_symbols_as_ldd_r_does() {
+    let d = scratch("check-versions");
+    versioned_lib(&d, "new/libversioned.so", true);
+    versioned_lib(&d, "old/libversioned.so", false);
+    let exe = d.path("bin/prog");
+    std::fs::create_dir_all(d.path("bin")).unwrap();
+    cc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        fixture_src("uses-versioned.c").as_os_str(),
+        format!("-L{}", d.path("new").display()).as_ref(),
+        "-l:libversioned.so".as_ref(),
+        format!("-Wl,-rpath,{}", d.path("new").display()).as_ref(),
+    ]);
+    // Fine as built; the older copy first on LD_LIBRARY_PATH lacks V2.
+    check_agrees(&exe, &[]);
+    let old = d.path("old");
+    let got = check_agrees(&exe, &[("LD_LIBRARY_PATH", old.as_os_str())]);
+    assert!(got.contains("version `V2' not found (required by "), "{got}");
+    assert!(got.contains("undefined symbol: f2, version V2\t("), "{got}");
+    assert!(!got.contains("nowhere"), "a weak undefined symbol is not reported: {got}");
+    // The explanation names the provider that lacks it and the copy that has it.
+    let j = json_check(&exe, &[("LD_LIBRARY_PATH", old.as_os_str())]);
+    let p = j["problems"].as_array().unwrap();
+    let missing = p.iter().find(|p| p["kind"] == "missing_version").unwrap();
+    assert_eq!(missing["provider"].as_str().unwrap(), old.join("libversioned.so").to_str().unwrap());
+    assert_eq!(
+        missing["explanation"]["alternative"].as_str().unwrap(),
+        d.path("new/libversioned.so").to_str().unwrap()
+    );
+    // A library with no version definitions at all: ld.so's own warning.
+    std::fs::create_dir_all(d.path("plain")).unwrap();
+    let plain_lib = d.path("plain/libversioned.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        plain_lib.as_os_str(),
+        fixture_src("versioned.c").as_os_str(),
+        "-DFIXTURE_NEW".as_ref(),
+        "-Wl,-soname,libversioned.so".as_ref(),
+    ]);
+    // (ld.so then trips an assertion of its own while relocating: what it
+    // printed before that must be ours.)
+    let plain = d.path("plain");
+    let env = [("LD_LIBRARY_PATH", plain.as_os_str())];
+    let ((want, _), (got, _)) = (ldd_r(&exe, &env), check_ldd(&exe, &env));
+    assert!(got.contains("no version information available (required by "), "{got}");
+    let got_lines: Vec<&str> = got.lines().collect();
+    assert_eq!(&want.lines().collect::<Vec<_>>()[..got_lines.len()], &got_lines[..], "{want}");
+}
+
+fn json_check(file: &Path, env: &[(&str, &OsStr)]) -> Value {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--json"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn check_reports_an_undefined_symbol_of_a_library_as_ldd_r_does() {
+    let d = scratch("check-undefined");
+    let lib = d.path("libplugin.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("undefined.c").as_os_str(),
+        "-Wl,-z,now".as_ref(),
+    ]);
+    let got = check_agrees(&lib, &[]);
+    assert!(got.contains("undefined symbol: not_defined_anywhere\t("), "{got}");
+    // And by a bare name, which ldd calls ./NAME.
+    let bare =
+        Command::new(CULAUNCH).args(["deps", "--check", "--ldd", "libplugin.so"]).current_dir(&d.0).output().unwrap();
+    assert!(String::from_utf8_lossy(&bare.stdout).contains("(./libplugin.so)"));
+}
+
+/// The cuDNN 8 failure: libcudnn_cnn_infer.so.8, linked -z now against
+/// libcudnn_ops_infer.so.8's version node, with an older ops library first
+/// on LD_LIBRARY_PATH.
+#[test]
+fn check_explains_the_cudnn_8_shadowing_and_names_the_copy_beside_the_requester() {
+    let d = scratch("check-cudnn8");
+    let wheel = d.path("site-packages/nvidia/cudnn/lib");
+    let system = d.path("usr/local/cuda-old/lib64");
+    std::fs::create_dir_all(&wheel).unwrap();
+    std::fs::create_dir_all(&system).unwrap();
+    let ops = |dir: &Path, new: bool| {
+        let out = dir.join("libcudnn_ops_infer.so.8");
+        let mut args: Vec<std::ffi::OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.into()];
+        args.push(fixture_src("cudnn-ops.c").into());
+        if new {
+            args.push("-DFIXTURE_NEW".into());
+        }
+        args.push(format!("-Wl,--version-script={}", fixture_src("cudnn-ops.map").display()).into());
+        args.push("-Wl,-soname,libcudnn_ops_infer.so.8".into());
+        cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    };
+    ops(&wheel, true);
+    ops(&system, false);
+    let cnn = wheel.join("libcudnn_cnn_infer.so.8");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        cnn.as_os_str(),
+        fixture_src("cudnn-cnn.c").as_os_str(),
+        "-Wl,-soname,libcudnn_cnn_infer.so.8".as_ref(),
+        "-Wl,-z,now".as_ref(),
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN".as_ref(),
+        format!("-L{}", wheel.display()).as_ref(),
+        "-l:libcudnn_ops_infer.so.8".as_ref(),
+    ]);
+    check_agrees(&cnn, &[]);
+    let env = [("LD_LIBRARY_PATH", system.as_os_str())];
+    let got = check_agrees(&cnn, &env);
+    assert!(got.contains("undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8\t("), "{got}");
+    let j = json_check(&cnn, &env);
+    let p = j["problems"].as_array().unwrap().iter().find(|p| p["kind"] == "undefined_symbol").unwrap().clone();
+    assert_eq!(p["provider"].as_str().unwrap(), system.join("libcudnn_ops_infer.so.8").to_str().unwrap(), "{p}");
+    let e = &p["explanation"];
+    assert_eq!(e["alternative"].as_str().unwrap(), wheel.join("libcudnn_ops_infer.so.8").to_str().unwrap(), "{e}");
+    assert!(e["found_in"].as_str().unwrap().contains("libcudnn_cnn_infer.so.8"), "{e}");
+    assert!(e["advice"].as_str().unwrap().contains("--pin libcudnn_ops_infer.so.8="), "{e}");
+}
+
+#[test]
+fn check_equals_ldd_r_on_a_sample_of_system_files() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
+    let out = Command::new(script)
+        .args(["--check", "--sample", "40", "--culaunch", CULAUNCH])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(" 0 different"), "{text}");
+}

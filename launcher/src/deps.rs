@@ -192,8 +192,16 @@ fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> String {
     if c.without_needed() {
         let _ = writeln!(out, "\tstatically linked");
     } else {
+        // The loader's list order: the interpreter where it is first
+        // needed (rtld.c moves its map there); nowhere when nothing needs
+        // it (rtld.c takes it out of the list).
+        let mut interp_shown = false;
         for e in &c.edges {
             match &e.to {
+                Target::Repeat(INTERP) if !interp_shown => {
+                    interp_shown = true;
+                    let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
+                }
                 Target::New(i) if e.name.contains(&b'/') => {
                     let _ = writeln!(out, "\t{}", s(&c.nodes[*i].path));
                 }
@@ -209,7 +217,6 @@ fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> String {
                 Target::Repeat(_) => {}
             }
         }
-        let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
     }
     for (p, _) in problems.iter().filter(|(p, _)| is_symbol(p)) {
         let _ = writeln!(out, "{}", p.line);

@@ -141,6 +141,9 @@ pub struct DynObject {
     versym: Option<usize>,
     /// Indexed by version index (glibc's `l_versions`).
     versions: Vec<Version>,
+    /// Every DT_VERDEF entry, the base one included (what a needed version
+    /// is matched against).
+    defs: Vec<Version>,
     has_verdef: bool,
     /// DT_VERNEED in file order: (vn_file, its versions).
     needs: Vec<(Vec<u8>, Vec<Version>)>,
@@ -273,6 +276,7 @@ impl DynObject {
             sysv_hash,
             versym,
             versions: Vec::new(),
+            defs: Vec::new(),
             has_verdef: false,
             needs: Vec::new(),
             relocs: ranges,
@@ -352,9 +356,9 @@ impl DynObject {
         self.has_verdef
     }
 
-    /// The object's own version definitions (`vd_ndx`, name), base included.
+    /// The object's own version definitions, base included.
     pub fn definitions(&self) -> impl Iterator<Item = &Version> {
-        self.versions.iter().filter(|v| v.file.is_none() && v.hash != 0)
+        self.defs.iter()
     }
 
     /// DT_VERNEED in file order.
@@ -414,6 +418,7 @@ impl DynObject {
             }
         }
         let mut has_verdef = false;
+        let mut defs = Vec::new();
         if let Some((mut at, num)) = verdef {
             has_verdef = true;
             for _ in 0..num.min(4096) {
@@ -431,7 +436,12 @@ impl DynObject {
                         weak: false,
                         base: flags & 1 != 0,
                     };
-                    set(usize::from(ndx & 0x7fff), v);
+                    // The base version's name is not there for matching a
+                    // versioned symbol (elf/dl-version.c).
+                    if !v.base {
+                        set(usize::from(ndx & 0x7fff), v.clone());
+                    }
+                    defs.push(v);
                 }
                 if next == 0 {
                     break;
@@ -440,6 +450,7 @@ impl DynObject {
             }
         }
         self.versions = versions;
+        self.defs = defs;
         self.needs = needs;
         self.has_verdef = has_verdef;
     }
