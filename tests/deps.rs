@@ -732,3 +732,108 @@ fn check_equals_ldd_r_on_a_sample_of_system_files() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" 0 different"), "{text}");
 }
+
+/// A Debian bullseye (glibc 2.31) root made by debootstrap, when there is
+/// one: `CULAUNCH_BULLSEYE_ROOT`, or the cache the glibc matrix fills.
+fn bullseye_root() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("CULAUNCH_BULLSEYE_ROOT").map(PathBuf::from).into_iter().collect();
+    for name in ["bullseye", "bullseye-elf"] {
+        candidates.push(home.join(".cache/culaunch-roots").join(name));
+    }
+    candidates.into_iter().find(|r| r.join(".complete").exists() && r.join("usr/bin/ldd").exists())
+}
+
+fn chroot_available() -> bool {
+    Command::new("chroot").arg("/").arg("true").status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn deps_root_equals_ldd_inside_a_bullseye_root() {
+    let Some(root) = bullseye_root() else {
+        eprintln!("SKIPPED: no bullseye root (set CULAUNCH_BULLSEYE_ROOT, or `debootstrap --variant=minbase bullseye ~/.cache/culaunch-roots/bullseye && touch …/.complete`)");
+        return;
+    };
+    if !chroot_available() {
+        eprintln!("SKIPPED: chroot needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
+    for extra in [&["--sample", "30"][..], &["--check", "--sample", "15"]] {
+        let out = Command::new(&script)
+            .args(extra)
+            .arg("--root")
+            .arg(&root)
+            .args(["--culaunch", CULAUNCH])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" 0 different"),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // glibc 2.31's own rules: the legacy `x86_64` subdirectory is searched,
+    // glibc-hwcaps (2.33 on) is not — where this machine's loader does the
+    // opposite.
+    let inside = format!("/tmp/culaunch-deps-root-{}", std::process::id());
+    let host = root.join(inside.trim_start_matches('/'));
+    let _ = std::fs::remove_dir_all(&host);
+    let lib = |sub: &str| {
+        let dir = host.join("lib").join(sub);
+        std::fs::create_dir_all(&dir).unwrap();
+        cc(&[
+            "-shared".as_ref(),
+            "-fPIC".as_ref(),
+            "-nostdlib".as_ref(),
+            "-o".as_ref(),
+            dir.join("libx.so").as_os_str(),
+            fixture_src("versioned.c").as_os_str(),
+            "-Wl,-soname,libx.so".as_ref(),
+        ]);
+    };
+    for sub in ["", "x86_64", "glibc-hwcaps/x86-64-v2"] {
+        lib(sub);
+    }
+    let prog = host.join("prog");
+    cc(&[
+        "-nostdlib".as_ref(),
+        "-o".as_ref(),
+        prog.as_os_str(),
+        fixture_src("nostart.c").as_os_str(),
+        format!("-L{}", host.join("lib").display()).as_ref(),
+        "-l:libx.so".as_ref(),
+        "-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2".as_ref(),
+    ]);
+    let llp = format!("{inside}/lib");
+    let ldd = Command::new("chroot")
+        .arg(&root)
+        .args(["/usr/bin/env", &format!("LD_LIBRARY_PATH={llp}"), "/usr/bin/ldd", &format!("{inside}/prog")])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let want: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.split(" (0x").next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(want, vec![format!("libx.so => {inside}/lib/x86_64/libx.so")], "bullseye's ldd");
+    let ours = Command::new(CULAUNCH)
+        .args(["deps", "--ldd", "--root"])
+        .arg(&root)
+        .arg(format!("{inside}/prog"))
+        .env("LD_LIBRARY_PATH", &llp)
+        .output()
+        .unwrap();
+    let got: Vec<String> = String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let _ = std::fs::remove_dir_all(&host);
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(&ours.stderr));
+}
