@@ -837,3 +837,97 @@ fn deps_root_equals_ldd_inside_a_bullseye_root() {
     let _ = std::fs::remove_dir_all(&host);
     assert_eq!(got, want, "{}", String::from_utf8_lossy(&ours.stderr));
 }
+
+/// An arm64 sysroot unpacked from Debian packages (`scripts/arm64-sysroot`).
+fn arm64_root() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let candidates = [
+        std::env::var_os("CULAUNCH_ARM64_ROOT").map(PathBuf::from),
+        Some(home.join(".cache/culaunch-roots/arm64-elf")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|r| r.join(".complete").exists() && r.join("lib/ld-linux-aarch64.so.1").exists())
+}
+
+/// What arm64's own loader, run by qemu-user, lists for `file` (a path in
+/// the root), as `deps --ldd` prints it.
+fn qemu_list(root: &Path, file: &str, llp: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("qemu-aarch64");
+    if let Some(l) = llp {
+        cmd.arg("-E").arg(format!("LD_LIBRARY_PATH={l}"));
+    }
+    let out =
+        cmd.arg("-L").arg(root).arg(root.join("lib/ld-linux-aarch64.so.1")).arg("--list").arg(file).output().ok()?;
+    let host_prefix = root.display().to_string();
+    let text = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("(0x"))
+        .map(|l| l.split(" (0x").next().unwrap().replace(&host_prefix, ""))
+        // qemu runs the loader by its host path, so ld.so's own name differs
+        // from the name it is needed as; on the machine they are one.
+        .map(|l| match l.split_once(" => ") {
+            Some((a, b)) if a.trim() == b => format!("\t{b}\n"),
+            _ => l + "\n",
+        })
+        .collect();
+    Some(text)
+}
+
+#[test]
+fn deps_root_reads_an_arm64_sysroot_as_its_loader_under_qemu_does() {
+    let Some(root) = arm64_root() else {
+        eprintln!("SKIPPED: no arm64 sysroot (run scripts/arm64-sysroot, or set CULAUNCH_ARM64_ROOT)");
+        return;
+    };
+    if Command::new("qemu-aarch64").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: qemu-aarch64 (qemu-user) is not installed");
+        return;
+    }
+    let ours = |file: &str, llp: Option<&str>| -> String {
+        let mut cmd = Command::new(CULAUNCH);
+        cmd.args(["deps", "--ldd", "--root"]).arg(&root).arg(file).env_remove("LD_LIBRARY_PATH");
+        if let Some(l) = llp {
+            cmd.env("LD_LIBRARY_PATH", l);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut compared = 0;
+    for dir in ["lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains(".so") || e.file_type().is_ok_and(|t| t.is_symlink()) || !e.path().is_file() {
+                continue;
+            }
+            let file = format!("/{dir}/{name}");
+            let Some(want) = qemu_list(&root, &file, None) else { continue };
+            if want.contains("statically linked") || want.trim().is_empty() {
+                continue;
+            }
+            assert_eq!(ours(&file, None), want, "{file}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "only {compared} arm64 files compared");
+    // glibc 2.36's legacy subdirectories on arm64: AT_PLATFORM and the
+    // "atomics" hwcap, under each directory.
+    let inside = format!("/tmp/culaunch-deps-arm64-{}", std::process::id());
+    let host = root.join(inside.trim_start_matches('/'));
+    let _ = std::fs::remove_dir_all(&host);
+    let gcc_s = root.join("lib/aarch64-linux-gnu/libgcc_s.so.1");
+    for sub in ["lib", "lib/aarch64/atomics"] {
+        std::fs::create_dir_all(host.join(sub)).unwrap();
+        std::fs::copy(&gcc_s, host.join(sub).join("libgcc_s.so.1")).unwrap();
+    }
+    let llp = format!("{inside}/lib");
+    let file = "/usr/lib/aarch64-linux-gnu/libstdc++.so.6";
+    let want = qemu_list(&root, file, Some(&llp)).unwrap();
+    let got = ours(file, Some(&llp));
+    let _ = std::fs::remove_dir_all(&host);
+    assert!(want.contains(&format!("{inside}/lib/aarch64/atomics/libgcc_s.so.1")), "{want}");
+    assert_eq!(got, want);
+}

@@ -209,6 +209,12 @@ impl Platform {
                 legacy.push("sse2");
             }
         }
+        if want.machine == EM_AARCH64 {
+            // sysdeps/unix/sysv/linux/aarch64/dl-procinfo.h: the one
+            // important hwcap, LSE atomics (ARMv8.1 on: every Neoverse and
+            // Grace). This CPU is not asked: it is assumed.
+            legacy.push("atomics");
+        }
         let mut subdirs: Vec<Vec<u8>> = hwcaps.iter().map(|h| [b"glibc-hwcaps/", &h[..], b"/"].concat()).collect();
         // Legacy subdirectories (tls, AT_PLATFORM, hwcap names) were
         // searched until glibc 2.37 removed them: every subset, "tls" the
