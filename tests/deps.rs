@@ -308,3 +308,626 @@ fn deps_never_runs_the_interpreter_a_file_names() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("libc.so.6 => "));
 }
+
+/// A directory outside the fixtures tree (which the ldd-oracle test walks):
+/// for files ldd refuses, and for the very large ones.
+fn scratch(name: &str) -> Dir {
+    let d = Dir(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deps-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&d.0);
+    std::fs::create_dir_all(&d.0).unwrap();
+    d
+}
+
+fn cc(args: &[&OsStr]) {
+    let out = Command::new("cc").args(args).output().unwrap();
+    assert!(out.status.success(), "cc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn fixture_src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+/// `ldd -r FILE` as culaunch prints it: addresses and the vDSO line left
+/// out, everything else (its reports and their order) kept.
+fn ldd_r(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
+    let out = Command::new("ldd")
+        .arg("-r")
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let kept: Vec<String> = text
+        .lines()
+        .filter(|l| !l.contains("linux-vdso.so.1") && !l.contains("linux-gate.so.1"))
+        .map(|l| l.split(" (0x").next().unwrap().to_owned())
+        .collect();
+    (kept.join("\n") + "\n", out.status.code())
+}
+
+fn check_ldd(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--ldd"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+#[test]
+fn a_shared_object_without_needed_prints_an_empty_closure_like_ldd() {
+    let d = scratch("no-needed");
+    let lib = d.path("libnoneeded.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-nostdlib".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("versioned.c").as_os_str(),
+    ]);
+    for file in [lib.as_path(), Path::new("/lib64/ld-linux-x86-64.so.2")] {
+        let ldd = Command::new("ldd").arg(file).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&ldd.stdout), "\tstatically linked\n", "{}", file.display());
+        let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "\tstatically linked\n");
+        let j = json(file, &[]);
+        assert_eq!(j["libraries"].as_array().map(Vec::len), Some(0), "{j}");
+        let tree = Command::new(CULAUNCH).arg("deps").arg(file).output().unwrap();
+        assert_eq!(tree.status.code(), Some(0));
+    }
+}
+
+/// Files that ldd and the real run stop at with an error (glibc's
+/// `open_verify` and `_dl_map_object_from_fd`), first on LD_LIBRARY_PATH.
+#[test]
+fn candidates_the_loader_refuses_stop_the_load_with_glibcs_words() {
+    let d = scratch("refused");
+    let good = d.build("good/libx.so", false, &[], &[]);
+    let exe = d.build("bin/prog", true, &["good/libx.so"], &[&format!("-Wl,-rpath,{}", d.path("good").display())]);
+    let patched = |dir: &str, at: usize, bytes: &[u8]| {
+        std::fs::create_dir_all(d.path(dir)).unwrap();
+        let mut b = std::fs::read(&good).unwrap();
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        std::fs::write(d.path(&format!("{dir}/libx.so")), b).unwrap();
+    };
+    std::fs::create_dir_all(d.path("object")).unwrap();
+    cc(&[
+        "-c".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        d.path("object/libx.so").as_os_str(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    std::fs::create_dir_all(d.path("exec")).unwrap();
+    cc(&[
+        "-no-pie".as_ref(),
+        "-o".as_ref(),
+        d.path("exec/libx.so").as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    patched("big-endian", 5, &[2]);
+    patched("osabi", 7, &[5]);
+    patched("abiversion", 7, &[3, 4]);
+    patched("ident-version", 6, &[0]);
+    patched("e-version", 0x14, &[2]);
+    std::fs::create_dir_all(d.path("empty")).unwrap();
+    std::fs::write(d.path("empty/libx.so"), b"").unwrap();
+    std::fs::create_dir_all(d.path("a-directory/libx.so")).unwrap();
+    std::fs::create_dir_all(d.path("pie")).unwrap();
+    cc(&[
+        "-pie".as_ref(),
+        "-fPIE".as_ref(),
+        "-o".as_ref(),
+        d.path("pie/libx.so").as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    let cases = [
+        "object",
+        "exec",
+        "pie",
+        "big-endian",
+        "osabi",
+        "abiversion",
+        "ident-version",
+        "e-version",
+        "empty",
+        "a-directory",
+    ];
+    for case in cases {
+        let dir = d.path(case);
+        let env = [("LD_LIBRARY_PATH", dir.as_os_str())];
+        let real = Command::new(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        assert_eq!(real.status.code(), Some(127), "{case}: the real run fails");
+        let real_err = String::from_utf8_lossy(&real.stderr).into_owned();
+        let ldd = Command::new("ldd").arg(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        assert_eq!(ldd.status.code(), Some(1), "{case}: ldd fails too");
+        let j = json(&exe, &env);
+        let entry = j["libraries"].as_array().unwrap().iter().find(|l| l["name"] == "libx.so").unwrap().clone();
+        let refused = &entry["refused"];
+        assert!(refused["path"].as_str().unwrap().starts_with(dir.to_str().unwrap()), "{case}: {entry}");
+        let error = refused["error"].as_str().unwrap();
+        assert!(
+            real_err.trim_end().ends_with(&format!(": {error}")),
+            "{case}: loader said {real_err:?}, culaunch {error:?}"
+        );
+    }
+    // A file of another class is passed over silently.
+    patched("class", 4, &[1]);
+    let class = d.path("class");
+    let e = agree(&exe, &[("LD_LIBRARY_PATH", class.as_os_str())], "libx.so");
+    assert!(e["path"].as_str().unwrap().contains("/good/"), "{e}");
+}
+
+#[test]
+fn a_long_rpath_is_read_like_the_loader_reads_it() {
+    let d = scratch("long-rpath");
+    d.build("lib/libx.so", false, &[], &[]);
+    // Spack/Nix style: hundreds of store directories, 20 KB in all.
+    let mut rpath: Vec<String> = (0..400).map(|i| format!("/nix/store/{i:032}-not-here/lib")).collect();
+    rpath.push(d.path("lib").display().to_string());
+    let rpath = rpath.join(":");
+    assert!(rpath.len() > 4096);
+    let exe = d.build("bin/prog", true, &["lib/libx.so"], &[&format!("-Wl,--disable-new-dtags,-rpath,{rpath}")]);
+    assert_eq!(rule(&agree(&exe, &[], "libx.so")), "rpath");
+}
+
+#[test]
+fn a_32_bit_program_finds_its_32_bit_libraries_like_ldd() {
+    let d = scratch("m32");
+    let exe = d.path("m32");
+    let built = Command::new("cc")
+        .args(["-m32", "-o"])
+        .arg(&exe)
+        .arg(fixture_src("needs.c"))
+        .arg("-DFIXTURE_MAIN")
+        .arg(fixture_src("fakelib.c"))
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        eprintln!(
+            "SKIPPED: `cc -m32` cannot build here (install gcc-multilib): {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        return;
+    }
+    let e = agree(&exe, &[], "libc.so.6");
+    assert_ne!(rule(&e), "missing", "{e}");
+    let j = json(&exe, &[]);
+    assert!(j["interpreter"].as_str().unwrap().contains("ld-linux.so.2"), "{j}");
+    // The 32-bit search really is the 32-bit loader's: $LIB.
+    d.build("unused/libz.so", false, &[], &[]);
+    let (want, _) = ldd_r(&exe, &[]);
+    let (got, _) = check_ldd(&exe, &[]);
+    assert_eq!(got, want);
+}
+
+/// The issue's hostile file: 5000 RPATH entries (half of them existing,
+/// empty directories) and 4000 DT_NEEDED, which took 150 s.
+#[test]
+fn five_thousand_rpath_entries_and_four_thousand_needed_take_linear_time() {
+    let d = scratch("quadratic");
+    let stub = d.path("stub/libstub.so");
+    std::fs::create_dir_all(stub.parent().unwrap()).unwrap();
+    cc(&["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref(), stub.as_os_str(), fixture_src("fakelib.c").as_os_str()]);
+    let names = d.path("names");
+    std::fs::create_dir_all(&names).unwrap();
+    let mut args = vec!["-Wl,--no-as-needed".to_owned(), format!("-L{}", names.display())];
+    for i in 0..4000 {
+        std::os::unix::fs::symlink(&stub, names.join(format!("libn{i}.so"))).unwrap();
+        args.push(format!("-l:libn{i}.so"));
+    }
+    let mut rpath = Vec::new();
+    for i in 0..5000 {
+        let dir = d.path(&format!("rp/{i}"));
+        if i % 2 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        rpath.push(dir.display().to_string());
+    }
+    // The libraries are found only past every RPATH entry, through
+    // LD_LIBRARY_PATH.
+    args.push(format!("-Wl,--disable-new-dtags,-rpath,{}", rpath.join(":")));
+    let response = d.path("args");
+    std::fs::write(&response, args.join("\n")).unwrap();
+    let exe = d.path("prog");
+    cc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+        format!("@{}", response.display()).as_ref(),
+    ]);
+    assert!(std::fs::metadata(&exe).unwrap().len() > 100_000);
+    let started = std::time::Instant::now();
+    let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(&exe).env("LD_LIBRARY_PATH", &names).output().unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < std::time::Duration::from_secs(2), "deps took {took:?}");
+    // All 4000 names are one file (one inode): the loader maps it once.
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (ldd itself needs a minute of system time here: not run.)
+    let libn: Vec<&str> = text.lines().filter(|l| l.contains("libn")).collect();
+    assert_eq!(libn, vec![format!("\tlibn0.so => {}/libn0.so", names.display())], "{text}");
+}
+
+/// `deps --check --ldd` prints what `ldd -r` prints, byte for byte (its
+/// addresses and the vDSO aside), and exits 1 when that holds a report.
+fn check_agrees(file: &Path, env: &[(&str, &OsStr)]) -> String {
+    let (want, _) = ldd_r(file, env);
+    let (got, code) = check_ldd(file, env);
+    assert_eq!(got, want, "culaunch deps --check --ldd vs ldd -r for {}", file.display());
+    let reports = want.lines().any(|l| !l.starts_with('\t'));
+    assert_eq!(code, Some(if reports { 1 } else { 0 }), "{got}");
+    got
+}
+
+fn versioned_lib(d: &Dir, rel: &str, new: bool) -> PathBuf {
+    let out = d.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let map = fixture_src(if new { "versioned-new.map" } else { "versioned-old.map" });
+    let mut args: Vec<std::ffi::OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.clone().into()];
+    args.push(fixture_src("versioned.c").into());
+    if new {
+        args.push("-DFIXTURE_NEW".into());
+    }
+    args.push(format!("-Wl,--version-script={}", map.display()).into());
+    args.push("-Wl,-soname,libversioned.so".into());
+    cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    out
+}
+
+#[test]
+fn check_reports_missing_version_nodes_and_symbols_as_ldd_r_does() {
+    let d = scratch("check-versions");
+    versioned_lib(&d, "new/libversioned.so", true);
+    versioned_lib(&d, "old/libversioned.so", false);
+    let exe = d.path("bin/prog");
+    std::fs::create_dir_all(d.path("bin")).unwrap();
+    cc(&[
+        "-o".as_ref(),
+        exe.as_os_str(),
+        fixture_src("uses-versioned.c").as_os_str(),
+        format!("-L{}", d.path("new").display()).as_ref(),
+        "-l:libversioned.so".as_ref(),
+        format!("-Wl,-rpath,{}", d.path("new").display()).as_ref(),
+    ]);
+    // Fine as built; the older copy first on LD_LIBRARY_PATH lacks V2.
+    check_agrees(&exe, &[]);
+    let old = d.path("old");
+    let got = check_agrees(&exe, &[("LD_LIBRARY_PATH", old.as_os_str())]);
+    assert!(got.contains("version `V2' not found (required by "), "{got}");
+    assert!(got.contains("undefined symbol: f2, version V2\t("), "{got}");
+    assert!(!got.contains("nowhere"), "a weak undefined symbol is not reported: {got}");
+    // The explanation names the provider that lacks it and the copy that has it.
+    let j = json_check(&exe, &[("LD_LIBRARY_PATH", old.as_os_str())]);
+    let p = j["problems"].as_array().unwrap();
+    let missing = p.iter().find(|p| p["kind"] == "missing_version").unwrap();
+    assert_eq!(missing["provider"].as_str().unwrap(), old.join("libversioned.so").to_str().unwrap());
+    assert_eq!(
+        missing["explanation"]["alternative"].as_str().unwrap(),
+        d.path("new/libversioned.so").to_str().unwrap()
+    );
+    // A library with no version definitions at all: ld.so's own warning.
+    std::fs::create_dir_all(d.path("plain")).unwrap();
+    let plain_lib = d.path("plain/libversioned.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        plain_lib.as_os_str(),
+        fixture_src("versioned.c").as_os_str(),
+        "-DFIXTURE_NEW".as_ref(),
+        "-Wl,-soname,libversioned.so".as_ref(),
+    ]);
+    // (ld.so then trips an assertion of its own while relocating: what it
+    // printed before that must be ours.)
+    let plain = d.path("plain");
+    let env = [("LD_LIBRARY_PATH", plain.as_os_str())];
+    let ((want, _), (got, _)) = (ldd_r(&exe, &env), check_ldd(&exe, &env));
+    assert!(got.contains("no version information available (required by "), "{got}");
+    let got_lines: Vec<&str> = got.lines().collect();
+    assert_eq!(&want.lines().collect::<Vec<_>>()[..got_lines.len()], &got_lines[..], "{want}");
+}
+
+fn json_check(file: &Path, env: &[(&str, &OsStr)]) -> Value {
+    let out = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--json"])
+        .arg(file)
+        .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn check_reports_an_undefined_symbol_of_a_library_as_ldd_r_does() {
+    let d = scratch("check-undefined");
+    let lib = d.path("libplugin.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("undefined.c").as_os_str(),
+        "-Wl,-z,now".as_ref(),
+    ]);
+    let got = check_agrees(&lib, &[]);
+    assert!(got.contains("undefined symbol: not_defined_anywhere\t("), "{got}");
+    // And by a bare name, which ldd calls ./NAME.
+    let bare =
+        Command::new(CULAUNCH).args(["deps", "--check", "--ldd", "libplugin.so"]).current_dir(&d.0).output().unwrap();
+    assert!(String::from_utf8_lossy(&bare.stdout).contains("(./libplugin.so)"));
+}
+
+/// The cuDNN 8 failure: libcudnn_cnn_infer.so.8, linked -z now against
+/// libcudnn_ops_infer.so.8's version node, with an older ops library first
+/// on LD_LIBRARY_PATH.
+#[test]
+fn check_explains_the_cudnn_8_shadowing_and_names_the_copy_beside_the_requester() {
+    let d = scratch("check-cudnn8");
+    let wheel = d.path("site-packages/nvidia/cudnn/lib");
+    let system = d.path("usr/local/cuda-old/lib64");
+    std::fs::create_dir_all(&wheel).unwrap();
+    std::fs::create_dir_all(&system).unwrap();
+    let ops = |dir: &Path, new: bool| {
+        let out = dir.join("libcudnn_ops_infer.so.8");
+        let mut args: Vec<std::ffi::OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.into()];
+        args.push(fixture_src("cudnn-ops.c").into());
+        if new {
+            args.push("-DFIXTURE_NEW".into());
+        }
+        args.push(format!("-Wl,--version-script={}", fixture_src("cudnn-ops.map").display()).into());
+        args.push("-Wl,-soname,libcudnn_ops_infer.so.8".into());
+        cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    };
+    ops(&wheel, true);
+    ops(&system, false);
+    let cnn = wheel.join("libcudnn_cnn_infer.so.8");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-o".as_ref(),
+        cnn.as_os_str(),
+        fixture_src("cudnn-cnn.c").as_os_str(),
+        "-Wl,-soname,libcudnn_cnn_infer.so.8".as_ref(),
+        "-Wl,-z,now".as_ref(),
+        "-Wl,--enable-new-dtags,-rpath,$ORIGIN".as_ref(),
+        format!("-L{}", wheel.display()).as_ref(),
+        "-l:libcudnn_ops_infer.so.8".as_ref(),
+    ]);
+    check_agrees(&cnn, &[]);
+    let env = [("LD_LIBRARY_PATH", system.as_os_str())];
+    let got = check_agrees(&cnn, &env);
+    assert!(got.contains("undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8\t("), "{got}");
+    let j = json_check(&cnn, &env);
+    let p = j["problems"].as_array().unwrap().iter().find(|p| p["kind"] == "undefined_symbol").unwrap().clone();
+    assert_eq!(p["provider"].as_str().unwrap(), system.join("libcudnn_ops_infer.so.8").to_str().unwrap(), "{p}");
+    let e = &p["explanation"];
+    assert_eq!(e["alternative"].as_str().unwrap(), wheel.join("libcudnn_ops_infer.so.8").to_str().unwrap(), "{e}");
+    assert!(e["found_in"].as_str().unwrap().contains("libcudnn_cnn_infer.so.8"), "{e}");
+    assert!(e["advice"].as_str().unwrap().contains("--pin libcudnn_ops_infer.so.8="), "{e}");
+}
+
+#[test]
+fn check_equals_ldd_r_on_a_sample_of_system_files() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
+    let out = Command::new(script)
+        .args(["--check", "--sample", "40", "--culaunch", CULAUNCH])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(" 0 different"), "{text}");
+}
+
+/// A Debian bullseye (glibc 2.31) root made by debootstrap, when there is
+/// one: `CULAUNCH_BULLSEYE_ROOT`, or the cache the glibc matrix fills.
+fn bullseye_root() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("CULAUNCH_BULLSEYE_ROOT").map(PathBuf::from).into_iter().collect();
+    for name in ["bullseye", "bullseye-elf"] {
+        candidates.push(home.join(".cache/culaunch-roots").join(name));
+    }
+    candidates.into_iter().find(|r| r.join(".complete").exists() && r.join("usr/bin/ldd").exists())
+}
+
+fn chroot_available() -> bool {
+    Command::new("chroot").arg("/").arg("true").status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn deps_root_equals_ldd_inside_a_bullseye_root() {
+    let Some(root) = bullseye_root() else {
+        eprintln!("SKIPPED: no bullseye root (set CULAUNCH_BULLSEYE_ROOT, or `debootstrap --variant=minbase bullseye ~/.cache/culaunch-roots/bullseye && touch …/.complete`)");
+        return;
+    };
+    if !chroot_available() {
+        eprintln!("SKIPPED: chroot needs root");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
+    for extra in [&["--sample", "30"][..], &["--check", "--sample", "15"]] {
+        let out = Command::new(&script)
+            .args(extra)
+            .arg("--root")
+            .arg(&root)
+            .args(["--culaunch", CULAUNCH])
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" 0 different"),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // glibc 2.31's own rules: the legacy `x86_64` subdirectory is searched,
+    // glibc-hwcaps (2.33 on) is not — where this machine's loader does the
+    // opposite.
+    let inside = format!("/tmp/culaunch-deps-root-{}", std::process::id());
+    let host = root.join(inside.trim_start_matches('/'));
+    let _ = std::fs::remove_dir_all(&host);
+    let lib = |sub: &str| {
+        let dir = host.join("lib").join(sub);
+        std::fs::create_dir_all(&dir).unwrap();
+        cc(&[
+            "-shared".as_ref(),
+            "-fPIC".as_ref(),
+            "-nostdlib".as_ref(),
+            "-o".as_ref(),
+            dir.join("libx.so").as_os_str(),
+            fixture_src("versioned.c").as_os_str(),
+            "-Wl,-soname,libx.so".as_ref(),
+        ]);
+    };
+    for sub in ["", "x86_64", "glibc-hwcaps/x86-64-v2"] {
+        lib(sub);
+    }
+    let prog = host.join("prog");
+    cc(&[
+        "-nostdlib".as_ref(),
+        "-o".as_ref(),
+        prog.as_os_str(),
+        fixture_src("nostart.c").as_os_str(),
+        format!("-L{}", host.join("lib").display()).as_ref(),
+        "-l:libx.so".as_ref(),
+        "-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2".as_ref(),
+    ]);
+    let llp = format!("{inside}/lib");
+    let ldd = Command::new("chroot")
+        .arg(&root)
+        .args(["/usr/bin/env", &format!("LD_LIBRARY_PATH={llp}"), "/usr/bin/ldd", &format!("{inside}/prog")])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let want: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.split(" (0x").next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(want, vec![format!("libx.so => {inside}/lib/x86_64/libx.so")], "bullseye's ldd");
+    let ours = Command::new(CULAUNCH)
+        .args(["deps", "--ldd", "--root"])
+        .arg(&root)
+        .arg(format!("{inside}/prog"))
+        .env("LD_LIBRARY_PATH", &llp)
+        .output()
+        .unwrap();
+    let got: Vec<String> = String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .filter(|l| l.contains(" => "))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let _ = std::fs::remove_dir_all(&host);
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(&ours.stderr));
+}
+
+/// An arm64 sysroot unpacked from Debian packages (`scripts/arm64-sysroot`).
+fn arm64_root() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let candidates = [
+        std::env::var_os("CULAUNCH_ARM64_ROOT").map(PathBuf::from),
+        Some(home.join(".cache/culaunch-roots/arm64-elf")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|r| r.join(".complete").exists() && r.join("lib/ld-linux-aarch64.so.1").exists())
+}
+
+/// What arm64's own loader, run by qemu-user, lists for `file` (a path in
+/// the root), as `deps --ldd` prints it.
+fn qemu_list(root: &Path, file: &str, llp: Option<&str>) -> Option<String> {
+    let mut cmd = Command::new("qemu-aarch64");
+    if let Some(l) = llp {
+        cmd.arg("-E").arg(format!("LD_LIBRARY_PATH={l}"));
+    }
+    let out =
+        cmd.arg("-L").arg(root).arg(root.join("lib/ld-linux-aarch64.so.1")).arg("--list").arg(file).output().ok()?;
+    let host_prefix = root.display().to_string();
+    let text = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("(0x"))
+        .map(|l| l.split(" (0x").next().unwrap().replace(&host_prefix, ""))
+        // qemu runs the loader by its host path, so ld.so's own name differs
+        // from the name it is needed as; on the machine they are one.
+        .map(|l| match l.split_once(" => ") {
+            Some((a, b)) if a.trim() == b => format!("\t{b}\n"),
+            _ => l + "\n",
+        })
+        .collect();
+    Some(text)
+}
+
+#[test]
+fn deps_root_reads_an_arm64_sysroot_as_its_loader_under_qemu_does() {
+    let Some(root) = arm64_root() else {
+        eprintln!("SKIPPED: no arm64 sysroot (run scripts/arm64-sysroot, or set CULAUNCH_ARM64_ROOT)");
+        return;
+    };
+    if Command::new("qemu-aarch64").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: qemu-aarch64 (qemu-user) is not installed");
+        return;
+    }
+    let ours = |file: &str, llp: Option<&str>| -> String {
+        let mut cmd = Command::new(CULAUNCH);
+        cmd.args(["deps", "--ldd", "--root"]).arg(&root).arg(file).env_remove("LD_LIBRARY_PATH");
+        if let Some(l) = llp {
+            cmd.env("LD_LIBRARY_PATH", l);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut compared = 0;
+    for dir in ["lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains(".so") || e.file_type().is_ok_and(|t| t.is_symlink()) || !e.path().is_file() {
+                continue;
+            }
+            let file = format!("/{dir}/{name}");
+            let Some(want) = qemu_list(&root, &file, None) else { continue };
+            if want.contains("statically linked") || want.trim().is_empty() {
+                continue;
+            }
+            assert_eq!(ours(&file, None), want, "{file}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "only {compared} arm64 files compared");
+    // glibc 2.36's legacy subdirectories on arm64: AT_PLATFORM and the
+    // "atomics" hwcap, under each directory.
+    let inside = format!("/tmp/culaunch-deps-arm64-{}", std::process::id());
+    let host = root.join(inside.trim_start_matches('/'));
+    let _ = std::fs::remove_dir_all(&host);
+    let gcc_s = root.join("lib/aarch64-linux-gnu/libgcc_s.so.1");
+    for sub in ["lib", "lib/aarch64/atomics"] {
+        std::fs::create_dir_all(host.join(sub)).unwrap();
+        std::fs::copy(&gcc_s, host.join(sub).join("libgcc_s.so.1")).unwrap();
+    }
+    let llp = format!("{inside}/lib");
+    let file = "/usr/lib/aarch64-linux-gnu/libstdc++.so.6";
+    let want = qemu_list(&root, file, Some(&llp)).unwrap();
+    let got = ours(file, Some(&llp));
+    let _ = std::fs::remove_dir_all(&host);
+    assert!(want.contains(&format!("{inside}/lib/aarch64/atomics/libgcc_s.so.1")), "{want}");
+    assert_eq!(got, want);
+}

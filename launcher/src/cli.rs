@@ -133,6 +133,18 @@ pub struct DepsArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Also report what `ldd -r` reports: undefined symbols and missing
+    /// version nodes, read from the files (nothing is run or relocated),
+    /// each with the provider that lacks it and a file that has it. Exits 1
+    /// when it reports any.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Answer for an image or sysroot: FILE and every path are looked up
+    /// inside DIR, with DIR's ld.so.cache and its glibc's rules.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
     /// The executable or shared object.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,

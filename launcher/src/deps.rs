@@ -2,26 +2,173 @@
 //! library), as ldd's lines, or as JSON. Output on stdout: it is what was
 //! asked for.
 
+use std::ffi::OsStr;
 use std::fmt::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use culaunch_protocol::catalogue;
 use serde::Serialize;
 
 use crate::cli::DepsArgs;
-use crate::elf::{self, Closure, Reason, Target, INTERP, ROOT};
+use crate::elf::symbols::{self, Explanation, Problem, Wanted};
+use crate::elf::{self, Closure, Context, Reason, Target, INTERP, ROOT};
 use crate::error::Error;
 
-pub fn command(args: DepsArgs) -> Result<(), Error> {
-    let closure = elf::closure(&args.file).map_err(|source| Error::Deps { path: args.file.clone(), source })?;
-    let out = if args.json {
-        serde_json::to_string_pretty(&json(&closure)).unwrap_or_default() + "\n"
-    } else if args.ldd {
-        ldd(&closure)
+/// `deps --check` found something to report (ldd -r would print it).
+const EXIT_PROBLEMS: u8 = 1;
+
+pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
+    let fail = |source| Error::Deps { path: args.file.clone(), source };
+    let mut ctx = Context::here();
+    ctx.root.clone_from(&args.root);
+    let closure = elf::closure_in(&args.file, &ctx).map_err(fail)?;
+    let progname = progname(&closure, &args);
+    let problems = if args.check {
+        let p = symbols::check(&closure, &progname).map_err(fail)?;
+        let explained: Vec<(Problem, Explanation)> = p
+            .into_iter()
+            .map(|p| {
+                let e = explain(&closure, &p, &ctx);
+                (p, e)
+            })
+            .collect();
+        Some(explained)
     } else {
-        tree(&closure, args.all)
+        None
     };
+    let out = if args.json {
+        serde_json::to_string_pretty(&json(&closure, problems.as_deref())).unwrap_or_default() + "\n"
+    } else if args.ldd {
+        ldd(&closure, problems.as_deref())
+    } else {
+        let mut t = tree(&closure, args.all);
+        if let Some(p) = &problems {
+            t.push_str(&check_text(p));
+        }
+        t
+    };
+    if let Some(e) = closure.first_rejection() {
+        if let Target::Rejected { path, rejection, .. } = &e.to {
+            let named = if rejection.names_request { &e.name } else { path };
+            eprintln!(
+                "culaunch: warning: the loader stops at {}: {}: {} (the program would not start)",
+                s(&e.name),
+                s(named),
+                rejection.message
+            );
+        }
+    }
     out!("{out}");
-    Ok(())
+    Ok(if problems.is_some_and(|p| !p.is_empty()) { ExitCode::from(EXIT_PROBLEMS) } else { ExitCode::SUCCESS })
+}
+
+/// The program as ldd names it: the path given, with "./" before a bare
+/// name (ldd's own rewriting), or the path inside the root.
+fn progname(c: &Closure, args: &DepsArgs) -> Vec<u8> {
+    let p = if c.root.is_some() { c.nodes[ROOT].path.clone() } else { args.file.as_os_str().as_bytes().to_vec() };
+    if p.contains(&b'/') {
+        p
+    } else {
+        [b"./", &p[..]].concat()
+    }
+}
+
+/// Where a file that has what is missing is looked for: the requester's
+/// directory, its own DT_RUNPATH/DT_RPATH, LD_LIBRARY_PATH, the default
+/// directories, then the directories of everything loaded.
+fn places(c: &Closure, requester: usize, ctx: &Context) -> Vec<(PathBuf, String)> {
+    let node = &c.nodes[requester];
+    let name = s(node.path.rsplit(|&b| b == b'/').next().unwrap_or(&node.path));
+    let dir_of = |p: &[u8]| -> Vec<u8> {
+        match p.iter().rposition(|&b| b == b'/') {
+            Some(0) => b"/".to_vec(),
+            Some(i) => p[..i].to_vec(),
+            None => b".".to_vec(),
+        }
+    };
+    let origin = dir_of(&node.path);
+    let expand = |e: &[u8]| -> Vec<u8> {
+        let mut v = e.to_vec();
+        for (tok, val) in [
+            (&b"${ORIGIN}"[..], &origin[..]),
+            (b"$ORIGIN", &origin[..]),
+            (b"${LIB}", &c.platform.lib[..]),
+            (b"$LIB", &c.platform.lib[..]),
+            (b"${PLATFORM}", &c.platform.platform[..]),
+            (b"$PLATFORM", &c.platform.platform[..]),
+        ] {
+            while let Some(at) = v.windows(tok.len()).position(|w| w == tok) {
+                v.splice(at..at + tok.len(), val.iter().copied());
+            }
+        }
+        v
+    };
+    let mut out: Vec<(Vec<u8>, String)> = vec![(origin.clone(), format!("the directory of {name}"))];
+    let info = &node.header.dynamic_info;
+    for (list, tag) in [(&info.runpath, "DT_RUNPATH"), (&info.rpath, "DT_RPATH")] {
+        for e in list.iter().flat_map(|l| l.split(|&b| b == b':')).filter(|e| !e.is_empty()) {
+            out.push((expand(e), format!("{tag} of {name}")));
+        }
+    }
+    for e in ctx.ld_library_path.iter().flat_map(|l| l.split(|&b| b == b':' || b == b';')).filter(|e| !e.is_empty()) {
+        out.push((e.to_vec(), "LD_LIBRARY_PATH".into()));
+    }
+    for d in &c.platform.system_dirs {
+        out.push((d.clone(), "a default directory".into()));
+    }
+    for n in &c.nodes {
+        out.push((dir_of(&n.path), "beside a loaded library".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.into_iter()
+        .filter(|(d, _)| seen.insert(d.clone()))
+        .map(|(d, label)| {
+            let host = match &c.root {
+                Some(r) => {
+                    let mut h = r.as_os_str().as_bytes().to_vec();
+                    h.extend_from_slice(&d);
+                    h
+                }
+                None => d,
+            };
+            (PathBuf::from(OsStr::from_bytes(&host)), label)
+        })
+        .collect()
+}
+
+fn explain(c: &Closure, p: &Problem, ctx: &Context) -> Explanation {
+    let provider_host = p.provider_node.map(|i| {
+        let path = &c.nodes[i].path;
+        let host = match &c.root {
+            Some(r) => [r.as_os_str().as_bytes(), &path[..]].concat(),
+            None => path.clone(),
+        };
+        PathBuf::from(OsStr::from_bytes(&host))
+    });
+    // The file that should provide it: the version's vn_file, else each
+    // DT_NEEDED of the requester in turn.
+    let files: Vec<Vec<u8>> = match &p.vn_file {
+        Some(f) => vec![f.clone()],
+        None => c.nodes[p.requester_node].header.dynamic_info.needed.clone(),
+    };
+    let places = places(c, p.requester_node, ctx);
+    let mut last = None;
+    for f in &files {
+        let wanted = Wanted { file: f, symbol: p.symbol_bytes.as_deref(), version: p.version_bytes.as_deref() };
+        let e = symbols::explain_missing(&wanted, provider_host.as_deref(), &places);
+        if e.alternative.is_some() {
+            return e;
+        }
+        last = Some(e);
+    }
+    last.unwrap_or(Explanation {
+        provider: None,
+        alternative: None,
+        found_in: None,
+        advice: "no loaded object defines it, and the requester names no library that could".into(),
+    })
 }
 
 fn s(b: &[u8]) -> String {
@@ -31,23 +178,65 @@ fn s(b: &[u8]) -> String {
 /// ldd's lines: every library in load order, `NAME => PATH`, missing ones as
 /// `NAME => not found`, the program interpreter last. A library requested by
 /// path is shown by its path alone, as ldd does when name and path agree.
-fn ldd(c: &Closure) -> String {
+/// With `--check`, `ldd -r`'s reports around them, in its order: version
+/// problems before the list, undefined symbols after it.
+fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> String {
     let mut out = String::new();
-    for e in &c.edges {
-        match &e.to {
-            Target::New(i) if e.name.contains(&b'/') => {
-                let _ = writeln!(out, "\t{}", s(&c.nodes[*i].path));
+    let problems = problems.unwrap_or_default();
+    let is_symbol = |p: &Problem| matches!(p.finding, symbols::Finding::UndefinedSymbol { .. });
+    for (p, _) in problems.iter().filter(|(p, _)| !is_symbol(p)) {
+        let _ = writeln!(out, "{}", p.line);
+    }
+    if c.without_needed() {
+        let _ = writeln!(out, "\tstatically linked");
+    } else {
+        // The loader's list order: the interpreter where it is first
+        // needed (rtld.c moves its map there); nowhere when nothing needs
+        // it (rtld.c takes it out of the list).
+        let mut interp_shown = false;
+        for e in &c.edges {
+            match &e.to {
+                Target::Repeat(INTERP) if !interp_shown => {
+                    interp_shown = true;
+                    let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
+                }
+                Target::New(i) if e.name.contains(&b'/') => {
+                    let _ = writeln!(out, "\t{}", s(&c.nodes[*i].path));
+                }
+                Target::New(i) => {
+                    let _ = writeln!(out, "\t{} => {}", s(&e.name), s(&c.nodes[*i].path));
+                }
+                Target::Missing { .. } => {
+                    let _ = writeln!(out, "\t{} => not found", s(&e.name));
+                }
+                Target::Rejected { path, rejection, .. } => {
+                    let _ = writeln!(out, "\t{} => {} (refused: {})", s(&e.name), s(path), rejection.message);
+                }
+                Target::Repeat(_) => {}
             }
-            Target::New(i) => {
-                let _ = writeln!(out, "\t{} => {}", s(&e.name), s(&c.nodes[*i].path));
-            }
-            Target::Missing { .. } => {
-                let _ = writeln!(out, "\t{} => not found", s(&e.name));
-            }
-            Target::Repeat(_) => {}
         }
     }
-    let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
+    for (p, _) in problems.iter().filter(|(p, _)| is_symbol(p)) {
+        let _ = writeln!(out, "{}", p.line);
+    }
+    out
+}
+
+/// The check's lines for the tree view, each with its explanation.
+fn check_text(problems: &[(Problem, Explanation)]) -> String {
+    let mut out = String::new();
+    if problems.is_empty() {
+        let _ = writeln!(out, "\ncheck: no undefined symbols, no missing versions");
+        return out;
+    }
+    let _ = writeln!(out, "\ncheck: {} problem(s), as ldd -r reports them:", problems.len());
+    for (p, e) in problems {
+        let _ = writeln!(out, "{}", p.line);
+        if let Some(provider) = &e.provider {
+            let _ = writeln!(out, "    provider loaded: {provider}");
+        }
+        let _ = writeln!(out, "    {}", e.advice);
+    }
     out
 }
 
@@ -71,6 +260,9 @@ fn cuda_mark(name: &[u8]) -> String {
 fn tree(c: &Closure, all: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", s(&c.nodes[ROOT].path));
+    if c.without_needed() {
+        let _ = writeln!(out, "    (no DT_NEEDED: nothing else is loaded; ldd says \"statically linked\")");
+    }
     print_children(c, ROOT, 1, all, &mut out);
     out
 }
@@ -95,6 +287,17 @@ fn print_children(c: &Closure, from: usize, depth: usize, all: bool, out: &mut S
                 );
             }
             Target::Repeat(_) => {}
+            Target::Rejected { path, rejection, reason } => {
+                let _ = writeln!(
+                    out,
+                    "{indent}{} [{}] {} REFUSED by the loader: {}{}",
+                    s(&e.name),
+                    reason_text(reason),
+                    s(path),
+                    rejection.message,
+                    cuda_mark(&e.name)
+                );
+            }
             Target::Missing { tried } => {
                 let _ = writeln!(out, "{indent}{} NOT FOUND{}", s(&e.name), cuda_mark(&e.name));
                 for t in tried.iter().take(12) {
@@ -111,8 +314,22 @@ fn print_children(c: &Closure, from: usize, depth: usize, all: bool, out: &mut S
 #[derive(Serialize)]
 struct JsonClosure {
     file: String,
-    interpreter: String,
+    /// `null` when the file has no DT_NEEDED (nothing is loaded for it).
+    interpreter: Option<String>,
     libraries: Vec<JsonEntry>,
+    /// `--root`: the image or sysroot the paths are inside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root: Option<String>,
+    /// `--check`: what ldd -r reports, each explained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<Vec<JsonProblem>>,
+}
+
+#[derive(Serialize)]
+struct JsonProblem {
+    #[serde(flatten)]
+    problem: Problem,
+    explanation: Explanation,
 }
 
 #[derive(Serialize)]
@@ -126,17 +343,31 @@ struct JsonEntry {
     cuda: bool,
     family: Option<&'static str>,
     tried: Vec<String>,
+    /// The loader's refusal of the file the search reached (the load ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<JsonRefusal>,
 }
 
-fn json(c: &Closure) -> JsonClosure {
+#[derive(Serialize)]
+struct JsonRefusal {
+    path: String,
+    error: String,
+}
+
+fn json(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> JsonClosure {
     let libraries = c
         .edges
         .iter()
         .map(|e| {
+            let mut refused = None;
             let (path, found_by, repeat, tried) = match &e.to {
                 Target::New(i) => (Some(s(&c.nodes[*i].path)), c.nodes[*i].reason.clone(), false, vec![]),
                 Target::Repeat(i) => (Some(s(&c.nodes[*i].path)), None, true, vec![]),
                 Target::Missing { tried } => (None, None, false, tried.iter().map(|t| s(t)).collect()),
+                Target::Rejected { path, rejection, reason } => {
+                    refused = Some(JsonRefusal { path: s(path), error: rejection.message.clone() });
+                    (None, Some(reason.clone()), false, vec![])
+                }
             };
             JsonEntry {
                 name: s(&e.name),
@@ -147,8 +378,17 @@ fn json(c: &Closure) -> JsonClosure {
                 cuda: catalogue::family(&e.name).is_some(),
                 family: catalogue::family(&e.name),
                 tried,
+                refused,
             }
         })
         .collect();
-    JsonClosure { file: s(c.nodes[ROOT].path.as_slice()), interpreter: s(&c.nodes[INTERP].path), libraries }
+    JsonClosure {
+        file: s(c.nodes[ROOT].path.as_slice()),
+        interpreter: (!c.without_needed()).then(|| s(&c.nodes[INTERP].path)),
+        libraries,
+        root: c.root.as_ref().map(|r| r.display().to_string()),
+        problems: problems.map(|p| {
+            p.iter().map(|(problem, e)| JsonProblem { problem: problem.clone(), explanation: e.clone() }).collect()
+        }),
+    }
 }

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
-        cli::Command::Deps(args) => deps::command(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Deps(args) => deps::command(args),
         cli::Command::Doctor(args) => doctor::command(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| ExitCode::SUCCESS),
         cli::Command::Diff(args) => compare::command::diff(&args),

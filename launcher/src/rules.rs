@@ -224,6 +224,20 @@ pub fn closure(c: &elf::Closure, pins: &[Pin]) -> Vec<Diagnosis> {
                 .requester(&name(&c.nodes[e.from].path))
                 .rule("the loader stops the program when a DT_NEEDED is found nowhere"),
             ),
+            elf::Target::Rejected { path, rejection, .. } => out.push(
+                Diagnosis::new(
+                    Kind::NeededNotFound,
+                    format!(
+                        "{}, DT_NEEDED of {}, is refused by the loader: {}: {}",
+                        name(&e.name),
+                        by(e.from),
+                        name(path),
+                        rejection.message
+                    ),
+                )
+                .requester(&name(&c.nodes[e.from].path))
+                .rule("the loader stops at a candidate its open_verify refuses"),
+            ),
             elf::Target::New(i) => sonames.push(c.nodes[*i].header.soname.clone().unwrap_or_else(|| e.name.clone())),
             elf::Target::Repeat(_) => {}
         }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use super::object::Want;
+
 const MAGIC_NEW: &[u8] = b"glibc-ld.so.cache1.1";
 const MAGIC_OLD: &[u8] = b"ld.so-1.7.0";
 const EXTENSION_MAGIC: u32 = 0xEAA4_2174;
@@ -14,32 +16,44 @@ const NEW_HEADER: usize = 48;
 const NEW_ENTRY: usize = 24;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Entry {
+struct Entry<'a> {
     flags: i32,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    key: &'a [u8],
+    value: &'a [u8],
     hwcap: u64,
 }
 
+/// The cache file's bytes; entries are read where a lookup lands (a binary
+/// search, as elf/dl-cache.c does), not parsed up front.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cache {
-    entries: Vec<Entry>,
+    data: Vec<u8>,
+    /// Where the new-format table starts.
+    start: usize,
+    nlibs: usize,
     hwcaps_names: Vec<Vec<u8>>,
+    /// `_DL_CACHE_DEFAULT_ID` of the target (sysdeps/…/dl-cache.h).
+    id: i32,
 }
 
 impl Cache {
     pub fn read(path: &Path) -> Option<Cache> {
-        Cache::parse(&std::fs::read(path).ok()?)
+        Cache::parse_owned(std::fs::read(path).ok()?)
     }
 
     /// `None` for anything that is not a cache this culaunch understands;
     /// never panics on a truncated or hostile file.
+    #[cfg(test)]
     pub fn parse(data: &[u8]) -> Option<Cache> {
+        Cache::parse_owned(data.to_vec())
+    }
+
+    fn parse_owned(data: Vec<u8>) -> Option<Cache> {
         let start = if data.starts_with(MAGIC_NEW) {
             0
         } else if data.starts_with(MAGIC_OLD) {
             // Old header: magic, nlibs; entries of 12 bytes; then the new table, 8-aligned.
-            let nlibs = u32_at(data, MAGIC_OLD.len() + 1)? as usize;
+            let nlibs = u32_at(&data, MAGIC_OLD.len() + 1)? as usize;
             let end = (MAGIC_OLD.len() + 1 + 4).checked_add(nlibs.checked_mul(12)?)?;
             let aligned = (end + 7) & !7;
             data.get(aligned..)?.starts_with(MAGIC_NEW).then_some(aligned)?
@@ -49,28 +63,37 @@ impl Cache {
         let new = data.get(start..)?;
         let nlibs = u32_at(new, 20)? as usize;
         let extension = u32_at(new, 32)? as usize;
-        let string = |offset: u32| -> Option<Vec<u8>> {
-            let tail = new.get(offset as usize..)?;
-            Some(tail[..tail.iter().position(|&b| b == 0)?].to_vec())
-        };
-        let mut entries = Vec::with_capacity(nlibs.min(1 << 16));
-        for i in 0..nlibs {
-            let at = NEW_HEADER.checked_add(i.checked_mul(NEW_ENTRY)?)?;
-            let e = new.get(at..at + NEW_ENTRY)?;
-            entries.push(Entry {
-                flags: i32::from_le_bytes(e[0..4].try_into().ok()?),
-                key: string(u32::from_le_bytes(e[4..8].try_into().ok()?))?,
-                value: string(u32::from_le_bytes(e[8..12].try_into().ok()?))?,
-                hwcap: u64::from_le_bytes(e[16..24].try_into().ok()?),
-            });
-        }
+        // Every entry must lie inside the file.
+        NEW_HEADER.checked_add(nlibs.checked_mul(NEW_ENTRY)?).filter(|&end| end <= new.len())?;
+        let string = |offset: u32| -> Option<Vec<u8>> { string_at(new, offset).map(<[u8]>::to_vec) };
         let hwcaps_names = if extension != 0 { parse_hwcaps_extension(new, extension, &string) } else { Vec::new() };
-        Some(Cache { entries, hwcaps_names })
+        let mut c = Cache { data: Vec::new(), start, nlibs, hwcaps_names, id: default_id(Want::native()) };
+        c.data = data;
+        // A table whose strings do not resolve is not a cache.
+        (0..c.nlibs).all(|i| c.entry(i).is_some()).then_some(c)
+    }
+
+    /// The same cache, looked up for a program of `want`'s class and machine.
+    pub fn for_target(mut self, want: Want) -> Cache {
+        self.id = default_id(want);
+        self
+    }
+
+    fn entry(&self, i: usize) -> Option<Entry<'_>> {
+        let new = self.data.get(self.start..)?;
+        let at = NEW_HEADER.checked_add(i.checked_mul(NEW_ENTRY)?)?;
+        let e = new.get(at..at.checked_add(NEW_ENTRY)?)?;
+        Some(Entry {
+            flags: i32::from_le_bytes(e[0..4].try_into().ok()?),
+            key: string_at(new, u32::from_le_bytes(e[4..8].try_into().ok()?))?,
+            value: string_at(new, u32::from_le_bytes(e[8..12].try_into().ok()?))?,
+            hwcap: u64::from_le_bytes(e[16..24].try_into().ok()?),
+        })
     }
 
     /// Every (name, path) entry for this architecture.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().filter(|e| flags_match(e.flags)).map(|e| (e.key.as_slice(), e.value.as_slice()))
+        (0..self.nlibs).filter_map(|i| self.entry(i)).filter(|e| e.flags == self.id).map(|e| (e.key, e.value))
     }
 
     /// The path the loader takes from the cache for `name`: among entries for
@@ -79,8 +102,28 @@ impl Cache {
     /// legacy hwcap bits are skipped (glibc 2.36 no longer selects them on
     /// x86-64).
     pub fn lookup(&self, name: &[u8], hwcaps_supported: &[Vec<u8>]) -> Option<&[u8]> {
-        let mut best: Option<(usize, &Entry)> = None;
-        for e in self.entries.iter().filter(|e| e.key == name && flags_match(e.flags)) {
+        // The table is sorted by `_dl_cache_libcmp`, greatest first.
+        let (mut left, mut right) = (0isize, self.nlibs as isize - 1);
+        let mut first = None;
+        while left <= right {
+            let middle = (left + right) / 2;
+            let key = self.entry(middle as usize)?.key;
+            match libcmp(name, key) {
+                std::cmp::Ordering::Equal => {
+                    let mut m = middle as usize;
+                    while m > 0 && self.entry(m - 1).is_some_and(|e| e.key == name) {
+                        m -= 1;
+                    }
+                    first = Some(m);
+                    break;
+                }
+                std::cmp::Ordering::Less => left = middle + 1,
+                std::cmp::Ordering::Greater => right = middle - 1,
+            }
+        }
+        let mut best: Option<(usize, Entry<'_>)> = None;
+        let same = (first?..self.nlibs).map_while(|i| self.entry(i).filter(|e| e.key == name));
+        for e in same.filter(|e| e.flags == self.id) {
             let priority = if e.hwcap & HWCAP_EXTENSION != 0 {
                 let Some(sub) = self.hwcaps_names.get((e.hwcap & 0xffff_ffff) as usize) else { continue };
                 let Some(p) = hwcaps_supported.iter().position(|h| h == sub) else { continue };
@@ -90,12 +133,51 @@ impl Cache {
             } else {
                 continue;
             };
-            if best.is_none_or(|(b, _)| priority < b) {
+            if best.as_ref().is_none_or(|(b, _)| priority < *b) {
                 best = Some((priority, e));
             }
         }
-        best.map(|(_, e)| e.value.as_slice())
+        best.map(|(_, e)| e.value)
     }
+}
+
+/// `_dl_cache_libcmp`: runs of digits compare as numbers.
+fn libcmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut i, mut j) = (0, 0);
+    let digit = |s: &[u8], k: usize| s.get(k).is_some_and(u8::is_ascii_digit);
+    while i < a.len() {
+        if digit(a, i) {
+            if !digit(b, j) {
+                return Ordering::Greater;
+            }
+            let (mut x, mut y) = (0u64, 0u64);
+            while digit(a, i) {
+                x = x.saturating_mul(10).saturating_add(u64::from(a[i] - b'0'));
+                i += 1;
+            }
+            while digit(b, j) {
+                y = y.saturating_mul(10).saturating_add(u64::from(b[j] - b'0'));
+                j += 1;
+            }
+            if x != y {
+                return x.cmp(&y);
+            }
+        } else if digit(b, j) {
+            return Ordering::Less;
+        } else if b.get(j) != Some(&a[i]) {
+            return a[i].cmp(b.get(j).unwrap_or(&0));
+        } else {
+            i += 1;
+            j += 1;
+        }
+    }
+    0u8.cmp(b.get(j).unwrap_or(&0))
+}
+
+fn string_at(new: &[u8], offset: u32) -> Option<&[u8]> {
+    let tail = new.get(offset as usize..)?;
+    Some(&tail[..tail.iter().position(|&b| b == 0)?])
 }
 
 fn parse_hwcaps_extension(new: &[u8], at: usize, string: &dyn Fn(u32) -> Option<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -116,17 +198,22 @@ fn parse_hwcaps_extension(new: &[u8], at: usize, string: &dyn Fn(u32) -> Option<
     .unwrap_or_default()
 }
 
-/// `_DL_CACHE_DEFAULT_ID` of this architecture (sysdeps/…/dl-cache.h).
-fn flags_match(flags: i32) -> bool {
+/// `_DL_CACHE_DEFAULT_ID` (sysdeps/…/dl-cache.h): FLAG_ELF_LIBC6 with the
+/// architecture's own bits.
+fn default_id(want: Want) -> i32 {
+    use super::tree::goblin_free::*;
     const ELF_LIBC6: i32 = 0x0003;
-    let arch = if cfg!(target_arch = "x86_64") {
-        0x0300
-    } else if cfg!(target_arch = "aarch64") {
-        0x0a00
-    } else {
-        return flags & 0xff == ELF_LIBC6;
-    };
-    flags == ELF_LIBC6 | arch
+    ELF_LIBC6
+        | match (want.machine, want.is_64) {
+            (EM_X86_64, true) => 0x0300,
+            (EM_X86_64, false) => 0x0800,
+            (EM_AARCH64, _) => 0x0a00,
+            (EM_PPC64, _) => 0x0500,
+            (EM_S390, _) => 0x0400,
+            (EM_ARM, _) => 0x0900,
+            (EM_RISCV, _) => 0x1000,
+            _ => 0,
+        }
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {

@@ -4,9 +4,11 @@
 pub(crate) mod cache;
 pub(crate) mod object;
 mod platform;
+mod root;
 mod search;
+pub mod symbols;
 mod tree;
 
 pub use object::{read_header, ElfHeader};
 pub use search::Reason;
-pub use tree::{closure, Closure, ShippedWith, Target, INTERP, ROOT};
+pub use tree::{closure, closure_in, Closure, Context, ShippedWith, Target, INTERP, ROOT};

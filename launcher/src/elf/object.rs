@@ -9,18 +9,29 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
-use goblin::elf::dynamic::{DF_1_NODEFLIB, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB};
+use goblin::elf::dynamic::{
+    DF_1_NODEFLIB, DF_1_PIE, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
+};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfHeader {
     pub is_64: bool,
+    pub big_endian: bool,
     pub machine: u16,
     /// ET_DYN: a shared object (or a PIE executable).
     pub shared: bool,
+    /// ET_EXEC: a position-dependent executable, which the loader refuses
+    /// to map as a library.
+    pub executable: bool,
     /// Has PT_INTERP: the dynamic loader runs in it.
     pub dynamic: bool,
+    /// Has PT_DYNAMIC: the loader can link it (ldd's "dynamic executable"
+    /// test, `l_ld != NULL` in rtld.c).
+    pub has_dynamic: bool,
+    /// Has a PT_LOAD segment.
+    pub loadable: bool,
     /// DT_SONAME, when the file has one.
     pub soname: Option<Vec<u8>>,
     /// PT_INTERP: the loader this program asks for.
@@ -42,6 +53,9 @@ pub struct DynamicInfo {
     pub runpath: Option<Vec<u8>>,
     /// DF_1_NODEFLIB: no ld.so.cache, no default directories.
     pub nodeflib: bool,
+    /// DF_1_PIE: a position-independent executable, which glibc (2.30 on)
+    /// refuses to load as a library.
+    pub pie: bool,
 }
 
 impl ElfHeader {
@@ -71,15 +85,172 @@ pub fn native_machine() -> u16 {
 /// Reads the ELF header and program headers of `path`. `Ok(None)` means the
 /// file is not ELF (a script, say); a truncated or corrupt ELF is an error.
 pub fn read_header(path: &Path) -> io::Result<Option<ElfHeader>> {
-    // O_NONBLOCK: a FIFO in a search directory must not hang us; it is then
-    // refused as "not a regular file".
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let file = open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     let source = Source::new(&file, meta.len())?;
     parse(&source, (meta.dev(), meta.ino()))
+}
+
+/// O_NONBLOCK: a FIFO in a search directory must not hang us.
+fn open(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+/// The class, machine and byte order the loader links: those of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Want {
+    pub is_64: bool,
+    pub machine: u16,
+    pub big_endian: bool,
+}
+
+impl Want {
+    pub fn of(h: &ElfHeader) -> Want {
+        Want { is_64: h.is_64, machine: h.machine, big_endian: h.big_endian }
+    }
+
+    /// What culaunch itself is built for.
+    pub fn native() -> Want {
+        Want {
+            is_64: cfg!(target_pointer_width = "64"),
+            machine: native_machine(),
+            big_endian: cfg!(target_endian = "big"),
+        }
+    }
+}
+
+/// What the loader does with a file found on a search path
+/// (elf/dl-load.c, `open_verify` and `_dl_map_object_from_fd`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Take(ElfHeader),
+    /// Passed over silently: absent, unopenable, another class or machine.
+    Skip,
+    /// The loader stops the whole load with this error (the program does not
+    /// start; ldd prints it and exits 1).
+    Reject(Rejection),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// glibc's words (its `errstring`, with errno where it adds one).
+    pub message: String,
+    /// glibc names the request in the message, not the file (ET_EXEC).
+    pub names_request: bool,
+}
+
+/// glibc's `LIBC_ABI_MAX` (the highest EI_ABIVERSION it accepts for
+/// ELFOSABI_GNU, plus one): UNIQUE, IFUNC, ABSOLUTE since 2.28.
+const LIBC_ABI_MAX: u8 = 4;
+
+/// The loader's checks of a candidate, in its order: `open_verify` first
+/// (ELF identification, class and machine skip, the rest is fatal), then the
+/// mapping's own refusals (an executable, no loadable segment, no dynamic
+/// section).
+pub fn open_verify(path: &Path, want: Want) -> Verdict {
+    let reject = |message: &str| Verdict::Reject(Rejection { message: message.to_owned(), names_request: false });
+    let Ok(file) = open(path) else { return Verdict::Skip };
+    let Ok(meta) = file.metadata() else { return Verdict::Skip };
+    if meta.is_dir() {
+        // open(2) succeeds on a directory; read(2) fails with EISDIR, and
+        // ld.so prints errno as a number.
+        return reject("cannot read file data: Error 21");
+    }
+    if !meta.is_file() {
+        // The loader would block on a FIFO, or read a device.
+        return reject("not a regular file");
+    }
+    let Ok(src) = Source::new(&file, meta.len()) else { return reject("cannot read file data") };
+    let ehdr_size = if want.is_64 { 64 } else { 52 };
+    let id = &src.head;
+    if id.len() < ehdr_size {
+        return reject("file too short");
+    }
+    let expected_data = if want.big_endian { header::ELFDATA2MSB } else { header::ELFDATA2LSB };
+    if &id[..4] != header::ELFMAG {
+        return reject("invalid ELF header");
+    }
+    let class = if want.is_64 { header::ELFCLASS64 } else { header::ELFCLASS32 };
+    if id[header::EI_CLASS] != class {
+        return Verdict::Skip;
+    }
+    if id[header::EI_DATA] != expected_data {
+        return reject(if want.big_endian {
+            "ELF file data encoding not big-endian"
+        } else {
+            "ELF file data encoding not little-endian"
+        });
+    }
+    if id[header::EI_VERSION] != 1 {
+        return reject("ELF file version ident does not match current one");
+    }
+    let (osabi, abiversion) = (id[header::EI_OSABI], id[header::EI_ABIVERSION]);
+    if osabi != header::ELFOSABI_NONE && osabi != header::ELFOSABI_GNU {
+        return reject("ELF file OS ABI invalid");
+    }
+    if abiversion != 0 && !(osabi == header::ELFOSABI_GNU && abiversion < LIBC_ABI_MAX) {
+        return reject("ELF file ABI version invalid");
+    }
+    if id[header::EI_ABIVERSION + 1..header::SIZEOF_IDENT].iter().any(|&b| b != 0) {
+        return reject("nonzero padding in e_ident");
+    }
+    let half = |at: usize| -> u16 {
+        let b = [id[at], id[at + 1]];
+        if want.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    };
+    let word = |at: usize| -> u32 {
+        let b = [id[at], id[at + 1], id[at + 2], id[at + 3]];
+        if want.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    if word(0x14) != 1 {
+        return reject("ELF file version does not match current one");
+    }
+    if half(0x12) != want.machine {
+        return Verdict::Skip;
+    }
+    let e_type = half(0x10);
+    if e_type != header::ET_DYN && e_type != header::ET_EXEC {
+        return reject("only ET_DYN and ET_EXEC can be loaded");
+    }
+    let phentsize_at = if want.is_64 { 0x36 } else { 0x2a };
+    if usize::from(half(phentsize_at)) != if want.is_64 { 56 } else { 32 } {
+        return reject("ELF file's phentsize not the expected size");
+    }
+    let h = match parse(&src, (meta.dev(), meta.ino())) {
+        Ok(Some(h)) => h,
+        Ok(None) => return reject("invalid ELF header"),
+        Err(e) => return Verdict::Reject(Rejection { message: e.to_string(), names_request: false }),
+    };
+    if h.executable {
+        return Verdict::Reject(Rejection {
+            message: "cannot dynamically load executable".to_owned(),
+            names_request: true,
+        });
+    }
+    if h.dynamic_info.pie {
+        return Verdict::Reject(Rejection {
+            message: "cannot dynamically load position-independent executable".to_owned(),
+            names_request: true,
+        });
+    }
+    if !h.loadable {
+        return reject("object file has no loadable segments");
+    }
+    if !h.has_dynamic {
+        return reject("object file has no dynamic section");
+    }
+    Verdict::Take(h)
 }
 
 fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>> {
@@ -105,9 +276,13 @@ fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>>
     let interp = phdrs.iter().find(|p| p.p_type == PT_INTERP).map(|p| src.string(p.p_offset)).transpose()?;
     Ok(Some(ElfHeader {
         is_64: container == Container::Big,
+        big_endian: !endian.is_little(),
         machine: header.e_machine,
         shared: header.e_type == header::ET_DYN,
+        executable: header.e_type == header::ET_EXEC,
         dynamic: interp.is_some(),
+        has_dynamic: phdrs.iter().any(|p| p.p_type == PT_DYNAMIC),
+        loadable: phdrs.iter().any(|p| p.p_type == PT_LOAD),
         soname: dynamic.soname,
         interp,
         dynamic_info: dynamic.info,
@@ -141,7 +316,10 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
             DT_NEEDED => needed.push(val),
             DT_RPATH => rpath = Some(val),
             DT_RUNPATH => runpath = Some(val),
-            DT_FLAGS_1 => out.info.nodeflib = val & DF_1_NODEFLIB != 0,
+            DT_FLAGS_1 => {
+                out.info.nodeflib = val & DF_1_NODEFLIB != 0;
+                out.info.pie = val & DF_1_PIE != 0;
+            }
             _ => {}
         }
     }
@@ -191,7 +369,8 @@ struct Source<'f> {
 }
 
 const HEAD: u64 = 16 * 1024;
-const MAX_NEEDED: usize = 4096;
+/// 1 MiB of dynamic section holds at most 64 Ki entries.
+const MAX_NEEDED: usize = 1 << 16;
 
 /// Parses an ELF image held in memory (the fuzz tests' entry point).
 #[cfg(test)]
@@ -223,11 +402,14 @@ impl<'f> Source<'f> {
 
     /// A NUL-terminated string at `offset`.
     fn string(&self, offset: u64) -> io::Result<Vec<u8>> {
-        const MAX: u64 = 4096;
+        // The loader sets no limit; Spack and Nix write RPATHs of many
+        // kilobytes. This bound only stops a corrupt file from making us read
+        // all of it.
+        const MAX: u64 = 1 << 20;
         let mut out = Vec::new();
         let mut at = offset;
         while at < self.len && at - offset < MAX {
-            let piece = self.at(at, (self.len - at).min(256) as usize)?;
+            let piece = self.at(at, (self.len - at).min(if at == offset { 256 } else { 16384 }) as usize)?;
             if let Some(end) = piece.iter().position(|&b| b == 0) {
                 out.extend_from_slice(&piece[..end]);
                 return Ok(out);

@@ -8,7 +8,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::ffi::OsStr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use super::object::Want;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,10 @@ pub struct Platform {
     pub hwcaps: Vec<Vec<u8>>,
     pub lib: Vec<u8>,
     pub platform: Vec<u8>,
+    /// The glibc version the rules were decided from (`None`: this
+    /// machine's loader was asked).
+    #[serde(default)]
+    pub glibc: Option<(u32, u32)>,
 }
 
 const PROBE_LIB: &str = "/culaunch-probe-lib";
@@ -108,7 +115,182 @@ impl Platform {
             hwcaps: Vec::new(),
             lib: b"lib64".to_vec(),
             platform: std::env::consts::ARCH.as_bytes().to_vec(),
+            glibc: None,
         }
+    }
+}
+
+/// What the loader of a glibc of this version does, decided from rules
+/// (elf/dl-hwcaps.c, elf/dl-load.c), never by running it: for a program of
+/// another class on this machine, and for an image or sysroot.
+impl Platform {
+    pub fn from_rules(root: &Path, want: Want) -> Platform {
+        use super::tree::goblin_free::*;
+        let root_b = root.as_os_str().as_bytes();
+        let (triplet, biarch, platform_name) = match (want.machine, want.is_64) {
+            (EM_X86_64, true) => ("x86_64-linux-gnu", "lib64", "x86_64"),
+            (EM_X86_64, false) => ("x86_64-linux-gnux32", "libx32", "x86_64"),
+            (EM_386, _) => ("i386-linux-gnu", "lib32", "i686"),
+            (EM_AARCH64, _) => ("aarch64-linux-gnu", "lib64", "aarch64"),
+            (EM_PPC64, _) => ("powerpc64le-linux-gnu", "lib64", "powerpc64le"),
+            (EM_S390, _) => ("s390x-linux-gnu", "lib64", "s390x"),
+            (EM_ARM, _) => ("arm-linux-gnueabihf", "lib", "v7l"),
+            (EM_RISCV, _) => ("riscv64-linux-gnu", "lib64", "riscv64"),
+            _ => ("", "lib64", ""),
+        };
+        // Where this class's libc lives says how the distribution builds
+        // glibc: Debian's multiarch (/lib/<triplet>), a biarch directory
+        // (/lib32, /lib64), or plain /lib.
+        let multiarch = format!("lib/{triplet}");
+        let libc_in = |dir: &str| -> Option<Vec<u8>> {
+            let p = super::root::resolve(root_b, format!("/{dir}/libc.so.6").as_bytes());
+            match super::object::open_verify(Path::new(OsStr::from_bytes(&p)), want) {
+                super::object::Verdict::Take(_) => Some(p),
+                _ => None,
+            }
+        };
+        let (lib, system_dirs, libc): (String, Vec<String>, Option<Vec<u8>>) =
+            if let Some(l) = (!triplet.is_empty()).then(|| libc_in(&multiarch)).flatten() {
+                (
+                    multiarch.clone(),
+                    vec![format!("/{multiarch}"), format!("/usr/{multiarch}"), "/lib".into(), "/usr/lib".into()],
+                    Some(l),
+                )
+            } else if let Some(l) = libc_in(biarch).or_else(|| libc_in(&format!("usr/{biarch}"))) {
+                let dirs = if biarch == "lib64" {
+                    vec!["/lib64".into(), "/usr/lib64".into()]
+                } else {
+                    vec![format!("/{biarch}"), format!("/usr/{biarch}"), "/lib".into(), "/usr/lib".into()]
+                };
+                (biarch.to_owned(), dirs, Some(l))
+            } else {
+                ("lib".to_owned(), vec!["/lib".into(), "/usr/lib".into()], libc_in("lib"))
+            };
+        let glibc = libc.as_deref().and_then(|l| super::symbols::glibc_version(Path::new(OsStr::from_bytes(l))));
+        Platform::for_glibc(glibc.unwrap_or(GLIBC_ASSUMED), want, lib, system_dirs, platform_name)
+    }
+
+    /// The rules of glibc `version` for `want` on this CPU (when it is this
+    /// machine's kind; another machine's CPU is not known, so none of its
+    /// optional subdirectories are assumed).
+    fn for_glibc(
+        version: (u32, u32),
+        want: Want,
+        lib: String,
+        system_dirs: Vec<String>,
+        platform_name: &str,
+    ) -> Platform {
+        use super::tree::goblin_free::*;
+        let this_cpu = native_x86() && matches!(want.machine, EM_X86_64 | EM_386);
+        let mut platform = platform_name.to_owned();
+        let mut legacy: Vec<&str> = Vec::new();
+        let mut hwcaps: Vec<Vec<u8>> = Vec::new();
+        if this_cpu {
+            let f = X86::detect();
+            if want.machine == EM_X86_64 && want.is_64 {
+                // sysdeps/x86/cpu-features.c (2.26 on): "haswell" replaces
+                // AT_PLATFORM, and the legacy hwcap bits, highest first.
+                if f.haswell {
+                    platform = "haswell".into();
+                }
+                if f.avx512_1 {
+                    legacy.push("avx512_1");
+                }
+                legacy.push("x86_64");
+                // sysdeps/x86_64/dl-hwcaps-subdirs.c, 2.33 on.
+                if version >= (2, 33) {
+                    for (name, ok) in [("x86-64-v4", f.v4), ("x86-64-v3", f.v3), ("x86-64-v2", f.v2)] {
+                        if ok {
+                            hwcaps.push(name.as_bytes().to_vec());
+                        }
+                    }
+                }
+            } else if want.machine == EM_386 && f.sse2 {
+                legacy.push("sse2");
+            }
+        }
+        if want.machine == EM_AARCH64 {
+            // sysdeps/unix/sysv/linux/aarch64/dl-procinfo.h: the one
+            // important hwcap, LSE atomics (ARMv8.1 on: every Neoverse and
+            // Grace). This CPU is not asked: it is assumed.
+            legacy.push("atomics");
+        }
+        let mut subdirs: Vec<Vec<u8>> = hwcaps.iter().map(|h| [b"glibc-hwcaps/", &h[..], b"/"].concat()).collect();
+        // Legacy subdirectories (tls, AT_PLATFORM, hwcap names) were
+        // searched until glibc 2.37 removed them: every subset, "tls" the
+        // most significant, in elf/dl-hwcaps.c's order.
+        if version < (2, 37) {
+            let mut names: Vec<&str> = vec!["tls"];
+            if !platform.is_empty() {
+                names.push(&platform);
+            }
+            names.extend(legacy.iter().copied());
+            let n = names.len();
+            for mask in (1..(1u32 << n)).rev() {
+                let parts: Vec<&str> = (0..n).filter(|i| mask & (1 << (n - 1 - i)) != 0).map(|i| names[i]).collect();
+                subdirs.push(format!("{}/", parts.join("/")).into_bytes());
+            }
+        }
+        subdirs.push(Vec::new());
+        Platform {
+            system_dirs: system_dirs.into_iter().map(String::into_bytes).collect(),
+            subdirs,
+            hwcaps,
+            lib: lib.into_bytes(),
+            platform: platform.into_bytes(),
+            glibc: Some(version),
+        }
+    }
+}
+
+/// The glibc version assumed when a root's cannot be read.
+const GLIBC_ASSUMED: (u32, u32) = (2, 36);
+
+fn native_x86() -> bool {
+    cfg!(any(target_arch = "x86_64", target_arch = "x86"))
+}
+
+/// The x86 CPU features the loader's rules turn on.
+#[derive(Default)]
+struct X86 {
+    haswell: bool,
+    avx512_1: bool,
+    sse2: bool,
+    v2: bool,
+    v3: bool,
+    v4: bool,
+}
+
+impl X86 {
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> X86 {
+        use std::arch::is_x86_feature_detected as has;
+        let v2 =
+            has!("cmpxchg16b") && has!("popcnt") && has!("sse3") && has!("sse4.1") && has!("sse4.2") && has!("ssse3");
+        let v3 = v2
+            && has!("avx")
+            && has!("avx2")
+            && has!("bmi1")
+            && has!("bmi2")
+            && has!("f16c")
+            && has!("fma")
+            && has!("lzcnt")
+            && has!("movbe")
+            && has!("xsave");
+        let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512cd") && has!("avx512dq") && has!("avx512vl");
+        X86 {
+            haswell: has!("avx2") && has!("bmi1") && has!("bmi2") && has!("lzcnt") && has!("movbe") && has!("popcnt"),
+            avx512_1: avx512,
+            sse2: has!("sse2"),
+            v2,
+            v3,
+            v4: v3 && avx512,
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn detect() -> X86 {
+        X86::default()
     }
 }
 

@@ -7,15 +7,17 @@
 //! tried with its glibc-hwcaps and legacy subdirectories first, and a
 //! candidate of another class or machine is passed over.
 
-use std::collections::HashMap;
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::Serialize;
 
 use super::cache::Cache;
-use super::object::{read_header, ElfHeader};
+use super::object::{open_verify, ElfHeader, Rejection, Verdict, Want};
 use super::platform::Platform;
 
 /// Which rule found a library (the tree's "why").
@@ -37,6 +39,10 @@ pub enum Reason {
 
 /// What the resolver needs to know about an object already in the closure.
 pub struct Requester<'a> {
+    /// The object's place in the closure: its expanded search lists are
+    /// kept under it (glibc's `l_rpath_dirs`, `l_runpath_dirs`). `None`: not
+    /// kept.
+    pub id: Option<usize>,
     /// Directory of the object as the loader named it (`$ORIGIN`).
     pub origin: &'a [u8],
     pub path: &'a [u8],
@@ -44,28 +50,87 @@ pub struct Requester<'a> {
 }
 
 pub enum Outcome {
-    Found { path: Vec<u8>, header: ElfHeader, reason: Reason },
-    Missing { tried: Vec<Vec<u8>> },
+    Found {
+        path: Vec<u8>,
+        header: ElfHeader,
+        reason: Reason,
+    },
+    /// `tried` holds at most [`MAX_TRIED`] paths.
+    Missing {
+        tried: Vec<Vec<u8>>,
+    },
+    /// A candidate the loader refuses with an error that ends the load.
+    Rejected {
+        path: Vec<u8>,
+        rejection: Rejection,
+        reason: Reason,
+    },
 }
+
+/// How many tried paths a missing library keeps: a 5000-entry RPATH must
+/// not make a missing name cost 5000 strings of output and memory.
+pub const MAX_TRIED: usize = 256;
+
+/// A search list past this many directories is answered from the
+/// directories' listings, read once, instead of one open(2) per directory
+/// per name: deps stays linear in RPATH length times DT_NEEDED count.
+const INDEX_FROM: usize = 48;
 
 /// The target's loader context: its environment, not the launcher's.
 pub struct Resolver {
     platform: Platform,
     cache: Option<Cache>,
     ld_library_path: Option<Vec<u8>>,
-    /// The class and machine of the program; others are passed over.
-    want: (bool, u16),
+    /// The class, machine and byte order of the program; others are
+    /// passed over.
+    want: Want,
+    /// Re-rooting of every path the loader would open (`deps --root`).
+    root: Option<Vec<u8>>,
     dir_exists: HashMap<Vec<u8>, bool>,
+    /// Search lists already expanded, by (object, list kind).
+    lists: HashMap<(usize, u8), Rc<SearchList>>,
+    llp: Option<Rc<SearchList>>,
+    defaults: Option<Rc<SearchList>>,
 }
 
+/// An expanded search list: every directory with its subdirectories, in
+/// the order the loader tries them, those that do not exist left out.
+struct SearchList {
+    dirs: Vec<Vec<u8>>,
+    /// For long lists: name -> positions of the directories that hold it,
+    /// and the positions of directories that could not be listed.
+    index: OnceCell<(HashMap<Vec<u8>, Vec<u32>>, Vec<u32>)>,
+}
+
+enum InDirs {
+    Found(Vec<u8>, ElfHeader),
+    Rejected(Vec<u8>, Rejection),
+    None,
+}
+
+const RPATH: u8 = 0;
+const RUNPATH: u8 = 1;
+
 impl Resolver {
-    pub fn new(
-        platform: Platform,
-        cache: Option<Cache>,
-        ld_library_path: Option<Vec<u8>>,
-        want: (bool, u16),
-    ) -> Resolver {
-        Resolver { platform, cache, ld_library_path, want, dir_exists: HashMap::new() }
+    pub fn new(platform: Platform, cache: Option<Cache>, ld_library_path: Option<Vec<u8>>, want: Want) -> Resolver {
+        Resolver {
+            platform,
+            cache,
+            ld_library_path,
+            want,
+            root: None,
+            dir_exists: HashMap::new(),
+            lists: HashMap::new(),
+            llp: None,
+            defaults: None,
+        }
+    }
+
+    /// Every path is looked up under `root` (an image or sysroot), as seen
+    /// from inside it.
+    pub fn with_root(mut self, root: Option<Vec<u8>>) -> Resolver {
+        self.root = root;
+        self
     }
 
     /// Finds `name` for `chain[0]`, whose loaders are `chain[1..]` (the last
@@ -73,78 +138,145 @@ impl Resolver {
     pub fn find(&mut self, name: &[u8], chain: &[Requester<'_>]) -> Outcome {
         let Some(requester) = chain.first() else { return Outcome::Missing { tried: Vec::new() } };
         let main = chain.last().unwrap_or(requester);
-        let mut tried = Vec::new();
+        let mut tried = Tried::default();
         if name.contains(&b'/') {
             let path = self.expand(name, requester.origin);
             return match self.check(&path) {
-                Some(header) => Outcome::Found { path, header, reason: Reason::Direct },
-                None => Outcome::Missing { tried: vec![path] },
+                Verdict::Take(header) => Outcome::Found { path, header, reason: Reason::Direct },
+                Verdict::Skip => Outcome::Missing { tried: vec![path] },
+                Verdict::Reject(rejection) => Outcome::Rejected { path, rejection, reason: Reason::Direct },
             };
         }
         let info = &requester.header.dynamic_info;
         if info.runpath.is_none() {
             for l in chain {
                 if let Some(rpath) = &l.header.dynamic_info.rpath {
-                    let dirs = self.dirs(rpath, b":", l.origin);
-                    if let Some((path, header)) = self.in_dirs(name, &dirs, &mut tried) {
-                        let of = String::from_utf8_lossy(l.path).into_owned();
-                        return Outcome::Found { path, header, reason: Reason::Rpath { of } };
+                    let list = self.list(l.id.map(|i| (i, RPATH)), rpath, b":", l.origin);
+                    let of = || String::from_utf8_lossy(l.path).into_owned();
+                    match self.in_list(name, &list, &mut tried) {
+                        InDirs::Found(path, header) => {
+                            return Outcome::Found { path, header, reason: Reason::Rpath { of: of() } }
+                        }
+                        InDirs::Rejected(path, rejection) => {
+                            return Outcome::Rejected { path, rejection, reason: Reason::Rpath { of: of() } }
+                        }
+                        InDirs::None => {}
                     }
                 }
             }
         }
-        if let Some(llp) = self.ld_library_path.clone() {
-            let dirs = self.dirs(&llp, b":;", main.origin);
-            if let Some((path, header)) = self.in_dirs(name, &dirs, &mut tried) {
-                return Outcome::Found { path, header, reason: Reason::LdLibraryPath };
+        if self.ld_library_path.is_some() {
+            let list = match &self.llp {
+                Some(l) => l.clone(),
+                None => {
+                    let llp = self.ld_library_path.clone().unwrap_or_default();
+                    let l = self.list(None, &llp, b":;", main.origin);
+                    self.llp = Some(l.clone());
+                    l
+                }
+            };
+            match self.in_list(name, &list, &mut tried) {
+                InDirs::Found(path, header) => return Outcome::Found { path, header, reason: Reason::LdLibraryPath },
+                InDirs::Rejected(path, rejection) => {
+                    return Outcome::Rejected { path, rejection, reason: Reason::LdLibraryPath }
+                }
+                InDirs::None => {}
             }
         }
         if let Some(runpath) = &info.runpath {
-            let dirs = self.dirs(runpath, b":", requester.origin);
-            if let Some((path, header)) = self.in_dirs(name, &dirs, &mut tried) {
-                return Outcome::Found { path, header, reason: Reason::Runpath };
+            let list = self.list(requester.id.map(|i| (i, RUNPATH)), runpath, b":", requester.origin);
+            match self.in_list(name, &list, &mut tried) {
+                InDirs::Found(path, header) => return Outcome::Found { path, header, reason: Reason::Runpath },
+                InDirs::Rejected(path, rejection) => {
+                    return Outcome::Rejected { path, rejection, reason: Reason::Runpath }
+                }
+                InDirs::None => {}
             }
         }
-        if !info.nodeflib {
-            let cached = self.cache.as_ref().and_then(|c| c.lookup(name, &self.platform.hwcaps)).map(<[u8]>::to_vec);
-            if let Some(path) = cached {
-                tried.push(path.clone());
-                if let Some(header) = self.check(&path) {
-                    return Outcome::Found { path, header, reason: Reason::LdSoCache };
-                }
-            }
-        } else if let Some(path) = self.cache.as_ref().and_then(|c| c.lookup(name, &self.platform.hwcaps)) {
+        let cached = self.cache.as_ref().and_then(|c| c.lookup(name, &self.platform.hwcaps)).map(<[u8]>::to_vec);
+        if let Some(path) = cached {
             // DF_1_NODEFLIB still takes cache entries outside the default
             // directories (elf/dl-load.c, `_dl_is_system_library`).
-            let path = path.to_vec();
             let dir = &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)];
-            if !self.platform.system_dirs.iter().any(|d| d == dir) {
-                tried.push(path.clone());
-                if let Some(header) = self.check(&path) {
-                    return Outcome::Found { path, header, reason: Reason::LdSoCache };
+            if !info.nodeflib || !self.platform.system_dirs.iter().any(|d| d == dir) {
+                match self.check(&path) {
+                    Verdict::Take(header) => return Outcome::Found { path, header, reason: Reason::LdSoCache },
+                    Verdict::Reject(rejection) => {
+                        return Outcome::Rejected { path, rejection, reason: Reason::LdSoCache }
+                    }
+                    Verdict::Skip => push_tried(&mut tried.paths, path),
                 }
             }
         }
         if !info.nodeflib {
-            let defaults: Vec<Vec<u8>> = self.platform.system_dirs.iter().map(|d| with_slash(d)).collect();
-            if let Some((path, header)) = self.in_dirs(name, &defaults, &mut tried) {
-                return Outcome::Found { path, header, reason: Reason::Default };
+            let list = match &self.defaults {
+                Some(l) => l.clone(),
+                None => {
+                    let dirs: Vec<Vec<u8>> = self.platform.system_dirs.iter().map(|d| with_slash(d)).collect();
+                    let l = Rc::new(self.expand_subdirs(dirs));
+                    self.defaults = Some(l.clone());
+                    l
+                }
+            };
+            match self.in_list(name, &list, &mut tried) {
+                InDirs::Found(path, header) => return Outcome::Found { path, header, reason: Reason::Default },
+                InDirs::Rejected(path, rejection) => {
+                    return Outcome::Rejected { path, rejection, reason: Reason::Default }
+                }
+                InDirs::None => {}
             }
         }
-        Outcome::Missing { tried }
+        Outcome::Missing { tried: tried.into_paths(name) }
     }
 
     /// Where the requester's own DT_RPATH (or DT_RUNPATH) alone would find
     /// `name`: what the requester was shipped to load.
     pub fn in_own_path(&mut self, name: &[u8], requester: &Requester<'_>) -> Option<(Vec<u8>, Reason)> {
         let info = &requester.header.dynamic_info;
-        let (list, reason) = match (&info.runpath, &info.rpath) {
-            (Some(r), _) => (r, Reason::Runpath),
-            (None, Some(r)) => (r, Reason::Rpath { of: String::from_utf8_lossy(requester.path).into_owned() }),
+        let (list, kind, reason) = match (&info.runpath, &info.rpath) {
+            (Some(r), _) => (r, RUNPATH, Reason::Runpath),
+            (None, Some(r)) => (r, RPATH, Reason::Rpath { of: String::from_utf8_lossy(requester.path).into_owned() }),
             (None, None) => return None,
         };
-        let dirs = self.dirs(list, b":", requester.origin);
-        self.in_dirs(name, &dirs, &mut Vec::new()).map(|(path, _)| (path, reason))
+        let list = self.list(requester.id.map(|i| (i, kind)), list, b":", requester.origin);
+        match self.in_list(name, &list, &mut Tried::default()) {
+            InDirs::Found(path, _) => Some((path, reason)),
+            _ => None,
+        }
+    }
+
+    /// Every directory of `list` (expanded) with its subdirectories, kept
+    /// under `key` when given.
+    fn list(&mut self, key: Option<(usize, u8)>, list: &[u8], separators: &[u8], origin: &[u8]) -> Rc<SearchList> {
+        if let Some(l) = key.and_then(|k| self.lists.get(&k)) {
+            return l.clone();
+        }
+        let dirs = self.dirs(list, separators, origin);
+        let l = Rc::new(self.expand_subdirs(dirs));
+        if let Some(k) = key {
+            self.lists.insert(k, l.clone());
+        }
+        l
+    }
+
+    fn expand_subdirs(&mut self, dirs: Vec<Vec<u8>>) -> SearchList {
+        let subdirs = self.platform.subdirs.clone();
+        let mut out = Vec::new();
+        for dir in dirs {
+            // A directory that does not exist has no subdirectories: one
+            // stat, not one per subdirectory.
+            if !self.exists(&dir) {
+                continue;
+            }
+            for sub in &subdirs {
+                let mut d = dir.clone();
+                d.extend_from_slice(sub);
+                if sub.is_empty() || self.exists(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        SearchList { dirs: out, index: OnceCell::new() }
     }
 
     /// A search list split and expanded like `fillin_rpath`: `$ORIGIN`,
@@ -152,9 +284,10 @@ impl Resolver {
     /// empty entry meaning the current directory, duplicates dropped.
     fn dirs(&self, list: &[u8], separators: &[u8], origin: &[u8]) -> Vec<Vec<u8>> {
         let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         for entry in list.split(|b| separators.contains(b)) {
             let dir = if entry.is_empty() { Vec::new() } else { with_slash(&self.expand(entry, origin)) };
-            if !out.contains(&dir) {
+            if seen.insert(dir.clone()) {
                 out.push(dir);
             }
         }
@@ -196,37 +329,113 @@ impl Resolver {
         None
     }
 
-    fn in_dirs(&mut self, name: &[u8], dirs: &[Vec<u8>], tried: &mut Vec<Vec<u8>>) -> Option<(Vec<u8>, ElfHeader)> {
-        for dir in dirs {
-            for sub in self.platform.subdirs.clone() {
-                let mut d = dir.clone();
-                d.extend_from_slice(&sub);
-                if !self.exists(&d) {
-                    continue;
+    fn in_list(&mut self, name: &[u8], list: &Rc<SearchList>, tried: &mut Tried) -> InDirs {
+        let try_at = |this: &mut Self, dir: &[u8], tried: &mut Tried| -> Option<InDirs> {
+            let mut path = dir.to_vec();
+            path.extend_from_slice(name);
+            match this.check(&path) {
+                Verdict::Take(h) => Some(InDirs::Found(path, h)),
+                Verdict::Reject(r) => Some(InDirs::Rejected(path, r)),
+                Verdict::Skip => {
+                    push_tried(&mut tried.paths, path);
+                    None
                 }
-                let mut path = d;
-                path.extend_from_slice(name);
-                if let Some(h) = self.check(&path) {
-                    return Some((path, h));
+            }
+        };
+        if list.dirs.len() < INDEX_FROM {
+            for dir in &list.dirs {
+                if let Some(found) = try_at(self, dir, tried) {
+                    return found;
                 }
-                tried.push(path);
+            }
+            return InDirs::None;
+        }
+        let (index, unlisted) = list.index.get_or_init(|| self.index(&list.dirs));
+        let listed = index.get(name).map(Vec::as_slice).unwrap_or_default();
+        let (mut a, mut b) = (listed.iter().peekable(), unlisted.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x <= y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            let Some(&at) = next else { break };
+            if let Some(found) = try_at(self, &list.dirs[at as usize], tried) {
+                return found;
             }
         }
-        None
+        // A missing name's tried paths from a long list are only named if
+        // the whole search fails: a found name must not cost a path per
+        // directory.
+        tried.lazy.push(Rc::clone(list));
+        InDirs::None
+    }
+
+    /// Lists every directory once.
+    fn index(&self, dirs: &[Vec<u8>]) -> (HashMap<Vec<u8>, Vec<u32>>, Vec<u32>) {
+        let mut index: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+        let mut unlisted = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            let at = self.rooted(if dir.is_empty() { b"." } else { dir });
+            match std::fs::read_dir(Path::new(OsStr::from_bytes(&at))) {
+                Ok(entries) => {
+                    for e in entries.flatten() {
+                        index.entry(e.file_name().as_bytes().to_vec()).or_default().push(i as u32);
+                    }
+                }
+                // Searchable but not readable (mode 0711): open(2) may still
+                // find a file in it.
+                Err(_) => unlisted.push(i as u32),
+            }
+        }
+        (index, unlisted)
     }
 
     fn exists(&mut self, dir: &[u8]) -> bool {
-        let probe = if dir.is_empty() { &b"."[..] } else { dir };
-        *self.dir_exists.entry(dir.to_vec()).or_insert_with(|| Path::new(OsStr::from_bytes(probe)).is_dir())
+        let probe = if dir.is_empty() { b".".to_vec() } else { self.rooted(dir) };
+        *self.dir_exists.entry(dir.to_vec()).or_insert_with(|| Path::new(OsStr::from_bytes(&probe)).is_dir())
     }
 
-    /// The ELF header of `path` if the loader would take it: an ELF file of
-    /// the program's class and machine. Anything else is passed over.
-    fn check(&self, path: &[u8]) -> Option<ElfHeader> {
-        match read_header(Path::new(OsStr::from_bytes(path))) {
-            Ok(Some(h)) if (h.is_64, h.machine) == self.want => Some(h),
-            _ => None,
+    /// The path on this machine of `path` as the target sees it.
+    pub fn rooted(&self, path: &[u8]) -> Vec<u8> {
+        match &self.root {
+            Some(root) => super::root::resolve(root, path),
+            None => path.to_vec(),
         }
+    }
+
+    /// What the loader does with `path` (a path as the target sees it).
+    fn check(&self, path: &[u8]) -> Verdict {
+        open_verify(Path::new(OsStr::from_bytes(&self.rooted(path))), self.want)
+    }
+}
+
+/// The paths a search tried, the long lists' kept for naming later.
+#[derive(Default)]
+struct Tried {
+    paths: Vec<Vec<u8>>,
+    lazy: Vec<Rc<SearchList>>,
+}
+
+impl Tried {
+    fn into_paths(mut self, name: &[u8]) -> Vec<Vec<u8>> {
+        for list in &self.lazy {
+            for dir in &list.dirs {
+                if self.paths.len() >= MAX_TRIED {
+                    break;
+                }
+                self.paths.push([&dir[..], name].concat());
+            }
+        }
+        self.paths
+    }
+}
+
+fn push_tried(tried: &mut Vec<Vec<u8>>, path: Vec<u8>) {
+    if tried.len() < MAX_TRIED {
+        tried.push(path);
     }
 }
 
@@ -252,8 +461,9 @@ mod tests {
             hwcaps: vec![],
             lib: b"lib/x86_64-linux-gnu".to_vec(),
             platform: b"haswell".to_vec(),
+            glibc: None,
         };
-        Resolver::new(platform, None, None, (true, 62))
+        Resolver::new(platform, None, None, Want { is_64: true, machine: 62, big_endian: false })
     }
 
     #[test]

@@ -4,18 +4,16 @@
 //! is that object; a search that finds a file already mapped (same inode) is
 //! that object too.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::cache::Cache;
-use super::object::{read_header, ElfHeader};
+use super::object::{open_verify, read_header, ElfHeader, Rejection, Verdict, Want};
 use super::platform::Platform;
 use super::search::{Outcome, Reason, Requester, Resolver};
-
-/// The loader every x86-64 program gets when it names none (ldd's choice too).
-const DEFAULT_INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2";
 
 pub struct Node {
     /// The path as the loader names it (ldd's right-hand side).
@@ -45,44 +43,119 @@ pub enum Target {
     Missing {
         tried: Vec<Vec<u8>>,
     },
+    /// The search reached a file the loader refuses, which ends the load
+    /// (the program does not start; ldd prints the error and exits 1).
+    Rejected {
+        path: Vec<u8>,
+        rejection: Rejection,
+        reason: Reason,
+    },
 }
 
 pub struct Closure {
     /// In load order: the root first, the program interpreter second.
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+    /// Where paths were looked up: `deps --root`'s DIR.
+    pub root: Option<PathBuf>,
+    /// What the loader rules were decided from.
+    pub platform: Platform,
+}
+
+impl Closure {
+    /// The file has no DT_NEEDED: ldd says "statically linked" and lists
+    /// nothing, the loader itself included.
+    pub fn without_needed(&self) -> bool {
+        self.nodes[ROOT].header.dynamic_info.needed.is_empty()
+    }
+
+    /// The first refusal in load order: what the loader would stop at.
+    pub fn first_rejection(&self) -> Option<&Edge> {
+        self.edges.iter().find(|e| matches!(e.to, Target::Rejected { .. }))
+    }
 }
 
 pub const ROOT: usize = 0;
 pub const INTERP: usize = 1;
 
+/// What a closure is computed for.
+#[derive(Default)]
+pub struct Context {
+    /// An image or sysroot: every path is looked up inside it.
+    pub root: Option<PathBuf>,
+    /// The target's LD_LIBRARY_PATH.
+    pub ld_library_path: Option<Vec<u8>>,
+}
+
+impl Context {
+    /// The current environment: its LD_LIBRARY_PATH, this machine's files.
+    pub fn here() -> Context {
+        Context { root: None, ld_library_path: std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec()) }
+    }
+}
+
 /// Resolves the closure of `file` in the current environment (its
 /// LD_LIBRARY_PATH, this machine's loader, cache and CPU).
 pub fn closure(file: &Path) -> io::Result<Closure> {
-    let header = read_header(file)?.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an ELF file"))?;
-    if header.dynamic_info.needed.is_empty() && !header.dynamic {
+    closure_in(file, &Context::here())
+}
+
+/// Resolves the closure of `file` in `ctx`. Under a root, `file` is a path
+/// as seen inside it.
+pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
+    let root = ctx.root.as_ref().map(|r| r.as_os_str().as_bytes().to_vec());
+    let inside = |p: &[u8]| -> PathBuf {
+        match &root {
+            Some(r) => PathBuf::from(OsStr::from_bytes(&super::root::resolve(r, p))),
+            None => PathBuf::from(OsStr::from_bytes(p)),
+        }
+    };
+    let root_path = match &root {
+        Some(r) => inside_path(r, file.as_os_str().as_bytes()),
+        None => file.as_os_str().as_bytes().to_vec(),
+    };
+    let header = read_header(&inside(&root_path))?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an ELF file"))?;
+    if !header.has_dynamic {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a dynamic executable or shared object"));
     }
-    let platform = Platform::of_this_machine();
-    let cache = Cache::read(Path::new("/etc/ld.so.cache"));
-    let llp = std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec());
-    let mut resolver = Resolver::new(platform, cache, llp, (header.is_64, header.machine));
+    let want = Want::of(&header);
+    let platform = match &ctx.root {
+        None if want == Want::native() => Platform::of_this_machine(),
+        _ => Platform::from_rules(ctx.root.as_deref().unwrap_or(Path::new("/")), want),
+    };
+    let cache = Cache::read(&inside(b"/etc/ld.so.cache")).map(|c| c.for_target(want));
+    let mut resolver =
+        Resolver::new(platform.clone(), cache, ctx.ld_library_path.clone(), want).with_root(root.clone());
 
-    let root_path = file.as_os_str().as_bytes().to_vec();
-    let absolute = std::path::absolute(file)?;
+    let absolute = match &root {
+        Some(_) => root_path.clone(),
+        None => std::path::absolute(file)?.into_os_string().into_vec(),
+    };
     // The loader is mapped first and answers to its SONAME: the program's
-    // PT_INTERP when that is a loader of its class, else this machine's.
-    // (Its header is read, never run.)
-    let (interp, interp_header) = [header.interp.clone(), Some(DEFAULT_INTERP.to_vec())]
+    // PT_INTERP when that is a loader of its class, else the default one of
+    // its machine. (Its header is read, never run.)
+    let (interp, interp_header) = [header.interp.clone(), Some(default_interp(want).to_vec())]
         .into_iter()
         .flatten()
-        .find_map(|i| {
-            let h = read_header(Path::new(OsStr::from_bytes(&i))).ok()??;
-            ((h.is_64, h.machine) == (header.is_64, header.machine)).then_some((i, h))
+        .find_map(|i| match open_verify(&inside(&i), want) {
+            Verdict::Take(h) => Some((i, h)),
+            _ => None,
         })
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no program interpreter of this class"))?;
-    let mut nodes = vec![node(root_path, origin_of(absolute.as_os_str().as_bytes()), header, None, None, 0)];
+    let mut nodes = vec![node(root_path, origin_of(&absolute), header, None, None, 0)];
     nodes.push(node(interp.clone(), origin_of(&interp), interp_header, None, None, 0));
+    // What each name and each file already mapped is: the loader's
+    // `_dl_name_match_p` over `l_name`, `l_libname` and SONAME, and its
+    // inode test.
+    let mut by_name: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut by_file: HashMap<(u64, u64), usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for name in &n.names {
+            by_name.entry(name.clone()).or_insert(i);
+        }
+        by_file.entry(n.header.file_id).or_insert(i);
+    }
 
     let mut edges = Vec::new();
     let mut next = 0;
@@ -93,34 +166,93 @@ pub fn closure(file: &Path) -> io::Result<Closure> {
             continue;
         }
         for name in nodes[from].header.dynamic_info.needed.clone() {
-            if let Some(i) = nodes.iter().position(|n| n.path == name || n.names.contains(&name)) {
+            if let Some(&i) = by_name.get(&name) {
                 edges.push(Edge { from, name, to: Target::Repeat(i) });
                 continue;
             }
             let chain = chain_of(&nodes, from);
             let requesters: Vec<Requester<'_>> = chain
                 .iter()
-                .map(|&i| Requester { origin: &nodes[i].origin, path: &nodes[i].path, header: &nodes[i].header })
+                .map(|&i| Requester {
+                    id: Some(i),
+                    origin: &nodes[i].origin,
+                    path: &nodes[i].path,
+                    header: &nodes[i].header,
+                })
                 .collect();
             match resolver.find(&name, &requesters) {
                 Outcome::Found { path, header, reason } => {
-                    if let Some(i) = nodes.iter().position(|n| n.header.file_id == header.file_id) {
+                    if let Some(&i) = by_file.get(&header.file_id) {
                         nodes[i].names.push(name.clone());
+                        by_name.entry(name.clone()).or_insert(i);
                         edges.push(Edge { from, name, to: Target::Repeat(i) });
                         continue;
                     }
-                    let origin = origin_of(&absolute_bytes(&path));
+                    let origin = match &root {
+                        Some(_) => origin_of(&path),
+                        None => origin_of(&absolute_bytes(&path)),
+                    };
                     let depth = nodes[from].depth + 1;
                     let mut n = node(path, origin, header, Some(from), Some(reason), depth);
                     n.names.insert(0, name.clone());
-                    edges.push(Edge { from, name, to: Target::New(nodes.len()) });
+                    let at = nodes.len();
+                    for nm in &n.names {
+                        by_name.entry(nm.clone()).or_insert(at);
+                    }
+                    by_file.insert(n.header.file_id, at);
+                    edges.push(Edge { from, name, to: Target::New(at) });
                     nodes.push(n);
                 }
                 Outcome::Missing { tried } => edges.push(Edge { from, name, to: Target::Missing { tried } }),
+                Outcome::Rejected { path, rejection, reason } => {
+                    edges.push(Edge { from, name, to: Target::Rejected { path, rejection, reason } })
+                }
             }
         }
     }
-    Ok(Closure { nodes, edges })
+    Ok(Closure { nodes, edges, root: ctx.root.clone(), platform })
+}
+
+/// `file` as a path inside `root`: a host path under it loses the prefix; a
+/// relative one is taken from the root's top.
+fn inside_path(root: &[u8], file: &[u8]) -> Vec<u8> {
+    let root = root.strip_suffix(b"/").unwrap_or(root);
+    if let Some(rest) = file.strip_prefix(root).filter(|r| r.starts_with(b"/")) {
+        return rest.to_vec();
+    }
+    if file.starts_with(b"/") {
+        file.to_vec()
+    } else {
+        [b"/", file].concat()
+    }
+}
+
+/// The loader a program of this machine gets when it names none, and that
+/// ldd uses (sysdeps/unix/sysv/linux/*/ldd-rewrite.sed, RTLDLIST).
+pub fn default_interp(want: Want) -> &'static [u8] {
+    use goblin_free::*;
+    match (want.machine, want.is_64) {
+        (EM_X86_64, true) => b"/lib64/ld-linux-x86-64.so.2",
+        (EM_X86_64, false) => b"/libx32/ld-linux-x32.so.2",
+        (EM_386, _) => b"/lib/ld-linux.so.2",
+        (EM_AARCH64, _) => b"/lib/ld-linux-aarch64.so.1",
+        (EM_PPC64, _) => b"/lib64/ld64.so.2",
+        (EM_S390, _) => b"/lib/ld64.so.1",
+        (EM_RISCV, _) => b"/lib/ld-linux-riscv64-lp64d.so.1",
+        (EM_ARM, _) => b"/lib/ld-linux-armhf.so.3",
+        _ => b"/lib64/ld-linux-x86-64.so.2",
+    }
+}
+
+/// Machine numbers (elf.h), spelled here so that no goblin type leaks.
+pub(crate) mod goblin_free {
+    pub const EM_386: u16 = 3;
+    pub const EM_ARM: u16 = 40;
+    pub const EM_PPC64: u16 = 21;
+    pub const EM_S390: u16 = 22;
+    pub const EM_X86_64: u16 = 62;
+    pub const EM_AARCH64: u16 = 183;
+    pub const EM_RISCV: u16 = 243;
 }
 
 /// Answers "what was this object shipped to load?" for many objects, with one
@@ -132,7 +264,7 @@ pub struct ShippedWith {
 
 impl ShippedWith {
     pub fn new() -> ShippedWith {
-        let want = (cfg!(target_pointer_width = "64"), super::object::native_machine());
+        let want = Want::native();
         ShippedWith {
             resolver: Resolver::new(Platform::of_this_machine(), None, None, want),
             headers: Default::default(),
@@ -151,7 +283,7 @@ impl ShippedWith {
         let header = self.header(object)?.clone();
         let path = object.as_os_str().as_bytes();
         let origin = origin_of(&absolute_bytes(path));
-        self.resolver.in_own_path(name, &Requester { origin: &origin, path, header: &header })
+        self.resolver.in_own_path(name, &Requester { id: None, origin: &origin, path, header: &header })
     }
 
     /// The search lists of `object` that hold an empty entry (`$ORIGIN:`),

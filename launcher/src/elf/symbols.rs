@@ -1,0 +1,954 @@
+//! Dynamic symbols and symbol versions, read the way the loader reads them
+//! (elf/dl-lookup.c, elf/dl-version.c): `.dynsym` through DT_GNU_HASH or
+//! DT_HASH, DT_VERSYM, DT_VERNEED, DT_VERDEF, and the relocation tables
+//! that say which symbols are looked up. The file is mapped, not read.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+/// A read-only private mapping of a whole file.
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &Path) -> io::Result<Mapped> {
+        use std::os::unix::io::AsRawFd;
+        let file = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let len = usize::try_from(meta.len()).map_err(|_| bad("too large"))?;
+        if len == 0 {
+            return Err(bad("empty file"));
+        }
+        // SAFETY: a fresh private read-only mapping of a file we opened;
+        // checked for failure below. The file may change under us, which
+        // can only change bytes we read, never memory safety of the bounds
+        // we check (the length is fixed at map time; a truncation gives
+        // SIGBUS, as for any reader of a mapped file).
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr/len describe a live mapping owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+fn bad(e: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt ELF file: {e}"))
+}
+
+/// One version a symbol can carry: a definition (DT_VERDEF) or a need
+/// (DT_VERNEED) — glibc's `struct r_found_version`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Version {
+    pub name: Vec<u8>,
+    pub hash: u32,
+    /// The file a needed version must come from (`vn_file`); `None` for
+    /// the object's own definitions.
+    pub file: Option<Vec<u8>>,
+    pub hidden: bool,
+    /// VER_FLG_WEAK on a need: its absence is not an error.
+    pub weak: bool,
+    /// VER_FLG_BASE on a definition: the object's own name.
+    pub base: bool,
+}
+
+/// A symbol as a relocation or a lookup sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Sym<'a> {
+    pub name: &'a [u8],
+    pub value: u64,
+    pub info: u8,
+    pub other: u8,
+    pub shndx: u16,
+}
+
+impl Sym<'_> {
+    fn bind(&self) -> u8 {
+        self.info >> 4
+    }
+    fn kind(&self) -> u8 {
+        self.info & 0xf
+    }
+    pub fn is_weak(&self) -> bool {
+        self.bind() == STB_WEAK
+    }
+}
+
+const STB_LOCAL: u8 = 0;
+const STB_GLOBAL: u8 = 1;
+const STB_WEAK: u8 = 2;
+const STB_GNU_UNIQUE: u8 = 10;
+const SHN_UNDEF: u16 = 0;
+const SHN_ABS: u16 = 0xfff1;
+const STT_TLS: u8 = 6;
+/// NOTYPE, OBJECT, FUNC, COMMON, TLS, GNU_IFUNC (dl-lookup.c ALLOWED_STT).
+const ALLOWED_STT: u32 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 5) | (1 << 6) | (1 << 10);
+
+/// Relocation type classes (elf_machine_type_class).
+pub const CLASS_PLT: u8 = 1;
+pub const CLASS_COPY: u8 = 2;
+
+/// One relocation that names a symbol, in the order the loader applies
+/// them: DT_RELA/DT_REL first, then DT_JMPREL.
+#[derive(Clone, Copy, Debug)]
+pub struct Reloc {
+    pub sym: u32,
+    pub class: u8,
+}
+
+/// The dynamic symbol view of one object.
+pub struct DynObject {
+    map: Mapped,
+    is_64: bool,
+    le: bool,
+    machine: u16,
+    symtab: usize,
+    nsyms: usize,
+    strtab: usize,
+    strsz: usize,
+    gnu_hash: Option<usize>,
+    sysv_hash: Option<usize>,
+    versym: Option<usize>,
+    /// Indexed by version index (glibc's `l_versions`).
+    versions: Vec<Version>,
+    /// Every DT_VERDEF entry, the base one included (what a needed version
+    /// is matched against).
+    defs: Vec<Version>,
+    has_verdef: bool,
+    /// DT_VERNEED in file order: (vn_file, its versions).
+    needs: Vec<(Vec<u8>, Vec<Version>)>,
+    relocs: Vec<(usize, usize, bool)>,
+}
+
+const DT_NULL: u64 = 0;
+const DT_HASH: u64 = 4;
+const DT_STRTAB: u64 = 5;
+const DT_SYMTAB: u64 = 6;
+const DT_RELA: u64 = 7;
+const DT_RELASZ: u64 = 8;
+const DT_STRSZ: u64 = 10;
+const DT_REL: u64 = 17;
+const DT_RELSZ: u64 = 18;
+const DT_PLTREL: u64 = 20;
+const DT_PLTRELSZ: u64 = 2;
+const DT_JMPREL: u64 = 23;
+const DT_GNU_HASH: u64 = 0x6fff_fef5;
+const DT_VERSYM: u64 = 0x6fff_fff0;
+const DT_VERDEF: u64 = 0x6fff_fffc;
+const DT_VERDEFNUM: u64 = 0x6fff_fffd;
+const DT_VERNEED: u64 = 0x6fff_fffe;
+const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+
+impl DynObject {
+    pub fn open(path: &Path) -> io::Result<DynObject> {
+        let map = Mapped::open(path)?;
+        let b = map.bytes();
+        if b.len() < 64 || &b[..4] != b"\x7fELF" {
+            return Err(bad("not ELF"));
+        }
+        let is_64 = b[4] == 2;
+        let le = b[5] == 1;
+        let r = Reader { b, le, is_64 };
+        let machine = r.u16(18).ok_or_else(|| bad("header"))?;
+        let (phoff, phentsize, phnum) = if is_64 {
+            (r.u64(0x20), r.u16(0x36), r.u16(0x38))
+        } else {
+            (r.u32(0x1c).map(u64::from), r.u16(0x2a), r.u16(0x2c))
+        };
+        let (phoff, phentsize, phnum) = (
+            phoff.ok_or_else(|| bad("header"))? as usize,
+            usize::from(phentsize.ok_or_else(|| bad("header"))?),
+            usize::from(phnum.ok_or_else(|| bad("header"))?),
+        );
+        let mut loads = Vec::new();
+        let mut dynamic = None;
+        for i in 0..phnum {
+            let at =
+                phoff.checked_add(i.checked_mul(phentsize).ok_or_else(|| bad("phdr"))?).ok_or_else(|| bad("phdr"))?;
+            let p_type = r.u32(at).ok_or_else(|| bad("program headers are truncated"))?;
+            let (offset, vaddr, filesz) = if is_64 {
+                (r.u64(at + 8), r.u64(at + 16), r.u64(at + 32))
+            } else {
+                (r.u32(at + 4).map(u64::from), r.u32(at + 8).map(u64::from), r.u32(at + 16).map(u64::from))
+            };
+            let (offset, vaddr, filesz) = (
+                offset.ok_or_else(|| bad("phdr"))?,
+                vaddr.ok_or_else(|| bad("phdr"))?,
+                filesz.ok_or_else(|| bad("phdr"))?,
+            );
+            match p_type {
+                PT_LOAD => loads.push((vaddr, offset, filesz)),
+                PT_DYNAMIC => dynamic = Some((offset, filesz)),
+                _ => {}
+            }
+        }
+        let to_off = |addr: u64| -> Option<usize> {
+            loads
+                .iter()
+                .find(|&&(v, _, f)| addr >= v && addr - v < f)
+                .and_then(|&(v, o, _)| usize::try_from(addr - v + o).ok())
+                .filter(|&o| o < b.len())
+        };
+        let (doff, dsz) = dynamic.ok_or_else(|| bad("no dynamic section"))?;
+        let mut d: HashMap<u64, u64> = HashMap::new();
+        let entsize = if is_64 { 16 } else { 8 };
+        let mut at = doff as usize;
+        let end = (doff.saturating_add(dsz) as usize).min(b.len());
+        while at + entsize <= end {
+            let (tag, val) = if is_64 {
+                (r.u64(at).unwrap_or(0), r.u64(at + 8).unwrap_or(0))
+            } else {
+                (u64::from(r.u32(at).unwrap_or(0)), u64::from(r.u32(at + 4).unwrap_or(0)))
+            };
+            if tag == DT_NULL {
+                break;
+            }
+            d.entry(tag).or_insert(val);
+            at += entsize;
+        }
+        let addr = |tag| d.get(&tag).copied().and_then(to_off);
+        let symtab = addr(DT_SYMTAB).ok_or_else(|| bad("no DT_SYMTAB"))?;
+        let strtab = addr(DT_STRTAB).ok_or_else(|| bad("no DT_STRTAB"))?;
+        let strsz = (d.get(&DT_STRSZ).copied().unwrap_or(0) as usize).min(b.len() - strtab);
+        let gnu_hash = addr(DT_GNU_HASH);
+        let sysv_hash = addr(DT_HASH);
+        let versym = addr(DT_VERSYM);
+        let verneed = addr(DT_VERNEED).zip(d.get(&DT_VERNEEDNUM).copied());
+        let verdef = addr(DT_VERDEF).zip(d.get(&DT_VERDEFNUM).copied());
+        let rela = d.contains_key(&DT_RELA) || !d.contains_key(&DT_REL);
+        let (main_tag, main_sz) = if d.contains_key(&DT_RELA) { (DT_RELA, DT_RELASZ) } else { (DT_REL, DT_RELSZ) };
+        let mut ranges = Vec::new();
+        if let (Some(start), Some(&size)) = (addr(main_tag), d.get(&main_sz)) {
+            ranges.push((start, size as usize, main_tag == DT_RELA));
+        }
+        if let (Some(start), Some(&size)) = (addr(DT_JMPREL), d.get(&DT_PLTRELSZ)) {
+            let plt_rela = d.get(&DT_PLTREL).map_or(rela, |&t| t == DT_RELA);
+            // elf/dynamic-link.h: a DT_JMPREL at the end of the DT_RELA
+            // range is done once, after it.
+            if let Some(first) = ranges.first_mut() {
+                if first.0 <= start && first.0 + first.1 == start + size as usize {
+                    first.1 -= size as usize;
+                }
+            }
+            ranges.push((start, size as usize, plt_rela));
+        }
+        let mut o = DynObject {
+            is_64,
+            le,
+            machine,
+            symtab,
+            nsyms: 0,
+            strtab,
+            strsz,
+            gnu_hash,
+            sysv_hash,
+            versym,
+            versions: Vec::new(),
+            defs: Vec::new(),
+            has_verdef: false,
+            needs: Vec::new(),
+            relocs: ranges,
+            map,
+        };
+        o.nsyms = o.count_symbols();
+        o.read_versions(verneed, verdef);
+        Ok(o)
+    }
+
+    fn r(&self) -> Reader<'_> {
+        Reader { b: self.map.bytes(), le: self.le, is_64: self.is_64 }
+    }
+
+    fn string(&self, off: u32) -> &[u8] {
+        let b = self.map.bytes();
+        let start = self.strtab.saturating_add(off as usize);
+        let limit = if self.strsz > 0 { self.strtab + self.strsz } else { b.len() };
+        let tail = b.get(start..limit.max(start)).unwrap_or_default();
+        &tail[..tail.iter().position(|&c| c == 0).unwrap_or(tail.len())]
+    }
+
+    fn count_symbols(&self) -> usize {
+        let r = self.r();
+        if let Some(h) = self.sysv_hash {
+            return r.u32(h + 4).unwrap_or(0) as usize;
+        }
+        let Some(h) = self.gnu_hash else { return 0 };
+        // The highest symbol index any chain reaches, plus one.
+        let (Some(nbuckets), Some(symoffset), Some(bloom)) = (r.u32(h), r.u32(h + 4), r.u32(h + 8)) else { return 0 };
+        let word = if self.is_64 { 8 } else { 4 };
+        let buckets = h + 16 + bloom as usize * word;
+        let chains = buckets + nbuckets as usize * 4;
+        let mut max = 0u32;
+        for i in 0..nbuckets as usize {
+            max = max.max(r.u32(buckets + i * 4).unwrap_or(0));
+        }
+        if max < symoffset {
+            return symoffset as usize;
+        }
+        let mut i = max;
+        while let Some(c) = r.u32(chains + (i - symoffset) as usize * 4) {
+            if c & 1 != 0 {
+                break;
+            }
+            i += 1;
+        }
+        i as usize + 1
+    }
+
+    pub fn sym(&self, i: usize) -> Option<Sym<'_>> {
+        if i >= self.nsyms.max(1) {
+            return None;
+        }
+        let r = self.r();
+        let (size, at) = if self.is_64 { (24, self.symtab + i * 24) } else { (16, self.symtab + i * 16) };
+        let _ = size;
+        let (name, value, info, other, shndx) = if self.is_64 {
+            (r.u32(at)?, r.u64(at + 8)?, *r.b.get(at + 4)?, *r.b.get(at + 5)?, r.u16(at + 6)?)
+        } else {
+            (r.u32(at)?, u64::from(r.u32(at + 4)?), *r.b.get(at + 12)?, *r.b.get(at + 13)?, r.u16(at + 14)?)
+        };
+        Some(Sym { name: self.string(name), value, info, other, shndx })
+    }
+
+    /// The raw DT_VERSYM entry of symbol `i` (0 when there is none).
+    pub fn versym(&self, i: usize) -> u16 {
+        self.versym.and_then(|v| self.r().u16(v + i * 2)).unwrap_or(0)
+    }
+
+    /// glibc's `l_versions[i]`; hash 0 means "no version".
+    pub fn version(&self, i: u16) -> Option<&Version> {
+        self.versions.get(usize::from(i & 0x7fff)).filter(|v| v.hash != 0)
+    }
+
+    pub fn has_verdef(&self) -> bool {
+        self.has_verdef
+    }
+
+    /// The object's own version definitions, base included.
+    pub fn definitions(&self) -> impl Iterator<Item = &Version> {
+        self.defs.iter()
+    }
+
+    /// DT_VERNEED in file order.
+    pub fn needs(&self) -> &[(Vec<u8>, Vec<Version>)] {
+        &self.needs
+    }
+
+    fn read_versions(&mut self, verneed: Option<(usize, u64)>, verdef: Option<(usize, u64)>) {
+        let r = self.r();
+        let mut versions: Vec<Version> = Vec::new();
+        let mut set = |i: usize, v: Version| {
+            if i > 0xffff {
+                return;
+            }
+            if versions.len() <= i {
+                versions.resize(i + 1, Version::default());
+            }
+            versions[i] = v;
+        };
+        let mut needs = Vec::new();
+        if let Some((mut at, num)) = verneed {
+            for _ in 0..num.min(4096) {
+                let (Some(cnt), Some(file), Some(aux), Some(next)) =
+                    (r.u16(at + 2), r.u32(at + 4), r.u32(at + 8), r.u32(at + 12))
+                else {
+                    break;
+                };
+                let file = self.string(file).to_vec();
+                let mut list = Vec::new();
+                let mut a = at + aux as usize;
+                for _ in 0..cnt {
+                    let (Some(hash), Some(flags), Some(other), Some(name), Some(anext)) =
+                        (r.u32(a), r.u16(a + 4), r.u16(a + 6), r.u32(a + 8), r.u32(a + 12))
+                    else {
+                        break;
+                    };
+                    let v = Version {
+                        name: self.string(name).to_vec(),
+                        hash,
+                        file: Some(file.clone()),
+                        hidden: other & 0x8000 != 0,
+                        weak: flags & 2 != 0,
+                        base: false,
+                    };
+                    set(usize::from(other & 0x7fff), v.clone());
+                    list.push(v);
+                    if anext == 0 {
+                        break;
+                    }
+                    a += anext as usize;
+                }
+                needs.push((file, list));
+                if next == 0 {
+                    break;
+                }
+                at += next as usize;
+            }
+        }
+        let mut has_verdef = false;
+        let mut defs = Vec::new();
+        if let Some((mut at, num)) = verdef {
+            has_verdef = true;
+            for _ in 0..num.min(4096) {
+                let (Some(flags), Some(ndx), Some(hash), Some(aux), Some(next)) =
+                    (r.u16(at + 2), r.u16(at + 4), r.u32(at + 8), r.u32(at + 12), r.u32(at + 16))
+                else {
+                    break;
+                };
+                if let Some(name) = r.u32(at + aux as usize) {
+                    let v = Version {
+                        name: self.string(name).to_vec(),
+                        hash,
+                        file: None,
+                        hidden: false,
+                        weak: false,
+                        base: flags & 1 != 0,
+                    };
+                    // The base version's name is not there for matching a
+                    // versioned symbol (elf/dl-version.c).
+                    if !v.base {
+                        set(usize::from(ndx & 0x7fff), v.clone());
+                    }
+                    defs.push(v);
+                }
+                if next == 0 {
+                    break;
+                }
+                at += next as usize;
+            }
+        }
+        self.versions = versions;
+        self.defs = defs;
+        self.needs = needs;
+        self.has_verdef = has_verdef;
+    }
+
+    /// Every relocation that names a symbol, in application order.
+    pub fn relocations(&self) -> Vec<Reloc> {
+        let r = self.r();
+        let mut out = Vec::new();
+        for &(start, size, rela) in &self.relocs {
+            let ent = match (self.is_64, rela) {
+                (true, true) => 24,
+                (true, false) => 16,
+                (false, true) => 12,
+                (false, false) => 8,
+            };
+            let mut at = start;
+            while at + ent <= start + size && at + ent <= r.b.len() {
+                let (sym, ty) = if self.is_64 {
+                    let info = r.u64(at + 8).unwrap_or(0);
+                    ((info >> 32) as u32, (info & 0xffff_ffff) as u32)
+                } else {
+                    let info = r.u32(at + 4).unwrap_or(0);
+                    (info >> 8, info & 0xff)
+                };
+                if sym != 0 {
+                    out.push(Reloc { sym, class: type_class(self.machine, ty) });
+                }
+                at += ent;
+            }
+        }
+        out
+    }
+
+    /// A definition of `name` in this object that a reference with
+    /// `version` (None: unversioned) binds to, as `do_lookup_x` and
+    /// `check_match` decide.
+    pub fn lookup(&self, name: &[u8], version: Option<&Version>, class: u8, is_main: bool) -> Option<Sym<'_>> {
+        if class & CLASS_COPY != 0 && is_main {
+            return None;
+        }
+        let mut versioned: Option<Sym<'_>> = None;
+        let mut num_versions = 0;
+        let mut check = |i: usize| -> Option<Sym<'_>> {
+            let s = self.sym(i)?;
+            if (s.value == 0 && s.shndx != SHN_ABS && s.kind() != STT_TLS)
+                || (class & CLASS_PLT != 0 && s.shndx == SHN_UNDEF)
+            {
+                return None;
+            }
+            if (1u32 << s.kind()) & ALLOWED_STT == 0 || s.name != name {
+                return None;
+            }
+            let vs = self.versym(i);
+            match version {
+                Some(want) if self.versym.is_some() => {
+                    let mine = self.versions.get(usize::from(vs & 0x7fff));
+                    let same = mine.is_some_and(|m| m.hash == want.hash && m.name == want.name);
+                    let mine_hash = mine.map_or(0, |m| m.hash);
+                    if !same && (want.hidden || mine_hash != 0 || vs & 0x8000 != 0) {
+                        return None;
+                    }
+                }
+                Some(_) => {}
+                None if self.versym.is_some() && (vs & 0x7fff) >= 3 => {
+                    if vs & 0x8000 == 0 {
+                        num_versions += 1;
+                        if num_versions == 1 {
+                            versioned = Some(s);
+                        }
+                    }
+                    return None;
+                }
+                None => {}
+            }
+            match s.bind() {
+                STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE => Some(s),
+                _ => None,
+            }
+        };
+        let found = self.hash_chain(name, &mut check);
+        if found.is_some() {
+            return found;
+        }
+        if num_versions == 1 {
+            return versioned;
+        }
+        None
+    }
+
+    fn hash_chain<'s>(&'s self, name: &[u8], check: &mut dyn FnMut(usize) -> Option<Sym<'s>>) -> Option<Sym<'s>> {
+        let r = self.r();
+        if let Some(h) = self.gnu_hash {
+            let hash = gnu_hash(name);
+            let nbuckets = r.u32(h)?;
+            let symoffset = r.u32(h + 4)?;
+            let bloom_size = r.u32(h + 8)?;
+            let shift = r.u32(h + 12)?;
+            if nbuckets == 0 || bloom_size == 0 {
+                return None;
+            }
+            let bits = if self.is_64 { 64 } else { 32 };
+            let word_at = h + 16 + ((hash / bits) % bloom_size) as usize * (bits / 8) as usize;
+            let word = if self.is_64 { r.u64(word_at)? } else { u64::from(r.u32(word_at)?) };
+            let mask = (1u64 << (hash % bits)) | (1u64 << ((hash >> shift) % bits));
+            if word & mask != mask {
+                return None;
+            }
+            let buckets = h + 16 + bloom_size as usize * (bits / 8) as usize;
+            let chains = buckets + nbuckets as usize * 4;
+            let mut i = r.u32(buckets + (hash % nbuckets) as usize * 4)?;
+            if i == 0 || i < symoffset {
+                return None;
+            }
+            loop {
+                let c = r.u32(chains + (i - symoffset) as usize * 4)?;
+                if (c | 1) == (hash | 1) {
+                    if let Some(s) = check(i as usize) {
+                        return Some(s);
+                    }
+                }
+                if c & 1 != 0 {
+                    return None;
+                }
+                i += 1;
+            }
+        }
+        let h = self.sysv_hash?;
+        let nbucket = r.u32(h)?;
+        let nchain = r.u32(h + 4)?;
+        if nbucket == 0 {
+            return None;
+        }
+        let hash = elf_hash(name);
+        let mut i = r.u32(h + 8 + (hash % nbucket) as usize * 4)?;
+        let mut steps = 0;
+        while i != 0 && i < nchain && steps <= nchain {
+            if let Some(s) = check(i as usize) {
+                return Some(s);
+            }
+            i = r.u32(h + 8 + (nbucket as usize + i as usize) * 4)?;
+            steps += 1;
+        }
+        None
+    }
+}
+
+fn type_class(machine: u16, ty: u32) -> u8 {
+    use super::tree::goblin_free::*;
+    let (plt, copy): (&[u32], u32) = match machine {
+        EM_X86_64 => (&[7, 16, 17, 18, 36], 5),
+        EM_386 => (&[7, 35, 36, 37, 14, 41], 5),
+        EM_AARCH64 => (&[1026, 1028, 1029, 1030, 1031], 1024),
+        _ => (&[], u32::MAX),
+    };
+    (if plt.contains(&ty) { CLASS_PLT } else { 0 }) | (if ty == copy { CLASS_COPY } else { 0 })
+}
+
+pub fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+}
+
+pub fn elf_hash(name: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &c in name {
+        h = (h << 4).wrapping_add(u32::from(c));
+        let g = h & 0xf000_0000;
+        if g != 0 {
+            h ^= g >> 24;
+        }
+        h &= !g;
+    }
+    h
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    le: bool,
+    #[allow(dead_code)]
+    is_64: bool,
+}
+
+impl Reader<'_> {
+    fn u16(&self, at: usize) -> Option<u16> {
+        let s: [u8; 2] = self.b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+        Some(if self.le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) })
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        let s: [u8; 4] = self.b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) })
+    }
+    fn u64(&self, at: usize) -> Option<u64> {
+        let s: [u8; 8] = self.b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(if self.le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) })
+    }
+}
+
+/// The glibc version a libc.so.6 provides: its newest `GLIBC_2.N`
+/// definition, read from the file (never by running it).
+pub fn glibc_version(libc: &Path) -> Option<(u32, u32)> {
+    let o = DynObject::open(libc).ok()?;
+    o.definitions()
+        .filter_map(|v| {
+            let s = std::str::from_utf8(&v.name).ok()?.strip_prefix("GLIBC_")?;
+            let mut it = s.split('.');
+            let major = it.next()?.parse().ok()?;
+            let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
+            Some((major, minor))
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_the_abi() {
+        assert_eq!(gnu_hash(b""), 5381);
+        assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
+        assert_eq!(elf_hash(b"printf"), 0x0779_05a6);
+    }
+
+    #[test]
+    fn this_machines_libc_says_its_version() {
+        let v = glibc_version(Path::new("/lib/x86_64-linux-gnu/libc.so.6"))
+            .or_else(|| glibc_version(Path::new("/lib64/libc.so.6")));
+        let (major, minor) = v.expect("libc.so.6 with GLIBC_ versions");
+        assert_eq!(major, 2);
+        assert!(minor >= 17);
+    }
+}
+
+/// What `ldd -r` reports, found from the files alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// A needed version node the providing file does not define.
+    MissingVersion { version: String, weak: bool },
+    /// The provider has no version definitions at all (ld.so's warning).
+    NoVersionInformation { version: String },
+    /// A relocation's symbol that no object in the scope defines.
+    UndefinedSymbol { symbol: String, version: Option<String> },
+}
+
+/// One line of `ldd -r`'s report, with what it is about.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Problem {
+    #[serde(flatten)]
+    pub finding: Finding,
+    /// The object that asked (its path as the loader names it).
+    pub requester: String,
+    /// For a version: the loaded file that lacks it. For a versioned
+    /// symbol: the loaded file its version comes from.
+    pub provider: Option<String>,
+    /// ldd's line, byte for byte.
+    pub line: String,
+    #[serde(skip)]
+    pub requester_node: usize,
+    #[serde(skip)]
+    pub provider_node: Option<usize>,
+    #[serde(skip)]
+    pub vn_file: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub symbol_bytes: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub version_bytes: Option<Vec<u8>>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The loader's checks of a closure, in ldd -r's order: version checks of
+/// every object in load order (elf/dl-version.c), then the symbol lookups of
+/// every relocation, objects in reverse initialisation order
+/// (rtld.c, `_dl_relocate_object` under LD_BIND_NOW), each reference looked
+/// up in the global scope, breadth-first load order (elf/dl-lookup.c).
+/// `progname` is the program as ldd names it.
+pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
+    use super::{Target, INTERP, ROOT};
+    // The global scope: breadth-first, the loader where first needed.
+    let mut scope = vec![ROOT];
+    let mut in_scope = vec![false; c.nodes.len()];
+    in_scope[ROOT] = true;
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); c.nodes.len()];
+    for e in &c.edges {
+        if let Target::New(i) | Target::Repeat(i) = e.to {
+            if !deps[e.from].contains(&i) {
+                deps[e.from].push(i);
+            }
+            if !in_scope[i] {
+                in_scope[i] = true;
+                scope.push(i);
+            }
+        }
+    }
+    let host = |i: usize| -> std::path::PathBuf {
+        let p = &c.nodes[i].path;
+        let p = match &c.root {
+            Some(r) => {
+                use std::os::unix::ffi::OsStrExt;
+                super::root::resolve(r.as_os_str().as_bytes(), p)
+            }
+            None => p.clone(),
+        };
+        use std::os::unix::ffi::OsStringExt;
+        std::path::PathBuf::from(std::ffi::OsString::from_vec(p))
+    };
+    let name_of = |i: usize| -> Vec<u8> {
+        if i == ROOT {
+            progname.to_vec()
+        } else {
+            c.nodes[i].path.clone()
+        }
+    };
+    let mut objects: HashMap<usize, DynObject> = HashMap::new();
+    for &i in &scope {
+        objects.insert(i, DynObject::open(&host(i))?);
+    }
+    let by_name = |name: &[u8]| -> Option<usize> {
+        scope.iter().copied().find(|&i| c.nodes[i].names.iter().any(|n| n == name) || c.nodes[i].path == name)
+    };
+    let prog = lossy(progname);
+    let mut out = Vec::new();
+    for &i in &scope {
+        let o = &objects[&i];
+        for (file, versions) in o.needs() {
+            let Some(p) = by_name(file) else { continue };
+            let provider = &objects[&p];
+            for v in versions {
+                let finding = if !provider.has_verdef() {
+                    Finding::NoVersionInformation { version: lossy(&v.name) }
+                } else if provider.definitions().any(|d| d.hash == v.hash && d.name == v.name) {
+                    continue;
+                } else {
+                    Finding::MissingVersion { version: lossy(&v.name), weak: v.weak }
+                };
+                let what = match &finding {
+                    Finding::NoVersionInformation { .. } => "no version information available".to_owned(),
+                    Finding::MissingVersion { weak: true, .. } => {
+                        format!("weak version `{}' not found", lossy(&v.name))
+                    }
+                    _ => format!("version `{}' not found", lossy(&v.name)),
+                };
+                let line = format!("{prog}: {}: {what} (required by {})", lossy(&name_of(p)), lossy(&name_of(i)));
+                out.push(Problem {
+                    finding,
+                    requester: lossy(&name_of(i)),
+                    provider: Some(lossy(&name_of(p))),
+                    line,
+                    requester_node: i,
+                    provider_node: Some(p),
+                    vn_file: Some(file.clone()),
+                    symbol_bytes: None,
+                    version_bytes: Some(v.name.clone()),
+                });
+            }
+        }
+    }
+    // Initialisation order (elf/dl-sort-maps.c, the DFS sort): relocation
+    // runs it backwards.
+    let mut visited = vec![false; c.nodes.len()];
+    let mut rpo: Vec<usize> = Vec::new();
+    fn dfs(i: usize, deps: &[Vec<usize>], visited: &mut [bool], rpo: &mut Vec<usize>) {
+        visited[i] = true;
+        for &d in &deps[i] {
+            if !visited[d] && d != ROOT {
+                dfs(d, deps, visited, rpo);
+            }
+        }
+        rpo.push(i);
+    }
+    for &i in scope.iter().rev() {
+        if !visited[i] {
+            dfs(i, &deps, &mut visited, &mut rpo);
+        }
+    }
+    // `rpo` is postorder: dependencies first, which is the order of
+    // relocation; the main program is forced first in init order, so last.
+    rpo.retain(|&i| i != ROOT);
+    rpo.push(ROOT);
+    for &i in &rpo {
+        if i == INTERP {
+            continue;
+        }
+        let o = &objects[&i];
+        let mut last: Option<(u32, u8)> = None;
+        for r in o.relocations() {
+            if last == Some((r.sym, r.class)) {
+                continue;
+            }
+            last = Some((r.sym, r.class));
+            let Some(s) = o.sym(r.sym as usize) else { continue };
+            // Local binding and hidden/internal/protected visibility bind
+            // within the object: no lookup.
+            if s.bind() == STB_LOCAL || s.other & 3 != 0 {
+                continue;
+            }
+            let version = o.version(o.versym(r.sym as usize));
+            let found = scope.iter().any(|&m| objects[&m].lookup(s.name, version, r.class, m == ROOT).is_some());
+            if found || s.is_weak() {
+                continue;
+            }
+            let vtext = version.map(|v| format!(", version {}", lossy(&v.name))).unwrap_or_default();
+            let provider_node = version.and_then(|v| v.file.as_deref()).and_then(by_name);
+            out.push(Problem {
+                finding: Finding::UndefinedSymbol { symbol: lossy(s.name), version: version.map(|v| lossy(&v.name)) },
+                requester: lossy(&name_of(i)),
+                provider: provider_node.map(|p| lossy(&name_of(p))),
+                line: format!("undefined symbol: {}{vtext}\t({})", lossy(s.name), lossy(&name_of(i))),
+                requester_node: i,
+                provider_node,
+                vn_file: version.and_then(|v| v.file.clone()),
+                symbol_bytes: Some(s.name.to_vec()),
+                version_bytes: version.map(|v| v.name.clone()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Why a symbol or version is missing, and where a file that has it is.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Explanation {
+    /// The loaded file that lacks it, when one is named.
+    pub provider: Option<String>,
+    /// A file that has it, with the same name as the provider.
+    pub alternative: Option<String>,
+    /// Where the alternative was found: "the requester's directory",
+    /// "DT_RUNPATH of …", "LD_LIBRARY_PATH", …
+    pub found_in: Option<String>,
+    /// One sentence for the user.
+    pub advice: String,
+}
+
+/// What a missing symbol or version is looked for in.
+pub struct Wanted<'a> {
+    /// The file name that should provide it (`vn_file`, a DT_NEEDED).
+    pub file: &'a [u8],
+    pub symbol: Option<&'a [u8]>,
+    pub version: Option<&'a [u8]>,
+}
+
+/// Explains one missing symbol or version: which loaded `provider` lacks
+/// it, and the first file named `wanted.file` in `places` (directory,
+/// label), searched in order — the requester's own directory and
+/// RPATH/RUNPATH first, then the rest of the search path — that has it.
+/// Used by `deps --check` and by the run's diagnoses of failed loads.
+pub fn explain_missing(
+    wanted: &Wanted<'_>,
+    provider: Option<&Path>,
+    places: &[(std::path::PathBuf, String)],
+) -> Explanation {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let loaded = provider.and_then(id);
+    let what = match (wanted.symbol, wanted.version) {
+        (Some(s), Some(v)) => format!("{}@{}", lossy(s), lossy(v)),
+        (Some(s), None) => lossy(s),
+        (None, Some(v)) => format!("version {}", lossy(v)),
+        (None, None) => String::new(),
+    };
+    let has_it = |o: &DynObject| -> bool {
+        match (wanted.symbol, wanted.version) {
+            (Some(s), v) => {
+                let want = v.map(|v| Version { name: v.to_vec(), hash: elf_hash(v), ..Version::default() });
+                o.lookup(s, want.as_ref(), 0, false).is_some()
+            }
+            (None, Some(v)) => o.definitions().any(|d| d.name == v),
+            (None, None) => false,
+        }
+    };
+    let file = lossy(wanted.file);
+    for (dir, label) in places {
+        let candidate = dir.join(std::ffi::OsStr::new(&*file));
+        let Some(cid) = id(&candidate) else { continue };
+        if Some(cid) == loaded {
+            continue;
+        }
+        let Ok(o) = DynObject::open(&candidate) else { continue };
+        if has_it(&o) {
+            let alt = candidate.display().to_string();
+            let advice = format!(
+                "{alt} ({label}) has {what}; get it loaded instead of {}: remove the directory that shadows it from LD_LIBRARY_PATH, or `--pin {file}={alt}`",
+                provider.map(|p| p.display().to_string()).unwrap_or_else(|| "the copy found first".into())
+            );
+            return Explanation {
+                provider: provider.map(|p| p.display().to_string()),
+                alternative: Some(alt),
+                found_in: Some(label.clone()),
+                advice,
+            };
+        }
+    }
+    Explanation {
+        provider: provider.map(|p| p.display().to_string()),
+        alternative: None,
+        found_in: None,
+        advice: format!("no other {file} on the search path has {what}"),
+    }
+}
