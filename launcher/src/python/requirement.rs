@@ -59,7 +59,8 @@ impl Requirement {
             Some((h, m)) => (h.trim(), Some(Marker::parse(m)?)),
             None => (line.trim(), None),
         };
-        let name_end = head.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(head.len());
+        let name_end =
+            head.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))).unwrap_or(head.len());
         let name = normalise(&head[..name_end]);
         if name.is_empty() {
             return None;
@@ -77,13 +78,7 @@ impl Requirement {
         } else {
             rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(rest)
         };
-        Some(Requirement {
-            name,
-            extras,
-            specifiers: Specifiers::parse(spec_text)?,
-            text: head.to_owned(),
-            marker,
-        })
+        Some(Requirement { name, extras, specifiers: Specifiers::parse(spec_text)?, text: head.to_owned(), marker })
     }
 
     /// Whether the requirement applies in `env` when the distribution was
@@ -187,7 +182,10 @@ fn tokenize(s: &str) -> Option<Vec<Token>> {
                 i = end;
             }
             _ => {
-                let end = i + b[i..].iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.')).unwrap_or(b.len() - i);
+                let end = i + b[i..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.'))
+                    .unwrap_or(b.len() - i);
                 if end == i {
                     return None;
                 }
@@ -240,7 +238,8 @@ fn parse_atom(t: &[Token], at: &mut usize) -> Option<Marker> {
         *at += 1;
         return Some(m);
     }
-    let (Some(Token::Value(l)), Some(Token::Op(op)), Some(Token::Value(r))) = (t.get(*at), t.get(*at + 1), t.get(*at + 2))
+    let (Some(Token::Value(l)), Some(Token::Op(op)), Some(Token::Value(r))) =
+        (t.get(*at), t.get(*at + 1), t.get(*at + 2))
     else {
         return None;
     };

@@ -55,7 +55,8 @@ impl Version {
         }
         let mut v = Version { epoch, release, pre: None, post: None, dev: None, local };
         p.separator();
-        for (word, rank) in [("alpha", 0), ("a", 0), ("beta", 1), ("b", 1), ("rc", 2), ("c", 2), ("preview", 2), ("pre", 2)]
+        for (word, rank) in
+            [("alpha", 0), ("a", 0), ("beta", 1), ("b", 1), ("rc", 2), ("c", 2), ("preview", 2), ("pre", 2)]
         {
             if p.word(word) {
                 p.separator();
@@ -222,9 +223,8 @@ impl Clause {
             return raw.trim().eq_ignore_ascii_case(&self.text);
         }
         let Some(spec) = Version::parse(&self.text) else { return false };
-        let prefix_match = |spec: &Version| {
-            v.epoch == spec.epoch && v.release_prefix(spec.release.len()) == spec.release
-        };
+        let prefix_match =
+            |spec: &Version| v.epoch == spec.epoch && v.release_prefix(spec.release.len()) == spec.release;
         match self.op {
             Op::Eq if spec.local.is_empty() => v.public() == spec,
             Op::Eq => *v == spec,
@@ -274,11 +274,6 @@ impl Specifiers {
             None => self.0.iter().all(|c| c.op == Op::Arbitrary && c.contains(&Version::default_zero(), version)),
         }
     }
-
-    /// The exact release these clauses name, when one `==` pins it.
-    pub fn pinned(&self) -> Option<&str> {
-        self.0.iter().find(|c| matches!(c.op, Op::Eq | Op::EqPrefix | Op::Arbitrary)).map(|c| c.text.as_str())
-    }
 }
 
 impl Version {
@@ -322,7 +317,6 @@ mod tests {
         assert!(s("!=1.0", "1.1"));
         assert!(!s("<2.0", "2.0rc1"));
         assert!(s("", "anything"));
-        assert_eq!(Specifiers::parse("==9.26.0.51").unwrap().pinned(), Some("9.26.0.51"));
         assert!(Specifiers::parse(">=x").is_none());
     }
 }

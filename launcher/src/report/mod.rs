@@ -11,6 +11,7 @@
 pub(crate) mod diagnose;
 pub(crate) mod events;
 pub(crate) mod fold;
+pub(crate) mod frameworks;
 pub(crate) mod machine;
 pub(crate) mod provenance;
 pub(crate) mod render;
@@ -36,6 +37,9 @@ pub fn summarise(events: &[events::Envelope], malformed: usize, pins: &[(String,
     let mut summary = facts.summary;
     enrich(&mut summary, &mut machine);
     summary.diagnoses = diagnose::diagnose(&facts.loads, &summary.libraries, &mut machine);
+    let (requirements, found) = frameworks::check(&facts.loads, &mut machine);
+    summary.requirements = requirements;
+    summary.diagnoses.extend(found);
     summary
 }
 

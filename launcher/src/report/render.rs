@@ -260,6 +260,7 @@ mod tests {
             )
             .in_process("h", 1)
             .rule("ld_library_path is searched before DT_RUNPATH")],
+            requirements: Vec::new(),
             probes: vec![crate::report::summary::Probe {
                 host: "h".into(),
                 pid: 1,

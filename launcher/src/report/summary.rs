@@ -24,6 +24,9 @@ pub struct Summary {
     pub pins: Vec<PinUse>,
     /// What will bite, with the rule behind it.
     pub diagnoses: Vec<Diagnosis>,
+    /// Each framework requirement a loaded CUDA library meets, satisfied or
+    /// not (the unmet ones are diagnoses too).
+    pub requirements: Vec<super::frameworks::Requirement>,
     /// Loads that failed (the library was found nowhere); programs often
     /// tolerate them, probing for optional libraries.
     pub probes: Vec<Probe>,
