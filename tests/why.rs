@@ -143,3 +143,22 @@ fn doctor_names_the_clash_the_cuda_major_split_and_the_overwritten_requirement()
     // Wheels grouped under their site, named once.
     assert_eq!(text.matches(&format!("pip wheels in {}", d.path(SITE).display())).count(), 1, "{text}");
 }
+
+#[test]
+fn a_library_constructor_that_forks_cannot_hold_the_version_probe_past_its_limit() {
+    let d = Dir::new("why-probe-fork");
+    // Named as a CUDA runtime with no version in its name or records: the
+    // summary asks the library itself, in the probe.
+    let lib = d.build_from("forking_ctor.c", "lib/libcudart.so.12", false, &[], &[]);
+    let rpath = format!("-Wl,-rpath,{}", lib.parent().unwrap().display());
+    let prog = d.build("bin/prog", true, &["lib/libcudart.so.12"], &[&rpath]);
+    let started = std::time::Instant::now();
+    let r = traced(&[], &[prog.as_os_str()], &[]);
+    let took = started.elapsed();
+    assert!(r.out.status.success(), "{}", r.stderr());
+    // Bare, the constructor's child sleeps 30 s holding the pipe; the probe
+    // kills its group and reads what the helper wrote.
+    assert!(took < std::time::Duration::from_secs(8), "culaunch took {took:?}");
+    let s = r.summary.expect("summary");
+    assert!(s["libraries"].as_array().unwrap().iter().any(|l| l["path"] == canonical(&lib).as_str()));
+}
