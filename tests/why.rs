@@ -162,3 +162,28 @@ fn a_library_constructor_that_forks_cannot_hold_the_version_probe_past_its_limit
     let s = r.summary.expect("summary");
     assert!(s["libraries"].as_array().unwrap().iter().any(|l| l["path"] == canonical(&lib).as_str()));
 }
+
+#[test]
+fn a_pin_of_a_library_outside_cuda_is_reported_used_where_the_process_mapped_it() {
+    let d = Dir::new("why-pin-noncuda");
+    let lib = d.build("lib/libzz.so.1", false, &[], &[]);
+    let rpath = format!("-Wl,-rpath,{}", lib.parent().unwrap().display());
+    let prog = d.build("bin/prog", true, &["lib/libzz.so.1"], &[&rpath]);
+    let copy = d.path("pinned/libzz.so.1");
+    fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    fs::copy(&lib, &copy).unwrap();
+    let pin = format!("libzz.so.1={}", copy.display());
+    let r = traced(&["--pin", &pin], &[prog.as_os_str()], &[]);
+    assert!(r.out.status.success(), "{}", r.stderr());
+    // Ground truth: the process mapped the copy, not the original.
+    let copy = canonical(&copy);
+    let maps: Vec<_> = r.maps.values().collect();
+    assert!(!maps.is_empty() && maps.iter().all(|m| m.contains(&copy) && !m.contains(&canonical(&lib))), "{maps:?}");
+    let summary = r.summary.clone().expect("summary");
+    let pins = summary["pins"].as_array().unwrap();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    let pid = *r.maps.keys().next().unwrap();
+    let used: Vec<String> = pins[0]["used_in"].as_array().unwrap().iter().map(common::s).collect();
+    assert!(used.iter().any(|u| u.ends_with(&format!(":{pid}"))), "{used:?}");
+    assert!(!r.stderr().contains("UNUSED"), "{}", r.stderr());
+}

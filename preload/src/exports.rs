@@ -269,7 +269,10 @@ fn record_open(map: *mut LinkMap, lmid: libc::c_long) {
         // diagnoses compare what it was shipped with and what it got.
         // SAFETY: as above.
         let requester_of_cuda = || unsafe { linkmap::any_needed(map, |n| catalogue::family(n).is_some()) };
-        if family.is_none() && !config.all_libs && !requester_of_cuda() {
+        let untold = family.is_none() && !config.all_libs && !requester_of_cuda();
+        // A pin may name a library outside CUDA: with pins, such a load is
+        // kept until it is known whether it is a pinned file.
+        if untold && config.pins.is_empty() {
             return;
         }
         let Scratch { line, a, b, c, .. } = scratch;
@@ -281,6 +284,9 @@ fn record_open(map: *mut LinkMap, lmid: libc::c_long) {
         let caller = path_of_loader(arrival.loader, b);
         let cuda_stem = family.map(|_| stem_hash(catalogue::stem(soname.unwrap_or(name.to_bytes()))));
         let entry = Entry { map: map as usize, dev: id.0, ino: id.1, cuda_stem };
+        if untold && !is_pinned(config, &entry) {
+            return;
+        }
         let load = Load {
             request: arrival.request,
             how: arrival.how,
