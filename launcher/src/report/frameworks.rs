@@ -8,22 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::events::Load;
 use super::machine::{site_root, Machine};
-use crate::python::site::{DistRef, Expectation, Loaded};
+use super::summary::Requirement;
+use crate::python::site::{DistRef, Loaded};
 use crate::rules::{Diagnosis, Kind};
-
-/// One framework requirement met by a loaded library: satisfied or not, so
-/// that a CI job can assert either.
-#[derive(Debug, Serialize)]
-pub struct Requirement {
-    #[serde(flatten)]
-    pub verdict: Expectation,
-    /// `host:pid` of the processes that loaded it with the framework there.
-    pub processes: BTreeSet<String>,
-}
 
 /// The RECORD form of a file's sha256, the one the sites compare.
 fn record_hash(p: &Path) -> Option<String> {
