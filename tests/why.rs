@@ -187,3 +187,44 @@ fn a_pin_of_a_library_outside_cuda_is_reported_used_where_the_process_mapped_it(
     assert!(used.iter().any(|u| u.ends_with(&format!(":{pid}"))), "{used:?}");
     assert!(!r.stderr().contains("UNUSED"), "{}", r.stderr());
 }
+
+#[test]
+fn report_text_is_uncut_in_a_pipe_and_fits_columns_when_set() {
+    let d = Dir::new("why-width");
+    let venv = |name: &str| {
+        format!(
+            "/home/me/.cache/virtualenvs/{name}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12"
+        )
+    };
+    let (a, b) = (venv("project-alpha-training-env"), venv("project-bravo-training-env"));
+    let mut trace = String::from(
+        r#"{"pid":1,"ppid":0,"host":"","event":"process_start","exe":"/usr/bin/python3","argv":["python3"]}"#,
+    );
+    for (pid, path) in [(1, &a), (1, &b)] {
+        trace += &format!(
+            "\n{{\"pid\":{pid},\"host\":\"\",\"event\":\"load\",\"how\":\"dlopen\",\"path\":\"{path}\",\"soname\":\"libcudart.so.12\",\"cuda\":true,\"family\":\"cudart\"}}"
+        );
+    }
+    trace.push('\n');
+    let t = d.path("trace.jsonl");
+    fs::write(&t, trace).unwrap();
+    let report = |columns: Option<&str>| {
+        let mut c = Command::new(CULAUNCH);
+        c.arg("report").arg(&t).env_remove("COLUMNS");
+        if let Some(n) = columns {
+            c.env("COLUMNS", n);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // A pipe has no width: every path whole.
+    let piped = report(None);
+    assert!(piped.contains(&a) && piped.contains(&b), "{piped}");
+    // COLUMNS is honoured both ways: narrow cuts, keeping the venv names;
+    // wide leaves everything whole.
+    let narrow = report(Some("80"));
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(narrow.contains("project-alpha-training-env") && narrow.contains("project-bravo-training-env"), "{narrow}");
+    assert_eq!(report(Some("250")), piped);
+}

@@ -92,8 +92,10 @@ pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
     Ok(LockFile { version: lock::LOCK_VERSION, libs })
 }
 
+/// The summary as text for culaunch's stderr (after a run), as wide as
+/// that terminal, uncut when it is not one.
 pub fn text(s: &Summary) -> String {
-    render::text(s)
+    render::text_in(s, render::width_for(2))
 }
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
@@ -155,7 +157,7 @@ pub fn command(traces: &[PathBuf], json: bool) -> Result<(), Error> {
     if json {
         println!("{}", render::json(&s)?);
     } else {
-        print!("{}", render::text(&s));
+        print!("{}", render::text_in(&s, render::width_for(1)));
     }
     Ok(())
 }
