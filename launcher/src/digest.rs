@@ -26,6 +26,24 @@ pub fn sha256_bytes_of(path: &Path) -> io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
+/// The file's sha256 as pip's RECORD writes it: `sha256=` and unpadded
+/// URL-safe base64.
+pub fn record_sha256(path: &Path) -> io::Result<String> {
+    Ok(format!("sha256={}", base64_url(&sha256_bytes_of(path)?)))
+}
+
+pub fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +54,12 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn base64_url_matches_python() {
+        // base64.urlsafe_b64encode(bytes(range(7))).rstrip(b"=")
+        assert_eq!(base64_url(&[0, 1, 2, 3, 4, 5, 6]), "AAECAwQFBg");
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
     }
 }

@@ -17,15 +17,34 @@ use crate::cuda;
 use crate::elf::cache::Cache;
 use crate::error::Error;
 use crate::plan::pins;
+use crate::python::site::{Clash, Site};
 use crate::report::provenance;
 use crate::rules::{self, Diagnosis, Kind, Place};
 use crate::vocab::basename;
 
 #[derive(Debug, Serialize)]
 struct Doctor {
+    /// The Python whose site-packages were inspected, and the sites.
+    python: Option<PythonInspected>,
     driver: Driver,
     installations: Vec<Installation>,
+    /// Files two installed wheels both claim with different contents.
+    clashes: Vec<SiteClash>,
     problems: Vec<Diagnosis>,
+}
+
+#[derive(Debug, Serialize)]
+struct PythonInspected {
+    /// As given (`--python`) or found (`python3` on PATH).
+    interpreter: String,
+    sites: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiteClash {
+    site: String,
+    #[serde(flatten)]
+    clash: Clash,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +65,10 @@ struct Installation {
     version: Option<String>,
     /// CUDA-family SONAMEs it provides.
     libraries: BTreeSet<String>,
+    /// For a pip wheel, its site-packages directory and name (the text
+    /// groups wheels by site).
+    #[serde(skip)]
+    wheel: Option<(String, String)>,
 }
 
 /// Where an installation was found; `as_str` is the name readers match.
@@ -119,6 +142,7 @@ fn inspect(python: Option<&Path>) -> Doctor {
                     found_via: "LD_LIBRARY_PATH".into(),
                     version: None,
                     libraries: libs,
+                    wheel: None,
                 });
             }
         }
@@ -139,10 +163,12 @@ fn inspect(python: Option<&Path>) -> Doctor {
                 found_via: "/etc/ld.so.cache".into(),
                 version: None,
                 libraries: libs,
+                wheel: None,
             });
         }
     }
-    installations.extend(pip(python));
+    let (python, pip_installs, sites) = pip(python);
+    installations.extend(pip_installs);
     if let Some(prefix) = std::env::var_os("CONDA_PREFIX").filter(|v| !v.is_empty()) {
         let lib = Path::new(&prefix).join("lib");
         let libs = cuda_sonames_in(&lib);
@@ -153,11 +179,19 @@ fn inspect(python: Option<&Path>) -> Doctor {
                 found_via: "CONDA_PREFIX".into(),
                 version: None,
                 libraries: libs,
+                wheel: None,
             });
         }
     }
-    let problems = problems(&driver, &installations);
-    Doctor { driver, installations, problems }
+    let mut problems = problems(&driver, &installations);
+    let mut clashes = Vec::new();
+    for site in &sites {
+        let (found, c) = site_problems(site);
+        problems.extend(found);
+        let root = site.root.display().to_string();
+        clashes.extend(c.into_iter().map(|clash| SiteClash { site: root.clone(), clash }));
+    }
+    Doctor { python, driver, installations, clashes, problems }
 }
 
 fn same_dir(a: &str, b: &Path) -> bool {
@@ -186,6 +220,7 @@ fn toolkit(dir: &Path, via: &str) -> Option<Installation> {
         found_via: via.into(),
         version,
         libraries: libs,
+        wheel: None,
     })
 }
 
@@ -202,11 +237,14 @@ fn cuda_sonames_in(dir: &Path) -> BTreeSet<String> {
 
 /// The pip `nvidia-*` wheels (and the frameworks that use them) in the
 /// site-packages of `python`, or of the first `python3` on PATH.
-fn pip(python: Option<&Path>) -> Vec<Installation> {
+fn pip(python: Option<&Path>) -> (Option<PythonInspected>, Vec<Installation>, Vec<Site>) {
     let py = python.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("python3"));
     let code = "import json, site, sys; print(json.dumps(site.getsitepackages() + [site.getusersitepackages()]))";
-    let Ok(out) = Command::new(&py).args(["-c", code]).output() else { return Vec::new() };
-    let Ok(dirs) = serde_json::from_slice::<Vec<String>>(&out.stdout) else { return Vec::new() };
+    let Ok(out) = Command::new(&py).args(["-c", code]).output() else { return (None, Vec::new(), Vec::new()) };
+    let Ok(dirs) = serde_json::from_slice::<Vec<String>>(&out.stdout) else { return (None, Vec::new(), Vec::new()) };
+    let dirs: Vec<String> = dirs.into_iter().filter(|d| Path::new(d).is_dir()).collect();
+    let inspected = PythonInspected { interpreter: py.display().to_string(), sites: dirs.clone() };
+    let sites = dirs.iter().map(|d| Site::read(Path::new(d))).collect();
     let mut found = Vec::new();
     for site in dirs {
         let records = provenance::read_records(Path::new(&site));
@@ -218,6 +256,7 @@ fn pip(python: Option<&Path>) -> Vec<Installation> {
         };
         let dists: BTreeSet<(String, String)> = records
             .values()
+            .flatten()
             .map(|r| (r.package.to_lowercase(), r.version.clone()))
             .filter(|(pkg, _)| framework(pkg))
             .collect();
@@ -228,17 +267,89 @@ fn pip(python: Option<&Path>) -> Vec<Installation> {
                 found_via: format!("site-packages of {}", py.display()),
                 version: Some(ver),
                 libraries: pip_libraries(&records, &pkg),
+                wheel: Some((site.clone(), pkg.clone())),
             });
         }
     }
-    found
+    (Some(inspected), found, sites)
+}
+
+/// The RECORD form of a file's sha256.
+fn record_hash(p: &Path) -> Option<String> {
+    crate::digest::record_sha256(p).ok()
+}
+
+/// What one site's records show, without a run: wheel clashes, frameworks
+/// built for different CUDA majors side by side, and each framework's
+/// declared CUDA wheels (installed, of an accepted release, its own bytes).
+fn site_problems(site: &Site) -> (Vec<Diagnosis>, Vec<Clash>) {
+    let root = site.root.display().to_string();
+    let clashes = site.clashes(&record_hash);
+    let mut out = Vec::new();
+    for c in &clashes {
+        let [a, b] = &c.dists;
+        let on_disk: Vec<String> = c
+            .on_disk
+            .iter()
+            .map(|o| format!("{} is {}", o.path, o.dist.as_ref().map_or("neither's".to_owned(), |d| format!("{d}'s"))))
+            .take(3)
+            .collect();
+        let more = c.on_disk.len().saturating_sub(3);
+        out.push(
+            Diagnosis::new(
+                Kind::WheelClash,
+                format!(
+                    "{} {} and {} {} both install {} files in {root} ({} libraries): the one installed last overwrote the other's; {}{}",
+                    a.name,
+                    a.version,
+                    b.name,
+                    b.version,
+                    c.paths.len(),
+                    c.libraries.len(),
+                    on_disk.join(", "),
+                    if more > 0 { format!(" and {more} more") } else { String::new() }
+                ),
+            )
+            .files(c.libraries.iter().map(|l| site.root.join(l).display().to_string()).collect())
+            .rule("pip writes a wheel's files over any already there; both RECORDs keep their claim"),
+        );
+    }
+    let split = site.cuda_major_split();
+    if !split.is_empty() {
+        let built: Vec<String> = split
+            .iter()
+            .map(|(d, m)| {
+                let majors: Vec<String> = m.iter().map(u32::to_string).collect();
+                format!("{} {} (CUDA {})", d.name, d.version, majors.join(", "))
+            })
+            .collect();
+        out.push(
+            Diagnosis::new(
+                Kind::FrameworksCudaMajors,
+                format!(
+                    "{root} holds frameworks built for different CUDA majors: {}. Their CUDA wheels overwrite each other's files, and a process importing both loads two runtimes. Use one venv per framework, or pin each job's libraries (`--toolkit {root}/nvidia`, `--pin SONAME=PATH`)",
+                    built.join(" and ")
+                ),
+            )
+            .rule("one process can use one CUDA major per library; one site has one file per path"),
+        );
+    }
+    for framework in site.frameworks() {
+        for unmet in site.unmet(framework, &record_hash) {
+            out.push(
+                Diagnosis::new(Kind::RequirementMismatch, unmet)
+                    .rule("a framework's Requires-Dist names the CUDA wheels it was built and tested with"),
+            );
+        }
+    }
+    (out, clashes)
 }
 
 /// CUDA-family files a wheel installed, from its RECORD.
 fn pip_libraries(records: &provenance::Records, pkg: &str) -> BTreeSet<String> {
     records
         .iter()
-        .filter(|(_, r)| r.package.eq_ignore_ascii_case(pkg))
+        .filter(|(_, r)| r.iter().any(|r| r.package.eq_ignore_ascii_case(pkg)))
         .map(|(file, _)| basename(file))
         .filter(|n| n.contains(".so") && catalogue::family(n.as_bytes()).is_some())
         .map(str::to_owned)
@@ -297,6 +408,14 @@ fn problems(driver: &Driver, installs: &[Installation]) -> Vec<Diagnosis> {
 
 fn text(d: &Doctor) -> String {
     let mut out = String::new();
+    match &d.python {
+        Some(p) => {
+            let _ = writeln!(out, "python: {} (site-packages: {})", p.interpreter, p.sites.join(", "));
+        }
+        None => {
+            let _ = writeln!(out, "python: none inspected (no python3 on PATH; --python names one)");
+        }
+    }
     let _ = writeln!(out, "driver:");
     match (&d.driver.kernel_module, &d.driver.libcuda) {
         (None, None) => {
@@ -316,12 +435,45 @@ fn text(d: &Doctor) -> String {
     if d.installations.is_empty() {
         let _ = writeln!(out, "  none found");
     }
+    let mut site_shown: Option<&str> = None;
     for i in &d.installations {
         let version = i.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
+        let list: Vec<&str> = i.libraries.iter().map(String::as_str).collect();
+        // Wheels under one heading per site-packages directory, named once.
+        if let Some((site, pkg)) = &i.wheel {
+            if site_shown != Some(site.as_str()) {
+                let _ = writeln!(out, "  pip wheels in {site}  (via {}):", i.found_via);
+                site_shown = Some(site);
+            }
+            let _ = writeln!(out, "    {pkg}{version}{}{}", if list.is_empty() { "" } else { ": " }, list.join(" "));
+            continue;
+        }
+        site_shown = None;
         let _ = writeln!(out, "  {}{version}: {}  (via {})", i.kind.as_str(), i.location, i.found_via);
-        if !i.libraries.is_empty() {
-            let list: Vec<&str> = i.libraries.iter().map(String::as_str).collect();
+        if !list.is_empty() {
             let _ = writeln!(out, "    {}", list.join(" "));
+        }
+    }
+    if !d.clashes.is_empty() {
+        let _ = writeln!(out, "wheel clashes (files two installed wheels both claim):");
+    }
+    for c in &d.clashes {
+        let [a, b] = &c.clash.dists;
+        let _ = writeln!(
+            out,
+            "  {} {} and {} {} in {}: {} files, {} of them libraries",
+            a.name,
+            a.version,
+            b.name,
+            b.version,
+            c.site,
+            c.clash.paths.len(),
+            c.clash.libraries.len()
+        );
+        for o in &c.clash.on_disk {
+            let whose =
+                o.dist.as_deref().map_or("neither's bytes (modified since)".to_owned(), |n| format!("{n}'s bytes"));
+            let _ = writeln!(out, "    {}: {whose}", o.path);
         }
     }
     let _ = writeln!(out, "problems:");

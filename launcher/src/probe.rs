@@ -19,7 +19,12 @@ pub const SUBCOMMAND: &str = "__probe-version";
 /// Runs the helper for `path` (with a time limit) and returns (version, the
 /// call that answered), or `None`.
 pub fn version_of(path: &Path) -> Option<(String, String)> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().ok()?;
+    // Its own process group: a library constructor may fork, and the
+    // children, holding the stdout pipe, must die with the helper.
     let mut child = Command::new(exe)
         .arg(SUBCOMMAND)
         .arg(path)
@@ -27,19 +32,43 @@ pub fn version_of(path: &Path) -> Option<(String, String)> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
         .ok()?;
+    let group = i32::try_from(child.id()).ok()?;
+    // SAFETY: signals to the group created above, whose leader is our child
+    // (not yet reaped, so the id cannot be reused).
+    let kill_group = || unsafe {
+        libc::killpg(group, libc::SIGKILL);
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while child.try_wait().ok()?.is_none() {
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+            kill_group();
             let _ = child.wait();
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
+    // The helper has exited, so its answer is in the pipe already: read
+    // what is there without waiting for EOF, which a descendant that left
+    // the group (setsid) could hold back forever.
+    kill_group();
+    let mut stdout = child.stdout.take()?;
+    // SAFETY: a valid descriptor we own; only its status flags change.
+    unsafe {
+        let fd = stdout.as_raw_fd();
+        libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+    }
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stdout.read(&mut buf) {
+        if n == 0 || bytes.len() > 1 << 16 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(bytes).ok()?;
     let (version, source) = text.trim().split_once(' ')?;
     Some((version.to_owned(), source.to_owned()))
 }

@@ -39,11 +39,18 @@ pub enum Kind {
     DriverCompat,
     DriverTooOld,
     ModifiedWheelFile,
+    /// A loaded file is what another wheel than the one a framework
+    /// declares installed, or of a release outside what it declares.
+    RequirementMismatch,
+    /// A file two installed wheels both claim (the last installed wins).
+    WheelClash,
     // `doctor`, from what is installed.
     LdLibraryPathShadowsWheel,
     TwoMajorsOnSearchPath,
     NoDriver,
     RuntimeNewerThanDriver,
+    /// One site holds frameworks built for different CUDA majors.
+    FrameworksCudaMajors,
     // `run`'s pre-flight, from the program's static closure.
     NeededNotFound,
     TwoMajorsInClosure,
@@ -74,6 +81,9 @@ impl Kind {
             Kind::DriverCompat => "driver_compat",
             Kind::DriverTooOld => "driver_too_old",
             Kind::ModifiedWheelFile => "modified_wheel_file",
+            Kind::RequirementMismatch => "requirement_mismatch",
+            Kind::WheelClash => "wheel_clash",
+            Kind::FrameworksCudaMajors => "frameworks_cuda_majors",
             Kind::LdLibraryPathShadowsWheel => "ld_library_path_shadows_wheel",
             Kind::TwoMajorsOnSearchPath => "two_majors_on_search_path",
             Kind::NoDriver => "no_driver",
@@ -274,6 +284,9 @@ mod tests {
             (Kind::Shadowing, "shadowing"),
             (Kind::LdLibraryPathShadowsWheel, "ld_library_path_shadows_wheel"),
             (Kind::DriverTooOld, "driver_too_old"),
+            (Kind::RequirementMismatch, "requirement_mismatch"),
+            (Kind::WheelClash, "wheel_clash"),
+            (Kind::FrameworksCudaMajors, "frameworks_cuda_majors"),
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), name);
         }

@@ -188,7 +188,10 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let family = object.soname.and_then(catalogue::family).or_else(|| catalogue::family(name.to_bytes()));
     // A library that needs CUDA libraries is reported too: the diagnoses
     // compare what it was shipped with and what it got.
-    if family.is_none() && !config.all_libs && !object.any_needed(|n| catalogue::family(n).is_some()) {
+    let untold = family.is_none() && !config.all_libs && !object.any_needed(|n| catalogue::family(n).is_some());
+    // A pin may name a library outside CUDA: with pins, such a load is
+    // kept until it is known whether it is a pinned file.
+    if untold && config.pins.is_empty() {
         return;
     }
     let Scratch { line, object: object_buf, caller, other, .. } = scratch;
@@ -200,6 +203,9 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let caller = path_of_loader(arrival.loader, caller);
     let cuda_stem = family.map(|_| stem_hash(catalogue::stem(object.soname.unwrap_or(name.to_bytes()))));
     let entry = Entry { map: object.map, dev: id.0, ino: id.1, cuda_stem };
+    if untold && !is_pinned(config, &entry) {
+        return;
+    }
     let load = Load {
         request: arrival.request,
         how: arrival.how,

@@ -103,6 +103,29 @@ impl Site {
         by_size.into_iter().find(|d| entry(d).and_then(|e| e.hash).is_some_and(|h| h == on_disk))
     }
 
+    /// The pairs of distributions that claim `rel` with different contents.
+    pub fn clashing_owners(&self, rel: &str) -> Vec<[DistRef; 2]> {
+        let owners: Vec<&Dist> = self.owners(rel).collect();
+        let hash = |d: &Dist| d.files.iter().find(|f| f.path == rel).and_then(|f| f.hash.clone());
+        let mut out = Vec::new();
+        for (i, a) in owners.iter().enumerate() {
+            for b in &owners[i + 1..] {
+                if hash(a) != hash(b) {
+                    out.push([a.reference(), b.reference()]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `d` is a framework: it declares CUDA wheels and is not one
+    /// of NVIDIA's own packages (`nvidia-*` wheels, `cuda-*` bindings and
+    /// meta-packages), which are parts of CUDA rather than users of it.
+    pub fn is_framework(&self, d: &Dist) -> bool {
+        let name = normalise(&d.name);
+        !d.is_meta() && !name.starts_with("nvidia-") && !name.starts_with("cuda-") && !self.cuda_needs(d).is_empty()
+    }
+
     /// Paths that two distributions both claim with different contents,
     /// grouped by the pair. Identical claims (the empty `nvidia/__init__.py`
     /// every NVIDIA wheel ships) are harmless and left out.
@@ -127,8 +150,10 @@ impl Site {
                 // Which one's bytes are on disk, judged on the libraries
                 // (what a job maps), else on every file.
                 let judged = if libraries.is_empty() { &paths } else { &libraries };
-                let on_disk =
-                    judged.iter().map(|p| (p.clone(), self.owner_on_disk(p, hash).map(|d| d.name.clone()))).collect();
+                let on_disk = judged
+                    .iter()
+                    .map(|p| OnDisk { path: p.clone(), dist: self.owner_on_disk(p, hash).map(|d| d.name.clone()) })
+                    .collect();
                 Clash { dists: [self.dists[a].reference(), self.dists[b].reference()], paths, libraries, on_disk }
             })
             .collect()
@@ -141,25 +166,37 @@ impl Site {
     /// wheels matter exactly when they are installed.
     pub fn cuda_needs(&self, framework: &Dist) -> Vec<Need> {
         let mut out: Vec<Need> = Vec::new();
-        self.collect_needs(framework, &framework.extras, None, 0, &mut out);
+        self.collect_needs(framework, &framework.extras, None, false, 0, &mut out);
         // Several extras of one meta-package name the same wheel.
         let mut seen = std::collections::HashSet::new();
         out.retain(|n| seen.insert(n.requirement.text.clone()));
         out
     }
 
-    fn collect_needs(&self, dist: &Dist, extras: &[String], via: Option<&str>, depth: usize, out: &mut Vec<Need>) {
+    fn collect_needs(
+        &self,
+        dist: &Dist,
+        extras: &[String],
+        via: Option<&str>,
+        optional: bool,
+        depth: usize,
+        out: &mut Vec<Need>,
+    ) {
         for req in dist.requires.iter().filter(|r| r.applies(&self.env, extras)) {
             let target = self.get(&req.name);
+            // Asked for only through one of the framework's own extras:
+            // the installer does not record whether that extra was asked.
+            let optional = optional || (depth == 0 && !req.applies(&self.env, &[]));
             if req.name.starts_with("nvidia-") {
                 out.push(Need {
                     requirement: req.clone(),
                     via: via.map(str::to_owned),
                     installed: target.map(Dist::reference),
+                    optional,
                 });
             } else if let Some(t) = target.filter(|t| depth < 3 && t.is_meta()) {
                 let via = via.map_or_else(|| req.text.clone(), str::to_owned);
-                self.collect_needs(t, &req.extras, Some(&via), depth + 1, out);
+                self.collect_needs(t, &req.extras, Some(&via), optional, depth + 1, out);
             }
         }
     }
@@ -208,12 +245,67 @@ impl Site {
         }
     }
 
+    /// What can be told of `framework`'s CUDA wheels without a run: each one
+    /// it declares is installed, of a release it accepts, and the libraries
+    /// that wheel lists are its own bytes, not a clashing wheel's. One line
+    /// per unmet requirement.
+    pub fn unmet(&self, framework: &Dist, hash: HashFn) -> Vec<String> {
+        let mut out = Vec::new();
+        for need in self.cuda_needs(framework) {
+            let via = need.via.as_ref().map(|v| format!(" (through {v})")).unwrap_or_default();
+            let head = format!("{} {} requires {}{via}", framework.name, framework.version, need.requirement.text);
+            let Some(installed) = need.installed.as_ref().and_then(|r| self.get(&r.name)) else {
+                if !need.optional {
+                    out.push(format!("{head}; it is not installed"));
+                }
+                continue;
+            };
+            if !need.requirement.specifiers.contains(&installed.version) {
+                out.push(format!("{head}; {} {} is installed", installed.name, installed.version));
+                continue;
+            }
+            let overwritten: Vec<(String, String)> = installed
+                .files
+                .iter()
+                .filter(|f| is_shared_object(&f.path) && self.owners(&f.path).nth(1).is_some())
+                .filter_map(|f| {
+                    let whose = self.owner_on_disk(&f.path, hash);
+                    (whose.map(|d| &d.name) != Some(&installed.name)).then(|| {
+                        let whose =
+                            whose.map_or_else(|| "neither wheel".to_owned(), |d| format!("{} {}", d.name, d.version));
+                        (base(&f.path).to_owned(), whose)
+                    })
+                })
+                .collect();
+            if let Some((_, whose)) = overwritten.first() {
+                let names: Vec<&str> = overwritten.iter().map(|(n, _)| n.as_str()).collect();
+                let what = match names[..] {
+                    [one] => format!("its {one} holds"),
+                    _ => format!("{} of its libraries ({}) hold", names.len(), names.join(", ")),
+                };
+                out.push(format!("{head}; {what} the bytes of {whose}, installed over it"));
+            }
+        }
+        out
+    }
+
+    /// Frameworks of this site built for different CUDA majors, as
+    /// (framework, majors), when there are such.
+    pub fn cuda_major_split(&self) -> Vec<(DistRef, Vec<u32>)> {
+        let built: Vec<(DistRef, Vec<u32>)> =
+            self.frameworks().map(|d| (d.reference(), self.cuda_majors(d))).filter(|(_, m)| !m.is_empty()).collect();
+        let majors: std::collections::BTreeSet<u32> = built.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        if majors.len() > 1 {
+            built
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The distributions that declare CUDA wheels (torch, tensorflow,
     /// jax-cuda plugins, cupy builds that do).
     pub fn frameworks(&self) -> impl Iterator<Item = &Dist> {
-        self.dists
-            .iter()
-            .filter(|d| !d.is_meta() && !normalise(&d.name).starts_with("nvidia-") && !self.cuda_needs(d).is_empty())
+        self.dists.iter().filter(|d| self.is_framework(d))
     }
 
     /// The CUDA majors a framework was built for, from the wheels it
@@ -325,7 +417,7 @@ impl Dist {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct DistRef {
     pub name: String,
     pub version: String,
@@ -340,7 +432,14 @@ pub struct Clash {
     pub libraries: Vec<String>,
     /// For each judged file, the distribution whose bytes it holds (none:
     /// neither's, e.g. modified since).
-    pub on_disk: Vec<(String, Option<String>)>,
+    pub on_disk: Vec<OnDisk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OnDisk {
+    pub path: String,
+    /// The distribution whose bytes the file holds; none: neither's.
+    pub dist: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +448,10 @@ pub struct Need {
     /// The meta-package it came through (`cuda-toolkit[…]==13.2.2`).
     pub via: Option<String>,
     pub installed: Option<DistRef>,
+    /// Declared through one of the framework's extras only
+    /// (`tensorflow[and-cuda]`): when it is not installed, the extra was
+    /// likely not asked for, which is no fault.
+    pub optional: bool,
 }
 
 /// A library a process loaded, as the verdict needs it.
@@ -387,7 +490,8 @@ mod tests {
         Requires-Dist: nvidia-cuda-runtime==13.2.86.*; extra == 'cudart'\n\
         Requires-Dist: nvidia-cublas==13.4.1.3.*; extra == 'cublas'\n";
     const TF: &str = "Name: tensorflow\nVersion: 2.21.0\nProvides-Extra: and-cuda\n\
-        Requires-Dist: nvidia-cudnn-cu12<10.0,>=9.3.0.75; extra == \"and-cuda\"\n";
+        Requires-Dist: nvidia-cudnn-cu12<10.0,>=9.3.0.75; extra == \"and-cuda\"\n\
+        Requires-Dist: nvidia-nccl-cu12==2.32.3; extra == \"and-cuda\"\n";
 
     fn dist(meta: &str, files: &[(&str, &str, u64)]) -> Dist {
         let record: String = files.iter().map(|(p, h, s)| format!("{p},sha256={h},{s}\n")).collect();
@@ -436,8 +540,21 @@ mod tests {
         assert_eq!(clashes[0].paths, ["nvidia/cudnn/lib/libcudnn.so.9"]);
         assert_eq!(
             clashes[0].on_disk,
-            [("nvidia/cudnn/lib/libcudnn.so.9".to_owned(), Some("nvidia-cudnn-cu12".into()))]
+            [OnDisk { path: "nvidia/cudnn/lib/libcudnn.so.9".into(), dist: Some("nvidia-cudnn-cu12".into()) }]
         );
+        // Without a run: torch's cuDNN wheel is installed, of the release it
+        // pins, but its library holds the other wheel's bytes.
+        let torch = s.get("torch").expect("torch");
+        assert_eq!(
+            s.unmet(torch, &no_hash),
+            [
+                "torch 2.15.0 requires nvidia-cudnn-cu13==9.26.0.51; its libcudnn.so.9 holds the bytes of nvidia-cudnn-cu12 9.28.0.42, installed over it"
+            ]
+        );
+        let tf = s.get("tensorflow").expect("tf");
+        assert_eq!(s.unmet(tf, &no_hash), Vec::<String>::new());
+        let split: Vec<(String, Vec<u32>)> = s.cuda_major_split().into_iter().map(|(d, m)| (d.name, m)).collect();
+        assert_eq!(split, [("torch".to_owned(), vec![13]), ("tensorflow".to_owned(), vec![12])]);
     }
 
     #[test]

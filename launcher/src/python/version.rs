@@ -274,11 +274,6 @@ impl Specifiers {
             None => self.0.iter().all(|c| c.op == Op::Arbitrary && c.contains(&Version::default_zero(), version)),
         }
     }
-
-    /// The exact release these clauses name, when one `==` pins it.
-    pub fn pinned(&self) -> Option<&str> {
-        self.0.iter().find(|c| matches!(c.op, Op::Eq | Op::EqPrefix | Op::Arbitrary)).map(|c| c.text.as_str())
-    }
 }
 
 impl Version {
@@ -322,7 +317,6 @@ mod tests {
         assert!(s("!=1.0", "1.1"));
         assert!(!s("<2.0", "2.0rc1"));
         assert!(s("", "anything"));
-        assert_eq!(Specifiers::parse("==9.26.0.51").unwrap().pinned(), Some("9.26.0.51"));
         assert!(Specifiers::parse(">=x").is_none());
     }
 }

@@ -189,6 +189,10 @@ impl Folder {
                 self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
                     add_load(&mut self.libraries, &mut self.pin_uses, e, l);
+                } else {
+                    // A pin may name any library (`--pin libz.so.1=…`):
+                    // its use counts though the file has no CUDA row.
+                    use_pin(&mut self.pin_uses, e, l);
                 }
             }
             Event::Conflict { family, paths, reason } => s.conflicts.push(Conflict {
@@ -285,6 +289,10 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
     lib.callers.extend(l.caller.clone());
     lib.search.extend(l.search.clone());
     lib.processes.insert(format!("{}:{}", e.host, e.pid));
+    use_pin(pin_uses, e, l);
+}
+
+fn use_pin(pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
     if let Some(pin) = pin_uses.iter_mut().find(|p| p.path == l.path) {
         pin.used_in.insert(format!("{}:{}", e.host, e.pid));
         pin.redirected.extend(l.redirected_from.clone());

@@ -4,11 +4,12 @@
 //! [`Machine`] opens this machine only for this machine's processes, and
 //! says which hosts it was not consulted for.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use super::provenance::{Finder, Origin};
 use super::summary::{Consulted, Reads};
+use crate::python::site::Site;
 use crate::{cuda, elf, probe};
 
 pub struct Machine {
@@ -26,6 +27,8 @@ pub struct Machine {
 struct Local {
     origins: Finder,
     files: elf::ShippedWith,
+    /// site-packages directory → its distributions (METADATA, RECORD).
+    sites: HashMap<PathBuf, Site>,
 }
 
 /// This machine, opened for facts seen on it.
@@ -45,7 +48,8 @@ impl Machine {
         let hosts: BTreeSet<&str> = hosts.into_iter().filter(|h| !h.is_empty()).collect();
         let ours = hosts.is_empty() || hosts.contains(host.as_str());
         let elsewhere = hosts.into_iter().filter(|h| *h != host).map(str::to_owned).collect();
-        let local = ours.then(|| Local { origins: Finder::default(), files: elf::ShippedWith::new() });
+        let local =
+            ours.then(|| Local { origins: Finder::default(), files: elf::ShippedWith::new(), sites: HashMap::new() });
         Machine { reads: if ours { reads } else { Reads::Nothing }, host, elsewhere, local }
     }
 
@@ -104,10 +108,22 @@ impl Here<'_> {
         cuda::libcuda_version(Path::new(libcuda)).or_else(cuda::kernel_driver_version)
     }
 
+    /// The Python site (site-packages or dist-packages) at `root`, with its
+    /// distributions, read once per site.
+    pub fn site(&mut self, root: &Path) -> &Site {
+        self.local.sites.entry(root.to_path_buf()).or_insert_with(|| Site::read(root))
+    }
+
     /// ELF headers of this machine's files.
     pub fn elf(&mut self) -> &mut elf::ShippedWith {
         &mut self.local.files
     }
+}
+
+/// The site-packages (or dist-packages) directory `path` lies in.
+pub fn site_root(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .find(|a| matches!(a.file_name().and_then(std::ffi::OsStr::to_str), Some("site-packages" | "dist-packages")))
 }
 
 /// This machine's node name, as the audit module writes it in `host`

@@ -11,6 +11,7 @@
 pub(crate) mod diagnose;
 pub(crate) mod events;
 pub(crate) mod fold;
+pub(crate) mod frameworks;
 pub(crate) mod machine;
 pub(crate) mod provenance;
 pub(crate) mod render;
@@ -42,6 +43,9 @@ fn finish(facts: fold::Facts, reads: Reads) -> Summary {
     enrich(&mut summary, &mut machine);
     summary.diagnoses = diagnose::diagnose(&facts.loads, &summary.libraries, &mut machine);
     summary.divergences = divergences(&summary);
+    let (requirements, found) = frameworks::check(&facts.loads, &mut machine);
+    summary.requirements = requirements;
+    summary.diagnoses.extend(found);
     summary
 }
 
@@ -153,10 +157,10 @@ pub fn stderr_text(s: &Summary, own_rank: Option<i64>, verbose: bool) -> String 
         Some(0) if !verbose => {
             format!(
                 "{}note: other ranks print one line each, the table only where something is wrong (-v: all)\n",
-                render::text(s)
+                text(s)
             )
         }
-        _ => render::text(s),
+        _ => text(s),
     }
 }
 
@@ -202,6 +206,12 @@ pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
         file.write_all(&line).map_err(err)?;
     }
     Ok(())
+}
+
+/// The summary as text for culaunch's stderr (after a run), as wide as
+/// that terminal, uncut when it is not one.
+pub fn text(s: &Summary) -> String {
+    render::text_in(s, render::width_for(2))
 }
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
@@ -276,7 +286,7 @@ pub fn command(traces: &[PathBuf], json: bool) -> Result<(), Error> {
     if json {
         outln!("{}", render::json(&s)?);
     } else {
-        out!("{}", render::text(&s));
+        out!("{}", render::text_in(&s, render::width_for(1)));
     }
     Ok(())
 }

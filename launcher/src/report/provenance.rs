@@ -110,7 +110,7 @@ impl Finder {
             .find(|a| matches!(a.file_name().and_then(OsStr::to_str), Some("site-packages" | "dist-packages")))?;
         let rel = path.strip_prefix(site).ok()?.to_str()?.to_owned();
         let records = self.pip.entry(site.to_path_buf()).or_insert_with(|| read_records(site));
-        let r = records.get(&rel)?;
+        let r = on_disk(path, records.get(&rel)?)?;
         Some(Origin::Pip {
             package: r.package.clone(),
             version: r.version.clone(),
@@ -135,33 +135,43 @@ fn check_record_hash(path: &Path, record: &str) -> RecordHash {
         return RecordHash::NotChecked;
     }
     let Ok(bytes) = crate::digest::sha256_bytes_of(path) else { return RecordHash::NotChecked };
-    if base64_url(&bytes) == want.trim_end_matches('=') {
+    if crate::digest::base64_url(&bytes) == want.trim_end_matches('=') {
         RecordHash::Matches
     } else {
         RecordHash::Differs
     }
 }
 
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 /// Every file the wheels in a site-packages directory installed: path
-/// relative to it → the wheel and the hash RECORD gives.
-pub type Records = HashMap<String, Record>;
+/// relative to it → each wheel whose RECORD lists it, with the hash and size
+/// it gives. Two wheels can claim one path (a wheel clash); the file on disk
+/// is the one whose bytes it holds, never simply the record read last.
+pub type Records = HashMap<String, Vec<Record>>;
 
 pub struct Record {
     pub package: String,
     pub version: String,
     pub hash: String,
+    pub size: Option<u64>,
+}
+
+/// Of the records claiming `path`, the one whose bytes are on disk: the only
+/// one, else the only one of the file's size, else the one with its sha256.
+/// None when several claim it and none matches (modified since): reporting
+/// one of them would name a wheel whose file this is not.
+fn on_disk<'a>(path: &Path, claims: &'a [Record]) -> Option<&'a Record> {
+    if let [only] = claims {
+        return Some(only);
+    }
+    let size = fs::metadata(path).ok()?.len();
+    let sized: Vec<&Record> = claims.iter().filter(|r| r.size.is_none_or(|s| s == size)).collect();
+    if let [only] = sized[..] {
+        if only.size.is_some() {
+            return Some(only);
+        }
+    }
+    let hash = crate::digest::record_sha256(path).ok()?;
+    sized.into_iter().find(|r| r.hash.trim_end_matches('=') == hash)
 }
 
 pub fn read_records(site: &Path) -> Records {
@@ -184,9 +194,13 @@ pub fn read_records(site: &Path) -> Records {
         for line in record.lines() {
             let mut fields = line.splitn(3, ',');
             if let (Some(file), Some(hash)) = (fields.next(), fields.next()) {
-                let record =
-                    Record { package: package.replace('_', "-"), version: version.to_owned(), hash: hash.to_owned() };
-                map.insert(file.to_owned(), record);
+                let record = Record {
+                    package: package.replace('_', "-"),
+                    version: version.to_owned(),
+                    hash: hash.to_owned(),
+                    size: fields.next().and_then(|s| s.trim().parse().ok()),
+                };
+                map.entry(file.to_owned()).or_insert_with(Vec::new).push(record);
             }
         }
     }
@@ -275,13 +289,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_url_matches_python() {
-        // base64.urlsafe_b64encode(bytes(range(7))).rstrip(b"=")
-        assert_eq!(base64_url(&[0, 1, 2, 3, 4, 5, 6]), "AAECAwQFBg");
-        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
-    }
-
-    #[test]
     fn pip_origin_comes_from_record() {
         let site =
             std::env::temp_dir().join(format!("culaunch-prov-{}/lib/python3.11/site-packages", std::process::id()));
@@ -302,6 +309,35 @@ mod tests {
         );
         let stray = Finder::default().origin(&lib.join("libother.so.1"));
         assert_ne!(stray, origin);
+        fs::remove_dir_all(site.ancestors().nth(3).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_path_two_wheels_claim_is_attributed_to_the_one_whose_bytes_are_on_disk() {
+        let site = std::env::temp_dir()
+            .join(format!("culaunch-prov-clash-{}/lib/python3.11/site-packages", std::process::id()));
+        let lib = site.join("nvidia/cudnn/lib");
+        fs::create_dir_all(&lib).unwrap();
+        let file = lib.join("libcudnn.so.9");
+        // Same size, told apart by sha256; then a size only one claims.
+        fs::write(&file, b"cu12").unwrap();
+        let hash12 = crate::digest::record_sha256(&file).unwrap();
+        for (dist, hash, size) in
+            [("nvidia_cudnn_cu12-9.28.0.42", hash12.as_str(), 4), ("nvidia_cudnn_cu13-9.26.0.51", "sha256=other", 4)]
+        {
+            let info = site.join(format!("{dist}.dist-info"));
+            fs::create_dir_all(&info).unwrap();
+            fs::write(info.join("RECORD"), format!("nvidia/cudnn/lib/libcudnn.so.9,{hash},{size}\n")).unwrap();
+        }
+        let package = |o: Origin| match o {
+            Origin::Pip { package, record_hash, .. } => (package, record_hash),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(package(Finder::default().origin(&file)), ("nvidia-cudnn-cu12".into(), RecordHash::Matches));
+        let info = site.join("nvidia_cudnn_cu13-9.26.0.51.dist-info");
+        fs::write(info.join("RECORD"), "nvidia/cudnn/lib/libcudnn.so.9,sha256=other,9\n").unwrap();
+        fs::write(&file, b"cu13 file").unwrap();
+        assert_eq!(package(Finder::default().origin(&file)).0, "nvidia-cudnn-cu13");
         fs::remove_dir_all(site.ancestors().nth(3).unwrap()).unwrap();
     }
 }

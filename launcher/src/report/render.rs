@@ -1,5 +1,6 @@
-//! Stage 4: the summary as text for a terminal (fits 100 columns, needs no
-//! colour) and as JSON, both from the same value.
+//! Stage 4: the summary as text (fits the terminal it goes to, needs no
+//! colour; cut nowhere when it goes to a file or pipe) and as JSON, both
+//! from the same value.
 
 use std::fmt::Write;
 
@@ -12,9 +13,47 @@ pub fn json(s: &Summary) -> Result<String, Error> {
     serde_json::to_string_pretty(s).map_err(Error::Json)
 }
 
+/// The width when a terminal's cannot be read.
 const WIDTH: usize = 100;
 
+/// The columns text for descriptor `fd` may use: `COLUMNS` when set, else
+/// the terminal's own width; none (nothing is cut) when `fd` is not a
+/// terminal, since a file or a pipe has no width and a cut hides exactly
+/// what differs.
+pub fn width_for(fd: i32) -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()).filter(|&n| n > 0) {
+        return Some(n.max(40));
+    }
+    // SAFETY: isatty and TIOCGWINSZ only read the descriptor's state into
+    // a local struct.
+    unsafe {
+        if libc::isatty(fd) != 1 {
+            return None;
+        }
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
+            return Some(usize::from(ws.ws_col).max(40));
+        }
+    }
+    Some(WIDTH)
+}
+
+/// The summary in 100 columns.
+#[cfg(test)]
 pub fn text(s: &Summary) -> String {
+    text_in(s, Some(WIDTH))
+}
+
+/// The summary in `width` columns, or uncut (`None`).
+pub fn text_in(s: &Summary, width: Option<usize>) -> String {
+    let fit = |text: &str, indent: usize| match width {
+        Some(w) => elide_middle(text, w.saturating_sub(indent)),
+        None => text.to_owned(),
+    };
+    let wrap_to = |text: &str, indent: usize| match width {
+        Some(w) => wrap(text, w.saturating_sub(indent)),
+        None => vec![text.to_owned()],
+    };
     let mut out = String::new();
     let hosts: std::collections::BTreeSet<&str> = s.processes.iter().map(|p| p.host.as_str()).collect();
     let _ = writeln!(
@@ -45,8 +84,9 @@ pub fn text(s: &Summary) -> String {
     if !s.libraries.is_empty() {
         let rows: Vec<[String; 5]> = s.libraries.iter().map(row).collect();
         let header = ["family", "soname", "version", "procs", "loaded"].map(str::to_owned);
-        // 2 + 4 gaps of 2 + these = 100 columns.
-        let caps = [10, 24, 10, 5, 41];
+        // 2 + 4 gaps of 2 + these = the width (100: the last cap is 41).
+        let last = width.map_or(usize::MAX, |w| w.saturating_sub(59).max(10));
+        let caps = if width.is_some() { [10, 24, 10, 5, last] } else { [usize::MAX; 5] };
         let widths: Vec<usize> = (0..5)
             .map(|c| rows.iter().chain([&header]).map(|r| r[c].chars().count()).max().unwrap_or(0).min(caps[c]))
             .collect();
@@ -55,10 +95,26 @@ pub fn text(s: &Summary) -> String {
             format!("  {}", cells.join("  ")).trim_end().to_owned()
         };
         let _ = writeln!(out, "{}", line(&header).to_uppercase());
+        let all = common_dir(s.libraries.iter().map(|l| l.path.as_str()));
         for (lib, r) in s.libraries.iter().zip(&rows) {
             let _ = writeln!(out, "{}", line(r));
-            let from = format!("{}: {}", lib.origin.label(), lib.path);
-            let _ = writeln!(out, "    {}", elide_middle(&from, WIDTH - 4));
+            let label = lib.origin.label();
+            let from = match width {
+                Some(w) if label.chars().count() + 2 + lib.path.chars().count() > w - 4 => {
+                    // Too long: cut what the rows share, so that what tells
+                    // two files of one name apart (a venv's name) stays.
+                    let peers: Vec<&str> = s
+                        .libraries
+                        .iter()
+                        .map(|l| l.path.as_str())
+                        .filter(|p| basename(p) == basename(&lib.path))
+                        .collect();
+                    let budget = w.saturating_sub(4 + label.chars().count() + 2);
+                    format!("{label}: {}", elide_shared(&lib.path, &peers, &all, budget))
+                }
+                _ => format!("{label}: {}", lib.path),
+            };
+            let _ = writeln!(out, "    {}", fit(&from, 4));
         }
     }
     if !s.conflicts.is_empty() {
@@ -73,7 +129,7 @@ pub fn text(s: &Summary) -> String {
                 .unwrap_or("?");
             let _ = writeln!(out, "  pid {} ({exe}): {}", c.pid, c.family);
             for p in &c.paths {
-                let _ = writeln!(out, "    {}", elide_middle(p, WIDTH - 4));
+                let _ = writeln!(out, "    {}", fit(p, 4));
             }
         }
     }
@@ -82,10 +138,10 @@ pub fn text(s: &Summary) -> String {
         for d in &s.diagnoses {
             let pid = d.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
             let _ = writeln!(out, "  [{}]{pid}", d.kind.as_str());
-            for line in wrap(&d.message, WIDTH - 4) {
+            for line in wrap_to(&d.message, 4) {
                 let _ = writeln!(out, "    {line}");
             }
-            let _ = writeln!(out, "    rule: {}", elide_middle(&d.rule, WIDTH - 10));
+            let _ = writeln!(out, "    rule: {}", fit(&d.rule, 10));
         }
     }
     if !s.probes.is_empty() {
@@ -101,7 +157,7 @@ pub fn text(s: &Summary) -> String {
                     .count();
                 let times = if n > 1 { format!(", {n} times") } else { String::new() };
                 let line = format!("{} (requested by {by}{times})", p.request);
-                let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
+                let _ = writeln!(out, "  {}", fit(&line, 2));
             }
         }
     }
@@ -110,8 +166,10 @@ pub fn text(s: &Summary) -> String {
         let mut seen = std::collections::BTreeSet::new();
         for u in &s.untraced {
             if seen.insert((u.exe.as_str(), u.reason.as_str())) {
-                let _ = writeln!(out, "  {}", elide_middle(&u.exe, WIDTH - 2));
-                let _ = writeln!(out, "    {}", elide_middle(&u.reason, WIDTH - 4));
+                let _ = writeln!(out, "  {}", fit(&u.exe, 2));
+                for line in wrap_to(&u.reason, 4) {
+                    let _ = writeln!(out, "    {line}");
+                }
             }
         }
     }
@@ -119,9 +177,13 @@ pub fn text(s: &Summary) -> String {
         let _ = writeln!(out, "refused:");
         for d in &s.denials {
             let by = d.caller.as_deref().map(basename).unwrap_or("?");
-            let line = format!("pid {}: {} (requested by {by})", d.pid, d.request);
-            let _ = writeln!(out, "  {}", elide_middle(&line, WIDTH - 2));
-            let _ = writeln!(out, "    {}", elide_middle(&d.reason, WIDTH - 4));
+            // The request on a line of its own: a cut must not take the
+            // name of what was refused.
+            let _ = writeln!(out, "  pid {} (requested by {by}):", d.pid);
+            let _ = writeln!(out, "    {}", fit(&d.request, 4));
+            for line in wrap_to(&d.reason, 4) {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     if !s.pins.is_empty() {
@@ -132,11 +194,11 @@ pub fn text(s: &Summary) -> String {
                 n => format!("used in {}", plural(n, "process", "processes")),
             };
             let _ = writeln!(out, "  {}  {used}", p.soname);
-            let _ = writeln!(out, "    {}", elide_middle(&p.path, WIDTH - 4));
+            let _ = writeln!(out, "    {}", fit(&p.path, 4));
         }
     }
     if let Some(note) = &s.machine.note {
-        for (i, line) in wrap(&format!("note: {note}"), WIDTH - 2).into_iter().enumerate() {
+        for (i, line) in wrap_to(&format!("note: {note}"), 2).into_iter().enumerate() {
             let _ = writeln!(out, "{}{line}", if i == 0 { "" } else { "  " });
         }
     }
@@ -293,6 +355,56 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// `path` in `width` characters, cutting first the directories it shares
+/// with `peers` (the other files of its name): their common prefix (else
+/// `all`, the prefix every row shares), then the middle of their common
+/// tail; the part that differs is cut last.
+fn elide_shared(path: &str, peers: &[&str], all: &str, width: usize) -> String {
+    if path.chars().count() <= width {
+        return path.to_owned();
+    }
+    let (prefix, suffix) = if peers.len() > 1 {
+        (common_dir(peers.iter().copied()), common_tail(peers))
+    } else {
+        (all.to_owned(), String::new())
+    };
+    if prefix.len() + suffix.len() > path.len() || prefix.len() < 2 && suffix.is_empty() {
+        return elide_middle(path, width);
+    }
+    let differs = &path[prefix.len().saturating_sub(1)..path.len() - suffix.len()];
+    let head = if prefix.len() > 1 { format!("…{differs}") } else { path[..path.len() - suffix.len()].to_owned() };
+    let room = width.saturating_sub(head.chars().count());
+    if suffix.chars().count() <= room {
+        return format!("{head}{suffix}");
+    }
+    if room >= basename(&suffix).chars().count() + 4 {
+        return format!("{head}{}", elide_middle(&suffix, room));
+    }
+    elide_middle(&format!("{head}{suffix}"), width)
+}
+
+/// The tail (starting at a `/`) that all `paths` share.
+fn common_tail(paths: &[&str]) -> String {
+    let Some(first) = paths.first() else { return String::new() };
+    let mut n = first.len();
+    for p in &paths[1..] {
+        n = n.min(first.bytes().rev().zip(p.bytes().rev()).take_while(|(a, b)| a == b).count());
+    }
+    let tail = &first[first.len() - n..];
+    tail.find('/').map_or_else(String::new, |i| tail[i..].to_owned())
+}
+
+/// The directory prefix (ending in `/`) that all `paths` share.
+fn common_dir<'a>(mut paths: impl Iterator<Item = &'a str>) -> String {
+    let Some(first) = paths.next() else { return String::new() };
+    let mut common = first;
+    for p in paths {
+        let n = common.bytes().zip(p.bytes()).take_while(|(a, b)| a == b).count();
+        common = &common[..n];
+    }
+    common.rfind('/').map_or_else(String::new, |i| common[..=i].to_owned())
+}
+
 /// Keeps both ends of a long path: the directory that says where, the file
 /// name that says what.
 fn elide_middle(s: &str, width: usize) -> String {
@@ -369,6 +481,7 @@ mod tests {
             )
             .in_process("h", 1)
             .rule("ld_library_path is searched before DT_RUNPATH")],
+            requirements: Vec::new(),
             probes: vec![crate::report::summary::Probe {
                 host: "h".into(),
                 pid: 1,
@@ -402,5 +515,51 @@ mod tests {
         assert!(text.contains("libcudart.so.12"));
         assert!(text.contains("conflicts"));
         assert!(text.contains("UNUSED"));
+    }
+
+    fn cudart_in(venv: &str) -> Library {
+        let path = format!(
+            "/home/me/.cache/virtualenvs/{venv}/lib/python3.11/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12"
+        );
+        Library {
+            family: Tag::Known(Family::Cudart),
+            soname: Some("libcudart.so.12".into()),
+            path,
+            version: Some("12.9.79".into()),
+            version_source: Some(VersionSource::Pip),
+            origin: Origin::Pip {
+                package: "nvidia-cuda-runtime-cu12".into(),
+                version: "12.9.79".into(),
+                record_hash: crate::report::provenance::RecordHash::Matches,
+            },
+            how: [Tag::Known(How::Dlopen)].into(),
+            callers: Default::default(),
+            search: Default::default(),
+            processes: ["h:1".to_owned()].into(),
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn two_rows_differing_only_in_the_venv_name_keep_it_when_cut_and_are_whole_uncut() {
+        let s = Summary {
+            libraries: vec![cudart_in("project-alpha-training-env"), cudart_in("project-bravo-training-env")],
+            ..Summary::default()
+        };
+        let rows = |width| -> Vec<String> {
+            text_in(&s, width).lines().filter(|l| l.contains("pip ")).map(str::to_owned).collect()
+        };
+        let cut = rows(Some(100));
+        assert_eq!(cut.len(), 2);
+        assert!(cut.iter().all(|l| l.chars().count() <= 100), "{cut:?}");
+        assert!(
+            cut[0].contains("project-alpha-training-env") && cut[1].contains("project-bravo-training-env"),
+            "{cut:?}"
+        );
+        assert!(cut[0].ends_with("/libcudart.so.12"), "{cut:?}");
+        let whole = rows(None);
+        assert_eq!(whole[0].trim(), format!("pip nvidia-cuda-runtime-cu12: {}", s.libraries[0].path));
+        // Wide enough: nothing cut.
+        assert_eq!(rows(Some(250)), whole);
     }
 }

@@ -24,6 +24,9 @@ pub struct Summary {
     pub pins: Vec<PinUse>,
     /// What will bite, with the rule behind it.
     pub diagnoses: Vec<Diagnosis>,
+    /// Each framework requirement a loaded CUDA library meets, satisfied or
+    /// not (the unmet ones are diagnoses too).
+    pub requirements: Vec<Requirement>,
     /// Loads that failed (the library was found nowhere); programs often
     /// tolerate them, probing for optional libraries.
     pub probes: Vec<Probe>,
@@ -168,4 +171,14 @@ pub struct Conflict {
     pub family: String,
     pub paths: Vec<String>,
     pub reason: Option<String>,
+}
+
+/// One framework requirement met by a loaded library: satisfied or not, so
+/// that a CI job can assert either.
+#[derive(Debug, Serialize)]
+pub struct Requirement {
+    #[serde(flatten)]
+    pub verdict: crate::python::site::Expectation,
+    /// `host:pid` of the processes that loaded it with the framework there.
+    pub processes: BTreeSet<String>,
 }
