@@ -93,13 +93,17 @@ pub struct Resolver {
     defaults: Option<Rc<SearchList>>,
 }
 
+/// File name -> positions of the directories that hold it, and the
+/// positions of directories that could not be listed.
+type DirIndex = (HashMap<Vec<u8>, Vec<u32>>, Vec<u32>);
+
 /// An expanded search list: every directory with its subdirectories, in
 /// the order the loader tries them, those that do not exist left out.
 struct SearchList {
     dirs: Vec<Vec<u8>>,
     /// For long lists: name -> positions of the directories that hold it,
     /// and the positions of directories that could not be listed.
-    index: OnceCell<(HashMap<Vec<u8>, Vec<u32>>, Vec<u32>)>,
+    index: OnceCell<DirIndex>,
 }
 
 enum InDirs {
