@@ -321,8 +321,10 @@ fn ctypes_ldconfig_children_are_listed_untraced_and_not_counted() {
 #[test]
 fn a_rank_other_than_zero_prints_one_line_rank_zero_and_verbose_the_table() {
     let lib = cudart("libcudart.so.12");
+    // COLUMNS: the width of the terminal a rank's stderr would reach.
     let stderr = |args: &[&str], rank: &str| {
-        let out = load_with_python(args, &lib, &[("OMPI_COMM_WORLD_RANK", rank), ("OMPI_COMM_WORLD_SIZE", "64")]);
+        let env = [("OMPI_COMM_WORLD_RANK", rank), ("OMPI_COMM_WORLD_SIZE", "64"), ("COLUMNS", "100")];
+        let out = load_with_python(args, &lib, &env);
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

@@ -201,7 +201,7 @@ fn parse_hwcaps_extension(new: &[u8], at: usize, string: &dyn Fn(u32) -> Option<
 /// `_DL_CACHE_DEFAULT_ID` (sysdeps/…/dl-cache.h): FLAG_ELF_LIBC6 with the
 /// architecture's own bits.
 fn default_id(want: Want) -> i32 {
-    use super::tree::goblin_free::*;
+    use super::machine::*;
     const ELF_LIBC6: i32 = 0x0003;
     ELF_LIBC6
         | match (want.machine, want.is_64) {

@@ -2,6 +2,7 @@
 //! `object.rs`.
 
 pub(crate) mod cache;
+mod machine;
 pub(crate) mod object;
 mod platform;
 mod root;

@@ -125,7 +125,7 @@ impl Platform {
 /// another class on this machine, and for an image or sysroot.
 impl Platform {
     pub fn from_rules(root: &Path, want: Want) -> Platform {
-        use super::tree::goblin_free::*;
+        use super::machine::*;
         let root_b = root.as_os_str().as_bytes();
         let (triplet, biarch, platform_name) = match (want.machine, want.is_64) {
             (EM_X86_64, true) => ("x86_64-linux-gnu", "lib64", "x86_64"),
@@ -180,7 +180,7 @@ impl Platform {
         system_dirs: Vec<String>,
         platform_name: &str,
     ) -> Platform {
-        use super::tree::goblin_free::*;
+        use super::machine::*;
         let this_cpu = native_x86() && matches!(want.machine, EM_X86_64 | EM_386);
         let mut platform = platform_name.to_owned();
         let mut legacy: Vec<&str> = Vec::new();

@@ -598,7 +598,7 @@ impl DynObject {
 }
 
 fn type_class(machine: u16, ty: u32) -> u8 {
-    use super::tree::goblin_free::*;
+    use super::machine::*;
     let (plt, copy): (&[u32], u32) = match machine {
         EM_X86_64 => (&[7, 16, 17, 18, 36], 5),
         EM_386 => (&[7, 35, 36, 37, 14, 41], 5),
