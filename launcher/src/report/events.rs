@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use culaunch_protocol::event::{How, SearchStep};
+use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -100,7 +100,7 @@ pub struct Load {
     /// For `ok:false`: why (`not_found`, `undefined_symbol`, …), and the
     /// symbol, version node and requiring object glibc's text names.
     #[serde(default)]
-    pub reason: Option<String>,
+    pub reason: Option<Tag<FailReason>>,
     #[serde(default)]
     pub symbol: Option<String>,
     #[serde(default)]

@@ -385,7 +385,7 @@ mod tests {
         let p = &f.summary.probes[0];
         assert!(p.is_failure());
         assert_eq!(
-            (p.path.as_deref(), p.reason.as_deref()),
+            (p.path.as_deref(), p.reason.as_ref().map(Tag::as_str)),
             (Some("/w/libcudnn_cnn_infer.so.8"), Some("undefined_symbol"))
         );
         assert_eq!((p.symbol.as_deref(), p.version.as_deref()), (Some("S"), Some("V")));

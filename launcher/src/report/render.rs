@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::summary::{Library, Summary};
 use crate::error::Error;
-use crate::vocab::basename;
+use crate::vocab::{basename, Tag};
 
 /// The summary as readers of `--summary-json` and `report --json` get it.
 pub fn json(s: &Summary) -> Result<String, Error> {
@@ -150,7 +150,7 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
         let mut seen = std::collections::BTreeSet::new();
         for p in failed {
             let by = p.caller.as_deref().map(basename).unwrap_or("?");
-            let why = p.error.as_deref().or(p.reason.as_deref()).unwrap_or("failed");
+            let why = p.error.as_deref().or(p.reason.as_ref().map(Tag::as_str)).unwrap_or("failed");
             if seen.insert((p.request.as_str(), by, why)) {
                 let line = format!("{} (requested by {by})", p.request);
                 let _ = writeln!(out, "  {}", fit(&line, 2));

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use culaunch_protocol::event::{How, SearchStep};
+use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::Serialize;
 
 use super::provenance::Origin;
@@ -103,7 +103,7 @@ pub struct Probe {
     /// nothing was mapped (not found, wrong class).
     pub path: Option<String>,
     /// The trace's `reason`; `None` from a trace written before it was.
-    pub reason: Option<String>,
+    pub reason: Option<Tag<FailReason>>,
     pub symbol: Option<String>,
     pub version: Option<String>,
     pub required_by: Option<String>,
@@ -115,7 +115,7 @@ impl Probe {
     /// A load that failed after mapping something, or for another reason
     /// than finding no file: not a probe the program may have tolerated.
     pub fn is_failure(&self) -> bool {
-        self.path.is_some() || self.reason.as_deref().is_some_and(|r| r != "not_found")
+        self.path.is_some() || self.reason.as_ref().is_some_and(|r| !r.is(FailReason::NotFound))
     }
 }
 
