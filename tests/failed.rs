@@ -248,9 +248,6 @@ fn the_cudnn_8_shape_names_symbol_version_and_is_not_in_the_summary_as_loaded() 
     let text = dlerror_text(&b.bare, &action);
     assert!(text.ends_with("undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8"), "{text}");
     let e = the_failure(&b, &action);
-    for l in b.traced.events_of("load").into_iter().filter(|e| s(&e["path"]).contains("cudnn")) {
-        eprintln!("{l}");
-    }
     assert_eq!(e["reason"], "undefined_symbol");
     assert_eq!(e["symbol"], "_ZN11nvrtcHelper4loadEb");
     assert_eq!(e["version"], "libcudnn_ops_infer.so.8");
