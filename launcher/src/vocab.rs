@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use culaunch_protocol::catalogue;
-use culaunch_protocol::event::{How, SearchStep};
+use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A closed set of names, each with one spelling.
@@ -30,6 +30,15 @@ impl Name for SearchStep {
     }
     fn parse(s: &str) -> Option<Self> {
         SearchStep::parse(s)
+    }
+}
+
+impl Name for FailReason {
+    fn as_str(self) -> &'static str {
+        FailReason::as_str(self)
+    }
+    fn parse(s: &str) -> Option<Self> {
+        FailReason::parse(s)
     }
 }
 

@@ -6,16 +6,19 @@ use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use core::sync::atomic::Ordering;
 
 use culaunch_protocol::catalogue;
-use culaunch_protocol::event::How;
+use culaunch_protocol::event::{FailReason, How};
 
 use crate::config::{Config, Pin};
 use crate::decide::{decide, Decision, Refusal};
+use crate::dlerror::{self, Said};
 use crate::events::{self, Load, Scratch};
+use crate::events::{Error, Failed};
+use crate::failure::{Failure, Words};
 use crate::global::{State, PROCESS, REFUSAL_CAP};
 use crate::linkmap::{self, LinkMap, Object};
 use crate::objects::{stem_hash, Entry};
 use crate::paths::{self, PATH_MAX};
-use crate::tracker::{Unanswered, LA_SER_ORIG};
+use crate::tracker::{Close, Tracker, Unanswered, LA_ACT_ADD, LA_SER_ORIG};
 use crate::{clock, exec, libc_hooks, sink};
 
 /// What `la_objsearch` hands back to the loader.
@@ -69,13 +72,22 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
 fn track_search(config: &Config, request: &[u8], flag: c_uint, loader: usize) {
     let now = clock::now_monotonic_ns();
     let Some(mut st) = PROCESS.state.try_lock() else { return };
-    let State { tracker, scratch, .. } = &mut *st;
+    let State { tracker, scratch, failure, .. } = &mut *st;
     if flag == LA_SER_ORIG {
+        // A new request: whatever failed before was not asked about.
+        flush_failure(config, scratch, failure);
         if let Some(u) = tracker.take_unanswered() {
             report_unanswered(config, scratch, &u);
         }
     }
     tracker.on_search(request, flag, loader, now);
+    note_pending(tracker, failure);
+}
+
+/// Tells the `dlerror` wrapper whether there is anything for it to look at.
+fn note_pending(tracker: &Tracker, failure: &Failure) {
+    let pending = failure.held || tracker.unanswered_now().is_some();
+    PROCESS.failure_pending.store(pending, Ordering::Relaxed);
 }
 
 /// `request`, a path, names the pinned file itself.
@@ -155,9 +167,15 @@ fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
 
 /// `la_activity`.
 pub fn activity(flag: c_uint) {
-    if let Some(mut st) = PROCESS.state.try_lock() {
-        st.tracker.on_activity(flag);
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, scratch, failure, .. } = &mut *st;
+    if flag == LA_ACT_ADD {
+        if let Some(config) = crate::config::get() {
+            flush_failure(config, scratch, failure);
+        }
     }
+    tracker.on_activity(flag);
+    note_pending(tracker, failure);
 }
 
 /// `la_objopen`'s answer: symbol-binding callbacks (`la_symbind64`) for
@@ -168,8 +186,9 @@ pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
     if lmid != 0 {
         return 0;
     }
+    // Before glibc 2.34, `dlerror` lives in libdl.
     match object.soname {
-        Some(b"libc.so.6") => LA_FLG_BINDTO,
+        Some(b"libc.so.6" | b"libdl.so.2") => LA_FLG_BINDTO,
         _ => LA_FLG_BINDFROM,
     }
 }
@@ -178,8 +197,10 @@ pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
 pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let now = clock::now_monotonic_ns();
     let Some(mut st) = PROCESS.state.try_lock() else { return };
-    let State { tracker, objects, scratch } = &mut *st;
-    let arrival = tracker.on_open(lmid, now);
+    let State { tracker, objects, scratch, failure } = &mut *st;
+    let arrival = tracker.on_open(object.map, lmid, now);
+    // The request is answered.
+    PROCESS.failure_pending.store(failure.held, Ordering::Relaxed);
     // The program itself (""), and the vDSO (no file), are not loads.
     if !object.is_file() {
         return;
@@ -231,13 +252,163 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     }
 }
 
-/// `la_objclose`. Under the loader's lock, as every other holder of the
-/// state but the fork child: this never misses, so no freed link map stays
-/// in the table.
+/// `la_objclose`. Under the loader's lock: this misses only while the
+/// `dlerror` wrapper or the exit handler holds the state for an instant
+/// (a freed link map then stays in the table, as an object not unmapped).
 pub fn closed(map: usize) {
-    if let Some(mut st) = PROCESS.state.try_lock() {
-        st.objects.remove(map);
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, objects, scratch, failure } = &mut *st;
+    let reported = objects.remove(map);
+    let close = tracker.on_close(map);
+    let Some(config) = crate::config::get() else { return };
+    match close {
+        Close::Other => return,
+        Close::FailedRoot | Close::SuspectRoot => {
+            flush_failure(config, scratch, failure);
+            // SAFETY: in la_objclose the object is still mapped.
+            let object = unsafe { Object::decode(map as *const LinkMap) };
+            begin_failure(config, tracker, scratch, failure, &object, close == Close::FailedRoot, reported);
+        }
+        Close::Member if failure.held => {
+            // SAFETY: as above.
+            let object = unsafe { Object::decode(map as *const LinkMap) };
+            failure.add_name(object.name.to_bytes());
+            if reported {
+                failure.reported = true;
+                let path = paths::resolve(object.name, &mut scratch.object).map(|r| r.path);
+                failure.add_unmapped(path.unwrap_or(object.name.to_bytes()));
+            }
+        }
+        Close::Member => {}
     }
+    note_pending(tracker, failure);
+}
+
+/// The first object of a batch is being unmapped: hold what the event
+/// will say until the program asks `dlerror`, or the next load, or exit.
+#[inline(never)]
+fn begin_failure(
+    config: &Config,
+    tracker: &mut Tracker,
+    s: &mut Scratch,
+    failure: &mut Failure,
+    object: &Object<'_>,
+    certain: bool,
+    reported: bool,
+) {
+    let root = tracker.batch_root(clock::now_monotonic_ns());
+    failure.begin(certain);
+    failure.reported = reported || config.all_libs;
+    failure.how = root.how;
+    failure.lmid = root.lmid;
+    failure.dur_ns = root.dur_ns;
+    let path = paths::resolve(object.name, &mut s.object).map(|r| r.path).unwrap_or(object.name.to_bytes());
+    failure.path.set(Some(path));
+    failure.request.set(Some(root.request.unwrap_or(path)));
+    failure.caller.set(path_of_loader(root.loader, &mut s.caller));
+    failure.soname.set(object.soname);
+    failure.family = object.soname.and_then(catalogue::family).or_else(|| catalogue::family(object.name.to_bytes()));
+    failure.add_name(object.name.to_bytes());
+    if certain {
+        // A DT_NEEDED the loader mapped nothing for: the likely cause.
+        if let Some(u) = tracker.unanswered_now() {
+            let probe = u.last_candidate.unwrap_or(u.request);
+            failure.dependency_absent = paths::c_str(probe, &mut s.other).and_then(paths::file_id).is_none();
+            failure.reported |= catalogue::family(u.request).is_some();
+            failure.dependency.set(Some(u.request));
+            failure.add_name(u.request);
+        }
+        tracker.forget_request();
+    }
+}
+
+/// Writes a held failure with what the module knows (a suspect teardown
+/// that `dlerror` never confirmed was a `dlclose`: nothing is written).
+/// Called at the next request, the next batch, exit; `dlerror_said` first
+/// when the program asks.
+fn flush_failure(config: &Config, s: &mut Scratch, failure: &mut Failure) {
+    if let Some(j) = failure.judge(None) {
+        write_failure(config, s, failure, &j, None);
+    }
+    failure.clear();
+}
+
+fn write_failure(config: &Config, s: &mut Scratch, f: &Failure, j: &crate::failure::Judged<'_>, said: Option<&[u8]>) {
+    if !f.reported {
+        return;
+    }
+    let error = match (&j.error, said, f.dependency.get()) {
+        (Words::Said, Some(text), _) => Error::Said(text),
+        (Words::NotFound, _, Some(dep)) => Error::NotFound(dep),
+        _ => Error::Unknown,
+    };
+    let event = Failed {
+        request: f.request.get().unwrap_or(b""),
+        how: f.how,
+        caller: f.caller.get(),
+        path: f.path.get(),
+        soname: f.soname.get(),
+        family: f.family,
+        error,
+        reason: j.reason,
+        symbol: j.symbol,
+        version: j.version,
+        required_by: j.required_by,
+        dur_ns: f.dur_ns,
+        lmid: f.lmid,
+        unmapped: f.unmapped(),
+    };
+    events::load_failed(config, &mut s.line, event);
+}
+
+/// The program asked `dlerror` and got `text` while a failed load was
+/// pending: glibc's own words for it. A text about anything else (a
+/// `dlsym` error) changes nothing.
+pub fn dlerror_said(text: &[u8]) {
+    let Some(config) = crate::config::get() else { return };
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, scratch, failure, .. } = &mut *st;
+    let said = dlerror::parse(text);
+    if failure.held {
+        if let Some(j) = failure.judge(Some(&said)) {
+            write_failure(config, scratch, failure, &j, Some(text));
+            failure.clear();
+        }
+    } else if let Some(u) = tracker.unanswered_now() {
+        if unanswered_failed(&u, &said) {
+            let family = catalogue::family(u.request);
+            if family.is_some() || config.all_libs {
+                let Scratch { line, caller, .. } = scratch;
+                let event = Failed {
+                    request: u.request,
+                    how: u.how,
+                    caller: path_of_loader(u.loader, caller),
+                    path: None,
+                    soname: None,
+                    family,
+                    error: Error::Said(text),
+                    reason: said.reason,
+                    symbol: None,
+                    version: None,
+                    required_by: None,
+                    dur_ns: 0,
+                    lmid: 0,
+                    unmapped: core::iter::empty(),
+                };
+                events::load_failed(config, line, event);
+            }
+            tracker.forget_request();
+        }
+    }
+    note_pending(tracker, failure);
+}
+
+/// `said` is the loader's answer to a request that mapped nothing: it names
+/// the request, and says why no file could be opened (a symbol or version
+/// text is about an object already mapped).
+fn unanswered_failed(u: &Unanswered<'_>, said: &Said<'_>) -> bool {
+    said.object == u.request
+        && matches!(said.reason, FailReason::NotFound | FailReason::WrongClass | FailReason::Failed)
 }
 
 /// `la_preinit`: the program is loaded and about to run.
@@ -257,12 +428,22 @@ pub unsafe fn preinit(main_map: *mut LinkMap) {
 }
 
 /// Registered with the program's libc: runs at `exit`, with its status. It
-/// stays away from the state: another thread may be inside the loader.
+/// tries the state only when a failed load was never asked about (another
+/// thread may be inside the loader: a busy state costs that event).
 extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
     crate::exports::guarded((), || {
-        if let Some(config) = crate::config::get() {
-            events::process_exit(config, status);
+        let Some(config) = crate::config::get() else { return };
+        if PROCESS.failure_pending.load(Ordering::Relaxed) {
+            if let Some(mut st) = PROCESS.state.try_lock() {
+                let State { tracker, scratch, failure, .. } = &mut *st;
+                flush_failure(config, scratch, failure);
+                if let Some(u) = tracker.take_unanswered() {
+                    report_unanswered(config, scratch, &u);
+                }
+                note_pending(tracker, failure);
+            }
         }
+        events::process_exit(config, status);
     })
 }
 
@@ -274,8 +455,11 @@ extern "C" fn after_fork_in_child() {
         PROCESS.state.force_unlock_after_fork();
         PROCESS.refusal.force_unlock_after_fork();
         let Some(mut st) = PROCESS.state.try_lock() else { return };
-        let State { tracker, objects, scratch } = &mut *st;
+        let State { tracker, objects, scratch, failure } = &mut *st;
         tracker.reset_after_fork();
+        // The parent reports its own failed load.
+        failure.clear();
+        PROCESS.failure_pending.store(false, Ordering::Relaxed);
         events::process_start(config, scratch, true);
         for e in objects.iter() {
             inherited(config, scratch, e);
@@ -298,7 +482,23 @@ fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
         return;
     }
     let caller = path_of_loader(u.loader, &mut s.caller);
-    events::load_failed(config, &mut s.line, u.request, u.how, caller, family);
+    let event = Failed {
+        request: u.request,
+        how: u.how,
+        caller,
+        path: None,
+        soname: None,
+        family,
+        error: Error::NotFound(u.request),
+        reason: FailReason::NotFound,
+        symbol: None,
+        version: None,
+        required_by: None,
+        dur_ns: 0,
+        lmid: 0,
+        unmapped: core::iter::empty(),
+    };
+    events::load_failed(config, &mut s.line, event);
 }
 
 /// The child of a fork starts with its parent's objects mapped: report them as

@@ -2,13 +2,13 @@
 //! (the state's scratch space: nothing large on the stack of whatever thread
 //! the loader runs on) and hands each to the sink as one line.
 
-use culaunch_protocol::event::{self, How, SearchStep};
+use culaunch_protocol::event::{self, FailReason, How, SearchStep};
 use culaunch_protocol::json::Writer;
 
-use crate::clock;
 use crate::config::Config;
 use crate::paths::{self, PATH_MAX};
 use crate::sink;
+use crate::{clock, dlerror};
 
 /// Room for a load event with three full-length paths.
 pub const LINE: usize = 16 * 1024;
@@ -105,29 +105,61 @@ pub fn load(config: &Config, line: &mut [u8], l: &Load<'_>) {
     emit(config, w);
 }
 
-/// A request that mapped nothing because no candidate existed: what
-/// `dlerror()` said, in glibc's words for that case.
-pub fn load_failed(
-    config: &Config,
-    line: &mut [u8],
-    request: &[u8],
-    how: How,
-    caller: Option<&[u8]>,
-    family: Option<&'static str>,
-) {
+/// Where a failed load's `error` comes from.
+pub enum Error<'a> {
+    /// The text `dlerror` returned to the program.
+    Said(&'a [u8]),
+    /// glibc's words when no file answers this name.
+    NotFound(&'a [u8]),
+    Unknown,
+}
+
+/// A `load` event with `ok:false`: a request that mapped nothing, or a load
+/// whose objects were mapped and then unmapped (`path` and `unmapped`).
+pub struct Failed<'a, U> {
+    pub request: &'a [u8],
+    pub how: How,
+    pub caller: Option<&'a [u8]>,
+    pub path: Option<&'a [u8]>,
+    pub soname: Option<&'a [u8]>,
+    pub family: Option<&'static str>,
+    pub error: Error<'a>,
+    pub reason: FailReason,
+    pub symbol: Option<&'a [u8]>,
+    pub version: Option<&'a [u8]>,
+    pub required_by: Option<&'a [u8]>,
+    pub dur_ns: u64,
+    pub lmid: i64,
+    /// The batch's other reported objects, unmapped with it.
+    pub unmapped: U,
+}
+
+pub fn load_failed<'u>(config: &Config, line: &mut [u8], f: Failed<'_, impl Iterator<Item = &'u [u8]>>) {
     let mut w = header(line, config, event::LOAD);
-    w.str("request", request)
-        .str("how", how.as_str().as_bytes())
-        .opt_str("caller", caller)
-        .null("path")
-        .null("soname")
-        .bool("cuda", family.is_some())
-        .opt_str("family", family.map(str::as_bytes))
+    w.str("request", f.request)
+        .str("how", f.how.as_str().as_bytes())
+        .opt_str("caller", f.caller)
+        .opt_str("path", f.path)
+        .opt_str("soname", f.soname)
+        .bool("cuda", f.family.is_some())
+        .opt_str("family", f.family.map(str::as_bytes))
         .bool("pinned", false)
         .null("redirected_from")
-        .bool("ok", false)
-        .str_concat("error", &[request, b": cannot open shared object file: No such file or directory"])
-        .null("search");
+        .bool("ok", false);
+    match f.error {
+        Error::Said(text) => w.str("error", text),
+        Error::NotFound(name) => w.str_concat("error", &dlerror::not_found_parts(name)),
+        Error::Unknown => w.null("error"),
+    };
+    w.str("reason", f.reason.as_str().as_bytes())
+        .opt_str("symbol", f.symbol)
+        .opt_str("version", f.version)
+        .opt_str("required_by", f.required_by)
+        .u64("dur_us", f.dur_ns / 1000)
+        .null("search")
+        .i64("lmid", f.lmid);
+    // What does not fit is left out: the line stays valid.
+    w.str_array("unmapped", f.unmapped, 64);
     emit(config, w);
 }
 

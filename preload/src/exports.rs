@@ -4,8 +4,9 @@
 //! answer back in the loader's terms.
 //!
 //! Only the hooks culaunch needs are defined: `la_symbind64` sees each
-//! symbol bound to the program's libc once (to watch `exec*` and
-//! `posix_spawn*`, see `exec.rs`); no `la_plt*`, which would put this module
+//! symbol bound to the program's libc (and libdl) once (to watch `exec*`
+//! and `posix_spawn*`, see `exec.rs`, and to read `dlerror`'s text, see
+//! `dlerror.rs`); no `la_plt*`, which would put this module
 //! on every PLT call of the program.
 //!
 //! Stack: these functions run on whatever thread called the loader, which
@@ -19,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::callbacks::{self, SearchAnswer};
 use crate::global::PROCESS;
 use crate::linkmap::{self, LinkMap, Object};
-use crate::{config, exec, sink};
+use crate::{config, dlerror, exec, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -106,7 +107,8 @@ pub unsafe extern "C" fn la_symbind64(
         return real;
     }
     // SAFETY: a NUL-terminated symbol name.
-    guarded(real, || exec::bind(unsafe { CStr::from_ptr(symname) }, real))
+    let name = unsafe { CStr::from_ptr(symname) };
+    guarded(real, || dlerror::bind(name.to_bytes(), real).unwrap_or_else(|| exec::bind(name, real)))
 }
 
 /// # Safety

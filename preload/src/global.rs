@@ -3,14 +3,17 @@
 //!
 //! Nothing here is ever waited on. The loader's callbacks run one at a time
 //! (under the loader's own lock), so the try-locks below only guard against
-//! the few callers outside it (the fork-child handler, an exit handler that
-//! keeps away from the state); a busy lock costs one event, never a pin.
+//! the few callers outside it (the fork-child handler; the `dlerror` wrapper
+//! and the exit handler, which try the state only while `failure_pending`
+//! says a failed load awaits its words); a busy lock costs one event, never
+//! a pin.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::OnceLock;
 
 use crate::config::Config;
 use crate::events::Scratch;
+use crate::failure::Failure;
 use crate::lock::TryLock;
 use crate::objects::Objects;
 use crate::paths::PATH_MAX;
@@ -28,6 +31,8 @@ pub struct State {
     pub tracker: Tracker,
     pub objects: Objects,
     pub scratch: Scratch,
+    /// A load that mapped and then failed, until it is written.
+    pub failure: Failure,
 }
 
 pub struct Process {
@@ -38,6 +43,9 @@ pub struct Process {
     /// The refusal handed to the loader, which makes it dlerror()'s text;
     /// written only inside `la_objsearch`.
     pub refusal: TryLock<[u8; REFUSAL_CAP]>,
+    /// A failed load (or a request that mapped nothing) may be waiting
+    /// for `dlerror`'s text: the wrapper looks at the state only then.
+    pub failure_pending: AtomicBool,
     /// The current request was refused: its candidate paths are refused too.
     pub refusing: AtomicBool,
     /// `la_preinit` has run: a refusal no longer ends the process.
@@ -57,8 +65,14 @@ pub struct Process {
 
 pub static PROCESS: Process = Process {
     config: OnceLock::new(),
-    state: TryLock::new(State { tracker: Tracker::new(), objects: Objects::new(), scratch: Scratch::new() }),
+    state: TryLock::new(State {
+        tracker: Tracker::new(),
+        objects: Objects::new(),
+        scratch: Scratch::new(),
+        failure: Failure::new(),
+    }),
     refusal: TryLock::new([0; REFUSAL_CAP]),
+    failure_pending: AtomicBool::new(false),
     refusing: AtomicBool::new(false),
     started: AtomicBool::new(false),
     disabled: AtomicBool::new(false),

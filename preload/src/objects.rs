@@ -39,11 +39,12 @@ impl Objects {
         }
     }
 
-    pub fn remove(&mut self, map: usize) {
-        if let Some(i) = self.entries[..self.len].iter().position(|e| e.map == map) {
-            self.entries.copy_within(i + 1..self.len, i);
-            self.len -= 1;
-        }
+    /// Forgets `map`; whether it was in the table (reported).
+    pub fn remove(&mut self, map: usize) -> bool {
+        let Some(i) = self.entries[..self.len].iter().position(|e| e.map == map) else { return false };
+        self.entries.copy_within(i + 1..self.len, i);
+        self.len -= 1;
+        true
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {

@@ -87,3 +87,52 @@ impl SearchStep {
         .find(|x| x.as_str() == s)
     }
 }
+
+/// Why a load failed (the `reason` field of a `load` event with `ok:false`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// The request named no file the loader could open.
+    NotFound,
+    /// Relocation needed a symbol no loaded object defines (as the program's
+    /// `-z now` or `RTLD_NOW` binds at once).
+    UndefinedSymbol,
+    /// A version node a DT_VERNEED names is not defined by its provider.
+    MissingVersion,
+    /// A DT_NEEDED of the object asked for was not found.
+    MissingDependency,
+    /// The file is of another ELF class (a 32-bit library in a 64-bit
+    /// process).
+    WrongClass,
+    /// `--strict` or `--locked` refused a library the load needed.
+    Refused,
+    /// The load failed; the module does not know why.
+    Failed,
+}
+
+impl FailReason {
+    pub const ALL: [FailReason; 7] = [
+        FailReason::NotFound,
+        FailReason::UndefinedSymbol,
+        FailReason::MissingVersion,
+        FailReason::MissingDependency,
+        FailReason::WrongClass,
+        FailReason::Refused,
+        FailReason::Failed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailReason::NotFound => "not_found",
+            FailReason::UndefinedSymbol => "undefined_symbol",
+            FailReason::MissingVersion => "missing_version",
+            FailReason::MissingDependency => "missing_dependency",
+            FailReason::WrongClass => "wrong_class",
+            FailReason::Refused => "refused",
+            FailReason::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailReason> {
+        FailReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use culaunch_protocol::event::{How, SearchStep};
+use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -42,7 +42,7 @@ pub enum Event {
         #[serde(default)]
         env: Option<std::collections::BTreeMap<String, String>>,
     },
-    Load(Load),
+    Load(Box<Load>),
     Conflict {
         family: String,
         paths: Vec<String>,
@@ -97,6 +97,19 @@ pub struct Load {
     pub pinned: bool,
     #[serde(default)]
     pub redirected_from: Option<String>,
+    /// For `ok:false`: why (`not_found`, `undefined_symbol`, …), and the
+    /// symbol, version node and requiring object glibc's text names.
+    #[serde(default)]
+    pub reason: Option<Tag<FailReason>>,
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub required_by: Option<String>,
+    /// For `ok:false` with a `path`: the other files the failure unmapped.
+    #[serde(default)]
+    pub unmapped: Vec<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, Deserialize)]

@@ -45,6 +45,9 @@ pub struct Folder {
     libraries: BTreeMap<String, Library>,
     loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
     distinct: HashSet<Rc<Load>>,
+    /// Per (host, pid), how many of its loads of each file no failure took
+    /// back.
+    mapped: BTreeMap<(String, i64), BTreeMap<String, usize>>,
     /// Per (host, path), the last facts written: every rank's culaunch
     /// writes its own, and they say the same.
     facts: BTreeMap<(String, String), FileFacts>,
@@ -88,6 +91,7 @@ impl Folder {
             libraries: BTreeMap::new(),
             loads: BTreeMap::new(),
             distinct: HashSet::new(),
+            mapped: BTreeMap::new(),
             facts: BTreeMap::new(),
             scope,
             root_parent: None,
@@ -169,14 +173,29 @@ impl Folder {
                 seen.started = true;
             }
             Event::ProcessExit { status } => process.exit_status = *status,
-            Event::Load(l) if !l.ok => s.probes.push(Probe {
-                host: e.host.clone(),
-                pid: e.pid,
-                request: l.request.clone().unwrap_or_default(),
-                caller: l.caller.clone(),
-                error: l.error.clone(),
-            }),
+            Event::Load(l) if !l.ok => {
+                s.probes.push(Probe {
+                    host: e.host.clone(),
+                    pid: e.pid,
+                    request: l.request.clone().unwrap_or_default(),
+                    caller: l.caller.clone(),
+                    error: l.error.clone(),
+                    path: (!l.path.is_empty()).then(|| l.path.clone()),
+                    reason: l.reason.clone(),
+                    symbol: l.symbol.clone(),
+                    version: l.version.clone(),
+                    required_by: l.required_by.clone(),
+                    unmapped: l.unmapped.clone(),
+                });
+                // Mapped, then unmapped by the failure: not loaded. Its loads
+                // stay in `loads`, for the rules that explain the failure.
+                for path in std::iter::once(&l.path).chain(&l.unmapped).filter(|p| !p.is_empty()) {
+                    let mapped = self.mapped.entry(key.clone()).or_default();
+                    unload(mapped, &mut self.libraries, &mut s.conflicts, e, path);
+                }
+            }
             Event::Load(l) => {
+                let l: &Load = l;
                 seen.own_loads |= !l.how.is(How::Inherited);
                 let shared = match self.distinct.get(l) {
                     Some(known) => known.clone(),
@@ -186,6 +205,7 @@ impl Folder {
                         new
                     }
                 };
+                *self.mapped.entry(key.clone()).or_default().entry(l.path.clone()).or_default() += 1;
                 self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
                     add_load(&mut self.libraries, &mut self.pin_uses, e, l);
@@ -265,6 +285,28 @@ impl Folder {
     }
 }
 
+/// Takes back a load of `path` in the process `e` is from: when it was
+/// the process's only one, the file leaves its library row, and the
+/// conflicts it took part in go.
+fn unload(
+    mapped: &mut BTreeMap<String, usize>,
+    libraries: &mut BTreeMap<String, Library>,
+    conflicts: &mut Vec<Conflict>,
+    e: &Envelope,
+    path: &str,
+) {
+    let Some(n) = mapped.get_mut(path) else { return };
+    *n -= 1;
+    if *n > 0 {
+        return;
+    }
+    mapped.remove(path);
+    if let Some(lib) = libraries.get_mut(path) {
+        lib.processes.remove(&format!("{}:{}", e.host, e.pid));
+    }
+    conflicts.retain(|c| !(c.host == e.host && c.pid == e.pid && c.paths.iter().any(|p| p == path)));
+}
+
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
     let lib = libraries.entry(l.path.clone()).or_insert_with(|| {
         // The file name is part of the trace: a release it spells out is
@@ -303,6 +345,53 @@ fn use_pin(pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
 mod tests {
     use super::*;
     use crate::report::events::parse;
+
+    #[test]
+    fn a_load_that_failed_after_mapping_is_not_loaded_nor_a_conflict() {
+        let load = |pid: i64, path: &str, ok: bool, extra: &str| {
+            format!(
+                r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"{path}","soname":"libcudnn_ops_infer.so.8","cuda":true,"family":"cudnn","ok":{ok}{extra}}}"#
+            )
+        };
+        let trace = [
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/bin/p"}"#.to_owned(),
+            r#"{"pid":2,"ppid":0,"host":"h","event":"process_start","exe":"/bin/p"}"#.to_owned(),
+            load(1, "/new/libcudnn_ops_infer.so.8", true, ""),
+            load(1, "/w/libcudnn_cnn_infer.so.8", true, ""),
+            load(1, "/old/libcudnn_ops_infer.so.8", true, ""),
+            r#"{"pid":1,"host":"h","event":"conflict","family":"cudnn","paths":["/new/libcudnn_ops_infer.so.8","/old/libcudnn_ops_infer.so.8"]}"#.to_owned(),
+            load(
+                1,
+                "/w/libcudnn_cnn_infer.so.8",
+                false,
+                r#","error":"/w/libcudnn_cnn_infer.so.8: undefined symbol: S, version V","reason":"undefined_symbol","symbol":"S","version":"V","unmapped":["/old/libcudnn_ops_infer.so.8"]"#,
+            ),
+            // Another process has the old file mapped for good.
+            load(2, "/old/libcudnn_ops_infer.so.8", true, ""),
+        ]
+        .join("\n");
+        let (events, bad) = parse(trace.as_bytes()).unwrap();
+        let f = fold(&events, bad, &[]);
+        let rows: Vec<(&str, Vec<&String>)> =
+            f.summary.libraries.iter().map(|l| (l.path.as_str(), l.processes.iter().collect())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("/new/libcudnn_ops_infer.so.8", vec![&"h:1".to_owned()]),
+                ("/old/libcudnn_ops_infer.so.8", vec![&"h:2".to_owned()])
+            ]
+        );
+        assert!(f.summary.conflicts.is_empty());
+        let p = &f.summary.probes[0];
+        assert!(p.is_failure());
+        assert_eq!(
+            (p.path.as_deref(), p.reason.as_ref().map(Tag::as_str)),
+            (Some("/w/libcudnn_cnn_infer.so.8"), Some("undefined_symbol"))
+        );
+        assert_eq!((p.symbol.as_deref(), p.version.as_deref()), (Some("S"), Some("V")));
+        // The rules still see what was mapped for the attempt.
+        assert_eq!(f.loads[&("h".to_owned(), 1)].len(), 3);
+    }
 
     #[test]
     fn one_row_per_file_counting_processes_and_ways() {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::summary::{Library, Summary};
 use crate::error::Error;
-use crate::vocab::basename;
+use crate::vocab::{basename, Tag};
 
 /// The summary as readers of `--summary-json` and `report --json` get it.
 pub fn json(s: &Summary) -> Result<String, Error> {
@@ -144,14 +144,30 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             let _ = writeln!(out, "    rule: {}", fit(&d.rule, 10));
         }
     }
-    if !s.probes.is_empty() {
+    let failed: Vec<&crate::report::summary::Probe> = s.probes.iter().filter(|p| p.is_failure()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "failed loads (the loader gave up; not loaded):");
+        let mut seen = std::collections::BTreeSet::new();
+        for p in failed {
+            let by = p.caller.as_deref().map(basename).unwrap_or("?");
+            let why = p.error.as_deref().or(p.reason.as_ref().map(Tag::as_str)).unwrap_or("failed");
+            if seen.insert((p.request.as_str(), by, why)) {
+                let line = format!("{} (requested by {by})", p.request);
+                let _ = writeln!(out, "  {}", fit(&line, 2));
+                for line in wrap_to(why, 4) {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+    }
+    let probes: Vec<&crate::report::summary::Probe> = s.probes.iter().filter(|p| !p.is_failure()).collect();
+    if !probes.is_empty() {
         let _ = writeln!(out, "not found (probes the program may have tolerated):");
         let mut seen = std::collections::BTreeSet::new();
-        for p in &s.probes {
+        for p in &probes {
             let by = p.caller.as_deref().map(basename).unwrap_or("?");
             if seen.insert((p.request.as_str(), by)) {
-                let n = s
-                    .probes
+                let n = probes
                     .iter()
                     .filter(|q| q.request == p.request && q.caller.as_deref().map(basename).unwrap_or("?") == by)
                     .count();
@@ -488,6 +504,12 @@ mod tests {
                 request: long.clone(),
                 caller: Some("/x/libtorch_cuda_linalg_and_more.so".into()),
                 error: None,
+                path: None,
+                reason: None,
+                symbol: None,
+                version: None,
+                required_by: None,
+                unmapped: Vec::new(),
             }],
             untraced: vec![crate::report::summary::Untraced {
                 host: "h".into(),

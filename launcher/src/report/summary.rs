@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use culaunch_protocol::event::{How, SearchStep};
+use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::Serialize;
 
 use super::provenance::Origin;
@@ -99,6 +99,24 @@ pub struct Probe {
     pub request: String,
     pub caller: Option<String>,
     pub error: Option<String>,
+    /// The file mapped and then unmapped by the failure; `None` when
+    /// nothing was mapped (not found, wrong class).
+    pub path: Option<String>,
+    /// The trace's `reason`; `None` from a trace written before it was.
+    pub reason: Option<Tag<FailReason>>,
+    pub symbol: Option<String>,
+    pub version: Option<String>,
+    pub required_by: Option<String>,
+    /// The other files the failure unmapped.
+    pub unmapped: Vec<String>,
+}
+
+impl Probe {
+    /// A load that failed after mapping something, or for another reason
+    /// than finding no file: not a probe the program may have tolerated.
+    pub fn is_failure(&self) -> bool {
+        self.path.is_some() || self.reason.as_ref().is_some_and(|r| !r.is(FailReason::NotFound))
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,370 @@
+//! Loads that map and then fail: an undefined symbol, a missing version
+//! node, a missing dependency, the wrong ELF class, and cuDNN 8's shape.
+//! The oracle is the same program run without culaunch: what dlerror()
+//! told it, byte for byte, and its /proc/self/maps after the failure (the
+//! trace says "not loaded" exactly when the loader unmapped the file).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn fixture_src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+fn cc(args: &[&OsStr]) {
+    let o = Command::new("cc").args(args).output().unwrap();
+    assert!(o.status.success(), "cc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `cc -shared -fPIC SOURCE -o OUT` with `flags` after.
+fn shared(out: &Path, source: &str, flags: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut args: Vec<&OsStr> = vec!["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref(), out.as_os_str()];
+    let src = fixture_src(source);
+    args.push(src.as_os_str());
+    args.extend(flags.iter().map(OsStr::new));
+    cc(&args);
+    out.to_path_buf()
+}
+
+fn program(d: &Dir) -> PathBuf {
+    let out = d.path("bin/dlfail");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    cc(&[fixture_src("dlfail.c").as_os_str(), "-o".as_ref(), out.as_os_str(), "-ldl".as_ref()]);
+    out
+}
+
+/// The program run bare and traced (with `--all-libs`, quiet), `env` for
+/// both.
+struct Both {
+    bare: Run,
+    traced: Run,
+}
+
+fn run_both(prog: &Path, actions: &[String], env: &[(&str, &OsStr)]) -> Both {
+    let mut argv: Vec<&OsStr> = vec![prog.as_os_str()];
+    argv.extend(actions.iter().map(OsStr::new));
+    let bare = plain(&argv, env);
+    let traced = traced(&["--all-libs", "-q"], &argv, env);
+    // Nothing of culaunch's on the program's stdout or stderr.
+    assert_eq!(traced.stdout(), bare.stdout(), "stdout differs");
+    assert_eq!(traced.stderr(), bare.stderr(), "stderr differs");
+    assert!(traced.out.status.success() && bare.out.status.success());
+    Both { bare, traced }
+}
+
+/// What dlerror() told the bare program for `action`.
+fn dlerror_text(run: &Run, action: &str) -> String {
+    let prefix = format!("{action}: fail: ");
+    let line = run.stdout().lines().find(|l| l.starts_with(&prefix)).map(str::to_owned);
+    line.unwrap_or_else(|| panic!("{action} did not fail bare:\n{}", run.stdout()))[prefix.len()..].to_owned()
+}
+
+fn pid_of(run: &Run) -> i64 {
+    *run.maps.keys().next().expect("the program wrote its maps")
+}
+
+/// The trace's failed load events.
+fn failures(run: &Run) -> Vec<&Value> {
+    run.events_of("load").into_iter().filter(|e| e["ok"] == false).collect()
+}
+
+/// What the trace says `pid` has mapped at the end: each file of an
+/// ok:true load, less those a later ok:false load took back (its `path`
+/// and its `unmapped`).
+fn loaded_per_trace(run: &Run, pid: i64) -> BTreeSet<String> {
+    let mut loaded = BTreeSet::new();
+    for e in run.events_of("load").into_iter().filter(|e| e["pid"] == pid) {
+        if e["ok"] == true {
+            loaded.insert(s(&e["path"]));
+        } else {
+            loaded.remove(&s(&e["path"]));
+            for u in e["unmapped"].as_array().into_iter().flatten() {
+                loaded.remove(&s(u));
+            }
+        }
+    }
+    loaded
+}
+
+/// For each of `files`: mapped at the end (bare and traced alike) exactly
+/// when the trace says loaded.
+fn assert_trace_matches_maps(b: &Both, files: &[&Path]) {
+    let pid = pid_of(&b.traced);
+    let traced_maps = &b.traced.maps[&pid];
+    let bare_maps = &b.bare.maps[&pid_of(&b.bare)];
+    let said = loaded_per_trace(&b.traced, pid);
+    for f in files {
+        let c = canonical(f);
+        assert_eq!(traced_maps.contains(&c), bare_maps.contains(&c), "{c}: traced and bare map it differently");
+        assert_eq!(said.contains(&c), traced_maps.contains(&c), "{c}: the trace and /proc/self/maps disagree");
+    }
+}
+
+/// The one failure of the run, checked against the bare run's dlerror().
+fn the_failure<'r>(b: &'r Both, action: &str) -> &'r Value {
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["error"], dlerror_text(&b.bare, action).as_str(), "error is not glibc's text");
+    f[0]
+}
+
+#[test]
+fn an_undefined_symbol_under_z_now_is_a_failed_load_with_glibcs_words() {
+    let d = Dir::new("failed-z-now");
+    let lib = shared(&d.path("lib/libzn.so"), "undefined.c", &["-Wl,-z,now"]);
+    let prog = program(&d);
+    let action = format!("lazy:{}", p(&lib));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[]);
+    let e = the_failure(&b, &action);
+    assert_eq!(e["reason"], "undefined_symbol");
+    assert_eq!(e["symbol"], "not_defined_anywhere");
+    assert_eq!(e["version"], Value::Null);
+    assert_eq!(e["path"], canonical(&lib).as_str());
+    assert_eq!(e["required_by"], p(&lib).as_str(), "as glibc names it");
+    assert_eq!(e["how"], "dlopen");
+    assert_trace_matches_maps(&b, &[&lib]);
+}
+
+#[test]
+fn an_undefined_symbol_under_rtld_now_is_a_failed_load() {
+    let d = Dir::new("failed-rtld-now");
+    let lib = shared(&d.path("lib/liblazy.so"), "undefined.c", &[]);
+    let prog = program(&d);
+    let action = format!("now:{}", p(&lib));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[]);
+    let e = the_failure(&b, &action);
+    assert_eq!((s(&e["reason"]), s(&e["symbol"])), ("undefined_symbol".into(), "not_defined_anywhere".into()));
+    assert_trace_matches_maps(&b, &[&lib]);
+}
+
+/// libusesv.so needs f2@V2 of libversioned.so; an older build without the
+/// V2 node comes first on LD_LIBRARY_PATH.
+fn versioned(d: &Dir) -> (PathBuf, PathBuf) {
+    for (dir, map, new) in [("new", "versioned-new.map", true), ("old", "versioned-old.map", false)] {
+        let script = format!("-Wl,--version-script={}", p(&fixture_src(map)));
+        let mut flags = vec!["-Wl,-soname,libversioned.so", &script];
+        if new {
+            flags.push("-DFIXTURE_NEW");
+        }
+        shared(&d.path(&format!("{dir}/libversioned.so")), "versioned.c", &flags);
+    }
+    let new_dir = format!("-L{}", p(&d.path("new")));
+    let user =
+        shared(&d.path("new/libusesv.so"), "uses-versioned.c", &[&new_dir, "-l:libversioned.so", "-Wl,-rpath,$ORIGIN"]);
+    (user, d.path("old/libversioned.so"))
+}
+
+#[test]
+fn a_missing_version_node_names_the_node_and_who_required_it() {
+    let d = Dir::new("failed-version");
+    let (user, old) = versioned(&d);
+    let prog = program(&d);
+    let action = format!("now:{}", p(&user));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[("LD_LIBRARY_PATH", d.path("old").as_os_str())]);
+    let e = the_failure(&b, &action);
+    assert_eq!(e["reason"], "missing_version");
+    assert_eq!(e["version"], "V2");
+    assert_eq!(e["symbol"], Value::Null);
+    assert_eq!(e["required_by"], p(&user).as_str());
+    assert_eq!(e["path"], canonical(&user).as_str());
+    // The old provider was mapped for the attempt and unmapped with it.
+    assert_eq!(e["unmapped"], serde_json::json!([canonical(&old)]));
+    assert_trace_matches_maps(&b, &[&user, &old, &d.path("new/libversioned.so")]);
+}
+
+#[test]
+fn a_missing_dependency_of_a_dlopened_library() {
+    let d = Dir::new("failed-dependency");
+    let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
+    let lib_dir = format!("-L{}", p(&d.path("lib")));
+    let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+    std::fs::remove_file(&gone).unwrap();
+    let prog = program(&d);
+    let action = format!("now:{}", p(&needy));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[]);
+    let e = the_failure(&b, &action);
+    assert_eq!(e["reason"], "missing_dependency");
+    assert_eq!(e["error"], "libgone.so: cannot open shared object file: No such file or directory");
+    assert_eq!(e["path"], canonical(&needy).as_str());
+    // One event for the load, not a second not-found for its dependency.
+    assert!(b.traced.events_of("load").iter().all(|e| e["request"] != "libgone.so"));
+    assert_trace_matches_maps(&b, &[&needy]);
+}
+
+#[test]
+fn a_library_of_the_wrong_class_by_path() {
+    let d = Dir::new("failed-class");
+    let lib = shared(&d.path("lib/lib32.so"), "fakelib.c", &["-m32"]);
+    let prog = program(&d);
+    let action = format!("now:{}", p(&lib));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[]);
+    let e = the_failure(&b, &action);
+    assert_eq!(e["reason"], "wrong_class");
+    assert_eq!(e["path"], Value::Null, "nothing was mapped");
+    assert_eq!(e["request"], p(&lib).as_str());
+    assert_trace_matches_maps(&b, &[&lib]);
+}
+
+/// cuDNN 8: libcudnn_cnn_infer.so.8, linked `-z now` against the version
+/// node `libcudnn_ops_infer.so.8` of its sibling, needs
+/// `_ZN11nvrtcHelper4loadEb`; an older libcudnn_ops_infer.so.8 (the node,
+/// not the symbol) comes first through LD_LIBRARY_PATH.
+fn cudnn8(d: &Dir) -> (PathBuf, PathBuf, PathBuf) {
+    let script = format!("-Wl,--version-script={}", p(&fixture_src("cudnn-ops.map")));
+    let soname = "-Wl,-soname,libcudnn_ops_infer.so.8";
+    let new_ops =
+        shared(&d.path("wheel/lib/libcudnn_ops_infer.so.8"), "cudnn-ops.c", &[soname, &script, "-DFIXTURE_NEW"]);
+    let old_ops = shared(&d.path("old/lib/libcudnn_ops_infer.so.8"), "cudnn-ops.c", &[soname, &script]);
+    let wheel = format!("-L{}", p(&d.path("wheel/lib")));
+    let cnn = shared(
+        &d.path("wheel/lib/libcudnn_cnn_infer.so.8"),
+        "cudnn-cnn.c",
+        &[
+            "-Wl,-soname,libcudnn_cnn_infer.so.8",
+            "-Wl,-z,now",
+            &wheel,
+            "-l:libcudnn_ops_infer.so.8",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    (cnn, new_ops, old_ops)
+}
+
+#[test]
+fn the_cudnn_8_shape_names_symbol_version_and_is_not_in_the_summary_as_loaded() {
+    let d = Dir::new("failed-cudnn8");
+    let (cnn, new_ops, old_ops) = cudnn8(&d);
+    let prog = program(&d);
+    let action = format!("lazy:{}", p(&cnn));
+    let b = run_both(&prog, std::slice::from_ref(&action), &[("LD_LIBRARY_PATH", d.path("old/lib").as_os_str())]);
+    let text = dlerror_text(&b.bare, &action);
+    assert!(text.ends_with("undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8"), "{text}");
+    let e = the_failure(&b, &action);
+    assert_eq!(e["reason"], "undefined_symbol");
+    assert_eq!(e["symbol"], "_ZN11nvrtcHelper4loadEb");
+    assert_eq!(e["version"], "libcudnn_ops_infer.so.8");
+    assert_eq!(e["required_by"], p(&cnn).as_str());
+    assert_eq!(e["path"], canonical(&cnn).as_str());
+    assert_eq!((e["cuda"].as_bool(), s(&e["family"])), (Some(true), "cudnn".into()));
+    assert_eq!(e["unmapped"], serde_json::json!([canonical(&old_ops)]));
+    assert_trace_matches_maps(&b, &[&cnn, &old_ops, &new_ops]);
+    // The summary: neither file is a loaded library; the failure is listed
+    // with glibc's words.
+    let summary = b.traced.summary.as_ref().unwrap();
+    let paths: Vec<String> = summary["libraries"].as_array().unwrap().iter().map(|l| s(&l["path"])).collect();
+    assert!(!paths.contains(&canonical(&cnn)) && !paths.contains(&canonical(&old_ops)), "{paths:?}");
+    let failed = summary["probes"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["error"], text.as_str());
+    assert_eq!(failed[0]["path"], canonical(&cnn).as_str());
+    assert_eq!(failed[0]["reason"], "undefined_symbol");
+}
+
+#[test]
+fn the_text_summary_shows_the_failure_with_its_error_not_the_file_as_loaded() {
+    let d = Dir::new("failed-cudnn8-text");
+    let (cnn, _, old_ops) = cudnn8(&d);
+    let prog = program(&d);
+    let action = format!("lazy:{}", p(&cnn));
+    let out = Command::new(CULAUNCH)
+        .args(["--"])
+        .arg(&prog)
+        .arg(&action)
+        .env("LD_LIBRARY_PATH", d.path("old/lib"))
+        .env("COLUMNS", "400")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // No library row: the process ended with neither file mapped.
+    assert!(err.starts_with("culaunch: 1 process traced, 0 CUDA libraries\n"), "{err}");
+    let failed: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("failed loads")).collect();
+    assert!(failed.len() >= 3, "{err}");
+    assert!(failed[1].trim_start().starts_with(&p(&cnn)), "{err}");
+    let words = failed[2].trim_start();
+    assert_eq!(words, dlerror_text(&plain_run(&prog, &action, &d), &action), "{err}");
+    // The shadowing that caused it is explained, naming the old provider.
+    assert!(err.contains(&format!("came from {} (ld_library_path)", canonical(&old_ops))), "{err}");
+}
+
+fn plain_run(prog: &Path, action: &str, d: &Dir) -> Run {
+    plain(&[prog.as_os_str(), OsStr::new(action)], &[("LD_LIBRARY_PATH", d.path("old/lib").as_os_str())])
+}
+
+#[test]
+fn a_dlopen_followed_at_once_by_dlclose_is_no_failure() {
+    let d = Dir::new("failed-close");
+    let lib = shared(&d.path("lib/libok.so"), "fakelib.c", &[]);
+    let prog = program(&d);
+    // Then a load that fails and is asked about: its text is not the
+    // closed library's.
+    let missing = d.path("lib/libnothere.so");
+    let actions = [format!("close:{}", p(&lib)), format!("now:{}", p(&missing))];
+    let b = run_both(&prog, &actions, &[]);
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!((f[0]["request"].as_str(), &f[0]["path"]), (Some(p(&missing).as_str()), &Value::Null));
+    assert_eq!(f[0]["reason"], "not_found");
+    assert_eq!(f[0]["error"], dlerror_text(&b.bare, &actions[1]).as_str());
+    let e = b.traced.load_event(&lib);
+    assert_eq!(e["ok"], true);
+}
+
+#[test]
+fn failures_the_program_never_asks_dlerror_about_are_recorded() {
+    let d = Dir::new("failed-quiet");
+    let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
+    let lib_dir = format!("-L{}", p(&d.path("lib")));
+    let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+    std::fs::remove_file(&gone).unwrap();
+    let (user, old) = versioned(&d);
+    let prog = program(&d);
+    let actions = [format!("quiet:{}", p(&needy)), format!("quiet:{}", p(&user))];
+    let b = run_both(&prog, &actions, &[("LD_LIBRARY_PATH", d.path("old").as_os_str())]);
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    // The first is written when the next load starts, the second at exit.
+    assert_eq!(f[0]["path"], canonical(&needy).as_str());
+    assert_eq!(f[0]["reason"], "missing_dependency");
+    assert_eq!(f[0]["error"], "libgone.so: cannot open shared object file: No such file or directory");
+    assert_eq!(f[1]["path"], canonical(&user).as_str());
+    assert_eq!(f[1]["reason"], "failed", "without dlerror the module knows it failed, not why");
+    assert_eq!(f[1]["error"], Value::Null);
+    let exit = b.traced.events.iter().position(|e| e["event"] == "process_exit").unwrap();
+    let last = b.traced.events.iter().rposition(|e| e["event"] == "load" && e["ok"] == false).unwrap();
+    assert!(last < exit, "written before the process's exit event");
+    assert_trace_matches_maps(&b, &[&needy, &user, &old]);
+}
+
+#[test]
+fn a_dependency_refused_under_strict_fails_the_load_with_the_refusal() {
+    let d = Dir::new("failed-refused");
+    let cudart = shared(&d.path("lib/libcudart.so.12"), "fakelib.c", &["-Wl,-soname,libcudart.so.12"]);
+    let lib_dir = format!("-L{}", p(&d.path("lib")));
+    let user = shared(
+        &d.path("lib/libuser.so"),
+        "fakelib.c",
+        &["-Wl,--no-as-needed", &lib_dir, "-l:libcudart.so.12", "-Wl,-rpath,$ORIGIN"],
+    );
+    let prog = program(&d);
+    let action = format!("now:{}", p(&user));
+    let run = traced(&["--strict", "-q"], &[prog.as_os_str(), OsStr::new(&action)], &[]);
+    // What dlerror() told the traced program is the ground truth here: bare,
+    // nothing refuses.
+    let f = failures(&run);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["error"], dlerror_text(&run, &action).as_str());
+    assert_eq!(f[0]["reason"], "refused");
+    assert_eq!(f[0]["path"], canonical(&user).as_str());
+    assert_eq!(run.events_of("deny").len(), 1);
+    let pid = pid_of(&run);
+    assert!(!run.maps[&pid].contains(&canonical(&user)) && !run.maps[&pid].contains(&canonical(&cudart)));
+    assert!(!loaded_per_trace(&run, pid).contains(&canonical(&user)));
+}
