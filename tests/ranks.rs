@@ -50,7 +50,7 @@ fn four_ranks(dir: &Path, odd: u32) -> (std::process::Output, BTreeMap<u32, Stri
         .output()
         .expect("mpirun runs");
     // What each rank says it loaded, in its own words.
-    let said: BTreeMap<u32, String> = String::from_utf8_lossy(&out.stdout)
+    let said: BTreeMap<u32, String> = ranks_said(&maps)
         .lines()
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
@@ -58,6 +58,18 @@ fn four_ranks(dir: &Path, odd: u32) -> (std::process::Output, BTreeMap<u32, Stri
         })
         .collect();
     (out, said)
+}
+
+/// The "rank R pid P loaded SONAME" lines the ranks wrote to `maps/said.R`
+/// (mpirun's merged stdout may split a line between two ranks).
+fn ranks_said(maps: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(maps).expect("maps dir").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("said.") {
+            all += &std::fs::read_to_string(entry.path()).expect("a rank's statement");
+        }
+    }
+    all
 }
 
 fn report_json(files: &[PathBuf]) -> Value {
@@ -359,7 +371,7 @@ fn mpirun_ranks_sharing_one_trace_each_summarise_their_own_rank() {
         .expect("mpirun runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // "rank R pid P loaded SONAME", in each rank's own words.
-    let said: BTreeMap<i64, (i64, String)> = String::from_utf8_lossy(&out.stdout)
+    let said: BTreeMap<i64, (i64, String)> = ranks_said(&maps)
         .lines()
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
