@@ -5,7 +5,7 @@
 //!
 //! Only the hooks culaunch needs are defined: `la_symbind64` sees each
 //! symbol bound to the program's libc once (to watch `exec*` and
-//! `posix_spawn*`, see `exec.rs`); no `la_plt*`, which would put this module
+//! `posix_spawn*`, see `exec.rs`, and the uid setters, `identity.rs`); no `la_plt*`, which would put this module
 //! on every PLT call of the program.
 //!
 //! Stack: these functions run on whatever thread called the loader, which
@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::callbacks::{self, SearchAnswer};
 use crate::global::PROCESS;
 use crate::linkmap::{self, LinkMap, Object};
-use crate::{config, exec, sink};
+use crate::{config, exec, identity, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -106,7 +106,10 @@ pub unsafe extern "C" fn la_symbind64(
         return real;
     }
     // SAFETY: a NUL-terminated symbol name.
-    guarded(real, || exec::bind(unsafe { CStr::from_ptr(symname) }, real))
+    let name = unsafe { CStr::from_ptr(symname) };
+    let real = guarded(real, || exec::bind(name, real));
+    // The uid setters (each bind answers only for its own names).
+    guarded(real, || identity::bind(name, real))
 }
 
 /// # Safety

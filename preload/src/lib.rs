@@ -23,6 +23,7 @@ mod events;
 mod exec;
 mod exports;
 mod global;
+mod identity;
 mod libc_hooks;
 mod linkmap;
 mod lock;

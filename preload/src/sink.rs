@@ -22,10 +22,15 @@ const FLAGS: libc::c_int =
     libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
 
 pub fn write_line(config: &Config, line: &[u8]) {
-    // SAFETY: `trace` is NUL-terminated.
-    let fd = unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) };
+    let fd = open(config);
     if fd < 0 {
-        warn_once(config, b"cannot open the trace file; this process is not traced");
+        // A process switched to another uid that cannot write the trace:
+        // the process that switched said so in the trace (`identity.rs`),
+        // and the loader's programs after it must not print into the job's
+        // stderr.
+        if !denied_to_another_uid(config) {
+            warn_once(config, b"cannot open the trace file; this process is not traced");
+        }
         return;
     }
     append(config, fd, line);
@@ -33,7 +38,29 @@ pub fn write_line(config: &Config, line: &[u8]) {
     unsafe { libc::close(fd) };
 }
 
-fn append(config: &Config, fd: i32, line: &[u8]) {
+/// Opens the trace for one append: a descriptor, or -1 with errno set.
+pub fn open(config: &Config) -> libc::c_int {
+    // SAFETY: `trace` is NUL-terminated.
+    unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) }
+}
+
+/// The last open failed for want of permission, and the trace belongs to
+/// another uid than ours: we are not who the launcher started. (The trace
+/// is created by the launcher; its owner stands for the job's identity.)
+fn denied_to_another_uid(config: &Config) -> bool {
+    // SAFETY: errno is this thread's.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::EACCES && errno != libc::EPERM {
+        return false;
+    }
+    // SAFETY: plain-data out-pointer; NUL-terminated path.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; geteuid cannot fail.
+    unsafe { libc::stat(config.trace.as_ptr(), &mut st) == 0 && st.st_uid != libc::geteuid() }
+}
+
+/// Appends one line through `fd`, if it is a regular file with room.
+pub fn append(config: &Config, fd: i32, line: &[u8]) {
     // SAFETY: plain-data out-pointer; `fd` is open.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
