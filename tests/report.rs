@@ -286,6 +286,7 @@ const GOLDEN: &str = r#"{
       "ppid": 10
     }
   ],
+  "trace_incomplete": false,
   "untraced": [
     {
       "exe": "/bin/static-tool",

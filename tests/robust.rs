@@ -419,3 +419,89 @@ fn a_child_switched_to_a_uid_that_can_write_the_trace_stays_traced() {
     assert!(shell_started, "{events:#?}");
     assert!(!events.iter().any(|e| e["event"] == "untraced"), "{events:#?}");
 }
+
+/// Twenty short processes, each printing its number, then status 7; run
+/// under culaunch with `trace` (the shell sets `ulimit -f` first when
+/// `limit` is given).
+fn twenty_short_processes(trace: &Path, limit: Option<&str>, summary: &Path) -> std::process::Output {
+    let ulimit = limit.map(|l| format!("ulimit -f {l}; ")).unwrap_or_default();
+    let script = format!("{ulimit}for i in $(seq 20); do /bin/echo $i; done; exit 7");
+    Command::new(CULAUNCH)
+        .arg("-t")
+        .arg(trace)
+        .arg("--summary-json")
+        .arg(summary)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap()
+}
+
+/// The job's own output and status, one warning, and a summary that says
+/// the trace is incomplete.
+fn assert_one_warning_and_incomplete(out: &std::process::Output, summary: &Path) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected: String = (1..=20).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "the job's own output");
+    assert_eq!(out.status.code(), Some(7), "the job's own status: {stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("warning")).count(), 1, "one warning per job:\n{stderr}");
+    assert!(stderr.contains("trace incomplete: some events could not be written"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    assert_eq!(json["trace_incomplete"], true, "{json:#}");
+}
+
+#[test]
+fn on_a_full_filesystem_twenty_processes_warn_once_and_the_summary_says_the_trace_is_incomplete() {
+    let dir = fixtures().root.join("robust-full");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mount = dir.join("mnt");
+    std::fs::create_dir_all(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mount)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a small tmpfs needs root (the ulimit -f test covers the rest)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mount);
+    let trace = mount.join("trace.jsonl");
+    std::fs::write(&trace, "").unwrap();
+    // Fill it: the kernel's ENOSPC is the ground truth of "full".
+    let fill = std::fs::write(mount.join("fill"), vec![0u8; 128 * 1024]);
+    assert_eq!(fill.map_err(|e| e.raw_os_error()), Err(Some(libc::ENOSPC)));
+    let summary = dir.join("summary.json");
+    let out = twenty_short_processes(&trace, None, &summary);
+    assert_one_warning_and_incomplete(&out, &summary);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot append to the trace file"));
+    assert_eq!(std::fs::metadata(&trace).unwrap().len(), 0, "nothing could be written");
+}
+
+#[test]
+fn under_a_file_size_limit_twenty_processes_warn_once_and_the_summary_says_the_trace_is_incomplete() {
+    let dir = fixtures().root.join("robust-fsize");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (trace, summary) = (dir.join("trace.jsonl"), dir.join("summary.json"));
+    let out = twenty_short_processes(&trace, Some("1"), &summary);
+    assert_one_warning_and_incomplete(&out, &summary);
+    // The control: the same job with room for its trace loses nothing and
+    // says nothing of the kind.
+    let (trace, summary) = (dir.join("whole.jsonl"), dir.join("whole.json"));
+    let out = twenty_short_processes(&trace, None, &summary);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(!stderr.contains("warning") && !stderr.contains("incomplete"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["trace_incomplete"], false);
+    let starts = std::fs::read_to_string(&trace).unwrap().matches("\"process_start\"").count();
+    assert!(starts >= 21, "the shell and its 20 children: {starts}");
+}

@@ -92,6 +92,57 @@ impl Drop for TraceFile {
     }
 }
 
+/// A file in a private directory, made for one run: the first process of
+/// the job that loses an event removes it (an unlink succeeds once, so it
+/// alone warns) and the run, finding it gone, says the trace is
+/// incomplete. See `CULAUNCH_AUDIT_WARN_TOKEN`.
+pub struct LossToken {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl LossToken {
+    /// `None` when no temporary directory takes one: every process then
+    /// warns for itself, as before tokens.
+    pub fn create() -> Option<LossToken> {
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        for (dir, ours) in temporary_dirs() {
+            if ours && fs::create_dir_all(&dir).is_err() {
+                continue;
+            }
+            // 0700, and new: nobody else can remove (or plant) the token.
+            let private = dir.join(format!("culaunch-run-{}-{stamp}", std::process::id()));
+            if fs::DirBuilder::new().mode(0o700).create(&private).is_err() {
+                continue;
+            }
+            let file = private.join("intact");
+            if OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file).is_ok() {
+                return Some(LossToken { dir: private, file });
+            }
+            let _ = fs::remove_dir(&private);
+        }
+        None
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// A process of the job lost an event.
+    pub fn taken(&self) -> bool {
+        fs::symlink_metadata(&self.file).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+impl Drop for LossToken {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
 /// Where a temporary trace may go, best first: `$TMPDIR` when it is set to
 /// an absolute path, `/tmp`, then culaunch's cache directories (true: may
 /// be created).
@@ -209,6 +260,20 @@ fn host_name() -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_token_is_private_taken_once_and_leaves_nothing_behind() {
+        use std::os::unix::fs::PermissionsExt;
+        let token = LossToken::create().expect("a temporary directory");
+        let dir = token.path().parent().unwrap().to_path_buf();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(!token.taken());
+        assert!(fs::remove_file(token.path()).is_ok());
+        assert!(fs::remove_file(token.path()).is_err(), "a second taker must fail");
+        assert!(token.taken());
+        drop(token);
+        assert!(!dir.exists());
+    }
 
     fn ex(t: &[u8], vars: &[(&str, &[u8])]) -> Result<Vec<u8>, TemplateError> {
         let var =

@@ -9,6 +9,9 @@ use crate::global::PROCESS;
 
 pub struct Config {
     pub trace: CString,
+    /// The job's one-warning token (`env::WARN_TOKEN`), when the launcher
+    /// made one.
+    pub warn_token: Option<CString>,
     pub all_libs: bool,
     pub strict: bool,
     pub pins: Vec<Pin>,
@@ -44,6 +47,7 @@ pub fn get() -> Option<&'static Config> {
 fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let trace = var(env::TRACE).filter(|t| !t.is_empty())?;
     let trace = CString::new(trace.into_vec()).ok()?;
+    let warn_token = var(env::WARN_TOKEN).filter(|t| !t.is_empty()).and_then(|t| CString::new(t.into_vec()).ok());
     let flags = var(env::FLAGS).unwrap_or_default();
     let recorded: Vec<(&'static str, Vec<u8>)> = env::RECORDED_ENV
         .iter()
@@ -54,6 +58,7 @@ fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let pins = var(env::PINS).map(|p| parse_pins(p.as_bytes())).unwrap_or_default();
     Some(Config {
         trace,
+        warn_token,
         all_libs: env::has_flag(flags.as_bytes(), env::FLAG_ALL_LIBS),
         strict: env::has_flag(flags.as_bytes(), env::FLAG_STRICT),
         pins,
@@ -131,5 +136,8 @@ mod tests {
         assert_eq!(c.map(|c| (c.all_libs, c.strict)), Some((true, true)));
         assert_eq!(c.map(|c| c.env.clone()), Some(vec![("RANK", b"3".to_vec())]));
         assert_eq!(c.and_then(|c| c.identity.rank), Some(3));
+        assert!(c.is_some_and(|c| c.warn_token.is_none()));
+        let c = from_env(vars(&[(env::TRACE, "/t"), (env::WARN_TOKEN, "/run/culaunch-1/intact")]));
+        assert_eq!(c.and_then(|c| c.warn_token).as_deref(), Some(c"/run/culaunch-1/intact"));
     }
 }

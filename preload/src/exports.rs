@@ -149,7 +149,7 @@ pub fn guarded<T>(default: T, f: impl FnOnce() -> T) -> T {
         Err(_) => {
             PROCESS.disabled.store(true, Ordering::Relaxed);
             if let Some(config) = config::get() {
-                sink::warn_once(config, b"internal error in the audit module; tracing is off in this process");
+                sink::warn_lost(config, b"internal error in the audit module; tracing is off in this process");
             }
             default
         }

@@ -49,6 +49,9 @@ pub struct Process {
     pub disabled: AtomicBool,
     /// A warning about tracing has been given in this process.
     pub warned: AtomicBool,
+    /// This process has lost an event (and taken the job's token, or
+    /// found it taken).
+    pub lost: AtomicBool,
     /// The real `exec*`/`posix_spawn*` functions, by their index in
     /// `exec.rs`'s list; stored by `la_symbind64` before the wrapper is
     /// handed out. Lock-free: read in vfork children.
@@ -69,6 +72,7 @@ pub static PROCESS: Process = Process {
     started: AtomicBool::new(false),
     disabled: AtomicBool::new(false),
     warned: AtomicBool::new(false),
+    lost: AtomicBool::new(false),
     exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
     identity_real: [const { AtomicUsize::new(0) }; IDENTITY_WRAPPED],
     environ: AtomicUsize::new(0),

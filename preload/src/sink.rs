@@ -29,7 +29,7 @@ pub fn write_line(config: &Config, line: &[u8]) {
         // and the loader's programs after it must not print into the job's
         // stderr.
         if !denied_to_another_uid(config) {
-            warn_once(config, b"cannot open the trace file; this process is not traced");
+            warn_lost(config, b"cannot open the trace file; this process is not traced");
         }
         return;
     }
@@ -64,17 +64,17 @@ pub fn append(config: &Config, fd: i32, line: &[u8]) {
     // SAFETY: plain-data out-pointer; `fd` is open.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        warn_once(config, b"cannot append to the trace file; some events are lost");
+        warn_lost(config, b"cannot append to the trace file; some events are lost");
         return;
     }
     // A FIFO, a device or a socket could block, eat events or never end:
     // the trace is a regular file or nothing.
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        warn_once(config, b"the trace is not a regular file; this process is not traced");
+        warn_lost(config, b"the trace is not a regular file; this process is not traced");
         return;
     }
     if would_exceed_file_size_limit(&st, line.len()) {
-        warn_once(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
+        warn_lost(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
         return;
     }
     // SAFETY: `line` is a valid buffer; a short or failed write loses this one
@@ -86,7 +86,7 @@ pub fn append(config: &Config, fd: i32, line: &[u8]) {
             // SAFETY: a one-byte buffer.
             unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
         }
-        warn_once(config, b"cannot append to the trace file; some events are lost");
+        warn_lost(config, b"cannot append to the trace file; some events are lost");
     }
 }
 
@@ -103,11 +103,35 @@ fn would_exceed_file_size_limit(st: &libc::stat, len: usize) -> bool {
     (st.st_size.max(0) as u64).saturating_add(len as u64).saturating_add(MARGIN) > lim.rlim_cur
 }
 
+/// Says that events are lost, once per job: the process that takes the
+/// launcher's token (`unlink` succeeds in one process only) warns, the
+/// others stay silent, and the launcher, finding the token gone, says the
+/// trace is incomplete. A process that cannot take it for another reason
+/// than its absence (another uid, a read-only mount) warns for itself.
+pub fn warn_lost(config: &Config, what: &[u8]) {
+    if PROCESS.lost.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if let Some(token) = &config.warn_token {
+        // SAFETY: NUL-terminated path.
+        let taken = unsafe { libc::unlink(token.as_ptr()) } == 0;
+        // SAFETY: errno is this thread's.
+        if !taken && unsafe { *libc::__errno_location() } == libc::ENOENT {
+            return;
+        }
+    }
+    say(config, what);
+}
+
 /// Says once per process, on stderr, that tracing is impaired; the job goes on.
 pub fn warn_once(config: &Config, what: &[u8]) {
     if PROCESS.warned.swap(true, Ordering::Relaxed) {
         return;
     }
+    say(config, what);
+}
+
+fn say(config: &Config, what: &[u8]) {
     let mut buf = [0u8; 1024];
     let mut len = 0;
     for part in [&b"culaunch: warning: "[..], what, b" (", config.trace.as_bytes(), b")\n"] {

@@ -20,6 +20,12 @@ pub const FLAG_STRICT: &str = "strict";
 /// refuses pins whose SONAME or PATH contains a tab or a newline.
 pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
 
+/// A file the launcher made for this run: the first process of the job that
+/// loses an event removes it and is the only one to warn (an unlink succeeds
+/// once); the launcher, finding it gone, says the trace is incomplete.
+/// Empty or unset: every process warns for itself.
+pub const WARN_TOKEN: &str = "CULAUNCH_AUDIT_WARN_TOKEN";
+
 /// The loader variable culaunch injects its module through.
 pub const LD_AUDIT: &str = "LD_AUDIT";
 

@@ -69,6 +69,9 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             format!(", {}", plural(s.conflicts.len(), "conflict", "conflicts"))
         },
     );
+    if s.trace_incomplete {
+        let _ = writeln!(out, "trace incomplete: some events could not be written; what follows is true but not all");
+    }
     // What differs between ranks comes first: it is what a many-rank job's
     // reader is looking for, and it cannot be seen in any one rank's table.
     if !s.divergences.is_empty() {
@@ -503,6 +506,7 @@ mod tests {
             }],
             divergences: vec![],
             malformed_lines: 0,
+            trace_incomplete: true,
             machine: crate::report::summary::Consulted {
                 note: Some(format!("traced on {} (this is here): nothing was consulted", "h".repeat(150))),
                 ..Default::default()
@@ -515,6 +519,10 @@ mod tests {
         assert!(text.contains("libcudart.so.12"));
         assert!(text.contains("conflicts"));
         assert!(text.contains("UNUSED"));
+        assert!(text
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("trace incomplete: some events could not be written")));
     }
 
     fn cudart_in(venv: &str) -> Library {
