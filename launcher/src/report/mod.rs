@@ -216,7 +216,8 @@ pub fn text(s: &Summary) -> String {
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
     let json = render::json(s)?;
-    std::fs::write(path, json).map_err(|source| Error::SummaryFile { path: path.to_path_buf(), source })
+    crate::input::write_output(path, json.as_bytes())
+        .map_err(|source| Error::SummaryFile { path: path.to_path_buf(), source })
 }
 
 /// Follows a trace while the job runs and prints each CUDA load, for
