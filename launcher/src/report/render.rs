@@ -570,4 +570,37 @@ mod tests {
         // Wide enough: nothing cut.
         assert_eq!(rows(Some(250)), whole);
     }
+
+    #[test]
+    fn refused_and_untraced_lines_are_wrapped_at_spaces_never_cut_inside_a_word() {
+        let reason_u =
+            "its environment lacks LD_AUDIT or CULAUNCH_AUDIT_TRACE (cleared), so culaunch is not loaded in it";
+        let reason_d = "--strict: libcudnn_cnn_infer.so.8 is not allowed by a pin or the lock (culaunch.lock)";
+        let s = Summary {
+            untraced: vec![crate::report::summary::Untraced {
+                host: "h".into(),
+                pid: 1,
+                exe: "/sbin/ldconfig".into(),
+                reason: reason_u.into(),
+            }],
+            denials: vec![Denial {
+                host: "h".into(),
+                pid: 1,
+                request: "libcudnn_cnn_infer.so.8".into(),
+                caller: Some("/opt/venvs/train/lib/python3.11/site-packages/torch/lib/libtorch_cuda.so".into()),
+                reason: reason_d.into(),
+            }],
+            ..Summary::default()
+        };
+        let text = text_in(&s, Some(50));
+        assert!(text.lines().all(|l| l.chars().count() <= 50), "{text}");
+        assert!(!text.contains('…'), "nothing here is longer than a line: {text}");
+        // The words of each reason, in order, across its lines.
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for reason in [reason_u, reason_d] {
+            let want: Vec<&str> = reason.split(' ').collect();
+            assert!(words.windows(want.len()).any(|w| w == want.as_slice()), "{reason:?} in:\n{text}");
+        }
+        assert!(text.lines().any(|l| l.trim() == "libcudnn_cnn_infer.so.8"), "the request on its own line: {text}");
+    }
 }
