@@ -332,6 +332,28 @@ mod hostile_input {
         }
     }
 
+    /// A config or lock file larger than any real one (a sparse 17 MiB
+    /// file: reading it whole would be the bug) is refused at once, naming
+    /// the file, and the job does not start.
+    #[test]
+    fn a_config_or_lock_file_past_the_size_bound_is_refused_naming_it() {
+        let d = dir("huge-inputs");
+        let huge = d.join("huge.toml");
+        std::fs::File::create(&huge).unwrap().set_len(17 << 20).unwrap();
+        let marker = d.join("started");
+        let job = format!("touch {}", marker.display());
+        for opt in ["-c", "--locked"] {
+            let out = output_within(
+                Command::new(CULAUNCH).env_remove("CULAUNCH_TRACE").arg(opt).arg(&huge).args(["--", "sh", "-c", &job]),
+                10,
+            );
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{opt}: {err}");
+            assert!(err.contains(huge.to_str().unwrap()) && err.contains("larger than 16 MiB"), "{opt}: {err}");
+            assert!(!marker.exists(), "{opt}: the job started");
+        }
+    }
+
     /// `--summary-json` and `lock -o` to a FIFO nobody reads end at once
     /// with an error naming it (the job's own status kept for the summary;
     /// no lock, 125); read by a process (`>(jq .)`), the FIFO gets the same
