@@ -493,6 +493,13 @@ fn under_a_file_size_limit_twenty_processes_warn_once_and_the_summary_says_the_t
     let (trace, summary) = (dir.join("trace.jsonl"), dir.join("summary.json"));
     let out = twenty_short_processes(&trace, Some("1"), &summary);
     assert_one_warning_and_incomplete(&out, &summary);
+    // The trace says so too: `report` of it, later, knows it is incomplete.
+    let report = |trace: &Path| -> serde_json::Value {
+        let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(trace).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(report(&trace)["trace_incomplete"], true);
     // The control: the same job with room for its trace loses nothing and
     // says nothing of the kind.
     let (trace, summary) = (dir.join("whole.jsonl"), dir.join("whole.json"));
@@ -502,6 +509,7 @@ fn under_a_file_size_limit_twenty_processes_warn_once_and_the_summary_says_the_t
     assert!(!stderr.contains("warning") && !stderr.contains("incomplete"), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(json["trace_incomplete"], false);
+    assert_eq!(report(&trace)["trace_incomplete"], false);
     let starts = std::fs::read_to_string(&trace).unwrap().matches("\"process_start\"").count();
     assert!(starts >= 21, "the shell and its 20 children: {starts}");
 }
