@@ -113,6 +113,12 @@ pub fn warn_lost(config: &Config, what: &[u8]) {
         return;
     }
     if let Some(token) = &config.warn_token {
+        // A process whose stderr is closed (coreutils close it at exit,
+        // where `process_exit` is written) could not say it: it leaves the
+        // token to one that can.
+        if !stderr_writable() {
+            return;
+        }
         // SAFETY: NUL-terminated path.
         let taken = unsafe { libc::unlink(token.as_ptr()) } == 0;
         // SAFETY: errno is this thread's.
@@ -121,6 +127,12 @@ pub fn warn_lost(config: &Config, what: &[u8]) {
         }
     }
     say(config, what);
+}
+
+fn stderr_writable() -> bool {
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(2, libc::F_GETFL) };
+    flags != -1 && flags & libc::O_ACCMODE != libc::O_RDONLY
 }
 
 /// Says once per process, on stderr, that tracing is impaired; the job goes on.
