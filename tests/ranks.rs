@@ -49,12 +49,20 @@ fn four_ranks(dir: &Path, odd: u32) -> (std::process::Output, BTreeMap<u32, Stri
         .env("OMPI_MCA_plm_rsh_agent", "false")
         .output()
         .expect("mpirun runs");
-    // What each rank says it loaded, in its own words.
-    let said: BTreeMap<u32, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.len() == 6 && w[0] == "rank").then(|| (w[1].parse().expect("rank number"), w[5].to_owned()))
+    // What each rank says it loaded, in its own words. mpirun forwards the
+    // ranks' output through one pipe and may write a line and its newline
+    // apart, so another rank's text can follow a line on the same line:
+    // each message is found by its words, the SONAME by its known names.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said: BTreeMap<u32, String> = stdout
+        .match_indices("rank ")
+        .filter_map(|(i, _)| {
+            let w: Vec<&str> = stdout[i..].split_whitespace().take(6).collect();
+            let soname = ["libcudart.so.11.0", "libcudart.so.12"]
+                .into_iter()
+                .find(|s| w.get(5).is_some_and(|x| x.starts_with(s)))?;
+            (w.len() == 6 && w[2] == "pid" && w[4] == "loaded")
+                .then(|| (w[1].parse().expect("rank number"), soname.to_owned()))
         })
         .collect();
     (out, said)
