@@ -513,3 +513,26 @@ fn under_a_file_size_limit_twenty_processes_warn_once_and_the_summary_says_the_t
     let starts = std::fs::read_to_string(&trace).unwrap().matches("\"process_start\"").count();
     assert!(starts >= 21, "the shell and its 20 children: {starts}");
 }
+
+#[test]
+fn events_lost_by_a_process_with_stderr_closed_still_make_the_summary_say_incomplete() {
+    let dir = fixtures().root.join("robust-closed-stderr");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (trace, summary) = (dir.join("trace.jsonl"), dir.join("summary.json"));
+    // The only process that loses events cannot speak: its stderr is closed.
+    let out = Command::new(CULAUNCH)
+        .arg("-t")
+        .arg(&trace)
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(["--", "sh", "-c", "ulimit -f 1; exec /bin/echo hi 2>&-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(stderr.contains("trace incomplete: some events could not be written"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(json["trace_incomplete"], true);
+}

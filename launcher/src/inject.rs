@@ -128,7 +128,7 @@ pub struct Injection {
     pub strict: bool,
     /// (SONAME, canonical path), validated: no tabs or newlines.
     pub pins: Vec<(String, PathBuf)>,
-    /// The run's one-warning token (`TraceFile`'s `LossToken`), if made.
+    /// The run's token directory (`trace_file::LossToken`), if made.
     pub warn_token: Option<PathBuf>,
 }
 

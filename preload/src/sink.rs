@@ -103,26 +103,29 @@ fn would_exceed_file_size_limit(st: &libc::stat, len: usize) -> bool {
     (st.st_size.max(0) as u64).saturating_add(len as u64).saturating_add(MARGIN) > lim.rlim_cur
 }
 
-/// Says that events are lost, once per job: the process that takes the
-/// launcher's token (`unlink` succeeds in one process only) warns, the
-/// others stay silent, and the launcher, finding the token gone, says the
-/// trace is incomplete. A process that cannot take it for another reason
-/// than its absence (another uid, a read-only mount) warns for itself.
+/// Says that events are lost, once per job. Every losing process removes
+/// the launcher's `intact` token (the launcher, finding it gone, says the
+/// trace is incomplete); the one that removes `unwarned` (an unlink
+/// succeeds in one process only) warns, the others stay silent. A process
+/// that cannot remove it for another reason than its absence (another uid,
+/// a read-only mount) warns for itself.
 pub fn warn_lost(config: &Config, what: &[u8]) {
     if PROCESS.lost.swap(true, Ordering::Relaxed) {
         return;
     }
-    if let Some(token) = &config.warn_token {
+    if let Some(tokens) = &config.tokens {
+        // SAFETY: NUL-terminated path; gone already is fine.
+        unsafe { libc::unlink(tokens.intact.as_ptr()) };
         // A process whose stderr is closed (coreutils close it at exit,
         // where `process_exit` is written) could not say it: it leaves the
-        // token to one that can.
+        // warning to one that can.
         if !stderr_writable() {
             return;
         }
         // SAFETY: NUL-terminated path.
-        let taken = unsafe { libc::unlink(token.as_ptr()) } == 0;
+        let first = unsafe { libc::unlink(tokens.unwarned.as_ptr()) } == 0;
         // SAFETY: errno is this thread's.
-        if !taken && unsafe { *libc::__errno_location() } == libc::ENOENT {
+        if !first && unsafe { *libc::__errno_location() } == libc::ENOENT {
             return;
         }
     }
