@@ -559,6 +559,18 @@ fn five_thousand_rpath_entries_and_four_thousand_needed_take_linear_time() {
     // (ldd itself needs a minute of system time here: not run.)
     let libn: Vec<&str> = text.lines().filter(|l| l.contains("libn")).collect();
     assert_eq!(libn, vec![format!("\tlibn0.so => {}/libn0.so", names.display())], "{text}");
+    // A traced run pays the same closure before the start (pre-flight):
+    // bounded, it ends as the bare run does (the loader finds no libn0.so
+    // without LD_LIBRARY_PATH: 127 and its own line), in seconds, not the
+    // minutes a quadratic closure took.
+    let bare = Command::new(&exe).output().unwrap();
+    assert_eq!(bare.status.code(), Some(127), "{}", String::from_utf8_lossy(&bare.stderr));
+    let started = std::time::Instant::now();
+    let traced = Command::new(CULAUNCH).args(["-q", "--"]).arg(&exe).output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(traced.status.code(), bare.status.code(), "{}", String::from_utf8_lossy(&traced.stderr));
+    assert_eq!(String::from_utf8_lossy(&traced.stderr), String::from_utf8_lossy(&bare.stderr));
+    assert!(took < std::time::Duration::from_secs(10), "a traced start took {took:?}");
 }
 
 /// `deps --check --ldd` prints what `ldd -r` prints, byte for byte (its

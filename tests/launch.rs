@@ -332,6 +332,103 @@ mod hostile_input {
         }
     }
 
+    /// A config or lock file larger than any real one (a sparse 17 MiB
+    /// file: reading it whole would be the bug) is refused at once, naming
+    /// the file, and the job does not start.
+    #[test]
+    fn a_config_or_lock_file_past_the_size_bound_is_refused_naming_it() {
+        let d = dir("huge-inputs");
+        let huge = d.join("huge.toml");
+        std::fs::File::create(&huge).unwrap().set_len(17 << 20).unwrap();
+        let marker = d.join("started");
+        let job = format!("touch {}", marker.display());
+        for opt in ["-c", "--locked"] {
+            let out = output_within(
+                Command::new(CULAUNCH).env_remove("CULAUNCH_TRACE").arg(opt).arg(&huge).args(["--", "sh", "-c", &job]),
+                10,
+            );
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{opt}: {err}");
+            assert!(err.contains(huge.to_str().unwrap()) && err.contains("larger than 16 MiB"), "{opt}: {err}");
+            assert!(!marker.exists(), "{opt}: the job started");
+        }
+    }
+
+    /// `--summary-json` and `lock -o` to a FIFO nobody reads end at once
+    /// with an error naming it (the job's own status kept for the summary;
+    /// no lock, 125); read by a process (`>(jq .)`), the FIFO gets the same
+    /// JSON a file gets. A directory or a block device is refused before
+    /// the job starts.
+    #[test]
+    fn output_files_never_block_on_a_fifo_and_refuse_what_is_no_file() {
+        let d = dir("outputs");
+        let fifo = d.join("out.fifo");
+        mkfifo(&fifo);
+        let f = fifo.to_str().unwrap();
+        let out = output_within(
+            Command::new(CULAUNCH).env_remove("CULAUNCH_TRACE").args([
+                "-q",
+                "--summary-json",
+                f,
+                "--",
+                "sh",
+                "-c",
+                "exit 3",
+            ]),
+            20,
+        );
+        assert_eq!(out.status.code(), Some(3), "the job's status: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("cannot write the summary {f}: a FIFO that no process reads")));
+        let out = output_within(Command::new(CULAUNCH).args(["lock", "-o", f, "--", "true"]), 20);
+        assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("lock file {f}: a FIFO that no process reads")));
+        // With a reader (open before culaunch writes, as `>(jq .)` is):
+        // the whole summary arrives.
+        let (ready, wait) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn({
+            let fifo = fifo.clone();
+            move || {
+                use std::io::Read;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut end = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(fifo).unwrap();
+                ready.send(()).unwrap();
+                let (mut got, mut chunk) = (Vec::new(), [0u8; 65536]);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                // 0 before any writer came is not the end; 0 after data is.
+                while std::time::Instant::now() < deadline {
+                    match end.read(&mut chunk) {
+                        Ok(0) if !got.is_empty() => break,
+                        Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    }
+                }
+                got
+            }
+        });
+        wait.recv().unwrap();
+        let out = output_within(
+            Command::new(CULAUNCH).env_remove("CULAUNCH_TRACE").args(["-q", "--summary-json", f, "--", "true"]),
+            20,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let got = reader.join().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&got).unwrap_or_else(|e| panic!("{e}: {}", text(&got)));
+        assert_eq!(json["processes"].as_array().map(Vec::len), Some(1), "{json:#}");
+        for (args, what) in [(vec!["--summary-json", "/tmp"], "a directory"), (vec!["-o", "/tmp"], "a directory")] {
+            let mut cmd = Command::new(CULAUNCH);
+            cmd.env_remove("CULAUNCH_TRACE");
+            if args[0] == "-o" {
+                cmd.arg("lock");
+            }
+            let marker = d.join("started");
+            let job = format!("touch {}", marker.display());
+            let out = output_within(cmd.args(&args).args(["--", "sh", "-c", &job]), 20);
+            assert_eq!(out.status.code(), Some(125), "{args:?}: {}", text(&out.stderr));
+            assert!(text(&out.stderr).contains(&format!("/tmp: {what}, not a file to write")), "{}", text(&out.stderr));
+            assert!(!marker.exists(), "{args:?}: the job started");
+        }
+    }
+
     /// An executable FIFO as COMMAND: env fails at once with 126; so does
     /// culaunch, instead of blocking to read a `#!` line.
     #[test]

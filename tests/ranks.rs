@@ -268,14 +268,19 @@ fn concurrent_runs_on_one_trace_file_each_summarise_only_their_own_tree() {
     let dir = scratch("concurrent");
     let trace = dir.join("shared.jsonl");
     let py = venv().join("bin/python");
-    // Each run loads its library, then waits so that the runs overlap.
-    let start = |soname: &str, json: &Path| {
+    // Each run loads its library, then waits so that the runs overlap. B
+    // also writes a lock: it must lock only what B's own tree loaded.
+    let lock = dir.join("b.lock");
+    let start = |soname: &str, json: &Path, lock: Option<&Path>| {
         let code = format!(
             "import ctypes, os, time; print(os.getpid(), flush=True); ctypes.CDLL({:?}); time.sleep(1.5)",
             cudart(soname).display().to_string()
         );
-        Command::new(CULAUNCH)
-            .args(["-q", "-t"])
+        let mut cmd = Command::new(CULAUNCH);
+        if let Some(lock) = lock {
+            cmd.arg("lock").arg("-o").arg(lock);
+        }
+        cmd.args(["-q", "-t"])
             .arg(&trace)
             .arg("--summary-json")
             .arg(json)
@@ -286,9 +291,9 @@ fn concurrent_runs_on_one_trace_file_each_summarise_only_their_own_tree() {
             .spawn()
             .expect("culaunch starts")
     };
-    let a = start("libcudart.so.12", &dir.join("a.json"));
+    let a = start("libcudart.so.12", &dir.join("a.json"), None);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let b = start("libcudart.so.11.0", &dir.join("b.json"));
+    let b = start("libcudart.so.11.0", &dir.join("b.json"), Some(&lock));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
     for (out, json, soname) in [(&a, "a.json", "libcudart.so.12"), (&b, "b.json", "libcudart.so.11.0")] {
@@ -298,6 +303,9 @@ fn concurrent_runs_on_one_trace_file_each_summarise_only_their_own_tree() {
         let sonames: Vec<String> = s["libraries"].as_array().unwrap().iter().map(|l| s_(&l["soname"])).collect();
         assert_eq!(sonames, [soname], "{json}");
     }
+    let locked = std::fs::read_to_string(&lock).unwrap();
+    let sonames: Vec<&str> = locked.lines().filter_map(|l| l.strip_prefix("soname = ")).collect();
+    assert_eq!(sonames, ["\"libcudart.so.11.0\""], "{locked}");
     // The file holds both runs; `report` of it shows both.
     assert_eq!(report_json(&[trace])["processes"].as_array().unwrap().len(), 2);
 }

@@ -286,6 +286,7 @@ const GOLDEN: &str = r#"{
       "ppid": 10
     }
   ],
+  "trace_incomplete": false,
   "untraced": [
     {
       "exe": "/bin/static-tool",
@@ -504,4 +505,36 @@ fn launcher_modules_import_each_other_without_a_loop() {
     // The search sees the report's stages at all.
     assert!(edges["report::diagnose"].contains("rules"), "{edges:?}");
     assert!(edges["report::fold"].contains("report::events"), "{edges:?}");
+}
+
+/// `scripts/test` (README's test command) runs every step even after one
+/// fails, and names each failed step at the end: a failing test binary
+/// never hides the later tiers. A stand-in `cargo` records its calls and
+/// fails clippy and test; debootstrap is kept off PATH, so the wheel step
+/// says it is skipped, which proves it was reached.
+#[test]
+fn scripts_test_runs_every_step_after_a_failure_and_names_each_failed_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("culaunch-scripts-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("calls");
+    let cargo = d.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!("#!/bin/sh\necho \"$*\" >> {}\ncase $1 in clippy|test) exit 101;; esac\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test");
+    let out = Command::new(&script).env("PATH", format!("{}:/usr/bin:/bin", d.display())).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = calls.lines().collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[2], "test --workspace --locked --no-fail-fast");
+    assert!(stdout.contains("skipped the wheel and the glibc matrix"), "the last step was reached: {stdout}");
+    assert_eq!(stderr.lines().last(), Some("scripts/test: failed: cargo clippy, cargo test"), "{stderr}");
+    std::fs::remove_dir_all(&d).unwrap();
 }

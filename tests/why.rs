@@ -142,6 +142,13 @@ fn doctor_names_the_clash_the_cuda_major_split_and_the_overwritten_requirement()
     );
     // Wheels grouped under their site, named once.
     assert_eq!(text.matches(&format!("pip wheels in {}", d.path(SITE).display())).count(), 1, "{text}");
+    // …and no wheel's own line repeats it (nor "via site-packages of").
+    let site = d.path(SITE).display().to_string();
+    let installs =
+        text.split("installations a job could pick up:").nth(1).unwrap().split("wheel clashes").next().unwrap();
+    let wheel_lines: Vec<&str> = installs.lines().filter(|l| l.starts_with("    ")).collect();
+    assert!(wheel_lines.len() >= 4, "{installs}");
+    assert!(wheel_lines.iter().all(|l| !l.contains(&site) && !l.contains("via ")), "{installs}");
 }
 
 #[test]

@@ -128,6 +128,8 @@ pub struct Injection {
     pub strict: bool,
     /// (SONAME, canonical path), validated: no tabs or newlines.
     pub pins: Vec<(String, PathBuf)>,
+    /// The run's token directory (`trace_file::LossToken`), if made.
+    pub warn_token: Option<PathBuf>,
 }
 
 /// The variables to set in the command's environment, given the current
@@ -154,6 +156,8 @@ pub fn environment(inj: &Injection, current_ld_audit: Option<&OsStr>) -> Vec<(&'
         (proto::TRACE, inj.trace.clone().into_os_string()),
         (proto::FLAGS, flags.join(",").into()),
         (proto::PINS, OsString::from_vec(pins)),
+        // Set even when empty: an outer culaunch's token is not this run's.
+        (proto::WARN_TOKEN, inj.warn_token.clone().map(PathBuf::into_os_string).unwrap_or_default()),
     ]
 }
 

@@ -55,6 +55,64 @@ pub fn clear_nonblock(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Refuses, before the run, an output path that names something no summary
+/// or lock can go to (a directory, a block device, a socket). A missing
+/// file is fine (it is created); a FIFO or a character device is checked
+/// when written ([`write_output`]).
+pub fn check_output(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) => output_kind_ok(&m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn output_kind_ok(m: &std::fs::Metadata) -> io::Result<()> {
+    let kind = m.file_type();
+    if kind.is_file() || kind.is_fifo() || kind.is_char_device() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a file to write")))
+}
+
+/// Writes `bytes` to `path`, never blocking to open it: a regular file is
+/// created or replaced whole, a FIFO is written only when a process reads
+/// it (`>(jq .)`; none is an error, not a wait), a character device
+/// (`/dev/null`, a terminal) as is.
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "a FIFO that no process reads"))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    output_kind_ok(&meta)?;
+    if meta.file_type().is_file() {
+        // Truncated only once known to be a regular file.
+        file.set_len(0)?;
+    }
+    clear_nonblock(&file)?;
+    file.write_all(bytes)
+}
+
 /// The whole of a small regular file as text, refused above `limit` bytes.
 pub fn read_to_string(path: &Path, limit: u64) -> io::Result<String> {
     let file = open_regular(path)?;

@@ -14,7 +14,7 @@ use crate::preflight;
 use crate::report;
 use crate::rules;
 use crate::spawn::{self, Outcome};
-use crate::trace_file::TraceFile;
+use crate::trace_file::{LossToken, TraceFile};
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     run_with_summary(&args, false).map(|(outcome, _)| outcome)
@@ -47,6 +47,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let program = command::resolve(argv0, path_var.as_deref())?;
     let (untraced, interp) = preflight(&program, path_var.as_deref(), &plan)?;
     let trace = TraceFile::prepare(plan.trace.as_deref())?;
+    let token = untraced.is_none().then(LossToken::create).flatten();
     let env = if untraced.is_none() {
         let module = inject::module_path()?;
         if let Some((kind, reason)) = preflight::module_unusable(&module, interp.as_deref()) {
@@ -58,6 +59,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
             all_libs: plan.all_libs,
             strict: plan.strict,
             pins: plan.pins.iter().map(|p| (p.soname.clone(), p.path.clone())).collect(),
+            warn_token: token.as_ref().map(|t| t.path().to_path_buf()),
         };
         inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())
     } else {
@@ -90,11 +92,17 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     // but never replaces the command's own exit status.
     let pins: Vec<(String, String)> =
         plan.pins.iter().map(|p| (p.soname.clone(), p.path.to_string_lossy().into_owned())).collect();
+    let incomplete = token.as_ref().is_some_and(LossToken::taken);
     match report::from_trace(&trace.read_path(), trace.start, &pins, Some(root)) {
-        Ok(summary) => {
+        Ok(mut summary) => {
+            summary.trace_incomplete |= incomplete;
             if plan.trace.is_some() {
+                // A trace that lost events says so once, in the summary; a
+                // failure to append the facts to it is no news.
                 if let Err(e) = report::append_facts(&trace.path, &summary) {
-                    messages::error(&e);
+                    if !incomplete {
+                        messages::error(&e);
+                    }
                 }
             }
             if !plan.quiet {

@@ -92,6 +92,64 @@ impl Drop for TraceFile {
     }
 }
 
+/// A private directory made for one run, holding the job's two tokens
+/// (`CULAUNCH_AUDIT_WARN_TOKEN`): every process of the job that loses an
+/// event removes `intact`, so the run can say the trace is incomplete; the
+/// first one that can speak removes `unwarned` (an unlink succeeds once)
+/// and is the only one to warn.
+pub struct LossToken {
+    dir: PathBuf,
+}
+
+impl LossToken {
+    /// `None` when no temporary directory takes one: every process then
+    /// warns for itself, as before tokens.
+    pub fn create() -> Option<LossToken> {
+        use culaunch_protocol::env::{TOKEN_INTACT, TOKEN_UNWARNED};
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        for (dir, ours) in temporary_dirs() {
+            if ours && fs::create_dir_all(&dir).is_err() {
+                continue;
+            }
+            // 0700, and new: nobody else can remove (or plant) a token.
+            let private = dir.join(format!("culaunch-run-{}-{stamp}", std::process::id()));
+            if fs::DirBuilder::new().mode(0o700).create(&private).is_err() {
+                continue;
+            }
+            let token = LossToken { dir: private };
+            let made = [TOKEN_INTACT, TOKEN_UNWARNED]
+                .iter()
+                .all(|t| OpenOptions::new().write(true).create_new(true).mode(0o600).open(token.dir.join(t)).is_ok());
+            if made {
+                return Some(token);
+            }
+        }
+        None
+    }
+
+    /// The directory the job is told of.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A process of the job lost an event.
+    pub fn taken(&self) -> bool {
+        fs::symlink_metadata(self.dir.join(culaunch_protocol::env::TOKEN_INTACT))
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+impl Drop for LossToken {
+    fn drop(&mut self) {
+        for t in [culaunch_protocol::env::TOKEN_INTACT, culaunch_protocol::env::TOKEN_UNWARNED] {
+            let _ = fs::remove_file(self.dir.join(t));
+        }
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
 /// Where a temporary trace may go, best first: `$TMPDIR` when it is set to
 /// an absolute path, `/tmp`, then culaunch's cache directories (true: may
 /// be created).
@@ -209,6 +267,23 @@ fn host_name() -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_token_is_private_taken_once_and_leaves_nothing_behind() {
+        use std::os::unix::fs::PermissionsExt;
+        let token = LossToken::create().expect("a temporary directory");
+        let dir = token.path().to_path_buf();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(!token.taken());
+        let unwarned = dir.join(culaunch_protocol::env::TOKEN_UNWARNED);
+        assert!(fs::remove_file(&unwarned).is_ok());
+        assert!(fs::remove_file(&unwarned).is_err(), "a second taker must fail");
+        assert!(!token.taken(), "warning is not losing");
+        assert!(fs::remove_file(dir.join(culaunch_protocol::env::TOKEN_INTACT)).is_ok());
+        assert!(token.taken());
+        drop(token);
+        assert!(!dir.exists());
+    }
 
     fn ex(t: &[u8], vars: &[(&str, &[u8])]) -> Result<Vec<u8>, TemplateError> {
         let var =

@@ -9,6 +9,8 @@ use crate::global::PROCESS;
 
 pub struct Config {
     pub trace: CString,
+    /// The job's tokens (`env::WARN_TOKEN`), when the launcher made them.
+    pub tokens: Option<Tokens>,
     pub all_libs: bool,
     pub strict: bool,
     pub pins: Vec<Pin>,
@@ -19,6 +21,22 @@ pub struct Config {
     /// Rank, local rank, world size and node, when a launcher's variables
     /// say so.
     pub identity: rank::Identity,
+}
+
+/// The files `env::TOKEN_INTACT` and `env::TOKEN_UNWARNED` of the run.
+pub struct Tokens {
+    pub intact: CString,
+    pub unwarned: CString,
+}
+
+fn tokens(dir: OsString) -> Option<Tokens> {
+    let file = |name: &str| {
+        let mut path = dir.as_bytes().to_vec();
+        path.push(b'/');
+        path.extend_from_slice(name.as_bytes());
+        CString::new(path).ok()
+    };
+    Some(Tokens { intact: file(env::TOKEN_INTACT)?, unwarned: file(env::TOKEN_UNWARNED)? })
 }
 
 /// Every request for `soname` maps `path`.
@@ -44,6 +62,7 @@ pub fn get() -> Option<&'static Config> {
 fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let trace = var(env::TRACE).filter(|t| !t.is_empty())?;
     let trace = CString::new(trace.into_vec()).ok()?;
+    let tokens = var(env::WARN_TOKEN).filter(|t| !t.is_empty()).and_then(tokens);
     let flags = var(env::FLAGS).unwrap_or_default();
     let recorded: Vec<(&'static str, Vec<u8>)> = env::RECORDED_ENV
         .iter()
@@ -54,6 +73,7 @@ fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     let pins = var(env::PINS).map(|p| parse_pins(p.as_bytes())).unwrap_or_default();
     Some(Config {
         trace,
+        tokens,
         all_libs: env::has_flag(flags.as_bytes(), env::FLAG_ALL_LIBS),
         strict: env::has_flag(flags.as_bytes(), env::FLAG_STRICT),
         pins,
@@ -131,5 +151,9 @@ mod tests {
         assert_eq!(c.map(|c| (c.all_libs, c.strict)), Some((true, true)));
         assert_eq!(c.map(|c| c.env.clone()), Some(vec![("RANK", b"3".to_vec())]));
         assert_eq!(c.and_then(|c| c.identity.rank), Some(3));
+        assert!(c.is_some_and(|c| c.tokens.is_none()));
+        let c = from_env(vars(&[(env::TRACE, "/t"), (env::WARN_TOKEN, "/tmp/culaunch-run-1")])).and_then(|c| c.tokens);
+        assert_eq!(c.as_ref().map(|t| t.intact.as_c_str()), Some(c"/tmp/culaunch-run-1/intact"));
+        assert_eq!(c.as_ref().map(|t| t.unwarned.as_c_str()), Some(c"/tmp/culaunch-run-1/unwarned"));
     }
 }

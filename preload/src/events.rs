@@ -217,6 +217,6 @@ fn header<'b>(buf: &'b mut [u8], config: &Config, name: &str) -> Writer<'b> {
 fn emit(config: &Config, w: Writer<'_>) {
     match w.finish() {
         Some(line) => sink::write_line(config, line),
-        None => sink::warn_once(config, b"an event did not fit in its buffer and was dropped"),
+        None => sink::warn_lost(config, b"an event did not fit in its buffer and was dropped"),
     }
 }

@@ -15,7 +15,7 @@
 //! nothing, and writes at most one line.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use culaunch_protocol::elf;
 use culaunch_protocol::env;
@@ -68,17 +68,22 @@ type ExecveFn = extern "C" fn(*const c_char, Argv, Argv) -> c_int;
 type ExecvFn = extern "C" fn(*const c_char, Argv) -> c_int;
 
 /// The real function `i`; `bind` stored it before handing out the wrapper.
-/// Should it ever be missing, the wrapper fails the call (ENOSYS) rather
-/// than jump to address 0.
 fn real<F: Copy>(i: usize) -> Option<F> {
-    let address = PROCESS.exec_real[i].load(Ordering::Relaxed);
+    real_in(&PROCESS.exec_real[i])
+}
+
+/// The real function whose address `slot` holds. Should it ever be missing,
+/// the wrapper fails the call (ENOSYS, see [`missing`]) rather than jump to
+/// address 0.
+pub fn real_in<F: Copy>(slot: &AtomicUsize) -> Option<F> {
+    let address = slot.load(Ordering::Relaxed);
     // SAFETY: a function pointer of type F (pointer-sized, checked), stored
-    // by `bind` from the loader's own binding of that very symbol.
+    // by a `bind` from the loader's own binding of that very symbol.
     (address != 0 && core::mem::size_of::<F>() == core::mem::size_of::<usize>())
         .then(|| unsafe { core::mem::transmute_copy::<usize, F>(&address) })
 }
 
-fn missing() -> c_int {
+pub fn missing() -> c_int {
     // SAFETY: errno is this thread's.
     unsafe { *libc::__errno_location() = libc::ENOSYS };
     -1
@@ -278,7 +283,14 @@ fn elf_reason(head: &[u8]) -> Option<&'static [u8]> {
 
 fn report(config: &Config, exe: &[u8], reason: &[u8]) {
     let mut buf = [0u8; 2048];
-    let mut w = Writer::new(&mut buf);
+    if let Some(line) = untraced_line(config, exe, &[reason], &mut buf) {
+        sink::write_line(config, line);
+    }
+}
+
+/// The `untraced` event about `exe`, its reason made of `reason`'s parts.
+pub fn untraced_line<'b>(config: &Config, exe: &[u8], reason: &[&[u8]], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let mut w = Writer::new(buf);
     // SAFETY: getpid and getppid cannot fail.
     let (pid, ppid) = unsafe { (libc::getpid(), libc::getppid()) };
     w.u64("v", u64::from(event::VERSION))
@@ -288,10 +300,8 @@ fn report(config: &Config, exe: &[u8], reason: &[u8]) {
         .str("host", &config.host)
         .str("event", event::UNTRACED.as_bytes())
         .str("exe", exe)
-        .str("reason", reason);
-    if let Some(line) = w.finish() {
-        sink::write_line(config, line);
-    }
+        .str_concat("reason", reason);
+    w.finish()
 }
 
 #[cfg(test)]

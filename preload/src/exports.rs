@@ -5,8 +5,8 @@
 //!
 //! Only the hooks culaunch needs are defined: `la_symbind64` sees each
 //! symbol bound to the program's libc (and libdl) once (to watch `exec*`
-//! and `posix_spawn*`, see `exec.rs`, and to read `dlerror`'s text, see
-//! `dlerror.rs`); no `la_plt*`, which would put this module
+//! and `posix_spawn*`, see `exec.rs`; the uid setters, `identity.rs`; and
+//! to read `dlerror`'s text, `dlerror.rs`); no `la_plt*`, which would put this module
 //! on every PLT call of the program.
 //!
 //! Stack: these functions run on whatever thread called the loader, which
@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::callbacks::{self, SearchAnswer};
 use crate::global::PROCESS;
 use crate::linkmap::{self, LinkMap, Object};
-use crate::{config, dlerror, exec, sink};
+use crate::{config, dlerror, exec, identity, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -108,7 +108,9 @@ pub unsafe extern "C" fn la_symbind64(
     }
     // SAFETY: a NUL-terminated symbol name.
     let name = unsafe { CStr::from_ptr(symname) };
-    guarded(real, || dlerror::bind(name.to_bytes(), real).unwrap_or_else(|| exec::bind(name, real)))
+    let real = guarded(real, || dlerror::bind(name.to_bytes(), real).unwrap_or_else(|| exec::bind(name, real)));
+    // The uid setters (each bind answers only for its own names).
+    guarded(real, || identity::bind(name, real))
 }
 
 /// # Safety
@@ -148,7 +150,7 @@ pub fn guarded<T>(default: T, f: impl FnOnce() -> T) -> T {
         Err(_) => {
             PROCESS.disabled.store(true, Ordering::Relaxed);
             if let Some(config) = config::get() {
-                sink::warn_once(config, b"internal error in the audit module; tracing is off in this process");
+                sink::warn_lost(config, b"internal error in the audit module; tracing is off in this process");
             }
             default
         }

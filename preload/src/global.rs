@@ -25,6 +25,9 @@ pub const REFUSAL_CAP: usize = 2 * PATH_MAX;
 /// How many functions `exec.rs` wraps (its `WATCHED` list).
 pub const EXEC_WRAPPED: usize = 6;
 
+/// How many functions `identity.rs` wraps (its `WATCHED` list).
+pub const IDENTITY_WRAPPED: usize = 4;
+
 /// What changes while the loader runs. Taken by the loader's callbacks and
 /// by the fork-child handler (alone in the child, after reclaiming it).
 pub struct State {
@@ -54,10 +57,16 @@ pub struct Process {
     pub disabled: AtomicBool,
     /// A warning about tracing has been given in this process.
     pub warned: AtomicBool,
+    /// This process has lost an event (and taken the job's token, or
+    /// found it taken).
+    pub lost: AtomicBool,
     /// The real `exec*`/`posix_spawn*` functions, by their index in
     /// `exec.rs`'s list; stored by `la_symbind64` before the wrapper is
     /// handed out. Lock-free: read in vfork children.
     pub exec_real: [AtomicUsize; EXEC_WRAPPED],
+    /// The real `setuid` family, by their index in `identity.rs`'s list;
+    /// as `exec_real`.
+    pub identity_real: [AtomicUsize; IDENTITY_WRAPPED],
     /// The address of the program's `environ` (its libc's, not this
     /// namespace's), found at `la_preinit`.
     pub environ: AtomicUsize,
@@ -77,6 +86,8 @@ pub static PROCESS: Process = Process {
     started: AtomicBool::new(false),
     disabled: AtomicBool::new(false),
     warned: AtomicBool::new(false),
+    lost: AtomicBool::new(false),
     exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
+    identity_real: [const { AtomicUsize::new(0) }; IDENTITY_WRAPPED],
     environ: AtomicUsize::new(0),
 };

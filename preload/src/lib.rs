@@ -25,6 +25,7 @@ mod exec;
 mod exports;
 mod failure;
 mod global;
+mod identity;
 mod libc_hooks;
 mod linkmap;
 mod lock;

@@ -22,10 +22,15 @@ const FLAGS: libc::c_int =
     libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
 
 pub fn write_line(config: &Config, line: &[u8]) {
-    // SAFETY: `trace` is NUL-terminated.
-    let fd = unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) };
+    let fd = open(config);
     if fd < 0 {
-        warn_once(config, b"cannot open the trace file; this process is not traced");
+        // A process switched to another uid that cannot write the trace:
+        // the process that switched said so in the trace (`identity.rs`),
+        // and the loader's programs after it must not print into the job's
+        // stderr.
+        if !denied_to_another_uid(config) {
+            warn_lost(config, b"cannot open the trace file; this process is not traced");
+        }
         return;
     }
     append(config, fd, line);
@@ -33,21 +38,43 @@ pub fn write_line(config: &Config, line: &[u8]) {
     unsafe { libc::close(fd) };
 }
 
-fn append(config: &Config, fd: i32, line: &[u8]) {
+/// Opens the trace for one append: a descriptor, or -1 with errno set.
+pub fn open(config: &Config) -> libc::c_int {
+    // SAFETY: `trace` is NUL-terminated.
+    unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) }
+}
+
+/// The last open failed for want of permission, and the trace belongs to
+/// another uid than ours: we are not who the launcher started. (The trace
+/// is created by the launcher; its owner stands for the job's identity.)
+fn denied_to_another_uid(config: &Config) -> bool {
+    // SAFETY: errno is this thread's.
+    let errno = unsafe { *libc::__errno_location() };
+    if errno != libc::EACCES && errno != libc::EPERM {
+        return false;
+    }
+    // SAFETY: plain-data out-pointer; NUL-terminated path.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; geteuid cannot fail.
+    unsafe { libc::stat(config.trace.as_ptr(), &mut st) == 0 && st.st_uid != libc::geteuid() }
+}
+
+/// Appends one line through `fd`, if it is a regular file with room.
+pub fn append(config: &Config, fd: i32, line: &[u8]) {
     // SAFETY: plain-data out-pointer; `fd` is open.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        warn_once(config, b"cannot append to the trace file; some events are lost");
+        warn_lost(config, b"cannot append to the trace file; some events are lost");
         return;
     }
     // A FIFO, a device or a socket could block, eat events or never end:
     // the trace is a regular file or nothing.
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        warn_once(config, b"the trace is not a regular file; this process is not traced");
+        warn_lost(config, b"the trace is not a regular file; this process is not traced");
         return;
     }
     if would_exceed_file_size_limit(&st, line.len()) {
-        warn_once(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
+        warn_lost(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
         return;
     }
     // SAFETY: `line` is a valid buffer; a short or failed write loses this one
@@ -59,7 +86,7 @@ fn append(config: &Config, fd: i32, line: &[u8]) {
             // SAFETY: a one-byte buffer.
             unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
         }
-        warn_once(config, b"cannot append to the trace file; some events are lost");
+        warn_lost(config, b"cannot append to the trace file; some events are lost");
     }
 }
 
@@ -76,11 +103,50 @@ fn would_exceed_file_size_limit(st: &libc::stat, len: usize) -> bool {
     (st.st_size.max(0) as u64).saturating_add(len as u64).saturating_add(MARGIN) > lim.rlim_cur
 }
 
+/// Says that events are lost, once per job. Every losing process removes
+/// the launcher's `intact` token (the launcher, finding it gone, says the
+/// trace is incomplete); the one that removes `unwarned` (an unlink
+/// succeeds in one process only) warns, the others stay silent. A process
+/// that cannot remove it for another reason than its absence (another uid,
+/// a read-only mount) warns for itself.
+pub fn warn_lost(config: &Config, what: &[u8]) {
+    if PROCESS.lost.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if let Some(tokens) = &config.tokens {
+        // SAFETY: NUL-terminated path; gone already is fine.
+        unsafe { libc::unlink(tokens.intact.as_ptr()) };
+        // A process whose stderr is closed (coreutils close it at exit,
+        // where `process_exit` is written) could not say it: it leaves the
+        // warning to one that can.
+        if !stderr_writable() {
+            return;
+        }
+        // SAFETY: NUL-terminated path.
+        let first = unsafe { libc::unlink(tokens.unwarned.as_ptr()) } == 0;
+        // SAFETY: errno is this thread's.
+        if !first && unsafe { *libc::__errno_location() } == libc::ENOENT {
+            return;
+        }
+    }
+    say(config, what);
+}
+
+fn stderr_writable() -> bool {
+    // SAFETY: F_GETFL only reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(2, libc::F_GETFL) };
+    flags != -1 && flags & libc::O_ACCMODE != libc::O_RDONLY
+}
+
 /// Says once per process, on stderr, that tracing is impaired; the job goes on.
 pub fn warn_once(config: &Config, what: &[u8]) {
     if PROCESS.warned.swap(true, Ordering::Relaxed) {
         return;
     }
+    say(config, what);
+}
+
+fn say(config: &Config, what: &[u8]) {
     let mut buf = [0u8; 1024];
     let mut len = 0;
     for part in [&b"culaunch: warning: "[..], what, b" (", config.trace.as_bytes(), b")\n"] {

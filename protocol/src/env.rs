@@ -20,6 +20,20 @@ pub const FLAG_STRICT: &str = "strict";
 /// refuses pins whose SONAME or PATH contains a tab or a newline.
 pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
 
+/// A private directory the launcher made for this run, holding two token
+/// files: a process of the job that loses an event removes
+/// [`TOKEN_INTACT`] (the launcher, finding it gone, says the trace is
+/// incomplete), and the first one able to speak removes [`TOKEN_UNWARNED`]
+/// and is the only one to warn (an unlink succeeds once). Empty or unset:
+/// every process warns for itself.
+pub const WARN_TOKEN: &str = "CULAUNCH_AUDIT_WARN_TOKEN";
+
+/// In the [`WARN_TOKEN`] directory: present while no event was lost.
+pub const TOKEN_INTACT: &str = "intact";
+
+/// In the [`WARN_TOKEN`] directory: present while no process has warned.
+pub const TOKEN_UNWARNED: &str = "unwarned";
+
 /// The loader variable culaunch injects its module through.
 pub const LD_AUDIT: &str = "LD_AUDIT";
 

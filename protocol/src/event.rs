@@ -17,6 +17,10 @@ pub const PROCESS_EXIT: &str = "process_exit";
 /// Written by the launcher after a run, one per library file: what it
 /// learned of the file (release, installer), so the trace stands alone.
 pub const FACTS: &str = "facts";
+/// Written by the launcher after a run in which a process could not write
+/// some of its events (`reason`), so that a report of the trace says it is
+/// incomplete too.
+pub const INCOMPLETE: &str = "incomplete";
 
 /// How an object came to be mapped (the `how` field of a `load` event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -44,6 +44,7 @@ pub(crate) fn parse(text: &str) -> Result<LockFile, String> {
 
 /// The lock file can be created or replaced (its directory is writable).
 pub fn check_writable(path: &Path) -> Result<(), Error> {
+    crate::input::check_output(path).map_err(|e| Error::Lock { path: path.to_path_buf(), message: e.to_string() })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -57,7 +58,7 @@ pub fn check_writable(path: &Path) -> Result<(), Error> {
 pub fn write(path: &Path, lock: &LockFile) -> Result<(), Error> {
     let err = |message: String| Error::Lock { path: path.to_path_buf(), message };
     let text = toml::to_string(lock).map_err(|e| err(e.to_string()))?;
-    std::fs::write(path, text).map_err(|e| err(e.to_string()))
+    crate::input::write_output(path, text.as_bytes()).map_err(|e| err(e.to_string()))
 }
 
 /// Checks every locked file before anything starts: each file is hashed once

@@ -63,6 +63,9 @@ impl Plan {
                 add(pin, false)?;
             }
         }
+        if let Some(json) = &args.summary_json {
+            crate::input::check_output(json).map_err(|source| Error::SummaryFile { path: json.clone(), source })?;
+        }
         Ok(Plan {
             trace: args.trace.as_deref().map(crate::trace_file::expand_here).transpose()?.or(file.trace),
             all_libs: args.all_libs || file.all_libs,

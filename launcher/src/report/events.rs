@@ -67,6 +67,9 @@ pub enum Event {
     /// release, its installer), appended by the launcher so that the trace
     /// says it wherever it is read.
     Facts(FileFacts),
+    /// The run that wrote this trace lost events (the launcher says so
+    /// after the run).
+    Incomplete {},
     #[serde(other)]
     Unknown,
 }

@@ -135,6 +135,14 @@ impl Folder {
             self.facts.insert((e.host.clone(), f.path.clone()), f.clone());
             return;
         }
+        if let Event::Incomplete {} = &e.event {
+            // About the trace, from the launcher: a run's own summary takes
+            // its own launcher's word only.
+            if self.scope.is_none() || self.root_parent == Some(e.pid) {
+                self.s.trace_incomplete = true;
+            }
+            return;
+        }
         if !self.in_scope(e) {
             return;
         }
@@ -233,7 +241,7 @@ impl Folder {
                 caller: caller.clone(),
                 reason: reason.clone(),
             }),
-            Event::Facts(_) | Event::Unknown => {}
+            Event::Facts(_) | Event::Incomplete {} | Event::Unknown => {}
         }
     }
 

@@ -166,7 +166,8 @@ pub fn stderr_text(s: &Summary, own_rank: Option<i64>, verbose: bool) -> String 
 
 /// Appends what this run learned of each CUDA library file (its release
 /// and where it came from) to the trace, one `facts` event per file, so
-/// that a report elsewhere, where the file is gone, says the same.
+/// that a report elsewhere, where the file is gone, says the same; and,
+/// after a run that lost events, that the trace is incomplete.
 pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -178,6 +179,20 @@ pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
         .unwrap_or(0);
     let ts = culaunch_protocol::clock::rfc3339_micros(ns);
     let host = machine::this_host();
+    if s.trace_incomplete {
+        let event = serde_json::json!({
+            "v": culaunch_protocol::event::VERSION,
+            "ts": String::from_utf8_lossy(&ts),
+            "pid": std::process::id(),
+            "ppid": std::os::unix::process::parent_id(),
+            "host": host,
+            "event": culaunch_protocol::event::INCOMPLETE,
+            "reason": "some events could not be written",
+        });
+        let mut line = serde_json::to_vec(&event).map_err(Error::Json)?;
+        line.push(b'\n');
+        file.write_all(&line).map_err(err)?;
+    }
     for lib in &s.libraries {
         if lib.origin == provenance::Origin::Unknown && lib.version.is_none() {
             continue;
@@ -216,7 +231,8 @@ pub fn text(s: &Summary) -> String {
 
 pub fn write_json(s: &Summary, path: &Path) -> Result<(), Error> {
     let json = render::json(s)?;
-    std::fs::write(path, json).map_err(|source| Error::SummaryFile { path: path.to_path_buf(), source })
+    crate::input::write_output(path, json.as_bytes())
+        .map_err(|source| Error::SummaryFile { path: path.to_path_buf(), source })
 }
 
 /// Follows a trace while the job runs and prints each CUDA load, for

@@ -69,6 +69,9 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             format!(", {}", plural(s.conflicts.len(), "conflict", "conflicts"))
         },
     );
+    if s.trace_incomplete {
+        let _ = writeln!(out, "trace incomplete: some events could not be written; what follows is true but not all");
+    }
     // What differs between ranks comes first: it is what a many-rank job's
     // reader is looking for, and it cannot be seen in any one rank's table.
     if !s.divergences.is_empty() {
@@ -525,6 +528,7 @@ mod tests {
             }],
             divergences: vec![],
             malformed_lines: 0,
+            trace_incomplete: true,
             machine: crate::report::summary::Consulted {
                 note: Some(format!("traced on {} (this is here): nothing was consulted", "h".repeat(150))),
                 ..Default::default()
@@ -537,6 +541,10 @@ mod tests {
         assert!(text.contains("libcudart.so.12"));
         assert!(text.contains("conflicts"));
         assert!(text.contains("UNUSED"));
+        assert!(text
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("trace incomplete: some events could not be written")));
     }
 
     fn cudart_in(venv: &str) -> Library {
@@ -583,5 +591,38 @@ mod tests {
         assert_eq!(whole[0].trim(), format!("pip nvidia-cuda-runtime-cu12: {}", s.libraries[0].path));
         // Wide enough: nothing cut.
         assert_eq!(rows(Some(250)), whole);
+    }
+
+    #[test]
+    fn refused_and_untraced_lines_are_wrapped_at_spaces_never_cut_inside_a_word() {
+        let reason_u =
+            "its environment lacks LD_AUDIT or CULAUNCH_AUDIT_TRACE (cleared), so culaunch is not loaded in it";
+        let reason_d = "--strict: libcudnn_cnn_infer.so.8 is not allowed by a pin or the lock (culaunch.lock)";
+        let s = Summary {
+            untraced: vec![crate::report::summary::Untraced {
+                host: "h".into(),
+                pid: 1,
+                exe: "/sbin/ldconfig".into(),
+                reason: reason_u.into(),
+            }],
+            denials: vec![Denial {
+                host: "h".into(),
+                pid: 1,
+                request: "libcudnn_cnn_infer.so.8".into(),
+                caller: Some("/opt/venvs/train/lib/python3.11/site-packages/torch/lib/libtorch_cuda.so".into()),
+                reason: reason_d.into(),
+            }],
+            ..Summary::default()
+        };
+        let text = text_in(&s, Some(50));
+        assert!(text.lines().all(|l| l.chars().count() <= 50), "{text}");
+        assert!(!text.contains('…'), "nothing here is longer than a line: {text}");
+        // The words of each reason, in order, across its lines.
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for reason in [reason_u, reason_d] {
+            let want: Vec<&str> = reason.split(' ').collect();
+            assert!(words.windows(want.len()).any(|w| w == want.as_slice()), "{reason:?} in:\n{text}");
+        }
+        assert!(text.lines().any(|l| l.trim() == "libcudnn_cnn_infer.so.8"), "the request on its own line: {text}");
     }
 }

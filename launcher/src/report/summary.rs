@@ -38,6 +38,10 @@ pub struct Summary {
     pub divergences: Vec<crate::compare::divergence::Divergence>,
     /// Trace lines that were not valid events.
     pub malformed_lines: usize,
+    /// A process of the run could not write some of its events (a full
+    /// filesystem, `ulimit -f`, a trace it may not write): what is above
+    /// is true but not all. Known to the run that wrote the trace.
+    pub trace_incomplete: bool,
     /// What of this machine the summary consulted.
     pub machine: Consulted,
 }
