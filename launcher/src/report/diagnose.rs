@@ -17,6 +17,82 @@ use crate::rules::{self, Diagnosis, Kind};
 use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
+/// Each failed load that mapped something, or failed for a cause other
+/// than being found nowhere, explained from this machine's files: which
+/// loaded provider lacks what was needed, which file has it, and how to
+/// get that one loaded. `attempts` are each process's loads in trace order,
+/// failed ones included; `env` the variables each process's start recorded.
+pub fn failed_loads(
+    attempts: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
+    m: &mut Machine,
+) -> Vec<Diagnosis> {
+    use std::path::PathBuf;
+    let mut out = Vec::new();
+    for (key, loads) in attempts {
+        let (host, pid) = key;
+        if m.on(host).is_none() {
+            continue;
+        }
+        let vars = env.get(key);
+        // The job's own variables where recorded, else culaunch's (a live
+        // run passes its environment on).
+        let var = |k: &str| vars.and_then(|v| v.get(k)).map(Into::into).or_else(|| std::env::var_os(k));
+        let mut said = BTreeSet::new();
+        for (k, l) in loads.iter().enumerate().filter(|(_, l)| !l.ok) {
+            let mut failure = super::fold::failure_of(l);
+            if matches!(failure.reason, rules::FailReason::NotFound | rules::FailReason::Refused) {
+                continue;
+            }
+            // One failure is one diagnosis, however many of the objects
+            // the loader undid the trace records.
+            if !said.insert(failure.error.clone().unwrap_or_else(|| l.path.clone())) {
+                continue;
+            }
+            // What the process had mapped: before the failure, then the
+            // rest of its batch (the objects undone with it).
+            let batch = loads[k + 1..].iter().take_while(|b| !b.ok && !b.path.is_empty());
+            let loaded: Vec<(PathBuf, Option<String>)> = loads[..k]
+                .iter()
+                .chain(batch)
+                .filter(|b| !b.path.is_empty())
+                .map(|b| (PathBuf::from(&b.path), b.search.as_ref().map(|s| s.as_str().to_owned())))
+                .collect();
+            let top = (!l.path.is_empty()).then(|| PathBuf::from(&l.path));
+            let mut sites: Vec<PathBuf> = Vec::new();
+            for p in loaded.iter().map(|(p, _)| p.as_path()).chain(top.as_deref()) {
+                if let Some(site) = super::machine::site_root(p) {
+                    if !sites.iter().any(|s| s == site) {
+                        sites.push(site.to_path_buf());
+                    }
+                }
+            }
+            let scene = rules::Scene {
+                loaded,
+                top,
+                ctx: elf::Context {
+                    root: None,
+                    ld_library_path: var("LD_LIBRARY_PATH").map(|v| {
+                        use std::os::unix::ffi::OsStringExt;
+                        std::ffi::OsString::into_vec(v)
+                    }),
+                },
+                installations: crate::doctor::installation_places(&var, &sites),
+                platform: None,
+            };
+            let explanation = rules::explain(&mut failure, &scene);
+            let failed = rules::FailedLoad {
+                request: l.request.clone(),
+                path: (!l.path.is_empty()).then(|| l.path.clone()),
+                failure,
+                explanation,
+            };
+            out.push(rules::load_failed(failed).in_process(host, *pid));
+        }
+    }
+    out
+}
+
 /// `loads` are each process's successful loads, as the fold keeps them.
 pub fn diagnose(
     loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,

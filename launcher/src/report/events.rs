@@ -97,6 +97,17 @@ pub struct Load {
     pub pinned: bool,
     #[serde(default)]
     pub redirected_from: Option<String>,
+    /// A failed load's cause (`undefined_symbol`, …), the symbol and
+    /// version concerned, and the object glibc names as needing it. Older
+    /// traces lack them; `error` then says it in glibc's words.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub symbol: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub required_by: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, Deserialize)]

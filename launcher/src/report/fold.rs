@@ -9,6 +9,7 @@ use culaunch_protocol::event::How;
 use super::events::{Envelope, Event, FileFacts, Load};
 use super::provenance::{self, Origin};
 use super::summary::{Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
+use crate::rules::{FailReason, Failure};
 use crate::vocab::{Tag, VersionSource};
 
 /// What the trace alone says: the summary without origins, version calls or
@@ -18,6 +19,12 @@ pub struct Facts {
     /// Per (host, pid), its successful loads in trace order. One copy of
     /// each distinct load, shared: the ranks of a job load the same files.
     pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    /// Per (host, pid), every load in trace order, failed ones included:
+    /// what a failed load is explained against.
+    pub attempts: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    /// Per (host, pid), the variables its start recorded (LD_LIBRARY_PATH,
+    /// CUDA_HOME, …).
+    pub env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
 
 impl Facts {
@@ -44,6 +51,8 @@ pub struct Folder {
     seen: BTreeMap<(String, i64), Seen>,
     libraries: BTreeMap<String, Library>,
     loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    attempts: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    env: BTreeMap<(String, i64), BTreeMap<String, String>>,
     distinct: HashSet<Rc<Load>>,
     /// Per (host, path), the last facts written: every rank's culaunch
     /// writes its own, and they say the same.
@@ -87,6 +96,8 @@ impl Folder {
             seen: BTreeMap::new(),
             libraries: BTreeMap::new(),
             loads: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            env: BTreeMap::new(),
             distinct: HashSet::new(),
             facts: BTreeMap::new(),
             scope,
@@ -167,15 +178,25 @@ impl Folder {
                 process.local_rank = local_rank.or(from_env.local_rank);
                 process.world_size = world_size.or(from_env.world_size);
                 seen.started = true;
+                if let Some(env) = env {
+                    self.env.insert(key.clone(), env.clone());
+                }
             }
             Event::ProcessExit { status } => process.exit_status = *status,
-            Event::Load(l) if !l.ok => s.probes.push(Probe {
-                host: e.host.clone(),
-                pid: e.pid,
-                request: l.request.clone().unwrap_or_default(),
-                caller: l.caller.clone(),
-                error: l.error.clone(),
-            }),
+            Event::Load(l) if !l.ok => {
+                self.attempts.entry(key).or_default().push(Rc::new(l.clone()));
+                // Found nowhere, or refused (a `deny` says why): a probe.
+                // Any other failure is a diagnosis (`load_failed`).
+                if matches!(failure_of(l).reason, FailReason::NotFound | FailReason::Refused) {
+                    s.probes.push(Probe {
+                        host: e.host.clone(),
+                        pid: e.pid,
+                        request: l.request.clone().unwrap_or_default(),
+                        caller: l.caller.clone(),
+                        error: l.error.clone(),
+                    })
+                }
+            }
             Event::Load(l) => {
                 seen.own_loads |= !l.how.is(How::Inherited);
                 let shared = match self.distinct.get(l) {
@@ -186,6 +207,7 @@ impl Folder {
                         new
                     }
                 };
+                self.attempts.entry(key.clone()).or_default().push(shared.clone());
                 self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
                     add_load(&mut self.libraries, &mut self.pin_uses, e, l);
@@ -234,6 +256,8 @@ impl Folder {
         for k in &passed {
             self.processes.remove(k);
             self.loads.remove(k);
+            self.attempts.remove(k);
+            self.env.remove(k);
         }
         let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         for lib in self.libraries.values_mut() {
@@ -261,8 +285,20 @@ impl Folder {
         s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
         s.processes = self.processes.into_values().collect();
         s.pins = self.pin_uses;
-        Facts { summary: s, loads: self.loads }
+        Facts { summary: s, loads: self.loads, attempts: self.attempts, env: self.env }
     }
+}
+
+/// A failed load's cause, from its fields or glibc's words.
+pub fn failure_of(l: &Load) -> Failure {
+    Failure::from_trace(
+        l.reason.as_deref(),
+        l.error.as_deref(),
+        l.symbol.as_deref(),
+        l.version.as_deref(),
+        l.required_by.as_deref(),
+        !l.path.is_empty(),
+    )
 }
 
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
