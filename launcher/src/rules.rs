@@ -565,22 +565,36 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
     let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
     let header = |p: &Path| elf::read_header(&scene.host(p)).ok().flatten();
-    // A dependency found nowhere or refused, unnamed in the trace: the
-    // first such edge of the failed request's closure (the loader's order).
-    if matches!(f.reason, FailReason::MissingDependency | FailReason::WrongClass) && f.object.is_none() {
+    // A dependency found nowhere or of the wrong class, as the failed
+    // request's closure shows it (the loader's order): its name when the
+    // trace does not say it, who needed it, and the wrong-class file, which
+    // the loader skipped in its search and names only by the request.
+    let mut wrong_file: Option<PathBuf> = None;
+    let unnamed = f.object.is_none();
+    if f.reason == FailReason::WrongClass || (f.reason == FailReason::MissingDependency && unnamed) {
         if let Some(c) = scene.top.as_ref().and_then(|t| elf::closure_in(t, &scene.ctx).ok()) {
-            let edge = c.edges.iter().find(|e| match (&e.to, f.reason) {
-                (elf::Target::Missing { .. }, FailReason::MissingDependency) => true,
-                (elf::Target::Rejected { rejection, .. }, FailReason::WrongClass) => {
-                    rejection.message.contains("wrong ELF class")
+            let other_class = |p: &[u8]| {
+                let p = scene.host(Path::new(std::ffi::OsStr::from_bytes(p)));
+                let h = elf::read_header(&p).ok().flatten()?;
+                let (is_64, machine) = elf::symbols::native_class();
+                (h.is_64 != is_64 || h.machine != machine)
+                    .then_some((p, if h.is_64 { "ELFCLASS64" } else { "ELFCLASS32" }))
+            };
+            let named = |e: &&elf::Edge| f.object.as_deref().is_none_or(|o| base(o) == e.name);
+            let found = c.edges.iter().filter(named).find_map(|e| match (&e.to, f.reason) {
+                (elf::Target::Missing { .. }, FailReason::MissingDependency) => Some((e, None)),
+                (elf::Target::Missing { tried }, FailReason::WrongClass) => {
+                    tried.iter().find_map(|t| other_class(t)).map(|w| (e, Some(w)))
                 }
-                _ => false,
+                (elf::Target::Rejected { path, .. }, FailReason::WrongClass) => other_class(path).map(|w| (e, Some(w))),
+                _ => None,
             });
-            if let Some(e) = edge {
-                f.object = Some(String::from_utf8_lossy(&e.name).into_owned());
+            if let Some((e, wrong)) = found {
+                f.object.get_or_insert_with(|| String::from_utf8_lossy(&e.name).into_owned());
                 f.required_by.get_or_insert_with(|| String::from_utf8_lossy(&c.nodes[e.from].path).into_owned());
-                if let elf::Target::Rejected { rejection, .. } = &e.to {
-                    f.class_found = rejection.message.rsplit(' ').next().map(str::to_owned);
+                if let Some((p, class)) = wrong {
+                    f.class_found.get_or_insert_with(|| class.to_owned());
+                    wrong_file = Some(p);
                 }
             }
         }
@@ -635,20 +649,29 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         // The loaded file that lacks it, and the step that found it.
         let named_path = f.object.as_ref().filter(|o| o.contains('/')).map(PathBuf::from);
         let given = match f.reason {
+            FailReason::WrongClass if named_path.is_none() => wrong_file.clone().map(|p| (p, None)),
             FailReason::MissingVersion | FailReason::WrongClass => named_path.map(|p| {
                 let step = scene.loaded.iter().find(|(l, _)| same_file(&scene.host(l), &scene.host(&p)));
                 (p, step.and_then(|(_, s)| s.clone()))
             }),
             _ => None,
         };
-        let provider: Option<(PathBuf, Option<String>)> =
-            given.or_else(|| scene.loaded_as(name).cloned()).or_else(|| {
-                if f.reason == FailReason::MissingDependency {
-                    return None;
-                }
-                let (p, r) = elf::resolves_to(top.as_deref()?, name, &scene.ctx)?;
-                Some((p, r.as_ref().map(|r| search_name(r).to_owned())))
-            });
+        // What the loader finds for the name from the failed request: the
+        // provider when the trace does not name it, and the step that found
+        // it when the trace does not say.
+        let resolved = || {
+            let (p, r) = elf::resolves_to(top.as_deref()?, name, &scene.ctx)?;
+            Some((p, r.as_ref().map(|r| search_name(r).to_owned())))
+        };
+        let provider: Option<(PathBuf, Option<String>)> = match given.or_else(|| scene.loaded_as(name).cloned()) {
+            Some((p, None)) => {
+                let step = resolved().filter(|(r, _)| same_file(r, &scene.host(&p))).and_then(|(_, s)| s);
+                Some((p, step))
+            }
+            Some(known) => Some(known),
+            None if f.reason == FailReason::MissingDependency => None,
+            None => resolved(),
+        };
         let wanted = elf::symbols::Wanted {
             file: name,
             symbol: f.symbol.as_deref().map(str::as_bytes),
@@ -657,6 +680,11 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         };
         let provider_host = provider.as_ref().map(|(p, _)| scene.host(p));
         let alt = elf::symbols::find_alternative(&wanted, provider_host.as_deref(), &places);
+        // The trace's paths are canonical; so is the file named to load.
+        let alt = alt.map(|(a, l)| match scene.ctx.root {
+            None => (std::fs::canonicalize(&a).unwrap_or(a), l),
+            Some(_) => (a, l),
+        });
         let found = alt.is_some();
         chosen = Some((name.clone(), provider, alt));
         if found {
