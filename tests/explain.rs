@@ -132,6 +132,9 @@ fn host() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
 }
 
+/// `reason`, `symbol`, `version`, `required_by` of a failed load.
+type Fields<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
 /// A failed load as the trace records it.
 struct Failed<'a> {
     request: &'a str,
@@ -140,7 +143,7 @@ struct Failed<'a> {
     error: Option<&'a str>,
     /// `reason`, `symbol`, `version`, `required_by`; `None`: an older trace
     /// without them.
-    fields: Option<(&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>)>,
+    fields: Option<Fields<'a>>,
 }
 
 /// The trace of one process of `prog` with LD_LIBRARY_PATH `llp` whose

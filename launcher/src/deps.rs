@@ -31,8 +31,8 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
         let scene = scene(&closure, &ctx);
         // One provider lacking one symbol is explained once, however many
         // relocations name it.
-        let mut memo: std::collections::HashMap<(usize, Option<usize>, Option<Vec<u8>>, Option<Vec<u8>>), Explanation> =
-            Default::default();
+        type Key = (usize, Option<usize>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let mut memo: std::collections::HashMap<Key, Explanation> = Default::default();
         let explained: Vec<(Problem, Explanation)> = p
             .into_iter()
             .map(|p| {

@@ -379,7 +379,7 @@ impl Failure {
                 (f.object, f.version) = (own(x), own(v));
                 f.required_by = own(by.strip_suffix(')').unwrap_or(by));
             }
-        } else if let Some(x) = error.strip_suffix(NO_FILE) {
+        } else if let Some((x, _)) = error.split_once(": cannot open shared object file") {
             f.reason = if mapped { FailReason::MissingDependency } else { FailReason::NotFound };
             f.object = own(x);
         } else if let Some((x, class)) = error.split_once(": wrong ELF class: ") {
@@ -607,7 +607,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
             .top
             .iter()
             .chain(scene.loaded.iter().map(|(p, _)| p))
-            .find_map(|p| header(p).filter(|h| h.dynamic_info.needed.iter().any(|n| *n == name)).map(|_| p.clone()))
+            .find_map(|p| header(p).filter(|h| h.dynamic_info.needed.contains(&name)).map(|_| p.clone()))
     });
     let requester_header = requester.as_deref().and_then(header);
     let dynobj = requester.as_deref().and_then(|r| elf::symbols::DynObject::open(&scene.host(r)).ok());
@@ -855,6 +855,51 @@ mod tests {
         assert!(found[0].message.starts_with("libcudnn majors 8 and 9 "), "{}", found[0].message);
         let found = two_majors(names, Place::Closure);
         assert_eq!(found[0].message, "two majors of libcudnn in the closure: libcudnn.so.8, libcudnn.so.9.1.0");
+    }
+
+    #[test]
+    fn glibc_s_words_are_taken_apart_for_each_failure() {
+        let f = Failure::parse(
+            "/w/libcudnn_cnn_infer.so.8: undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8",
+            true,
+        );
+        assert_eq!(f.reason, FailReason::UndefinedSymbol);
+        assert_eq!(f.symbol.as_deref(), Some("_ZN11nvrtcHelper4loadEb"));
+        assert_eq!(f.version.as_deref(), Some("libcudnn_ops_infer.so.8"));
+        assert_eq!(f.required_by.as_deref(), Some("/w/libcudnn_cnn_infer.so.8"));
+        let f = Failure::parse("/p/libplugin.so: undefined symbol: not_defined_anywhere", true);
+        assert_eq!(
+            (f.reason, f.symbol.as_deref(), f.version),
+            (FailReason::UndefinedSymbol, Some("not_defined_anywhere"), None)
+        );
+        let f = Failure::parse("/old/libv.so: version `V2' not found (required by /app/libuser.so)", true);
+        assert_eq!(f.reason, FailReason::MissingVersion);
+        assert_eq!((f.object.as_deref(), f.version.as_deref()), (Some("/old/libv.so"), Some("V2")));
+        assert_eq!(f.required_by.as_deref(), Some("/app/libuser.so"));
+        let missing = "libdep.so: cannot open shared object file: No such file or directory";
+        assert_eq!(Failure::parse(missing, true).reason, FailReason::MissingDependency);
+        assert_eq!(Failure::parse(missing, false).reason, FailReason::NotFound);
+        assert_eq!(Failure::parse(missing, true).object.as_deref(), Some("libdep.so"));
+        let f = Failure::parse("libdep.so: wrong ELF class: ELFCLASS32", true);
+        assert_eq!((f.reason, f.class_found.as_deref()), (FailReason::WrongClass, Some("ELFCLASS32")));
+        assert_eq!(Failure::parse("culaunch: refused libcudart.so.11 (--strict)", false).reason, FailReason::Refused);
+        assert_eq!(Failure::parse("something else", true).reason, FailReason::Failed);
+    }
+
+    #[test]
+    fn the_trace_s_fields_win_over_what_the_words_say() {
+        let f = Failure::from_trace(Some("missing_version"), None, None, Some("V2"), Some("/app/libuser.so"), true);
+        assert_eq!((f.reason, f.error), (FailReason::MissingVersion, None));
+        assert_eq!(f.required_by.as_deref(), Some("/app/libuser.so"));
+        let f = Failure::from_trace(
+            Some("from_the_future"),
+            Some("x: wrong ELF class: ELFCLASS32"),
+            None,
+            None,
+            None,
+            true,
+        );
+        assert_eq!(f.reason, FailReason::WrongClass, "an unknown reason falls back to the words");
     }
 
     #[test]

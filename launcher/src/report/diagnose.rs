@@ -41,7 +41,7 @@ pub fn failed_loads(
         let mut said = BTreeSet::new();
         for (k, l) in loads.iter().enumerate().filter(|(_, l)| !l.ok) {
             let mut failure = super::fold::failure_of(l);
-            if matches!(failure.reason, rules::FailReason::NotFound | rules::FailReason::Refused) {
+            if super::fold::is_probe(l, &failure) {
                 continue;
             }
             // One failure is one diagnosis, however many of the objects

@@ -187,7 +187,7 @@ impl Folder {
                 self.attempts.entry(key).or_default().push(Rc::new(l.clone()));
                 // Found nowhere, or refused (a `deny` says why): a probe.
                 // Any other failure is a diagnosis (`load_failed`).
-                if matches!(failure_of(l).reason, FailReason::NotFound | FailReason::Refused) {
+                if is_probe(l, &failure_of(l)) {
                     s.probes.push(Probe {
                         host: e.host.clone(),
                         pid: e.pid,
@@ -287,6 +287,14 @@ impl Folder {
         s.pins = self.pin_uses;
         Facts { summary: s, loads: self.loads, attempts: self.attempts, env: self.env }
     }
+}
+
+/// A failed load reported as a probe, not explained: found nowhere,
+/// refused (its `deny` says why), or of an unknown cause with nothing
+/// mapped.
+pub fn is_probe(l: &Load, f: &Failure) -> bool {
+    matches!(f.reason, FailReason::NotFound | FailReason::Refused)
+        || (f.reason == FailReason::Failed && l.path.is_empty())
 }
 
 /// A failed load's cause, from its fields or glibc's words.
