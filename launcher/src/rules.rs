@@ -466,7 +466,7 @@ impl std::fmt::Display for Fix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Fix::RemoveFromLdLibraryPath { entry, .. } => write!(f, "remove {entry} from LD_LIBRARY_PATH"),
-            Fix::Pin { soname, path } => write!(f, "`--pin {soname}={path}`"),
+            Fix::Pin { soname, path } => write!(f, "--pin {soname}={path}"),
         }
     }
 }
@@ -490,6 +490,8 @@ pub struct Explanation {
     /// "pip wheels in …", …
     pub found_in: Option<String>,
     pub fix: Option<Fix>,
+    /// The pin that loads the alternative, whatever `fix` is.
+    pub pin: Option<Fix>,
     /// One sentence for the user.
     pub advice: String,
 }
@@ -702,13 +704,17 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         (None, Some(v)) => format!("version {v}"),
         (None, None) => "it".into(),
     };
-    let fix = alt.as_ref().map(|(a, _)| {
-        let name = wanted_name.clone().unwrap_or_default();
-        let soname = elf::read_header(a).ok().flatten().and_then(|h| h.soname);
-        let pin = Fix::Pin {
-            soname: soname.map_or(name.clone(), |s| String::from_utf8_lossy(&s).into_owned()),
+    // A pin keyed by the good file's SONAME, which a pin must carry.
+    let pin = alt.as_ref().map(|(a, _)| {
+        let soname = elf::read_header(&scene.host(a)).ok().flatten().and_then(|h| h.soname);
+        Fix::Pin {
+            soname: soname
+                .map_or(wanted_name.clone().unwrap_or_default(), |s| String::from_utf8_lossy(&s).into_owned()),
             path: text(a),
-        };
+        }
+    });
+    let fix = alt.as_ref().zip(pin.clone()).map(|((a, _), pin)| {
+        let name = wanted_name.clone().unwrap_or_default();
         let (Some(p), Some("ld_library_path"), Some(top)) = (&provider, provider_search.as_deref(), &top) else {
             return pin;
         };
@@ -732,29 +738,33 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     });
     let provider_text = provider.as_deref().map(text);
     let name = wanted_name.clone().unwrap_or_else(|| "the file".into());
+    let quoted = |fix: &Fix| match fix {
+        Fix::Pin { .. } => format!("`{fix}`"),
+        Fix::RemoveFromLdLibraryPath { .. } => fix.to_string(),
+    };
     let advice = match (&alt, &fix, f.reason) {
-        (Some((a, label)), Some(fix), FailReason::MissingDependency) => {
-            format!("{name} is found nowhere the loader looks; {} ({label}) is a file of that name: {fix}", text(a))
-        }
+        (Some((a, label)), Some(fix), FailReason::MissingDependency) => format!(
+            "{name} is found nowhere the loader looks; {} ({label}) is a file of that name: {}",
+            text(a),
+            quoted(fix)
+        ),
         (Some((a, label)), Some(fix), FailReason::WrongClass) => format!(
-            "{} is {}; {} ({label}) is of the right class: {fix}",
+            "{} is {}; {} ({label}) is of the right class: {}",
             provider_text.as_deref().unwrap_or(&name),
             f.class_found.as_deref().unwrap_or("of another class"),
-            text(a)
+            text(a),
+            quoted(fix)
         ),
         (Some((a, label)), Some(fix), _) => {
-            let or_pin = match fix {
-                Fix::RemoveFromLdLibraryPath { .. } => {
-                    let soname = elf::read_header(a).ok().flatten().and_then(|h| h.soname);
-                    let soname = soname.map_or(name.clone(), |s| String::from_utf8_lossy(&s).into_owned());
-                    format!(" (or {})", Fix::Pin { soname, path: text(a) })
-                }
-                Fix::Pin { .. } => String::new(),
+            let or_pin = match (fix, &pin) {
+                (Fix::RemoveFromLdLibraryPath { .. }, Some(pin)) => format!(" (or {})", quoted(pin)),
+                _ => String::new(),
             };
             format!(
-                "{} ({label}) has {what}; load it instead of {}: {fix}{or_pin}",
+                "{} ({label}) has {what}; load it instead of {}: {}{or_pin}",
                 text(a),
-                provider_text.as_deref().unwrap_or("the copy found first")
+                provider_text.as_deref().unwrap_or("the copy found first"),
+                quoted(fix)
             )
         }
         (None, _, FailReason::MissingDependency) => {
@@ -776,6 +786,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         alternative: alt.as_ref().map(|(a, _)| text(a)),
         found_in: alt.map(|(_, l)| l),
         fix,
+        pin,
         advice,
     };
     f.reconstruct(&e);
