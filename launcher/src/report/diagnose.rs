@@ -17,19 +17,41 @@ use crate::rules::{self, Diagnosis, Kind};
 use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
+/// A failed load left to the probes, not explained: found nowhere, refused
+/// (its `deny` says why), or of an unknown cause with nothing mapped.
+fn is_probe(l: &Load, f: &rules::Failure) -> bool {
+    use rules::FailReason;
+    matches!(f.reason, FailReason::NotFound | FailReason::Refused)
+        || (f.reason == FailReason::Failed && l.path.is_empty())
+}
+
+/// A failed load's cause, from its fields or glibc's words.
+fn failure_of(l: &Load) -> rules::Failure {
+    rules::Failure::from_trace(
+        l.reason.as_deref(),
+        l.error.as_deref(),
+        l.symbol.as_deref(),
+        l.version.as_deref(),
+        l.required_by.as_deref(),
+        !l.path.is_empty(),
+    )
+}
+
 /// Each failed load that mapped something, or failed for a cause other
 /// than being found nowhere, explained from this machine's files: which
 /// loaded provider lacks what was needed, which file has it, and how to
-/// get that one loaded. `attempts` are each process's loads in trace order,
-/// failed ones included; `env` the variables each process's start recorded.
+/// get that one loaded. `failures` are each process's failed loads with
+/// how many of its `loads` came before; `env` the variables each process's
+/// start recorded.
 pub fn failed_loads(
-    attempts: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    failures: &BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
     env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
     m: &mut Machine,
 ) -> Vec<Diagnosis> {
     use std::path::PathBuf;
     let mut out = Vec::new();
-    for (key, loads) in attempts {
+    for (key, failed) in failures {
         let (host, pid) = key;
         if m.on(host).is_none() {
             continue;
@@ -38,10 +60,11 @@ pub fn failed_loads(
         // The job's own variables where recorded, else culaunch's (a live
         // run passes its environment on).
         let var = |k: &str| vars.and_then(|v| v.get(k)).map(Into::into).or_else(|| std::env::var_os(k));
+        let before = loads.get(key).map(Vec::as_slice).unwrap_or_default();
         let mut said = BTreeSet::new();
-        for (k, l) in loads.iter().enumerate().filter(|(_, l)| !l.ok) {
-            let mut failure = super::fold::failure_of(l);
-            if super::fold::is_probe(l, &failure) {
+        for (i, (at, l)) in failed.iter().enumerate() {
+            let mut failure = failure_of(l);
+            if is_probe(l, &failure) {
                 continue;
             }
             // One failure is one diagnosis, however many of the objects
@@ -49,12 +72,14 @@ pub fn failed_loads(
             if !said.insert(failure.error.clone().unwrap_or_else(|| l.path.clone())) {
                 continue;
             }
-            // What the process had mapped: before the failure, then the
-            // rest of its batch (the objects undone with it).
-            let batch = loads[k + 1..].iter().take_while(|b| !b.ok && !b.path.is_empty());
-            let loaded: Vec<(PathBuf, Option<String>)> = loads[..k]
+            // What the process had mapped: its loads before the failure
+            // (the failed batch's own, where the trace records them as
+            // mapped first), then the rest of the batch where the trace
+            // records each undone object as a failure of its own.
+            let batch = failed[i + 1..].iter().take_while(|(next, f)| next == at && !f.path.is_empty());
+            let loaded: Vec<(PathBuf, Option<String>)> = before[..(*at).min(before.len())]
                 .iter()
-                .chain(batch)
+                .chain(batch.map(|(_, f)| f))
                 .filter(|b| !b.path.is_empty())
                 .map(|b| (PathBuf::from(&b.path), b.search.as_ref().map(|s| s.as_str().to_owned())))
                 .collect();

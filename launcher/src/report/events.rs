@@ -97,9 +97,8 @@ pub struct Load {
     pub pinned: bool,
     #[serde(default)]
     pub redirected_from: Option<String>,
-    /// A failed load's cause (`undefined_symbol`, …), the symbol and
-    /// version concerned, and the object glibc names as needing it. Older
-    /// traces lack them; `error` then says it in glibc's words.
+    /// For `ok:false`: why (`not_found`, `undefined_symbol`, …), and the
+    /// symbol, version node and requiring object glibc's text names.
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
@@ -108,6 +107,9 @@ pub struct Load {
     pub version: Option<String>,
     #[serde(default)]
     pub required_by: Option<String>,
+    /// For `ok:false` with a `path`: the other files the failure unmapped.
+    #[serde(default)]
+    pub unmapped: Vec<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, Deserialize)]

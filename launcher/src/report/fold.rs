@@ -9,7 +9,6 @@ use culaunch_protocol::event::How;
 use super::events::{Envelope, Event, FileFacts, Load};
 use super::provenance::{self, Origin};
 use super::summary::{Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
-use crate::rules::{FailReason, Failure};
 use crate::vocab::{Tag, VersionSource};
 
 /// What the trace alone says: the summary without origins, version calls or
@@ -19,9 +18,9 @@ pub struct Facts {
     /// Per (host, pid), its successful loads in trace order. One copy of
     /// each distinct load, shared: the ranks of a job load the same files.
     pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    /// Per (host, pid), every load in trace order, failed ones included:
-    /// what a failed load is explained against.
-    pub attempts: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    /// Per (host, pid), its failed loads, each with how many of `loads`
+    /// came before it: what a failed load is explained against.
+    pub failures: BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
     /// Per (host, pid), the variables its start recorded (LD_LIBRARY_PATH,
     /// CUDA_HOME, …).
     pub env: BTreeMap<(String, i64), BTreeMap<String, String>>,
@@ -51,8 +50,6 @@ pub struct Folder {
     seen: BTreeMap<(String, i64), Seen>,
     libraries: BTreeMap<String, Library>,
     loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    attempts: BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    env: BTreeMap<(String, i64), BTreeMap<String, String>>,
     distinct: HashSet<Rc<Load>>,
     /// Per (host, path), the last facts written: every rank's culaunch
     /// writes its own, and they say the same.
@@ -61,6 +58,8 @@ pub struct Folder {
     scope: Option<(String, i64)>,
     /// The pid that started the root (culaunch, for a live run).
     root_parent: Option<i64>,
+    failures: BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
+    env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
 
 /// What decides whether a process was traced, or only passed through.
@@ -96,12 +95,12 @@ impl Folder {
             seen: BTreeMap::new(),
             libraries: BTreeMap::new(),
             loads: BTreeMap::new(),
-            attempts: BTreeMap::new(),
-            env: BTreeMap::new(),
             distinct: HashSet::new(),
             facts: BTreeMap::new(),
             scope,
             root_parent: None,
+            failures: BTreeMap::new(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -145,6 +144,7 @@ impl Folder {
         if !self.in_scope(e) {
             return;
         }
+        self.keep_for_failures(e);
         let s = &mut self.s;
         let key = (e.host.clone(), e.pid);
         let seen = self.seen.entry(key.clone()).or_default();
@@ -178,25 +178,15 @@ impl Folder {
                 process.local_rank = local_rank.or(from_env.local_rank);
                 process.world_size = world_size.or(from_env.world_size);
                 seen.started = true;
-                if let Some(env) = env {
-                    self.env.insert(key.clone(), env.clone());
-                }
             }
             Event::ProcessExit { status } => process.exit_status = *status,
-            Event::Load(l) if !l.ok => {
-                self.attempts.entry(key).or_default().push(Rc::new(l.clone()));
-                // Found nowhere, or refused (a `deny` says why): a probe.
-                // Any other failure is a diagnosis (`load_failed`).
-                if is_probe(l, &failure_of(l)) {
-                    s.probes.push(Probe {
-                        host: e.host.clone(),
-                        pid: e.pid,
-                        request: l.request.clone().unwrap_or_default(),
-                        caller: l.caller.clone(),
-                        error: l.error.clone(),
-                    })
-                }
-            }
+            Event::Load(l) if !l.ok => s.probes.push(Probe {
+                host: e.host.clone(),
+                pid: e.pid,
+                request: l.request.clone().unwrap_or_default(),
+                caller: l.caller.clone(),
+                error: l.error.clone(),
+            }),
             Event::Load(l) => {
                 seen.own_loads |= !l.how.is(How::Inherited);
                 let shared = match self.distinct.get(l) {
@@ -207,7 +197,6 @@ impl Folder {
                         new
                     }
                 };
-                self.attempts.entry(key.clone()).or_default().push(shared.clone());
                 self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
                     add_load(&mut self.libraries, &mut self.pin_uses, e, l);
@@ -239,6 +228,22 @@ impl Folder {
         }
     }
 
+    /// What a failed load is explained against: where it came among the
+    /// process's loads, and the environment its start recorded.
+    fn keep_for_failures(&mut self, e: &Envelope) {
+        let key = (e.host.clone(), e.pid);
+        match &e.event {
+            Event::Load(l) if !l.ok => {
+                let at = self.loads.get(&key).map_or(0, Vec::len);
+                self.failures.entry(key).or_default().push((at, Rc::new(Load::clone(l))));
+            }
+            Event::ProcessStart { env: Some(env), .. } => {
+                self.env.insert(key, env.clone());
+            }
+            _ => {}
+        }
+    }
+
     pub fn finish(mut self, malformed_lines: usize) -> Facts {
         // Not traced: a pid that only said it exec'd an untraced program (a
         // vfork child exec'ing one with a cleared environment), or a forked
@@ -256,7 +261,7 @@ impl Folder {
         for k in &passed {
             self.processes.remove(k);
             self.loads.remove(k);
-            self.attempts.remove(k);
+            self.failures.remove(k);
             self.env.remove(k);
         }
         let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
@@ -285,28 +290,8 @@ impl Folder {
         s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
         s.processes = self.processes.into_values().collect();
         s.pins = self.pin_uses;
-        Facts { summary: s, loads: self.loads, attempts: self.attempts, env: self.env }
+        Facts { summary: s, loads: self.loads, failures: self.failures, env: self.env }
     }
-}
-
-/// A failed load reported as a probe, not explained: found nowhere,
-/// refused (its `deny` says why), or of an unknown cause with nothing
-/// mapped.
-pub fn is_probe(l: &Load, f: &Failure) -> bool {
-    matches!(f.reason, FailReason::NotFound | FailReason::Refused)
-        || (f.reason == FailReason::Failed && l.path.is_empty())
-}
-
-/// A failed load's cause, from its fields or glibc's words.
-pub fn failure_of(l: &Load) -> Failure {
-    Failure::from_trace(
-        l.reason.as_deref(),
-        l.error.as_deref(),
-        l.symbol.as_deref(),
-        l.version.as_deref(),
-        l.required_by.as_deref(),
-        !l.path.is_empty(),
-    )
 }
 
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
