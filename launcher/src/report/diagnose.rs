@@ -45,7 +45,7 @@ fn failure_of(l: &Load) -> rules::Failure {
 /// start recorded.
 pub fn failed_loads(
     loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    failures: &BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
+    failures: &BTreeMap<(String, i64), Vec<super::fold::Failed>>,
     env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
     m: &mut Machine,
 ) -> Vec<Diagnosis> {

@@ -42,7 +42,7 @@ pub enum Event {
         #[serde(default)]
         env: Option<std::collections::BTreeMap<String, String>>,
     },
-    Load(Load),
+    Load(Box<Load>),
     Conflict {
         family: String,
         paths: Vec<String>,

@@ -20,11 +20,14 @@ pub struct Facts {
     pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
     /// Per (host, pid), its failed loads, each with how many of `loads`
     /// came before it: what a failed load is explained against.
-    pub failures: BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
+    pub failures: BTreeMap<(String, i64), Vec<Failed>>,
     /// Per (host, pid), the variables its start recorded (LD_LIBRARY_PATH,
     /// CUDA_HOME, …).
     pub env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
+
+/// A failed load, and how many of its process's `loads` came before it.
+pub type Failed = (usize, Rc<Load>);
 
 impl Facts {
     /// The hosts the trace came from (empty names left out).
@@ -58,7 +61,7 @@ pub struct Folder {
     scope: Option<(String, i64)>,
     /// The pid that started the root (culaunch, for a live run).
     root_parent: Option<i64>,
-    failures: BTreeMap<(String, i64), Vec<(usize, Rc<Load>)>>,
+    failures: BTreeMap<(String, i64), Vec<Failed>>,
     env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
 
@@ -188,6 +191,7 @@ impl Folder {
                 error: l.error.clone(),
             }),
             Event::Load(l) => {
+                let l: &Load = l;
                 seen.own_loads |= !l.how.is(How::Inherited);
                 let shared = match self.distinct.get(l) {
                     Some(known) => known.clone(),
