@@ -5,10 +5,13 @@
 //!
 //! The trace lines are the ones a traced run writes for such a failure
 //! (`load` with `ok:false`, the file mapped then undone, `error` in glibc's
-//! words): here built from the bare run's dlerror text, since recording
-//! them is the audit module's part and is tested with the module. Both
-//! shapes are read: with the fields (`reason`, `symbol`, `version`,
-//! `required_by`) and without them, as older traces are.
+//! words): built from the bare run's dlerror text, since recording them is
+//! the audit module's part and is tested with the module (tests/failed.rs).
+//! Every shape is read: with the fields (`reason`, `symbol`, `version`,
+//! `required_by`) and without them, as older traces are; the undone
+//! objects recorded as mapped before the failure, or not at all. One test
+//! runs the job traced and explains its own trace (completed with the
+//! failure line where the module does not record it yet).
 
 mod common;
 
@@ -465,4 +468,47 @@ fn deps_check_explains_each_line_with_the_provider_and_the_good_file_and_keeps_l
     );
     // And the fix holds for the loader: ldd -r without the entry is clean.
     assert!(!ldd_r(&c.cnn, OsStr::new("")).contains("undefined symbol"));
+}
+
+#[test]
+fn a_traced_run_of_the_cudnn8_failure_is_explained_from_its_own_trace() {
+    let c = cudnn8("traced");
+    let trace = c.d.path("traced.jsonl");
+    let summary = c.d.path("summary.json");
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
+    let args = ["-t", s(&trace), "--summary-json", s(&summary)];
+    let traced = run(&prog, Some(llp), &[], Some(&args));
+    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()), "the job sees the loader's own words");
+    let lines: Vec<Value> =
+        fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recorded = lines.iter().any(|l| l["event"] == "load" && l["ok"] == false && !l["path"].is_null());
+    if recorded {
+        // The audit module records the failure: the run's own summary
+        // explains it.
+        let j: Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+        let d = j["diagnoses"].as_array().unwrap().iter().find(|d| d["kind"] == "load_failed").cloned();
+        let d = d.unwrap_or_else(|| panic!("no load_failed in {:#}", j["diagnoses"]));
+        assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    } else {
+        // A module that does not record failures yet: the line it would
+        // write, from the job's dlerror text, joins the run's real trace.
+        let pid = lines.iter().find(|l| l["event"] == "process_start").unwrap()["pid"].clone();
+        let line = json!({"v": 1, "ts": "2026-12-03T00:00:00.000000Z", "pid": pid, "ppid": 1, "host": host(),
+                          "event": "load", "how": "dlopen", "request": c.cnn, "path": c.cnn, "ok": false,
+                          "error": bare, "cuda": true, "family": "cudnn", "search": null});
+        let mut text = fs::read_to_string(&trace).unwrap();
+        text.push_str(&(line.to_string() + "\n"));
+        fs::write(&trace, text).unwrap();
+    }
+    let (d, _) = diagnosis(&trace);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    assert_eq!(d["failure"]["error"], bare.as_str());
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["entry"], s(&c.old_dir), "{d:#}");
+    let fixed = run(&prog, Some(&without(s(&c.old_dir), fix["entry"].as_str().unwrap())), &[], None);
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)), "{:?}", fixed.maps);
 }
