@@ -31,12 +31,12 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
         let scene = scene(&closure, &ctx);
         // One provider lacking one symbol is explained once, however many
         // relocations name it.
-        type Key = (usize, Option<usize>, Option<Vec<u8>>, Option<Vec<u8>>);
+        type Key = (usize, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
         let mut memo: std::collections::HashMap<Key, Explanation> = Default::default();
         let explained: Vec<(Problem, Explanation)> = p
             .into_iter()
             .map(|p| {
-                let key = (p.requester_node, p.provider_node, p.symbol_bytes.clone(), p.version_bytes.clone());
+                let key = (p.requester_node, p.vn_file.clone(), p.symbol_bytes.clone(), p.version_bytes.clone());
                 let e =
                     memo.entry(key).or_insert_with(|| rules::explain(&mut failure_of(&closure, &p), &scene)).clone();
                 (p, e)

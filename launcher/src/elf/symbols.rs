@@ -712,6 +712,8 @@ pub struct Problem {
     #[serde(skip)]
     pub provider_node: Option<usize>,
     #[serde(skip)]
+    pub vn_file: Option<Vec<u8>>,
+    #[serde(skip)]
     pub symbol_bytes: Option<Vec<u8>>,
     #[serde(skip)]
     pub version_bytes: Option<Vec<u8>>,
@@ -801,6 +803,7 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
                     line,
                     requester_node: i,
                     provider_node: Some(p),
+                    vn_file: Some(file.clone()),
                     symbol_bytes: None,
                     version_bytes: Some(v.name.clone()),
                 });
@@ -860,6 +863,7 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
                 line: format!("undefined symbol: {}{vtext}\t({})", lossy(s.name), lossy(&name_of(i))),
                 requester_node: i,
                 provider_node,
+                vn_file: version.and_then(|v| v.file.clone()),
                 symbol_bytes: Some(s.name.to_vec()),
                 version_bytes: version.map(|v| v.name.clone()),
             });
