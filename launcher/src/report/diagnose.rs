@@ -28,7 +28,9 @@ fn is_probe(l: &Load, f: &rules::Failure) -> bool {
 /// A failed load's cause, from its fields or glibc's words.
 fn failure_of(l: &Load) -> rules::Failure {
     rules::Failure::from_trace(
-        l.reason.as_deref(),
+        // As spelled in the trace (a name this version does not know falls
+        // back to glibc's words).
+        l.reason.as_ref().map(ToString::to_string).as_deref(),
         l.error.as_deref(),
         l.symbol.as_deref(),
         l.version.as_deref(),
