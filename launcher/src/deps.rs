@@ -28,21 +28,7 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
     let progname = progname(&closure, &args);
     let problems = if args.check {
         let p = symbols::check(&closure, &progname).map_err(fail)?;
-        let scene = scene(&closure, &ctx);
-        // One provider lacking one symbol is explained once, however many
-        // relocations name it.
-        type Key = (usize, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let mut memo: std::collections::HashMap<Key, Explanation> = Default::default();
-        let explained: Vec<(Problem, Explanation)> = p
-            .into_iter()
-            .map(|p| {
-                let key = (p.requester_node, p.vn_file.clone(), p.symbol_bytes.clone(), p.version_bytes.clone());
-                let e =
-                    memo.entry(key).or_insert_with(|| rules::explain(&mut failure_of(&closure, &p), &scene)).clone();
-                (p, e)
-            })
-            .collect();
-        Some(explained)
+        Some(explain_all(&closure, &ctx, p))
     } else {
         None
     };
@@ -86,6 +72,26 @@ fn progname(c: &Closure, args: &DepsArgs) -> Vec<u8> {
     } else {
         [b"./", &p[..]].concat()
     }
+}
+
+/// Each of `problems` with its explanation. One provider lacking one
+/// symbol is explained once, however many relocations name it; a clean
+/// check never pays for the places to look in.
+fn explain_all(c: &Closure, ctx: &Context, problems: Vec<Problem>) -> Vec<(Problem, Explanation)> {
+    if problems.is_empty() {
+        return Vec::new();
+    }
+    let scene = scene(c, ctx);
+    type Key = (usize, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut memo: std::collections::HashMap<Key, Explanation> = Default::default();
+    problems
+        .into_iter()
+        .map(|p| {
+            let key = (p.requester_node, p.vn_file.clone(), p.symbol_bytes.clone(), p.version_bytes.clone());
+            let e = memo.entry(key).or_insert_with(|| rules::explain(&mut failure_of(c, &p), &scene)).clone();
+            (p, e)
+        })
+        .collect()
 }
 
 /// The failure one `ldd -r` line reports, for [`rules::explain`].
@@ -148,6 +154,7 @@ fn scene<'a>(c: &'a Closure, ctx: &Context) -> Scene<'a> {
         ctx: Context { root: ctx.root.clone(), ld_library_path: ctx.ld_library_path.clone() },
         installations: crate::doctor::installation_places(&|k| std::env::var_os(k), &sites),
         platform: Some(&c.platform),
+        files: Default::default(),
     }
 }
 

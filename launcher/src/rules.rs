@@ -5,8 +5,10 @@
 //! of them has live beside the facts they read (`report::diagnose`,
 //! `doctor`), and these are the pre-flight's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use culaunch_protocol::catalogue;
 use serde::Serialize;
@@ -510,6 +512,18 @@ pub struct Scene<'a> {
     pub installations: Vec<elf::Place>,
     /// The closure's loader rules (`None`: this machine's).
     pub platform: Option<&'a elf::Platform>,
+    /// What was read of the files, once however many failures are explained.
+    pub files: Files,
+}
+
+/// Headers, search places and candidate files, each read once: `deps
+/// --check` on a Python extension explains hundreds of symbols against the
+/// same few files.
+#[derive(Default)]
+pub struct Files {
+    headers: RefCell<HashMap<PathBuf, Option<Rc<elf::ElfHeader>>>>,
+    places: RefCell<HashMap<PathBuf, Rc<Vec<elf::Place>>>>,
+    candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Rc<Vec<elf::symbols::Candidate>>>>,
 }
 
 fn search_name(r: &elf::Reason) -> &'static str {
@@ -535,13 +549,58 @@ impl Scene<'_> {
         }
     }
 
+    /// The ELF headers of `p` (as named inside the root), read once.
+    fn header(&self, p: &Path) -> Option<Rc<elf::ElfHeader>> {
+        let mut headers = self.files.headers.borrow_mut();
+        headers
+            .entry(p.to_path_buf())
+            .or_insert_with(|| elf::read_header(&self.host(p)).ok().flatten().map(Rc::new))
+            .clone()
+    }
+
     /// The last object loaded under `name` (its file name or SONAME).
     fn loaded_as(&self, name: &[u8]) -> Option<&(PathBuf, Option<String>)> {
         use std::os::unix::ffi::OsStrExt;
         self.loaded.iter().rev().find(|(p, _)| {
             p.file_name().is_some_and(|f| f.as_bytes() == name)
-                || elf::read_header(&self.host(p)).ok().flatten().and_then(|h| h.soname).as_deref() == Some(name)
+                || self.header(p).and_then(|h| h.soname.clone()).as_deref() == Some(name)
         })
+    }
+
+    /// Where to look for what `anchor` (the requester) lacked.
+    fn places(&self, anchor: Option<&Path>) -> Rc<Vec<elf::Place>> {
+        use std::os::unix::ffi::OsStrExt;
+        let key = anchor.map(Path::to_path_buf).unwrap_or_default();
+        if let Some(p) = self.files.places.borrow().get(&key) {
+            return p.clone();
+        }
+        let beside: Vec<Vec<u8>> = self.loaded.iter().map(|(p, _)| p.as_os_str().as_bytes().to_vec()).collect();
+        let places = match anchor.zip(anchor.and_then(|a| self.header(a))) {
+            Some((a, h)) => elf::places(&elf::Seen {
+                requester: a.as_os_str().as_bytes(),
+                header: &h,
+                ld_library_path: self.ctx.ld_library_path.as_deref(),
+                installations: &self.installations,
+                beside: &beside,
+                root: self.ctx.root.as_deref(),
+                platform: self.platform,
+            }),
+            None => self.installations.clone(),
+        };
+        let places = Rc::new(places);
+        self.files.places.borrow_mut().insert(key, places.clone());
+        places
+    }
+
+    /// The files named `name` in the places of `anchor`.
+    fn candidates(&self, anchor: Option<&Path>, name: &[u8]) -> Rc<Vec<elf::symbols::Candidate>> {
+        let key = (anchor.map(Path::to_path_buf).unwrap_or_default(), name.to_vec());
+        if let Some(c) = self.files.candidates.borrow().get(&key) {
+            return c.clone();
+        }
+        let found = Rc::new(elf::symbols::candidates(name, &self.places(anchor)));
+        self.files.candidates.borrow_mut().insert(key, found.clone());
+        found
     }
 }
 
@@ -564,9 +623,8 @@ fn text(p: &Path) -> String {
 /// the trace lacks them.
 pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     use std::os::unix::ffi::OsStrExt;
-    let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
     let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
-    let header = |p: &Path| elf::read_header(&scene.host(p)).ok().flatten();
+    let header = |p: &Path| scene.header(p);
     // A dependency found nowhere or of the wrong class, as the failed
     // request's closure shows it (the loader's order): its name when the
     // trace does not say it, who needed it, and the wrong-class file, which
@@ -631,20 +689,6 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     // the request itself was of the wrong class).
     let class = Some(requester_header.as_ref().map_or_else(elf::symbols::native_class, |h| (h.is_64, h.machine)));
     let anchor = requester.clone().or_else(|| f.object.as_ref().map(PathBuf::from)).or_else(|| scene.top.clone());
-    let anchor_header = anchor.as_deref().and_then(header);
-    let beside: Vec<Vec<u8>> = scene.loaded.iter().map(|(p, _)| bytes(p)).collect();
-    let places = match (&anchor, &anchor_header) {
-        (Some(a), Some(h)) => elf::places(&elf::Seen {
-            requester: &bytes(a),
-            header: h,
-            ld_library_path: scene.ctx.ld_library_path.as_deref(),
-            installations: &scene.installations,
-            beside: &beside,
-            root: scene.ctx.root.as_deref(),
-            platform: scene.platform,
-        }),
-        _ => scene.installations.clone(),
-    };
     let top = scene.top.clone().or_else(|| requester.clone());
     let mut chosen = None;
     for name in &names {
@@ -675,23 +719,33 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
             None => resolved(),
         };
         let wanted = elf::symbols::Wanted {
-            file: name,
             symbol: f.symbol.as_deref().map(str::as_bytes),
             version: f.version.as_deref().map(str::as_bytes),
             class,
         };
-        let provider_host = provider.as_ref().map(|(p, _)| scene.host(p));
-        let alt = elf::symbols::find_alternative(&wanted, provider_host.as_deref(), &places);
+        let provider_id = provider.as_ref().and_then(|(p, _)| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(scene.host(p)).ok().map(|m| (m.dev(), m.ino()))
+        });
+        let candidates = scene.candidates(anchor.as_deref(), name);
+        let alt = elf::symbols::find_alternative(&wanted, provider_id, &candidates);
         // The trace's paths are canonical; so is the file named to load.
-        let alt = alt.map(|(a, l)| match scene.ctx.root {
-            None => (std::fs::canonicalize(&a).unwrap_or(a), l),
-            Some(_) => (a, l),
+        let alt = alt.map(|c| match scene.ctx.root {
+            None => (std::fs::canonicalize(&c.path).unwrap_or_else(|_| c.path.clone()), c.label.clone()),
+            Some(_) => (c.path.clone(), c.label.clone()),
         });
         let found = alt.is_some();
         chosen = Some((name.clone(), provider, alt));
         if found {
             break;
         }
+    }
+    // An unversioned symbol none of the requester's libraries has, in any
+    // copy: no provider is to blame (the program itself, or an object
+    // loaded before with RTLD_GLOBAL, is expected to define it).
+    let unversioned = f.reason == FailReason::UndefinedSymbol && f.version.is_none();
+    if unversioned && chosen.as_ref().is_some_and(|(_, _, alt)| alt.is_none()) {
+        chosen = None;
     }
     let wanted_name = chosen.as_ref().map(|(n, _, _)| String::from_utf8_lossy(n).into_owned());
     let (provider, provider_search, alt) = match chosen {
@@ -776,6 +830,10 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         (None, _, FailReason::UndefinedSymbol | FailReason::MissingVersion) if wanted_name.is_some() => {
             format!("no other {name} on the search path or in the installations known has {what}")
         }
+        _ if unversioned => format!(
+            "none of the libraries {} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must",
+            requester.as_deref().map(text).unwrap_or_else(|| "the requester".into())
+        ),
         _ => "no loaded object defines it, and the requester names no library that could".into(),
     };
     let e = Explanation {

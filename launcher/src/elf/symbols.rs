@@ -874,8 +874,6 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
 
 /// What a failed load lacked, to be looked for in other files.
 pub struct Wanted<'a> {
-    /// The file name that should provide it (`vn_file`, a DT_NEEDED).
-    pub file: &'a [u8],
     pub symbol: Option<&'a [u8]>,
     pub version: Option<&'a [u8]>,
     /// The ELF class (64-bit?) and machine the file must be of: the
@@ -913,28 +911,43 @@ pub fn native_class() -> (bool, u16) {
     (w.is_64, w.machine)
 }
 
-/// The first file named `wanted.file` in `places` (directory, label),
-/// searched in order, that has what `wanted` asks for and is not `provider`
-/// (the loaded file that lacks it): the file to get loaded instead, and the
-/// label of the place it is in. Used by `deps --check` and by the run's
-/// diagnoses of failed loads (`rules::explain`).
-pub fn find_alternative(
-    wanted: &Wanted<'_>,
-    provider: Option<&Path>,
-    places: &[(std::path::PathBuf, String)],
-) -> Option<(std::path::PathBuf, String)> {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let loaded = provider.and_then(id);
+/// A file that may have what a failed load lacked: where it is, the label
+/// of that place, its identity, and its dynamic symbols.
+pub struct Candidate {
+    pub path: std::path::PathBuf,
+    pub label: String,
+    pub id: (u64, u64),
+    pub object: DynObject,
+}
+
+/// The ELF files named `file` in `places` (directory, label), in the order
+/// the places are searched, each file once.
+pub fn candidates(file: &[u8], places: &[(std::path::PathBuf, String)]) -> Vec<Candidate> {
     use std::os::unix::ffi::OsStrExt;
-    let file = std::ffi::OsStr::from_bytes(wanted.file);
-    places.iter().find_map(|(dir, label)| {
-        let candidate = dir.join(file);
-        let cid = id(&candidate)?;
-        if Some(cid) == loaded {
-            return None;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::ffi::OsStr::from_bytes(file);
+    let mut out: Vec<Candidate> = Vec::new();
+    for (dir, label) in places {
+        let path = dir.join(file);
+        let Some(id) = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())) else { continue };
+        if out.iter().any(|c| c.id == id) {
+            continue;
         }
-        let o = DynObject::open(&candidate).ok()?;
-        o.has(wanted).then(|| (candidate, label.clone()))
-    })
+        if let Ok(object) = DynObject::open(&path) {
+            out.push(Candidate { path, label: label.clone(), id, object });
+        }
+    }
+    out
+}
+
+/// The first of `candidates` that has what `wanted` asks for and is not
+/// the file `provider` (the loaded file that lacks it, by identity): the
+/// file to get loaded instead. Used by `deps --check` and by the run's
+/// diagnoses of failed loads (`rules::explain`).
+pub fn find_alternative<'c>(
+    wanted: &Wanted<'_>,
+    provider: Option<(u64, u64)>,
+    candidates: &'c [Candidate],
+) -> Option<&'c Candidate> {
+    candidates.iter().find(|c| Some(c.id) != provider && c.object.has(wanted))
 }

@@ -106,6 +106,7 @@ pub fn failed_loads(
                 },
                 installations: crate::doctor::installation_places(&var, &sites),
                 platform: None,
+                files: Default::default(),
             };
             let explanation = rules::explain(&mut failure, &scene);
             let failed = rules::FailedLoad {
