@@ -523,8 +523,11 @@ pub struct Scene<'a> {
 pub struct Files {
     headers: RefCell<HashMap<PathBuf, Option<Rc<elf::ElfHeader>>>>,
     places: RefCell<HashMap<PathBuf, Rc<Vec<elf::Place>>>>,
-    candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Rc<Vec<elf::symbols::Candidate>>>>,
+    /// Per (requester, file name).
+    candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Candidates>>,
 }
+
+type Candidates = Rc<Vec<elf::symbols::Candidate>>;
 
 fn search_name(r: &elf::Reason) -> &'static str {
     match r {
@@ -593,7 +596,7 @@ impl Scene<'_> {
     }
 
     /// The files named `name` in the places of `anchor`.
-    fn candidates(&self, anchor: Option<&Path>, name: &[u8]) -> Rc<Vec<elf::symbols::Candidate>> {
+    fn candidates(&self, anchor: Option<&Path>, name: &[u8]) -> Candidates {
         let key = (anchor.map(Path::to_path_buf).unwrap_or_default(), name.to_vec());
         if let Some(c) = self.files.candidates.borrow().get(&key) {
             return c.clone();
