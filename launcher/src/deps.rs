@@ -97,19 +97,22 @@ fn explain_all(c: &Closure, ctx: &Context, problems: Vec<Problem>) -> Vec<(Probl
 /// The failure one `ldd -r` line reports, for [`rules::explain`].
 fn failure_of(c: &Closure, p: &Problem) -> Failure {
     let name = |i: usize| s(&c.nodes[i].path);
-    let mut f = Failure::parse("", true);
-    f.required_by = Some(name(p.requester_node));
-    f.version = p.version_bytes.as_deref().map(s);
-    match &p.finding {
+    let mut f = match &p.finding {
         symbols::Finding::UndefinedSymbol { symbol, .. } => {
-            f.reason = FailReason::UndefinedSymbol;
+            let mut f = Failure::new(FailReason::UndefinedSymbol);
             f.symbol = Some(symbol.clone());
+            f
         }
         symbols::Finding::MissingVersion { .. } | symbols::Finding::NoVersionInformation { .. } => {
-            f.reason = FailReason::MissingVersion;
+            let mut f = Failure::new(FailReason::MissingVersion);
             f.object = p.provider_node.map(name);
+            f
         }
-    }
+    };
+    f.required_by = Some(name(p.requester_node));
+    f.version = p.version_bytes.as_deref().map(s);
+    // ldd's line is the report here; glibc's words are not rebuilt.
+    f.error = Some(p.line.clone());
     f
 }
 

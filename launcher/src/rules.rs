@@ -345,7 +345,9 @@ pub struct Failure {
 const NO_FILE: &str = ": cannot open shared object file: No such file or directory";
 
 impl Failure {
-    fn new(reason: FailReason) -> Failure {
+    /// A failure known by its reason alone; the rest is filled in by who
+    /// knows it.
+    pub fn new(reason: FailReason) -> Failure {
         Failure {
             reason,
             error: None,
@@ -617,22 +619,13 @@ fn text(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Explains one failed load (or one line of `deps --check`): which loaded
-/// provider lacks the symbol or version, which file has it (the
-/// requester's directory and RPATH/RUNPATH first, then LD_LIBRARY_PATH,
-/// the installations, the loader's directories), and how to get it loaded:
-/// drop the LD_LIBRARY_PATH entry the provider came from when the loader
-/// would then find the good file, else pin it. Fills in glibc's words when
-/// the trace lacks them.
-pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
+/// A dependency found nowhere or of the wrong class, as the failed
+/// request's closure shows it (the loader's order): its name when the trace
+/// does not say it, who needed it, and the wrong-class file (returned),
+/// which the loader skipped in its search and names only by the request.
+fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
-    let header = |p: &Path| scene.header(p);
-    // A dependency found nowhere or of the wrong class, as the failed
-    // request's closure shows it (the loader's order): its name when the
-    // trace does not say it, who needed it, and the wrong-class file, which
-    // the loader skipped in its search and names only by the request.
-    let mut wrong_file: Option<PathBuf> = None;
     let unnamed = f.object.is_none();
     if f.reason == FailReason::WrongClass || (f.reason == FailReason::MissingDependency && unnamed) {
         if let Some(c) = scene.top.as_ref().and_then(|t| elf::closure_in(t, &scene.ctx).ok()) {
@@ -657,11 +650,25 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
                 f.required_by.get_or_insert_with(|| String::from_utf8_lossy(&c.nodes[e.from].path).into_owned());
                 if let Some((p, class)) = wrong {
                     f.class_found.get_or_insert_with(|| class.to_owned());
-                    wrong_file = Some(p);
+                    return Some(p);
                 }
             }
         }
     }
+    None
+}
+
+/// Explains one failed load (or one line of `deps --check`): which loaded
+/// provider lacks the symbol or version, which file has it (the
+/// requester's directory and RPATH/RUNPATH first, then LD_LIBRARY_PATH,
+/// the installations, the loader's directories), and how to get it loaded:
+/// drop the LD_LIBRARY_PATH entry the provider came from when the loader
+/// would then find the good file, else pin it. Fills in glibc's words when
+/// the trace lacks them.
+pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
+    let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
+    let header = |p: &Path| scene.header(p);
+    let wrong_file = from_closure(f, scene);
     // The object that needed it: named by glibc, else the first mapped
     // object whose DT_NEEDED names the missing file.
     let requester: Option<PathBuf> = f.required_by.as_ref().map(PathBuf::from).or_else(|| {
@@ -772,23 +779,9 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     });
     let fix = alt.as_ref().zip(pin.clone()).map(|((a, _), pin)| {
         let name = wanted_name.clone().unwrap_or_default();
-        let (Some(p), Some("ld_library_path"), Some(top)) = (&provider, provider_search.as_deref(), &top) else {
-            return pin;
-        };
-        // The LD_LIBRARY_PATH entries that hold the provider's directory;
-        // without them, would the loader find the good file?
-        let dir = scene.host(p).parent().and_then(|d| std::fs::canonicalize(d).ok());
-        let llp = scene.ctx.ld_library_path.clone().unwrap_or_default();
-        let (drop, keep): (Vec<&[u8]>, Vec<&[u8]>) =
-            llp.split(|&b| b == b':' || b == b';').filter(|e| !e.is_empty()).partition(|e| {
-                let e = scene.host(Path::new(std::ffi::OsStr::from_bytes(e)));
-                std::fs::canonicalize(e).ok() == dir && dir.is_some()
-            });
-        let Some(entry) = drop.first() else { return pin };
-        let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')) };
-        match elf::resolves_to(top, name.as_bytes(), &ctx) {
-            Some((got, _)) if same_file(&got, a) => {
-                Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(a) }
+        match (&provider, provider_search.as_deref(), &top) {
+            (Some(p), Some("ld_library_path"), Some(top)) => {
+                drop_entry(scene, top, name.as_bytes(), p, a).unwrap_or(pin)
             }
             _ => pin,
         }
@@ -852,6 +845,25 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     };
     f.reconstruct(&e);
     e
+}
+
+/// The LD_LIBRARY_PATH entry to drop when `provider` (found there) lacks
+/// what `top`'s closure needs and, without the entries that hold its
+/// directory, the loader would map `good` for `name` instead.
+fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good: &Path) -> Option<Fix> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scene.host(provider).parent().and_then(|d| std::fs::canonicalize(d).ok())?;
+    let llp = scene.ctx.ld_library_path.clone().unwrap_or_default();
+    let (drop, keep): (Vec<&[u8]>, Vec<&[u8]>) =
+        llp.split(|&b| b == b':' || b == b';').filter(|e| !e.is_empty()).partition(|e| {
+            let e = scene.host(Path::new(std::ffi::OsStr::from_bytes(e)));
+            std::fs::canonicalize(e).ok().as_ref() == Some(&dir)
+        });
+    let entry = drop.first()?;
+    let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')) };
+    let (got, _) = elf::resolves_to(top, name, &ctx)?;
+    same_file(&got, good)
+        .then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
 }
 
 /// A failed load and its explanation, as a diagnosis's `failure`.
