@@ -59,9 +59,13 @@ pub fn failed_loads(
             continue;
         }
         let vars = env.get(key);
-        // The job's own variables where recorded, else culaunch's (a live
-        // run passes its environment on).
-        let var = |k: &str| vars.and_then(|v| v.get(k)).map(Into::into).or_else(|| std::env::var_os(k));
+        // The job's own variables: what its start recorded (a recorded
+        // name that is absent was unset), else culaunch's, which a live run
+        // passed on (CONDA_PREFIX is never recorded).
+        let var = |k: &str| match vars {
+            Some(v) if culaunch_protocol::env::RECORDED_ENV.contains(&k) => v.get(k).map(Into::into),
+            _ => std::env::var_os(k),
+        };
         let before = loads.get(key).map(Vec::as_slice).unwrap_or_default();
         let mut said = BTreeSet::new();
         for (i, (at, l)) in failed.iter().enumerate() {
