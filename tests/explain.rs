@@ -512,3 +512,30 @@ fn a_traced_run_of_the_cudnn8_failure_is_explained_from_its_own_trace() {
     assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
     assert!(fixed.maps.contains(s(&c.wheel_ops)), "{:?}", fixed.maps);
 }
+
+#[test]
+fn an_entry_whose_removal_would_not_reach_the_good_file_is_not_the_fix_the_pin_is() {
+    // Two older copies on LD_LIBRARY_PATH: dropping the first leaves the
+    // second in the way, so the fix is the pin.
+    let c = cudnn8("cudnn8-two-old");
+    let second = c.d.path("opt/cuda-11.0/lib64");
+    fs::create_dir_all(&second).unwrap();
+    fs::copy(&c.old_ops, second.join("libcudnn_ops_infer.so.8")).unwrap();
+    let llp = format!("{}:{}", c.old_dir.display(), second.display());
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    let error = run(&prog, Some(OsStr::new(&llp)), &[], None).error(&action).expect("the bare run fails");
+    // Dropping the first entry alone does not help: the loader says so.
+    let dropped = run(&prog, Some(&without(&llp, s(&c.old_dir))), &[], None);
+    assert!(dropped.error(&action).is_some(), "{:?}", dropped.lines);
+    let failed = Failed { request: s(&c.cnn), path: Some(&c.cnn), error: Some(&error), fields: None };
+    let t = trace(&c.d, "two-old", &c.loader, &[("LD_LIBRARY_PATH", &llp)], &[], &failed);
+    let (d, _) = diagnosis(&t);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "pin", "{d:#}");
+    let pin = format!("{}={}", fix["soname"].as_str().unwrap(), fix["path"].as_str().unwrap());
+    let fixed = run(&prog, Some(OsStr::new(&llp)), &[], Some(&["--pin", &pin]));
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+}
