@@ -636,14 +636,18 @@ fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
                 (h.is_64 != is_64 || h.machine != machine)
                     .then_some((p, if h.is_64 { "ELFCLASS64" } else { "ELFCLASS32" }))
             };
-            let named = |e: &&elf::Edge| f.object.as_deref().is_none_or(|o| base(o) == e.name);
-            let found = c.edges.iter().filter(named).find_map(|e| match (&e.to, f.reason) {
-                (elf::Target::Missing { .. }, FailReason::MissingDependency) => Some((e, None)),
-                (elf::Target::Missing { tried }, FailReason::WrongClass) => {
-                    tried.iter().find_map(|t| other_class(t)).map(|w| (e, Some(w)))
+            let named = f.object.as_deref().map(base);
+            let found = c.edges.iter().filter(|e| named.as_ref().is_none_or(|n| *n == e.name)).find_map(|e| {
+                match (&e.to, f.reason) {
+                    (elf::Target::Missing { .. }, FailReason::MissingDependency) => Some((e, None)),
+                    (elf::Target::Missing { tried }, FailReason::WrongClass) => {
+                        tried.iter().find_map(|t| other_class(t)).map(|w| (e, Some(w)))
+                    }
+                    (elf::Target::Rejected { path, .. }, FailReason::WrongClass) => {
+                        other_class(path).map(|w| (e, Some(w)))
+                    }
+                    _ => None,
                 }
-                (elf::Target::Rejected { path, .. }, FailReason::WrongClass) => other_class(path).map(|w| (e, Some(w))),
-                _ => None,
             });
             if let Some((e, wrong)) = found {
                 f.object.get_or_insert_with(|| String::from_utf8_lossy(&e.name).into_owned());

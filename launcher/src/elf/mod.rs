@@ -15,4 +15,4 @@ pub use object::{read_header, ElfHeader};
 pub use places::{places, resolves_to, Place, Seen};
 pub use platform::Platform;
 pub use search::Reason;
-pub use tree::{closure, closure_in, Closure, Context, Edge, ShippedWith, Target, INTERP, ROOT};
+pub use tree::{closure, closure_in, Closure, Context, ShippedWith, Target, INTERP, ROOT};
