@@ -527,6 +527,7 @@ pub struct Files {
     places: RefCell<HashMap<PathBuf, Rc<Vec<elf::Place>>>>,
     /// Per (requester, file name).
     candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Candidates>>,
+    objects: RefCell<HashMap<PathBuf, Option<Rc<elf::symbols::DynObject>>>>,
 }
 
 type Candidates = Rc<Vec<elf::symbols::Candidate>>;
@@ -561,6 +562,13 @@ impl Scene<'_> {
             .entry(p.to_path_buf())
             .or_insert_with(|| elf::read_header(&self.host(p)).ok().flatten().map(Rc::new))
             .clone()
+    }
+
+    /// The dynamic symbols and versions of `p`, read once.
+    fn object(&self, p: &Path) -> Option<Rc<elf::symbols::DynObject>> {
+        let mut objects = self.files.objects.borrow_mut();
+        let read = || elf::symbols::DynObject::open(&self.host(p)).ok().map(Rc::new);
+        objects.entry(p.to_path_buf()).or_insert_with(read).clone()
     }
 
     /// The last object loaded under `name` (its file name or SONAME).
@@ -684,7 +692,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
             .find_map(|p| header(p).filter(|h| h.dynamic_info.needed.contains(&name)).map(|_| p.clone()))
     });
     let requester_header = requester.as_deref().and_then(header);
-    let dynobj = requester.as_deref().and_then(|r| elf::symbols::DynObject::open(&scene.host(r)).ok());
+    let dynobj = requester.as_deref().and_then(|r| scene.object(r));
     // The file names that should provide it.
     let vn_file = |v: &str| dynobj.as_ref().and_then(|o| o.needed_version_file(v.as_bytes())).map(<[u8]>::to_vec);
     let names: Vec<Vec<u8>> = match f.reason {
