@@ -12,9 +12,10 @@ use culaunch_protocol::catalogue;
 use serde::Serialize;
 
 use crate::cli::DepsArgs;
-use crate::elf::symbols::{self, Explanation, Problem, Wanted};
+use crate::elf::symbols::{self, Problem};
 use crate::elf::{self, Closure, Context, Reason, Target, INTERP, ROOT};
 use crate::error::Error;
+use crate::rules::{self, Explanation, FailReason, Failure, Scene};
 
 /// `deps --check` found something to report (ldd -r would print it).
 const EXIT_PROBLEMS: u8 = 1;
@@ -27,20 +28,18 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
     let progname = progname(&closure, &args);
     let problems = if args.check {
         let p = symbols::check(&closure, &progname).map_err(fail)?;
-        let explained: Vec<(Problem, Explanation)> = p
-            .into_iter()
-            .map(|p| {
-                let e = explain(&closure, &p, &ctx);
-                (p, e)
-            })
-            .collect();
-        Some(explained)
+        Some(explain_all(&closure, &ctx, p))
     } else {
         None
     };
     let out = if args.json {
         serde_json::to_string_pretty(&json(&closure, problems.as_deref())).unwrap_or_default() + "\n"
     } else if args.ldd {
+        // ldd's lines stay ldd's, byte for byte; what explains them goes
+        // to stderr.
+        for (p, e) in problems.iter().flatten() {
+            crate::messages::note!("{}: {}", p.line.trim_start(), e.advice);
+        }
         ldd(&closure, problems.as_deref())
     } else {
         let mut t = tree(&closure, args.all);
@@ -75,100 +74,91 @@ fn progname(c: &Closure, args: &DepsArgs) -> Vec<u8> {
     }
 }
 
-/// Where a file that has what is missing is looked for: the requester's
-/// directory, its own DT_RUNPATH/DT_RPATH, LD_LIBRARY_PATH, the default
-/// directories, then the directories of everything loaded.
-fn places(c: &Closure, requester: usize, ctx: &Context) -> Vec<(PathBuf, String)> {
-    let node = &c.nodes[requester];
-    let name = s(node.path.rsplit(|&b| b == b'/').next().unwrap_or(&node.path));
-    let dir_of = |p: &[u8]| -> Vec<u8> {
-        match p.iter().rposition(|&b| b == b'/') {
-            Some(0) => b"/".to_vec(),
-            Some(i) => p[..i].to_vec(),
-            None => b".".to_vec(),
-        }
-    };
-    let origin = dir_of(&node.path);
-    let expand = |e: &[u8]| -> Vec<u8> {
-        let mut v = e.to_vec();
-        for (tok, val) in [
-            (&b"${ORIGIN}"[..], &origin[..]),
-            (b"$ORIGIN", &origin[..]),
-            (b"${LIB}", &c.platform.lib[..]),
-            (b"$LIB", &c.platform.lib[..]),
-            (b"${PLATFORM}", &c.platform.platform[..]),
-            (b"$PLATFORM", &c.platform.platform[..]),
-        ] {
-            while let Some(at) = v.windows(tok.len()).position(|w| w == tok) {
-                v.splice(at..at + tok.len(), val.iter().copied());
-            }
-        }
-        v
-    };
-    let mut out: Vec<(Vec<u8>, String)> = vec![(origin.clone(), format!("the directory of {name}"))];
-    let info = &node.header.dynamic_info;
-    for (list, tag) in [(&info.runpath, "DT_RUNPATH"), (&info.rpath, "DT_RPATH")] {
-        for e in list.iter().flat_map(|l| l.split(|&b| b == b':')).filter(|e| !e.is_empty()) {
-            out.push((expand(e), format!("{tag} of {name}")));
-        }
+/// Each of `problems` with its explanation. One provider lacking one
+/// symbol is explained once, however many relocations name it; a clean
+/// check never pays for the places to look in.
+fn explain_all(c: &Closure, ctx: &Context, problems: Vec<Problem>) -> Vec<(Problem, Explanation)> {
+    if problems.is_empty() {
+        return Vec::new();
     }
-    for e in ctx.ld_library_path.iter().flat_map(|l| l.split(|&b| b == b':' || b == b';')).filter(|e| !e.is_empty()) {
-        out.push((e.to_vec(), "LD_LIBRARY_PATH".into()));
-    }
-    for d in &c.platform.system_dirs {
-        out.push((d.clone(), "a default directory".into()));
-    }
-    for n in &c.nodes {
-        out.push((dir_of(&n.path), "beside a loaded library".into()));
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.into_iter()
-        .filter(|(d, _)| seen.insert(d.clone()))
-        .map(|(d, label)| {
-            let host = match &c.root {
-                Some(r) => {
-                    let mut h = r.as_os_str().as_bytes().to_vec();
-                    h.extend_from_slice(&d);
-                    h
-                }
-                None => d,
-            };
-            (PathBuf::from(OsStr::from_bytes(&host)), label)
+    let scene = scene(c, ctx);
+    type Key = (usize, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let mut memo: std::collections::HashMap<Key, Explanation> = Default::default();
+    problems
+        .into_iter()
+        .map(|p| {
+            let key = (p.requester_node, p.vn_file.clone(), p.symbol_bytes.clone(), p.version_bytes.clone());
+            let e = memo.entry(key).or_insert_with(|| rules::explain(&mut failure_of(c, &p), &scene)).clone();
+            (p, e)
         })
         .collect()
 }
 
-fn explain(c: &Closure, p: &Problem, ctx: &Context) -> Explanation {
-    let provider_host = p.provider_node.map(|i| {
-        let path = &c.nodes[i].path;
-        let host = match &c.root {
-            Some(r) => [r.as_os_str().as_bytes(), &path[..]].concat(),
-            None => path.clone(),
-        };
-        PathBuf::from(OsStr::from_bytes(&host))
-    });
-    // The file that should provide it: the version's vn_file, else each
-    // DT_NEEDED of the requester in turn.
-    let files: Vec<Vec<u8>> = match &p.vn_file {
-        Some(f) => vec![f.clone()],
-        None => c.nodes[p.requester_node].header.dynamic_info.needed.clone(),
-    };
-    let places = places(c, p.requester_node, ctx);
-    let mut last = None;
-    for f in &files {
-        let wanted = Wanted { file: f, symbol: p.symbol_bytes.as_deref(), version: p.version_bytes.as_deref() };
-        let e = symbols::explain_missing(&wanted, provider_host.as_deref(), &places);
-        if e.alternative.is_some() {
-            return e;
+/// The failure one `ldd -r` line reports, for [`rules::explain`].
+fn failure_of(c: &Closure, p: &Problem) -> Failure {
+    let name = |i: usize| s(&c.nodes[i].path);
+    let mut f = match &p.finding {
+        symbols::Finding::UndefinedSymbol { symbol, .. } => {
+            let mut f = Failure::new(FailReason::UndefinedSymbol);
+            f.symbol = Some(symbol.clone());
+            f
         }
-        last = Some(e);
+        symbols::Finding::MissingVersion { .. } | symbols::Finding::NoVersionInformation { .. } => {
+            let mut f = Failure::new(FailReason::MissingVersion);
+            f.object = p.provider_node.map(name);
+            f
+        }
+    };
+    f.required_by = Some(name(p.requester_node));
+    f.version = p.version_bytes.as_deref().map(s);
+    // ldd's line is the report here; glibc's words are not rebuilt.
+    f.error = Some(p.line.clone());
+    f
+}
+
+/// The closure as the explanation sees it: every object in load order with
+/// the rule that found it, the program as the top, the environment of the
+/// check, and the installations doctor knows (the wheels of the sites the
+/// closure's files are in).
+fn scene<'a>(c: &'a Closure, ctx: &Context) -> Scene<'a> {
+    let path = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+    let loaded: Vec<(PathBuf, Option<String>)> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let step = n.reason.as_ref().map(|r| {
+                match r {
+                    Reason::Direct => "direct",
+                    Reason::Rpath { .. } | Reason::Runpath => "rpath_runpath",
+                    Reason::LdLibraryPath => "ld_library_path",
+                    Reason::LdSoCache => "ld.so.cache",
+                    Reason::Default => "default",
+                }
+                .to_owned()
+            });
+            (path(&n.path), step)
+        })
+        .collect();
+    let mut sites: Vec<PathBuf> = Vec::new();
+    for (p, _) in &loaded {
+        let host = match &c.root {
+            Some(r) => r.join(p.strip_prefix("/").unwrap_or(p)),
+            None => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+        };
+        if let Some(site) = crate::report::machine::site_root(&host) {
+            if !sites.iter().any(|s| s == site) {
+                sites.push(site.to_path_buf());
+            }
+        }
     }
-    last.unwrap_or(Explanation {
-        provider: None,
-        alternative: None,
-        found_in: None,
-        advice: "no loaded object defines it, and the requester names no library that could".into(),
-    })
+    Scene {
+        loaded,
+        top: Some(path(&c.nodes[ROOT].path)),
+        ctx: Context { root: ctx.root.clone(), ld_library_path: ctx.ld_library_path.clone() },
+        installations: crate::doctor::installation_places(&|k| std::env::var_os(k), &sites),
+        platform: Some(&c.platform),
+        files: Default::default(),
+    }
 }
 
 fn s(b: &[u8]) -> String {
@@ -233,7 +223,11 @@ fn check_text(problems: &[(Problem, Explanation)]) -> String {
     for (p, e) in problems {
         let _ = writeln!(out, "{}", p.line);
         if let Some(provider) = &e.provider {
-            let _ = writeln!(out, "    provider loaded: {provider}");
+            let step = e.provider_search.as_ref().map(|s| format!(" (found by {s})")).unwrap_or_default();
+            let _ = writeln!(out, "    provider loaded: {provider}{step}");
+        }
+        if let Some(alt) = &e.alternative {
+            let _ = writeln!(out, "    has it: {alt} ({})", e.found_in.as_deref().unwrap_or("?"));
         }
         let _ = writeln!(out, "    {}", e.advice);
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::cli::DoctorArgs;
 use crate::cuda;
+use crate::elf;
 use crate::elf::cache::Cache;
 use crate::error::Error;
 use crate::plan::pins;
@@ -112,23 +113,10 @@ pub fn command(args: DoctorArgs) -> Result<(), Error> {
 fn inspect(python: Option<&Path>) -> Doctor {
     let cache = Cache::read(Path::new("/etc/ld.so.cache"));
     let driver = driver(cache.as_ref());
-    let mut installations = Vec::new();
-    for var in ["CUDA_HOME", "CUDA_PATH"] {
-        if let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            installations.extend(toolkit(Path::new(&dir), var));
-        }
-    }
-    let mut local: Vec<PathBuf> = std::fs::read_dir("/usr/local")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("cuda")))
-        .collect();
-    local.sort();
-    for dir in local {
+    let mut installations: Vec<Installation> = Vec::new();
+    for (dir, via) in toolkit_roots(&|k| std::env::var_os(k)) {
         if !installations.iter().any(|i| same_dir(&i.location, &dir)) {
-            installations.extend(toolkit(&dir, "/usr/local/cuda*"));
+            installations.extend(toolkit(&dir, &via));
         }
     }
     if let Some(llp) = std::env::var_os("LD_LIBRARY_PATH") {
@@ -192,6 +180,56 @@ fn inspect(python: Option<&Path>) -> Doctor {
         clashes.extend(c.into_iter().map(|clash| SiteClash { site: root.clone(), clash }));
     }
     Doctor { python, driver, installations, clashes, problems }
+}
+
+/// The CUDA toolkit roots doctor inspects: $CUDA_HOME, $CUDA_PATH (in the
+/// environment `env` reads), then /usr/local/cuda*; each with how it was
+/// found.
+fn toolkit_roots(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Some(dir) = env(var).filter(|v| !v.is_empty()) {
+            out.push((PathBuf::from(dir), var.to_owned()));
+        }
+    }
+    let mut local: Vec<PathBuf> = std::fs::read_dir("/usr/local")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("cuda")))
+        .collect();
+    local.sort();
+    out.extend(local.into_iter().map(|d| (d, "/usr/local/cuda*".to_owned())));
+    let mut seen = Vec::new();
+    out.retain(|(d, _)| {
+        let c = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+        !seen.contains(&c) && {
+            seen.push(c);
+            true
+        }
+    });
+    out
+}
+
+/// The library directories of the installations doctor knows, for
+/// explaining a failed load: the pip wheels of `sites` (the job's
+/// site-packages), the CUDA toolkits, the conda env ($CONDA_PREFIX), in the
+/// environment `env` reads. Each labelled for the user.
+pub fn installation_places(env: &dyn Fn(&str) -> Option<std::ffi::OsString>, sites: &[PathBuf]) -> Vec<elf::Place> {
+    let mut out = Vec::new();
+    for site in sites {
+        out.extend(pins::library_dirs(site).into_iter().map(|d| (d, format!("a pip wheel in {}", site.display()))));
+    }
+    for (root, via) in toolkit_roots(env) {
+        let label = format!("the CUDA toolkit {} ({via})", root.display());
+        out.extend(pins::library_dirs(&root).into_iter().map(|d| (d, label.clone())));
+    }
+    if let Some(prefix) = env("CONDA_PREFIX").filter(|v| !v.is_empty()) {
+        let prefix = PathBuf::from(prefix);
+        out.push((prefix.join("lib"), format!("the conda env {}", prefix.display())));
+    }
+    out
 }
 
 fn same_dir(a: &str, b: &Path) -> bool {

@@ -5,7 +5,10 @@
 //! of them has live beside the facts they read (`report::diagnose`,
 //! `doctor`), and these are the pre-flight's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use culaunch_protocol::catalogue;
 use serde::Serialize;
@@ -55,6 +58,9 @@ pub enum Kind {
     NeededNotFound,
     TwoMajorsInClosure,
     PinOtherMajor,
+    /// A load that failed (mapped, then undone): glibc's words, the
+    /// provider lacking what was needed, the file that has it.
+    LoadFailed,
 }
 
 impl Kind {
@@ -64,7 +70,8 @@ impl Kind {
             | Kind::DriverTooOld
             | Kind::RuntimeNewerThanDriver
             | Kind::NeededNotFound
-            | Kind::PinOtherMajor => Severity::Error,
+            | Kind::PinOtherMajor
+            | Kind::LoadFailed => Severity::Error,
             Kind::NoDriver => Severity::Info,
             _ => Severity::Warning,
         }
@@ -91,6 +98,7 @@ impl Kind {
             Kind::NeededNotFound => "needed_not_found",
             Kind::TwoMajorsInClosure => "two_majors_in_closure",
             Kind::PinOtherMajor => "pin_other_major",
+            Kind::LoadFailed => "load_failed",
         }
     }
 }
@@ -115,6 +123,9 @@ pub struct Diagnosis {
     pub requester: Option<String>,
     /// The loader rule or release rule that explains it.
     pub rule: String,
+    /// A failed load's facts and explanation (`load_failed` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Box<FailedLoad>>,
 }
 
 impl Diagnosis {
@@ -128,6 +139,7 @@ impl Diagnosis {
             files: Vec::new(),
             requester: None,
             rule: String::new(),
+            failure: None,
         }
     }
 
@@ -274,6 +286,644 @@ pub fn closure(c: &elf::Closure, pins: &[Pin]) -> Vec<Diagnosis> {
     out
 }
 
+// ---- Failed loads: why, and the file to load instead ----
+
+/// Why a load failed: the trace's `reason`, else read from glibc's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// The request itself was found nowhere (a probe the program may
+    /// tolerate).
+    NotFound,
+    UndefinedSymbol,
+    MissingVersion,
+    /// The request was mapped; one of its DT_NEEDED was found nowhere.
+    MissingDependency,
+    WrongClass,
+    /// Refused by a pin or `--strict`/`--locked` (culaunch's own words).
+    Refused,
+    Failed,
+}
+
+impl FailReason {
+    pub fn from_trace(s: &str) -> Option<FailReason> {
+        Some(match s {
+            "not_found" => FailReason::NotFound,
+            "undefined_symbol" => FailReason::UndefinedSymbol,
+            "missing_version" => FailReason::MissingVersion,
+            "missing_dependency" => FailReason::MissingDependency,
+            "wrong_class" => FailReason::WrongClass,
+            "refused" => FailReason::Refused,
+            "failed" => FailReason::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One failed load as glibc words it (dlerror's text): the trace's fields,
+/// and what `error` says where they are missing (traces written before the
+/// module recorded them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub reason: FailReason,
+    /// glibc's words: dlerror's exact text, or rebuilt (`reconstructed`).
+    pub error: Option<String>,
+    /// `error` was rebuilt from the ELF files, not read from the loader.
+    pub reconstructed: bool,
+    /// The name glibc's text starts with: the object whose reference is
+    /// undefined, the provider lacking a version, the name found nowhere,
+    /// the file of the wrong class.
+    pub object: Option<String>,
+    pub symbol: Option<String>,
+    pub version: Option<String>,
+    /// The object that needed it, as glibc's text names it.
+    pub required_by: Option<String>,
+    /// `ELFCLASS32` or `ELFCLASS64`: the class of the file found.
+    pub class_found: Option<String>,
+}
+
+const NO_FILE: &str = ": cannot open shared object file: No such file or directory";
+
+impl Failure {
+    /// A failure known by its reason alone; the rest is filled in by who
+    /// knows it.
+    pub fn new(reason: FailReason) -> Failure {
+        Failure {
+            reason,
+            error: None,
+            reconstructed: false,
+            object: None,
+            symbol: None,
+            version: None,
+            required_by: None,
+            class_found: None,
+        }
+    }
+
+    /// glibc's words taken apart (elf/dl-lookup.c, dl-version.c,
+    /// dl-load.c). `mapped`: the request itself was mapped, so "cannot
+    /// open" is about a dependency.
+    pub fn parse(error: &str, mapped: bool) -> Failure {
+        let own = |s: &str| Some(s.to_owned());
+        let mut f = Failure::new(FailReason::Failed);
+        f.error = own(error);
+        if error.starts_with("culaunch:") {
+            f.reason = FailReason::Refused;
+        } else if let Some((x, rest)) = error.split_once(": undefined symbol: ") {
+            f.reason = FailReason::UndefinedSymbol;
+            let (symbol, version) = match rest.split_once(", version ") {
+                Some((s, v)) => (s, Some(v)),
+                None => (rest, None),
+            };
+            (f.object, f.required_by, f.symbol) = (own(x), own(x), own(symbol));
+            f.version = version.map(str::to_owned);
+        } else if let Some((x, rest)) = error.split_once(": version `") {
+            if let Some((v, by)) = rest.split_once("' not found (required by ") {
+                f.reason = FailReason::MissingVersion;
+                (f.object, f.version) = (own(x), own(v));
+                f.required_by = own(by.strip_suffix(')').unwrap_or(by));
+            }
+        } else if let Some((x, _)) = error.split_once(": cannot open shared object file") {
+            f.reason = if mapped { FailReason::MissingDependency } else { FailReason::NotFound };
+            f.object = own(x);
+        } else if let Some((x, class)) = error.split_once(": wrong ELF class: ") {
+            f.reason = FailReason::WrongClass;
+            (f.object, f.class_found) = (own(x), own(class));
+        }
+        f
+    }
+
+    /// The trace's fields first; `error` parsed for whatever they lack.
+    pub fn from_trace(
+        reason: Option<&str>,
+        error: Option<&str>,
+        symbol: Option<&str>,
+        version: Option<&str>,
+        required_by: Option<&str>,
+        mapped: bool,
+    ) -> Failure {
+        let mut f = match error {
+            Some(e) => Failure::parse(e, mapped),
+            None => Failure::new(FailReason::Failed),
+        };
+        if let Some(r) = reason.and_then(FailReason::from_trace) {
+            f.reason = r;
+        }
+        let keep = |field: &mut Option<String>, given: Option<&str>| {
+            if let Some(g) = given {
+                *field = Some(g.to_owned());
+            }
+        };
+        keep(&mut f.symbol, symbol);
+        keep(&mut f.version, version);
+        keep(&mut f.required_by, required_by);
+        f
+    }
+
+    /// The text glibc gives for this failure, rebuilt from what the ELF
+    /// analysis found when the trace does not carry the loader's own (a
+    /// reconstruction: paths are as culaunch knows them, which may differ
+    /// from the name the loader opened).
+    fn reconstruct(&mut self, e: &Explanation) {
+        if self.error.is_some() {
+            return;
+        }
+        let by = self.required_by.clone().or_else(|| e.requester.clone());
+        let text = match self.reason {
+            FailReason::UndefinedSymbol => by.zip(self.symbol.as_ref()).map(|(by, s)| {
+                let v = self.version.as_ref().map(|v| format!(", version {v}")).unwrap_or_default();
+                format!("{by}: undefined symbol: {s}{v}")
+            }),
+            FailReason::MissingVersion => {
+                let provider = self.object.clone().or_else(|| e.provider.clone());
+                match (provider, self.version.as_ref(), by) {
+                    (Some(p), Some(v), Some(by)) => Some(format!("{p}: version `{v}' not found (required by {by})")),
+                    _ => None,
+                }
+            }
+            FailReason::MissingDependency | FailReason::NotFound => {
+                self.object.clone().or_else(|| e.wanted.clone()).map(|x| format!("{x}{NO_FILE}"))
+            }
+            FailReason::WrongClass => {
+                let x = self.object.clone().or_else(|| e.provider.clone());
+                x.zip(self.class_found.as_ref()).map(|(x, c)| format!("{x}: wrong ELF class: {c}"))
+            }
+            FailReason::Refused | FailReason::Failed => None,
+        };
+        if text.is_some() {
+            (self.error, self.reconstructed) = (text, true);
+        }
+    }
+}
+
+/// How to get the right file loaded instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fix {
+    /// Drop this LD_LIBRARY_PATH entry: the loader then finds `path`.
+    RemoveFromLdLibraryPath { entry: String, path: String },
+    /// `culaunch --pin SONAME=PATH`.
+    Pin { soname: String, path: String },
+}
+
+impl std::fmt::Display for Fix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fix::RemoveFromLdLibraryPath { entry, .. } => write!(f, "remove {entry} from LD_LIBRARY_PATH"),
+            Fix::Pin { soname, path } => write!(f, "--pin {soname}={path}"),
+        }
+    }
+}
+
+/// Which loaded file lacks what a failed load needed, and which file has
+/// it: the same answer for a run's failed load and `deps --check`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The object that needed it.
+    pub requester: Option<String>,
+    /// The file name that should provide it (a version's `vn_file`, a
+    /// DT_NEEDED).
+    pub wanted: Option<String>,
+    /// The loaded file that lacks it (for a wrong class: the file found).
+    pub provider: Option<String>,
+    /// The search step that found the provider (`ld_library_path`, …).
+    pub provider_search: Option<String>,
+    /// A file of that name that has it.
+    pub alternative: Option<String>,
+    /// Where the alternative is: "the directory of …", "DT_RUNPATH of …",
+    /// "pip wheels in …", …
+    pub found_in: Option<String>,
+    pub fix: Option<Fix>,
+    /// The pin that loads the alternative, whatever `fix` is.
+    pub pin: Option<Fix>,
+    /// One sentence for the user.
+    pub advice: String,
+}
+
+/// What failed loads are explained against.
+pub struct Scene<'a> {
+    /// The objects mapped, in load order, as the loader named them, each
+    /// with the search step that found it when known.
+    pub loaded: Vec<(PathBuf, Option<String>)>,
+    /// Whose closure the failure is in: the file the failed request mapped
+    /// (a run), the program checked (`deps`).
+    pub top: Option<PathBuf>,
+    /// The process's LD_LIBRARY_PATH and `deps --root`.
+    pub ctx: elf::Context,
+    /// Installations known (pip wheels, toolkits, conda envs).
+    pub installations: Vec<elf::Place>,
+    /// The closure's loader rules (`None`: this machine's).
+    pub platform: Option<&'a elf::Platform>,
+    /// What was read of the files, once however many failures are explained.
+    pub files: Files,
+}
+
+/// Headers, search places and candidate files, each read once: `deps
+/// --check` on a Python extension explains hundreds of symbols against the
+/// same few files.
+#[derive(Default)]
+pub struct Files {
+    headers: RefCell<HashMap<PathBuf, Option<Rc<elf::ElfHeader>>>>,
+    places: RefCell<HashMap<PathBuf, Rc<Vec<elf::Place>>>>,
+    /// Per (requester, file name).
+    candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Candidates>>,
+    objects: RefCell<HashMap<PathBuf, Option<Rc<elf::symbols::DynObject>>>>,
+}
+
+type Candidates = Rc<Vec<elf::symbols::Candidate>>;
+
+fn search_name(r: &elf::Reason) -> &'static str {
+    match r {
+        elf::Reason::Direct => "direct",
+        elf::Reason::Rpath { .. } | elf::Reason::Runpath => "rpath_runpath",
+        elf::Reason::LdLibraryPath => "ld_library_path",
+        elf::Reason::LdSoCache => "ld.so.cache",
+        elf::Reason::Default => "default",
+    }
+}
+
+impl Scene<'_> {
+    /// A path as named inside the root, on this machine.
+    fn host(&self, p: &Path) -> PathBuf {
+        match &self.ctx.root {
+            Some(r) => {
+                let mut h = r.as_os_str().to_owned();
+                h.push(p.as_os_str());
+                PathBuf::from(h)
+            }
+            None => p.to_path_buf(),
+        }
+    }
+
+    /// The ELF headers of `p` (as named inside the root), read once.
+    fn header(&self, p: &Path) -> Option<Rc<elf::ElfHeader>> {
+        let mut headers = self.files.headers.borrow_mut();
+        headers
+            .entry(p.to_path_buf())
+            .or_insert_with(|| elf::read_header(&self.host(p)).ok().flatten().map(Rc::new))
+            .clone()
+    }
+
+    /// The dynamic symbols and versions of `p`, read once.
+    fn object(&self, p: &Path) -> Option<Rc<elf::symbols::DynObject>> {
+        let mut objects = self.files.objects.borrow_mut();
+        let read = || elf::symbols::DynObject::open(&self.host(p)).ok().map(Rc::new);
+        objects.entry(p.to_path_buf()).or_insert_with(read).clone()
+    }
+
+    /// The last object loaded under `name` (its file name or SONAME).
+    fn loaded_as(&self, name: &[u8]) -> Option<&(PathBuf, Option<String>)> {
+        use std::os::unix::ffi::OsStrExt;
+        self.loaded.iter().rev().find(|(p, _)| {
+            p.file_name().is_some_and(|f| f.as_bytes() == name)
+                || self.header(p).and_then(|h| h.soname.clone()).as_deref() == Some(name)
+        })
+    }
+
+    /// Where to look for what `anchor` (the requester) lacked.
+    fn places(&self, anchor: Option<&Path>) -> Rc<Vec<elf::Place>> {
+        use std::os::unix::ffi::OsStrExt;
+        let key = anchor.map(Path::to_path_buf).unwrap_or_default();
+        if let Some(p) = self.files.places.borrow().get(&key) {
+            return p.clone();
+        }
+        let beside: Vec<Vec<u8>> = self.loaded.iter().map(|(p, _)| p.as_os_str().as_bytes().to_vec()).collect();
+        let places = match anchor.zip(anchor.and_then(|a| self.header(a))) {
+            Some((a, h)) => elf::places(&elf::Seen {
+                requester: a.as_os_str().as_bytes(),
+                header: &h,
+                ld_library_path: self.ctx.ld_library_path.as_deref(),
+                installations: &self.installations,
+                beside: &beside,
+                root: self.ctx.root.as_deref(),
+                platform: self.platform,
+            }),
+            None => self.installations.clone(),
+        };
+        let places = Rc::new(places);
+        self.files.places.borrow_mut().insert(key, places.clone());
+        places
+    }
+
+    /// The files named `name` in the places of `anchor`.
+    fn candidates(&self, anchor: Option<&Path>, name: &[u8]) -> Candidates {
+        let key = (anchor.map(Path::to_path_buf).unwrap_or_default(), name.to_vec());
+        if let Some(c) = self.files.candidates.borrow().get(&key) {
+            return c.clone();
+        }
+        let found = Rc::new(elf::symbols::candidates(name, &self.places(anchor)));
+        self.files.candidates.borrow_mut().insert(key, found.clone());
+        found
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    id(a).is_some() && id(a) == id(b)
+}
+
+fn text(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A dependency found nowhere or of the wrong class, as the failed
+/// request's closure shows it (the loader's order): its name when the trace
+/// does not say it, who needed it, and the wrong-class file (returned),
+/// which the loader skipped in its search and names only by the request.
+fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
+    let unnamed = f.object.is_none();
+    if f.reason == FailReason::WrongClass || (f.reason == FailReason::MissingDependency && unnamed) {
+        if let Some(c) = scene.top.as_ref().and_then(|t| elf::closure_in(t, &scene.ctx).ok()) {
+            let other_class = |p: &[u8]| {
+                let p = scene.host(Path::new(std::ffi::OsStr::from_bytes(p)));
+                let h = elf::read_header(&p).ok().flatten()?;
+                let (is_64, machine) = elf::symbols::native_class();
+                (h.is_64 != is_64 || h.machine != machine)
+                    .then_some((p, if h.is_64 { "ELFCLASS64" } else { "ELFCLASS32" }))
+            };
+            let named = f.object.as_deref().map(base);
+            let found = c.edges.iter().filter(|e| named.as_ref().is_none_or(|n| *n == e.name)).find_map(|e| {
+                match (&e.to, f.reason) {
+                    (elf::Target::Missing { .. }, FailReason::MissingDependency) => Some((e, None)),
+                    (elf::Target::Missing { tried }, FailReason::WrongClass) => {
+                        tried.iter().find_map(|t| other_class(t)).map(|w| (e, Some(w)))
+                    }
+                    (elf::Target::Rejected { path, .. }, FailReason::WrongClass) => {
+                        other_class(path).map(|w| (e, Some(w)))
+                    }
+                    _ => None,
+                }
+            });
+            if let Some((e, wrong)) = found {
+                f.object.get_or_insert_with(|| String::from_utf8_lossy(&e.name).into_owned());
+                f.required_by.get_or_insert_with(|| String::from_utf8_lossy(&c.nodes[e.from].path).into_owned());
+                if let Some((p, class)) = wrong {
+                    f.class_found.get_or_insert_with(|| class.to_owned());
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Explains one failed load (or one line of `deps --check`): which loaded
+/// provider lacks the symbol or version, which file has it (the
+/// requester's directory and RPATH/RUNPATH first, then LD_LIBRARY_PATH,
+/// the installations, the loader's directories), and how to get it loaded:
+/// drop the LD_LIBRARY_PATH entry the provider came from when the loader
+/// would then find the good file, else pin it. Fills in glibc's words when
+/// the trace lacks them.
+pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
+    let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
+    let header = |p: &Path| scene.header(p);
+    let wrong_file = from_closure(f, scene);
+    // The object that needed it: named by glibc, else the first mapped
+    // object whose DT_NEEDED names the missing file.
+    let requester: Option<PathBuf> = f.required_by.as_ref().map(PathBuf::from).or_else(|| {
+        let name = base(f.object.as_deref()?);
+        scene
+            .top
+            .iter()
+            .chain(scene.loaded.iter().map(|(p, _)| p))
+            .find_map(|p| header(p).filter(|h| h.dynamic_info.needed.contains(&name)).map(|_| p.clone()))
+    });
+    let requester_header = requester.as_deref().and_then(header);
+    let dynobj = requester.as_deref().and_then(|r| scene.object(r));
+    // The file names that should provide it.
+    let vn_file = |v: &str| dynobj.as_ref().and_then(|o| o.needed_version_file(v.as_bytes())).map(<[u8]>::to_vec);
+    let names: Vec<Vec<u8>> = match f.reason {
+        FailReason::UndefinedSymbol => match f.version.as_deref().and_then(vn_file) {
+            Some(file) => vec![file],
+            // Unversioned: whichever DT_NEEDED has it.
+            None => requester_header.as_ref().map(|h| h.dynamic_info.needed.clone()).unwrap_or_default(),
+        },
+        FailReason::MissingVersion => {
+            f.version.as_deref().and_then(vn_file).or_else(|| f.object.as_deref().map(base)).into_iter().collect()
+        }
+        FailReason::MissingDependency | FailReason::WrongClass => f.object.as_deref().map(base).into_iter().collect(),
+        _ => Vec::new(),
+    };
+    // The class the file must be of: the requester's (this build's when
+    // the request itself was of the wrong class).
+    let class = Some(requester_header.as_ref().map_or_else(elf::symbols::native_class, |h| (h.is_64, h.machine)));
+    let anchor = requester.clone().or_else(|| f.object.as_ref().map(PathBuf::from)).or_else(|| scene.top.clone());
+    let top = scene.top.clone().or_else(|| requester.clone());
+    let mut chosen = None;
+    for name in &names {
+        // The loaded file that lacks it, and the step that found it.
+        let named_path = f.object.as_ref().filter(|o| o.contains('/')).map(PathBuf::from);
+        let given = match f.reason {
+            FailReason::WrongClass if named_path.is_none() => wrong_file.clone().map(|p| (p, None)),
+            FailReason::MissingVersion | FailReason::WrongClass => named_path.map(|p| {
+                let step = scene.loaded.iter().find(|(l, _)| same_file(&scene.host(l), &scene.host(&p)));
+                (p, step.and_then(|(_, s)| s.clone()))
+            }),
+            _ => None,
+        };
+        // What the loader finds for the name from the failed request: the
+        // provider when the trace does not name it, and the step that found
+        // it when the trace does not say.
+        let resolved = || {
+            let (p, r) = elf::resolves_to(top.as_deref()?, name, &scene.ctx)?;
+            Some((p, r.as_ref().map(|r| search_name(r).to_owned())))
+        };
+        let provider: Option<(PathBuf, Option<String>)> = match given.or_else(|| scene.loaded_as(name).cloned()) {
+            Some((p, None)) => {
+                let step = resolved().filter(|(r, _)| same_file(r, &scene.host(&p))).and_then(|(_, s)| s);
+                Some((p, step))
+            }
+            Some(known) => Some(known),
+            None if f.reason == FailReason::MissingDependency => None,
+            None => resolved(),
+        };
+        let wanted = elf::symbols::Wanted {
+            symbol: f.symbol.as_deref().map(str::as_bytes),
+            version: f.version.as_deref().map(str::as_bytes),
+            class,
+        };
+        let provider_id = provider.as_ref().and_then(|(p, _)| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(scene.host(p)).ok().map(|m| (m.dev(), m.ino()))
+        });
+        let candidates = scene.candidates(anchor.as_deref(), name);
+        let alt = elf::symbols::find_alternative(&wanted, provider_id, &candidates);
+        // The trace's paths are canonical; so is the file named to load.
+        let alt = alt.map(|c| match scene.ctx.root {
+            None => (std::fs::canonicalize(&c.path).unwrap_or_else(|_| c.path.clone()), c.label.clone()),
+            Some(_) => (c.path.clone(), c.label.clone()),
+        });
+        let found = alt.is_some();
+        chosen = Some((name.clone(), provider, alt));
+        if found {
+            break;
+        }
+    }
+    // An unversioned symbol none of the requester's libraries has, in any
+    // copy: no provider is to blame (the program itself, or an object
+    // loaded before with RTLD_GLOBAL, is expected to define it).
+    let unversioned = f.reason == FailReason::UndefinedSymbol && f.version.is_none();
+    if unversioned && chosen.as_ref().is_some_and(|(_, _, alt)| alt.is_none()) {
+        chosen = None;
+    }
+    let wanted_name = chosen.as_ref().map(|(n, _, _)| String::from_utf8_lossy(n).into_owned());
+    let (provider, provider_search, alt) = match chosen {
+        Some((_, p, a)) => (p.as_ref().map(|(p, _)| p.clone()), p.and_then(|(_, s)| s), a),
+        None => (None, None, None),
+    };
+    let what = match (&f.symbol, &f.version) {
+        (Some(s), Some(v)) => format!("{s}@{v}"),
+        (Some(s), None) => s.clone(),
+        (None, Some(v)) => format!("version {v}"),
+        (None, None) => "it".into(),
+    };
+    // A pin keyed by the good file's SONAME, which a pin must carry.
+    let pin = alt.as_ref().map(|(a, _)| {
+        let soname = elf::read_header(&scene.host(a)).ok().flatten().and_then(|h| h.soname);
+        Fix::Pin {
+            soname: soname
+                .map_or(wanted_name.clone().unwrap_or_default(), |s| String::from_utf8_lossy(&s).into_owned()),
+            path: text(a),
+        }
+    });
+    let fix = alt.as_ref().zip(pin.clone()).map(|((a, _), pin)| {
+        let name = wanted_name.clone().unwrap_or_default();
+        match (&provider, provider_search.as_deref(), &top) {
+            (Some(p), Some("ld_library_path"), Some(top)) => {
+                drop_entry(scene, top, name.as_bytes(), p, a).unwrap_or(pin)
+            }
+            _ => pin,
+        }
+    });
+    let provider_text = provider.as_deref().map(text);
+    let name = wanted_name.clone().unwrap_or_else(|| "the file".into());
+    let quoted = |fix: &Fix| match fix {
+        Fix::Pin { .. } => format!("`{fix}`"),
+        Fix::RemoveFromLdLibraryPath { .. } => fix.to_string(),
+    };
+    let advice = match (&alt, &fix, f.reason) {
+        (Some((a, label)), Some(fix), FailReason::MissingDependency) => format!(
+            "{name} is found nowhere the loader looks; {} ({label}) is a file of that name: {}",
+            text(a),
+            quoted(fix)
+        ),
+        (Some((a, label)), Some(fix), FailReason::WrongClass) => format!(
+            "{} is {}; {} ({label}) is of the right class: {}",
+            provider_text.as_deref().unwrap_or(&name),
+            f.class_found.as_deref().unwrap_or("of another class"),
+            text(a),
+            quoted(fix)
+        ),
+        (Some((a, label)), Some(fix), _) => {
+            let or_pin = match (fix, &pin) {
+                (Fix::RemoveFromLdLibraryPath { .. }, Some(pin)) => format!(" (or {})", quoted(pin)),
+                _ => String::new(),
+            };
+            format!(
+                "{} ({label}) has {what}; load it instead of {}: {}{or_pin}",
+                text(a),
+                provider_text.as_deref().unwrap_or("the copy found first"),
+                quoted(fix)
+            )
+        }
+        (None, _, FailReason::MissingDependency) => {
+            format!("no file named {name} in the requester's directory, its RPATH/RUNPATH, LD_LIBRARY_PATH, the installations known or the loader's directories")
+        }
+        (None, _, FailReason::WrongClass) => {
+            format!("no {name} of the right class where the loader looks or in the installations known")
+        }
+        (None, _, FailReason::UndefinedSymbol | FailReason::MissingVersion) if wanted_name.is_some() => {
+            format!("no other {name} on the search path or in the installations known has {what}")
+        }
+        _ if unversioned => format!(
+            "none of the libraries {} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must",
+            requester.as_deref().map(text).unwrap_or_else(|| "the requester".into())
+        ),
+        _ => "no loaded object defines it, and the requester names no library that could".into(),
+    };
+    let e = Explanation {
+        requester: requester.as_deref().map(text),
+        wanted: wanted_name,
+        provider: provider_text,
+        provider_search,
+        alternative: alt.as_ref().map(|(a, _)| text(a)),
+        found_in: alt.map(|(_, l)| l),
+        fix,
+        pin,
+        advice,
+    };
+    f.reconstruct(&e);
+    e
+}
+
+/// The LD_LIBRARY_PATH entry to drop when `provider` (found there) lacks
+/// what `top`'s closure needs and, without the entries that hold its
+/// directory, the loader would map `good` for `name` instead.
+fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good: &Path) -> Option<Fix> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scene.host(provider).parent().and_then(|d| std::fs::canonicalize(d).ok())?;
+    let llp = scene.ctx.ld_library_path.clone().unwrap_or_default();
+    let (drop, keep): (Vec<&[u8]>, Vec<&[u8]>) =
+        llp.split(|&b| b == b':' || b == b';').filter(|e| !e.is_empty()).partition(|e| {
+            let e = scene.host(Path::new(std::ffi::OsStr::from_bytes(e)));
+            std::fs::canonicalize(e).ok().as_ref() == Some(&dir)
+        });
+    let entry = drop.first()?;
+    let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')) };
+    let (got, _) = elf::resolves_to(top, name, &ctx)?;
+    same_file(&got, good)
+        .then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
+}
+
+/// A failed load and its explanation, as a diagnosis's `failure`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedLoad {
+    pub request: Option<String>,
+    /// The file the failed request mapped (then unmapped), if any.
+    pub path: Option<String>,
+    #[serde(flatten)]
+    pub failure: Failure,
+    pub explanation: Explanation,
+}
+
+/// The diagnosis of one failed load: glibc's words, the provider that
+/// lacks it, the file that has it, and the fix. `files`: the provider,
+/// then the alternative.
+pub fn load_failed(failed: FailedLoad) -> Diagnosis {
+    let f = &failed.failure;
+    let e = &failed.explanation;
+    let said =
+        f.error.clone().unwrap_or_else(|| format!("loading {} failed", failed.request.as_deref().unwrap_or("?")));
+    let lacks = match (&e.provider, f.reason) {
+        (Some(p), FailReason::UndefinedSymbol | FailReason::MissingVersion) => {
+            let step = e.provider_search.as_ref().map(|s| format!(" (found by {s})")).unwrap_or_default();
+            format!(" {p}{step} lacks it.")
+        }
+        _ => String::new(),
+    };
+    let rule = match f.reason {
+        FailReason::UndefinedSymbol => "every reference must bind to a definition in the scope, with the version it was linked against (elf/dl-lookup.c)",
+        FailReason::MissingVersion => "a needed version node must be defined by the file named in DT_VERNEED (elf/dl-version.c)",
+        FailReason::MissingDependency => "every DT_NEEDED of a loaded object must be found (elf/dl-load.c)",
+        FailReason::WrongClass => "the loader maps only files of its own ELF class and machine (elf/dl-load.c open_verify)",
+        FailReason::NotFound => "a name is searched in DT_RPATH, LD_LIBRARY_PATH, DT_RUNPATH, ld.so.cache, the default directories",
+        FailReason::Refused => "a pin or --strict refused it",
+        FailReason::Failed => "the loader's own error",
+    };
+    let reconstructed = if f.reconstructed { " (glibc's words rebuilt from the files)" } else { "" };
+    let mut d = Diagnosis::new(Kind::LoadFailed, format!("{said}{reconstructed}.{lacks} {}", e.advice))
+        .files(e.provider.iter().chain(e.alternative.iter()).cloned().collect())
+        .rule(rule);
+    if let Some(r) = &e.requester {
+        d = d.requester(r);
+    }
+    d.failure = Some(Box::new(failed));
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +951,51 @@ mod tests {
         assert!(found[0].message.starts_with("libcudnn majors 8 and 9 "), "{}", found[0].message);
         let found = two_majors(names, Place::Closure);
         assert_eq!(found[0].message, "two majors of libcudnn in the closure: libcudnn.so.8, libcudnn.so.9.1.0");
+    }
+
+    #[test]
+    fn glibc_s_words_are_taken_apart_for_each_failure() {
+        let f = Failure::parse(
+            "/w/libcudnn_cnn_infer.so.8: undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8",
+            true,
+        );
+        assert_eq!(f.reason, FailReason::UndefinedSymbol);
+        assert_eq!(f.symbol.as_deref(), Some("_ZN11nvrtcHelper4loadEb"));
+        assert_eq!(f.version.as_deref(), Some("libcudnn_ops_infer.so.8"));
+        assert_eq!(f.required_by.as_deref(), Some("/w/libcudnn_cnn_infer.so.8"));
+        let f = Failure::parse("/p/libplugin.so: undefined symbol: not_defined_anywhere", true);
+        assert_eq!(
+            (f.reason, f.symbol.as_deref(), f.version),
+            (FailReason::UndefinedSymbol, Some("not_defined_anywhere"), None)
+        );
+        let f = Failure::parse("/old/libv.so: version `V2' not found (required by /app/libuser.so)", true);
+        assert_eq!(f.reason, FailReason::MissingVersion);
+        assert_eq!((f.object.as_deref(), f.version.as_deref()), (Some("/old/libv.so"), Some("V2")));
+        assert_eq!(f.required_by.as_deref(), Some("/app/libuser.so"));
+        let missing = "libdep.so: cannot open shared object file: No such file or directory";
+        assert_eq!(Failure::parse(missing, true).reason, FailReason::MissingDependency);
+        assert_eq!(Failure::parse(missing, false).reason, FailReason::NotFound);
+        assert_eq!(Failure::parse(missing, true).object.as_deref(), Some("libdep.so"));
+        let f = Failure::parse("libdep.so: wrong ELF class: ELFCLASS32", true);
+        assert_eq!((f.reason, f.class_found.as_deref()), (FailReason::WrongClass, Some("ELFCLASS32")));
+        assert_eq!(Failure::parse("culaunch: refused libcudart.so.11 (--strict)", false).reason, FailReason::Refused);
+        assert_eq!(Failure::parse("something else", true).reason, FailReason::Failed);
+    }
+
+    #[test]
+    fn the_trace_s_fields_win_over_what_the_words_say() {
+        let f = Failure::from_trace(Some("missing_version"), None, None, Some("V2"), Some("/app/libuser.so"), true);
+        assert_eq!((f.reason, f.error), (FailReason::MissingVersion, None));
+        assert_eq!(f.required_by.as_deref(), Some("/app/libuser.so"));
+        let f = Failure::from_trace(
+            Some("from_the_future"),
+            Some("x: wrong ELF class: ELFCLASS32"),
+            None,
+            None,
+            None,
+            true,
+        );
+        assert_eq!(f.reason, FailReason::WrongClass, "an unknown reason falls back to the words");
     }
 
     #[test]

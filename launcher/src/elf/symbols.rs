@@ -872,83 +872,82 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
     Ok(out)
 }
 
-/// Why a symbol or version is missing, and where a file that has it is.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Explanation {
-    /// The loaded file that lacks it, when one is named.
-    pub provider: Option<String>,
-    /// A file that has it, with the same name as the provider.
-    pub alternative: Option<String>,
-    /// Where the alternative was found: "the requester's directory",
-    /// "DT_RUNPATH of …", "LD_LIBRARY_PATH", …
-    pub found_in: Option<String>,
-    /// One sentence for the user.
-    pub advice: String,
-}
-
-/// What a missing symbol or version is looked for in.
+/// What a failed load lacked, to be looked for in other files.
 pub struct Wanted<'a> {
-    /// The file name that should provide it (`vn_file`, a DT_NEEDED).
-    pub file: &'a [u8],
     pub symbol: Option<&'a [u8]>,
     pub version: Option<&'a [u8]>,
+    /// The ELF class (64-bit?) and machine the file must be of: the
+    /// requester's. `None`: any.
+    pub class: Option<(bool, u16)>,
 }
 
-/// Explains one missing symbol or version: which loaded `provider` lacks
-/// it, and the first file named `wanted.file` in `places` (directory,
-/// label), searched in order — the requester's own directory and
-/// RPATH/RUNPATH first, then the rest of the search path — that has it.
-/// Used by `deps --check` and by the run's diagnoses of failed loads.
-pub fn explain_missing(
-    wanted: &Wanted<'_>,
-    provider: Option<&Path>,
-    places: &[(std::path::PathBuf, String)],
-) -> Explanation {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let loaded = provider.and_then(id);
-    let what = match (wanted.symbol, wanted.version) {
-        (Some(s), Some(v)) => format!("{}@{}", lossy(s), lossy(v)),
-        (Some(s), None) => lossy(s),
-        (None, Some(v)) => format!("version {}", lossy(v)),
-        (None, None) => String::new(),
-    };
-    let has_it = |o: &DynObject| -> bool {
+impl DynObject {
+    /// The file DT_VERNEED says `version` must come from (`vn_file`).
+    pub fn needed_version_file(&self, version: &[u8]) -> Option<&[u8]> {
+        self.needs.iter().find(|(_, vs)| vs.iter().any(|v| v.name == version)).map(|(f, _)| f.as_slice())
+    }
+
+    /// Whether this object has what `wanted` asks for: the symbol (with
+    /// its version, as a reference bound to that version would match), else
+    /// the version node, else just being of the right class.
+    pub fn has(&self, wanted: &Wanted<'_>) -> bool {
+        if wanted.class.is_some_and(|(is_64, machine)| is_64 != self.is_64 || machine != self.machine) {
+            return false;
+        }
         match (wanted.symbol, wanted.version) {
             (Some(s), v) => {
                 let want = v.map(|v| Version { name: v.to_vec(), hash: elf_hash(v), ..Version::default() });
-                o.lookup(s, want.as_ref(), 0, false).is_some()
+                self.lookup(s, want.as_ref(), 0, false).is_some()
             }
-            (None, Some(v)) => o.definitions().any(|d| d.name == v),
-            (None, None) => false,
+            (None, Some(v)) => self.definitions().any(|d| d.name == v),
+            (None, None) => true,
         }
-    };
-    let file = lossy(wanted.file);
+    }
+}
+
+/// This build's ELF class and machine: what a process of it loads.
+pub fn native_class() -> (bool, u16) {
+    let w = super::object::Want::native();
+    (w.is_64, w.machine)
+}
+
+/// A file that may have what a failed load lacked: where it is, the label
+/// of that place, its identity, and its dynamic symbols.
+pub struct Candidate {
+    pub path: std::path::PathBuf,
+    pub label: String,
+    pub id: (u64, u64),
+    pub object: DynObject,
+}
+
+/// The ELF files named `file` in `places` (directory, label), in the order
+/// the places are searched, each file once.
+pub fn candidates(file: &[u8], places: &[(std::path::PathBuf, String)]) -> Vec<Candidate> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::ffi::OsStr::from_bytes(file);
+    let mut out: Vec<Candidate> = Vec::new();
     for (dir, label) in places {
-        let candidate = dir.join(std::ffi::OsStr::new(&*file));
-        let Some(cid) = id(&candidate) else { continue };
-        if Some(cid) == loaded {
+        let path = dir.join(file);
+        let Some(id) = std::fs::metadata(&path).ok().map(|m| (m.dev(), m.ino())) else { continue };
+        if out.iter().any(|c| c.id == id) {
             continue;
         }
-        let Ok(o) = DynObject::open(&candidate) else { continue };
-        if has_it(&o) {
-            let alt = candidate.display().to_string();
-            let advice = format!(
-                "{alt} ({label}) has {what}; get it loaded instead of {}: remove the directory that shadows it from LD_LIBRARY_PATH, or `--pin {file}={alt}`",
-                provider.map(|p| p.display().to_string()).unwrap_or_else(|| "the copy found first".into())
-            );
-            return Explanation {
-                provider: provider.map(|p| p.display().to_string()),
-                alternative: Some(alt),
-                found_in: Some(label.clone()),
-                advice,
-            };
+        if let Ok(object) = DynObject::open(&path) {
+            out.push(Candidate { path, label: label.clone(), id, object });
         }
     }
-    Explanation {
-        provider: provider.map(|p| p.display().to_string()),
-        alternative: None,
-        found_in: None,
-        advice: format!("no other {file} on the search path has {what}"),
-    }
+    out
+}
+
+/// The first of `candidates` that has what `wanted` asks for and is not
+/// the file `provider` (the loaded file that lacks it, by identity): the
+/// file to get loaded instead. Used by `deps --check` and by the run's
+/// diagnoses of failed loads (`rules::explain`).
+pub fn find_alternative<'c>(
+    wanted: &Wanted<'_>,
+    provider: Option<(u64, u64)>,
+    candidates: &'c [Candidate],
+) -> Option<&'c Candidate> {
+    candidates.iter().find(|c| Some(c.id) != provider && c.object.has(wanted))
 }

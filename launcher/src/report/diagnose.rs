@@ -17,6 +17,114 @@ use crate::rules::{self, Diagnosis, Kind};
 use crate::vocab::{Family, Tag};
 use crate::{cuda, elf};
 
+/// A failed load left to the probes, not explained: found nowhere, refused
+/// (its `deny` says why), or of an unknown cause with nothing mapped.
+fn is_probe(l: &Load, f: &rules::Failure) -> bool {
+    use rules::FailReason;
+    matches!(f.reason, FailReason::NotFound | FailReason::Refused)
+        || (f.reason == FailReason::Failed && l.path.is_empty())
+}
+
+/// A failed load's cause, from its fields or glibc's words.
+fn failure_of(l: &Load) -> rules::Failure {
+    rules::Failure::from_trace(
+        // As spelled in the trace (a name this version does not know falls
+        // back to glibc's words).
+        l.reason.as_ref().map(ToString::to_string).as_deref(),
+        l.error.as_deref(),
+        l.symbol.as_deref(),
+        l.version.as_deref(),
+        l.required_by.as_deref(),
+        !l.path.is_empty(),
+    )
+}
+
+/// Each failed load that mapped something, or failed for a cause other
+/// than being found nowhere, explained from this machine's files: which
+/// loaded provider lacks what was needed, which file has it, and how to
+/// get that one loaded. `failures` are each process's failed loads with
+/// how many of its `loads` came before; `env` the variables each process's
+/// start recorded.
+pub fn failed_loads(
+    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    failures: &BTreeMap<(String, i64), Vec<super::fold::Failed>>,
+    env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
+    m: &mut Machine,
+) -> Vec<Diagnosis> {
+    use std::path::PathBuf;
+    let mut out = Vec::new();
+    for (key, failed) in failures {
+        let (host, pid) = key;
+        if m.on(host).is_none() {
+            continue;
+        }
+        let vars = env.get(key);
+        // The job's own variables: what its start recorded (a recorded
+        // name that is absent was unset), else culaunch's, which a live run
+        // passed on (CONDA_PREFIX is never recorded).
+        let var = |k: &str| match vars {
+            Some(v) if culaunch_protocol::env::RECORDED_ENV.contains(&k) => v.get(k).map(Into::into),
+            _ => std::env::var_os(k),
+        };
+        let before = loads.get(key).map(Vec::as_slice).unwrap_or_default();
+        let mut said = BTreeSet::new();
+        for (i, (at, l)) in failed.iter().enumerate() {
+            let mut failure = failure_of(l);
+            if is_probe(l, &failure) {
+                continue;
+            }
+            // One failure is one diagnosis, however many of the objects
+            // the loader undid the trace records.
+            if !said.insert(failure.error.clone().unwrap_or_else(|| l.path.clone())) {
+                continue;
+            }
+            // What the process had mapped: its loads before the failure
+            // (the failed batch's own, where the trace records them as
+            // mapped first), then the rest of the batch where the trace
+            // records each undone object as a failure of its own.
+            let batch = failed[i + 1..].iter().take_while(|(next, f)| next == at && !f.path.is_empty());
+            let loaded: Vec<(PathBuf, Option<String>)> = before[..(*at).min(before.len())]
+                .iter()
+                .chain(batch.map(|(_, f)| f))
+                .filter(|b| !b.path.is_empty())
+                .map(|b| (PathBuf::from(&b.path), b.search.as_ref().map(|s| s.as_str().to_owned())))
+                .collect();
+            let top = (!l.path.is_empty()).then(|| PathBuf::from(&l.path));
+            let mut sites: Vec<PathBuf> = Vec::new();
+            for p in loaded.iter().map(|(p, _)| p.as_path()).chain(top.as_deref()) {
+                if let Some(site) = super::machine::site_root(p) {
+                    if !sites.iter().any(|s| s == site) {
+                        sites.push(site.to_path_buf());
+                    }
+                }
+            }
+            let scene = rules::Scene {
+                loaded,
+                top,
+                ctx: elf::Context {
+                    root: None,
+                    ld_library_path: var("LD_LIBRARY_PATH").map(|v| {
+                        use std::os::unix::ffi::OsStringExt;
+                        std::ffi::OsString::into_vec(v)
+                    }),
+                },
+                installations: crate::doctor::installation_places(&var, &sites),
+                platform: None,
+                files: Default::default(),
+            };
+            let explanation = rules::explain(&mut failure, &scene);
+            let failed = rules::FailedLoad {
+                request: l.request.clone(),
+                path: (!l.path.is_empty()).then(|| l.path.clone()),
+                failure,
+                explanation,
+            };
+            out.push(rules::load_failed(failed).in_process(host, *pid));
+        }
+    }
+    out
+}
+
 /// `loads` are each process's successful loads, as the fold keeps them.
 pub fn diagnose(
     loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,

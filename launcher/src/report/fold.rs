@@ -18,7 +18,16 @@ pub struct Facts {
     /// Per (host, pid), its successful loads in trace order. One copy of
     /// each distinct load, shared: the ranks of a job load the same files.
     pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    /// Per (host, pid), its failed loads, each with how many of `loads`
+    /// came before it: what a failed load is explained against.
+    pub failures: BTreeMap<(String, i64), Vec<Failed>>,
+    /// Per (host, pid), the variables its start recorded (LD_LIBRARY_PATH,
+    /// CUDA_HOME, …).
+    pub env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
+
+/// A failed load, and how many of its process's `loads` came before it.
+pub type Failed = (usize, Rc<Load>);
 
 impl Facts {
     /// The hosts the trace came from (empty names left out).
@@ -55,6 +64,8 @@ pub struct Folder {
     scope: Option<(String, i64)>,
     /// The pid that started the root (culaunch, for a live run).
     root_parent: Option<i64>,
+    failures: BTreeMap<(String, i64), Vec<Failed>>,
+    env: BTreeMap<(String, i64), BTreeMap<String, String>>,
 }
 
 /// What decides whether a process was traced, or only passed through.
@@ -95,6 +106,8 @@ impl Folder {
             facts: BTreeMap::new(),
             scope,
             root_parent: None,
+            failures: BTreeMap::new(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -146,6 +159,7 @@ impl Folder {
         if !self.in_scope(e) {
             return;
         }
+        self.keep_for_failures(e);
         let s = &mut self.s;
         let key = (e.host.clone(), e.pid);
         let seen = self.seen.entry(key.clone()).or_default();
@@ -245,6 +259,22 @@ impl Folder {
         }
     }
 
+    /// What a failed load is explained against: where it came among the
+    /// process's loads, and the environment its start recorded.
+    fn keep_for_failures(&mut self, e: &Envelope) {
+        let key = (e.host.clone(), e.pid);
+        match &e.event {
+            Event::Load(l) if !l.ok => {
+                let at = self.loads.get(&key).map_or(0, Vec::len);
+                self.failures.entry(key).or_default().push((at, Rc::new(Load::clone(l))));
+            }
+            Event::ProcessStart { env: Some(env), .. } => {
+                self.env.insert(key, env.clone());
+            }
+            _ => {}
+        }
+    }
+
     pub fn finish(mut self, malformed_lines: usize) -> Facts {
         // Not traced: a pid that only said it exec'd an untraced program (a
         // vfork child exec'ing one with a cleared environment), or a forked
@@ -262,6 +292,8 @@ impl Folder {
         for k in &passed {
             self.processes.remove(k);
             self.loads.remove(k);
+            self.failures.remove(k);
+            self.env.remove(k);
         }
         let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
         for lib in self.libraries.values_mut() {
@@ -289,7 +321,7 @@ impl Folder {
         s.libraries.sort_by(|a, b| (&a.family, &a.soname, &a.path).cmp(&(&b.family, &b.soname, &b.path)));
         s.processes = self.processes.into_values().collect();
         s.pins = self.pin_uses;
-        Facts { summary: s, loads: self.loads }
+        Facts { summary: s, loads: self.loads, failures: self.failures, env: self.env }
     }
 }
 

@@ -141,8 +141,23 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
         for d in &s.diagnoses {
             let pid = d.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
             let _ = writeln!(out, "  [{}]{pid}", d.kind.as_str());
-            for line in wrap_to(&d.message, 4) {
-                let _ = writeln!(out, "    {line}");
+            match &d.failure {
+                Some(f) => {
+                    // glibc's words, then the files and the fix each on a
+                    // line: a command to copy is never cut.
+                    for line in wrap_to(f.failure.error.as_deref().unwrap_or(&d.message), 4) {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                    for (label, line, cut) in failure_lines(f) {
+                        let line = if cut { fit(&line, 6 + label.len()) } else { line };
+                        let _ = writeln!(out, "    {label}: {line}");
+                    }
+                }
+                None => {
+                    for line in wrap_to(&d.message, 4) {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                }
             }
             let _ = writeln!(out, "    rule: {}", fit(&d.rule, 10));
         }
@@ -357,6 +372,44 @@ fn pad(s: &str, width: usize, right: bool) -> String {
 
 /// Splits `text` at spaces into lines of at most `width` characters; a
 /// word longer than that (a path) is elided in its middle.
+/// A failed load's explanation as labelled lines (label, text, may be cut).
+fn failure_lines(f: &crate::rules::FailedLoad) -> Vec<(&'static str, String, bool)> {
+    use crate::rules::FailReason;
+    let e = &f.explanation;
+    let mut out = Vec::new();
+    if f.failure.reconstructed {
+        out.push(("note", "glibc's words rebuilt from the files: the trace does not carry them".to_owned(), true));
+    }
+    // glibc names the requester of a symbol or version itself.
+    if let Some(r) = e
+        .requester
+        .as_ref()
+        .filter(|_| matches!(f.failure.reason, FailReason::MissingDependency | FailReason::WrongClass))
+    {
+        out.push(("needed by", r.clone(), true));
+    }
+    if let Some(p) = &e.provider {
+        let step = e.provider_search.as_ref().map(|s| format!(" (found by {s})")).unwrap_or_default();
+        let label = match f.failure.reason {
+            FailReason::WrongClass => "of the wrong class",
+            _ => "lacks it",
+        };
+        out.push((label, format!("{p}{step}"), true));
+    }
+    match (&e.alternative, &e.fix) {
+        (Some(a), Some(fix)) => {
+            out.push(("has it", a.clone(), true));
+            out.extend(e.found_in.clone().map(|l| ("found in", l, true)));
+            out.push(("fix", fix.to_string(), false));
+            if let Some(pin) = e.pin.as_ref().filter(|p| *p != fix) {
+                out.push(("or", pin.to_string(), false));
+            }
+        }
+        _ => out.push(("found", e.advice.clone(), true)),
+    }
+    out
+}
+
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = vec![String::new()];
     for word in text.split(' ') {

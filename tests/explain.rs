@@ -1,0 +1,541 @@
+//! Failed loads explained: for each failure kind a C fixture, the program
+//! run bare for glibc's own words (dlerror's text), the diagnosis culaunch
+//! gives, and the decisive oracle: the fix it suggests, applied, makes the
+//! same program load (dlerror NULL, the good file in /proc/self/maps).
+//!
+//! The trace lines are the ones a traced run writes for such a failure
+//! (`load` with `ok:false`, the file mapped then undone, `error` in glibc's
+//! words): built from the bare run's dlerror text, since recording them is
+//! the audit module's part and is tested with the module (tests/failed.rs).
+//! Every shape is read: with the fields (`reason`, `symbol`, `version`,
+//! `required_by`) and without them, as older traces are; the undone
+//! objects recorded as mapped before the failure, or not at all. One test
+//! runs the job traced and explains its own trace (completed with the
+//! failure line where the module does not record it yet).
+
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{parse_maps, CULAUNCH};
+use serde_json::{json, Value};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("explain-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        // Canonical, so that the loader's names and the trace's agree.
+        Dir(fs::canonicalize(&d).unwrap())
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+fn src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+fn cc<S: AsRef<OsStr>>(args: &[S]) -> bool {
+    let out = Command::new("cc").args(args).output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "cc {:?}: {}",
+            args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
+}
+
+/// A shared library `out` (SONAME its file name) from `source`, linked
+/// against each of `needs` by file name, with `flags`.
+fn lib(out: &Path, source: &str, needs: &[&Path], flags: &[&str]) {
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let soname = out.file_name().unwrap().to_str().unwrap();
+    let mut args: Vec<OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.into(), src(source).into()];
+    args.push(format!("-Wl,-soname,{soname}").into());
+    for n in needs {
+        args.push(format!("-L{}", n.parent().unwrap().display()).into());
+        args.push(format!("-l:{}", n.file_name().unwrap().to_str().unwrap()).into());
+    }
+    args.extend(flags.iter().map(OsString::from));
+    assert!(cc(&args), "building {}", out.display());
+}
+
+/// The loader fixture: performs `dlopen:NAME` actions, prints dlerror's
+/// text, writes its /proc/self/maps to $FIXTURE_MAPS_DIR.
+fn loader(d: &Dir) -> PathBuf {
+    let out = d.path("bin/loader");
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    assert!(cc(&[OsString::from("-o"), out.clone().into(), src("loader.c").into(), "-ldl".into()]));
+    out
+}
+
+/// One run of the loader fixture: what each action printed and the files
+/// the process had mapped.
+struct Ran {
+    lines: Vec<String>,
+    maps: std::collections::BTreeSet<String>,
+}
+
+impl Ran {
+    /// dlerror's text for `action`, or `None` when it loaded.
+    fn error(&self, action: &str) -> Option<String> {
+        let line = self.lines.iter().find(|l| l.starts_with(&format!("{action}: "))).unwrap_or_else(|| {
+            panic!("no line for {action} in {:?}", self.lines);
+        });
+        line.strip_prefix(&format!("{action}: fail: ")).map(str::to_owned)
+    }
+}
+
+/// Runs `prog` (under `culaunch_args` when given) with LD_LIBRARY_PATH
+/// `llp` (unset when `None`) and `env`.
+fn run(prog: &[&OsStr], llp: Option<&OsStr>, env: &[(&str, &OsStr)], culaunch_args: Option<&[&str]>) -> Ran {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let maps = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("explain-maps-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&maps);
+    fs::create_dir_all(&maps).unwrap();
+    let mut cmd = match culaunch_args {
+        Some(args) => {
+            let mut c = Command::new(CULAUNCH);
+            c.args(args).arg("-q").arg("--").args(prog);
+            c
+        }
+        None => {
+            let mut c = Command::new(prog[0]);
+            c.args(&prog[1..]);
+            c
+        }
+    };
+    cmd.env_remove("LD_LIBRARY_PATH").env_remove("CULAUNCH_TRACE").env("FIXTURE_MAPS_DIR", &maps);
+    if let Some(l) = llp {
+        cmd.env("LD_LIBRARY_PATH", l);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let mut all = std::collections::BTreeSet::new();
+    for e in fs::read_dir(&maps).unwrap().flatten() {
+        all.extend(parse_maps(&fs::read_to_string(e.path()).unwrap()));
+    }
+    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+    Ran { lines, maps: all }
+}
+
+fn host() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
+
+/// `reason`, `symbol`, `version`, `required_by` of a failed load.
+type Fields<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// A failed load as the trace records it.
+struct Failed<'a> {
+    request: &'a str,
+    /// The file mapped then undone (canonical), if any.
+    path: Option<&'a Path>,
+    error: Option<&'a str>,
+    /// `reason`, `symbol`, `version`, `required_by`; `None`: an older trace
+    /// without them.
+    fields: Option<Fields<'a>>,
+}
+
+/// The trace of one process of `prog` with LD_LIBRARY_PATH `llp` whose
+/// loads are `ok` (earlier successful loads: path, search step) and then
+/// `failed`.
+fn trace(d: &Dir, name: &str, prog: &Path, env: &[(&str, &str)], ok: &[(&Path, &str)], failed: &Failed<'_>) -> PathBuf {
+    let base = || json!({"v": 1, "ts": "2026-12-03T00:00:00.000000Z", "pid": 4242, "ppid": 1, "host": host()});
+    let with = |mut v: Value, more: Value| {
+        v.as_object_mut().unwrap().extend(more.as_object().unwrap().clone());
+        v
+    };
+    let env: serde_json::Map<String, Value> = env.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    let mut lines = vec![with(base(), json!({"event": "process_start", "exe": prog, "argv": [prog], "env": env}))];
+    for (path, search) in ok {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        lines.push(with(
+            base(),
+            json!({"event": "load", "how": "dlopen", "request": path, "caller": prog, "path": path,
+                   "soname": name, "cuda": true, "family": "cudnn", "pinned": false, "redirected_from": null,
+                   "ok": true, "error": null, "dur_us": 5, "search": search, "lmid": 0}),
+        ));
+    }
+    let mut l = json!({"event": "load", "how": "dlopen", "request": failed.request, "caller": prog,
+                       "path": failed.path, "soname": null, "cuda": true, "family": "cudnn", "pinned": false,
+                       "redirected_from": null, "ok": false, "error": failed.error, "dur_us": 5,
+                       "search": if failed.path.is_some() { json!("direct") } else { json!(null) }, "lmid": 0});
+    if let Some((reason, symbol, version, required_by)) = failed.fields {
+        l = with(l, json!({"reason": reason, "symbol": symbol, "version": version, "required_by": required_by}));
+    }
+    lines.push(with(base(), l));
+    lines.push(with(base(), json!({"event": "process_exit", "status": 0})));
+    let file = d.path(&format!("{name}.jsonl"));
+    let text: String = lines.iter().map(|v| v.to_string() + "\n").collect();
+    fs::write(&file, text).unwrap();
+    file
+}
+
+/// `culaunch report`'s one `load_failed` diagnosis, as JSON and as text.
+fn diagnosis(trace: &Path) -> (Value, String) {
+    let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(trace).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<&Value> = j["diagnoses"].as_array().unwrap().iter().filter(|d| d["kind"] == "load_failed").collect();
+    assert_eq!(found.len(), 1, "{:#}", j["diagnoses"]);
+    let text = Command::new(CULAUNCH).arg("report").arg(trace).env("COLUMNS", "1000").output().unwrap();
+    (found[0].clone(), String::from_utf8_lossy(&text.stdout).into_owned())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// LD_LIBRARY_PATH without `entry`.
+fn without(llp: &str, entry: &str) -> OsString {
+    llp.split(':').filter(|e| *e != entry).collect::<Vec<_>>().join(":").into()
+}
+
+/// The cuDNN 8 layout: a pip wheel's `nvidia/cudnn/lib` holding
+/// libcudnn_cnn_infer.so.8 (RUNPATH `$ORIGIN`, linked `-z now` against
+/// libcudnn_ops_infer.so.8's version node) beside the new ops library, and
+/// an older ops library (the node, not `_ZN11nvrtcHelper4loadEb`) in a
+/// system toolkit.
+struct Cudnn8 {
+    d: Dir,
+    wheel_ops: PathBuf,
+    old_dir: PathBuf,
+    old_ops: PathBuf,
+    cnn: PathBuf,
+    loader: PathBuf,
+}
+
+fn cudnn8(name: &str) -> Cudnn8 {
+    let d = Dir::new(name);
+    let wheel = d.path("venv/lib/python3.11/site-packages/nvidia/cudnn/lib");
+    let old_dir = d.path("usr/local/cuda-11.2/lib64");
+    let map = format!("-Wl,--version-script={}", src("cudnn-ops.map").display());
+    let wheel_ops = wheel.join("libcudnn_ops_infer.so.8");
+    lib(&wheel_ops, "cudnn-ops.c", &[], &["-DFIXTURE_NEW", &map]);
+    let old_ops = old_dir.join("libcudnn_ops_infer.so.8");
+    lib(&old_ops, "cudnn-ops.c", &[], &[&map]);
+    let cnn = wheel.join("libcudnn_cnn_infer.so.8");
+    lib(&cnn, "cudnn-cnn.c", &[&wheel_ops], &["-Wl,-z,now", "-Wl,--enable-new-dtags,-rpath,$ORIGIN"]);
+    let loader = loader(&d);
+    Cudnn8 { d, wheel_ops, old_dir, old_ops, cnn, loader }
+}
+
+#[test]
+fn cudnn8_shadowed_by_ld_library_path_names_both_files_and_dropping_the_entry_loads_it() {
+    let c = cudnn8("cudnn8-llp");
+    let llp = format!("{}:{}", c.d.path("empty").display(), c.old_dir.display());
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    // Ground truth: the program run bare.
+    let bare = run(&prog, Some(OsStr::new(&llp)), &[], None);
+    let error = bare.error(&action).expect("the bare run fails");
+    assert_eq!(
+        error,
+        format!("{}: undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8", c.cnn.display())
+    );
+    let fields =
+        Some(("undefined_symbol", Some("_ZN11nvrtcHelper4loadEb"), Some("libcudnn_ops_infer.so.8"), Some(s(&c.cnn))));
+    // The objects the failure undid, recorded as mapped before it (as the
+    // audit module writes them) or not at all.
+    let mapped: &[(&Path, &str)] = &[(&c.cnn, "direct"), (&c.old_ops, "ld_library_path")];
+    // All fields; glibc's words only (an older trace); the fields only.
+    for (words, fields, ok) in [
+        (Some(error.as_str()), fields, mapped),
+        (Some(error.as_str()), fields, &[][..]),
+        (Some(&error), None, &[][..]),
+        (None, fields, &[][..]),
+    ] {
+        let failed = Failed { request: s(&c.cnn), path: Some(&c.cnn), error: words, fields };
+        let t = trace(&c.d, "cudnn8", &c.loader, &[("LD_LIBRARY_PATH", &llp)], ok, &failed);
+        let (d, text) = diagnosis(&t);
+        assert_eq!(d["severity"], "error");
+        assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+        assert_eq!(d["requester"], s(&c.cnn));
+        let f = &d["failure"];
+        assert_eq!(f["error"], error.as_str(), "glibc's words, read or rebuilt: {f:#}");
+        assert_eq!(f["reconstructed"], words.is_none());
+        let e = &f["explanation"];
+        assert_eq!(e["provider_search"], "ld_library_path", "{e:#}");
+        assert_eq!(e["fix"]["kind"], "remove_from_ld_library_path", "{e:#}");
+        let entry = e["fix"]["entry"].as_str().unwrap();
+        assert_eq!(entry, s(&c.old_dir));
+        for needle in [s(&c.old_ops), s(&c.wheel_ops), &format!("remove {entry} from LD_LIBRARY_PATH")] {
+            assert!(d["message"].as_str().unwrap().contains(needle), "{needle} in {d:#}");
+            assert!(text.contains(needle), "{needle} in the text report:\n{text}");
+        }
+        // The oracle: the fix applied, the same program loads the good file.
+        let fixed = run(&prog, Some(&without(&llp, entry)), &[], None);
+        assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+        assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+    }
+}
+
+#[test]
+fn cudnn8_with_the_old_library_loaded_first_is_fixed_by_the_suggested_pin() {
+    // The older ops library is already mapped (the program dlopened it by
+    // path) when cnn_infer asks for it: no LD_LIBRARY_PATH entry to drop.
+    let c = cudnn8("cudnn8-first");
+    let first = format!("dlopen:{}", c.old_ops.display());
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&first), OsStr::new(&action)];
+    let bare = run(&prog, None, &[], None);
+    assert_eq!(bare.error(&first), None);
+    let error = bare.error(&action).expect("the bare run fails");
+    let failed = Failed { request: s(&c.cnn), path: Some(&c.cnn), error: Some(&error), fields: None };
+    let t = trace(&c.d, "first", &c.loader, &[], &[(&c.old_ops, "direct")], &failed);
+    let (d, _) = diagnosis(&t);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "pin", "{d:#}");
+    assert_eq!(fix["soname"], "libcudnn_ops_infer.so.8");
+    assert_eq!(fix["path"], s(&c.wheel_ops));
+    let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
+    assert!(d["message"].as_str().unwrap().contains(&format!("--pin {pin}")), "{d:#}");
+    let fixed = run(&prog, None, &[], Some(&["--pin", &pin]));
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+}
+
+#[test]
+fn a_missing_version_node_is_explained_and_glibc_s_words_rebuilt_when_the_trace_lacks_them() {
+    let d = Dir::new("version");
+    let map_new = format!("-Wl,--version-script={}", src("versioned-new.map").display());
+    let map_old = format!("-Wl,--version-script={}", src("versioned-old.map").display());
+    let new = d.path("app/lib/libversioned.so");
+    lib(&new, "versioned.c", &[], &["-DFIXTURE_NEW", &map_new]);
+    let old = d.path("opt/old/lib/libversioned.so");
+    lib(&old, "versioned.c", &[], &[&map_old]);
+    // A plugin using f1@V1, f2@V2, g2@V2, found through RUNPATH.
+    let plugin = d.path("app/plugins/libuser.so");
+    lib(&plugin, "uses-versioned.c", &[&new], &["-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib"]);
+    let loader = loader(&d);
+    let old_dir = old.parent().unwrap();
+    let llp = s(old_dir).to_owned();
+    let action = format!("dlopen:{}", plugin.display());
+    let prog = [loader.as_os_str(), OsStr::new(&action)];
+    let error = run(&prog, Some(OsStr::new(&llp)), &[], None).error(&action).expect("the bare run fails");
+    assert_eq!(error, format!("{}: version `V2' not found (required by {})", old.display(), plugin.display()));
+    // With glibc's words, and with the fields alone (error unknown).
+    for (words, fields) in
+        [(Some(error.as_str()), None), (None, Some(("missing_version", None, Some("V2"), Some(s(&plugin)))))]
+    {
+        let failed = Failed { request: s(&plugin), path: Some(&plugin), error: words, fields };
+        let t = trace(&d, "version", &loader, &[("LD_LIBRARY_PATH", &llp)], &[], &failed);
+        let (diag, _) = diagnosis(&t);
+        assert_eq!(diag["files"], json!([s(&old), s(&new)]), "{diag:#}");
+        let f = &diag["failure"];
+        assert_eq!(f["error"], error.as_str(), "glibc's words, read or rebuilt: {f:#}");
+        assert_eq!(f["reconstructed"], words.is_none());
+        let fix = &f["explanation"]["fix"];
+        assert_eq!(fix["kind"], "remove_from_ld_library_path", "{diag:#}");
+        let fixed = run(&prog, Some(&without(&llp, fix["entry"].as_str().unwrap())), &[], None);
+        assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+        assert!(fixed.maps.contains(s(&new)) && !fixed.maps.contains(s(&old)), "{:?}", fixed.maps);
+    }
+}
+
+#[test]
+fn a_missing_dependency_names_who_needed_it_and_the_toolkit_that_has_it() {
+    let d = Dir::new("dependency");
+    let toolkit = d.path("cuda-12.4");
+    let dep = toolkit.join("lib64/libexplaindep.so");
+    lib(&dep, "explain-dep.c", &[], &[]);
+    let top = d.path("plugins/libexplaintop.so");
+    lib(&top, "explain-top.c", &[&dep], &[]);
+    let loader = loader(&d);
+    let action = format!("dlopen:{}", top.display());
+    let prog = [loader.as_os_str(), OsStr::new(&action)];
+    let error = run(&prog, None, &[], None).error(&action).expect("the bare run fails");
+    assert_eq!(error, "libexplaindep.so: cannot open shared object file: No such file or directory");
+    for (words, fields) in [(Some(error.as_str()), None), (None, Some(("missing_dependency", None, None, None)))] {
+        let failed = Failed { request: s(&top), path: Some(&top), error: words, fields };
+        let t = trace(&d, "dependency", &loader, &[("CUDA_HOME", s(&toolkit))], &[], &failed);
+        let (diag, text) = diagnosis(&t);
+        assert_eq!(diag["requester"], s(&top), "{diag:#}");
+        assert_eq!(diag["files"], json!([s(&dep)]), "{diag:#}");
+        let f = &diag["failure"];
+        assert_eq!(f["error"], error.as_str(), "{f:#}");
+        assert!(f["explanation"]["found_in"].as_str().unwrap().contains("CUDA toolkit"), "{f:#}");
+        assert!(text.contains(s(&dep)) && text.contains("libexplaindep.so"), "{text}");
+        let fix = &f["explanation"]["fix"];
+        assert_eq!(fix["kind"], "pin", "{diag:#}");
+        let pin = format!("{}={}", fix["soname"].as_str().unwrap(), fix["path"].as_str().unwrap());
+        let fixed = run(&prog, None, &[], Some(&["--pin", &pin]));
+        assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+        assert!(fixed.maps.contains(s(&dep)), "{:?}", fixed.maps);
+    }
+}
+
+#[test]
+fn a_dependency_of_the_wrong_class_names_the_class_and_a_right_class_file() {
+    let d = Dir::new("class");
+    let dep = d.path("cuda-12.4/lib64/libexplaindep.so");
+    lib(&dep, "explain-dep.c", &[], &[]);
+    let dep32 = d.path("lib32/libexplaindep.so");
+    fs::create_dir_all(dep32.parent().unwrap()).unwrap();
+    let built = cc(&[
+        OsString::from("-m32"),
+        "-shared".into(),
+        "-fPIC".into(),
+        "-o".into(),
+        dep32.clone().into(),
+        src("explain-dep.c").into(),
+        "-Wl,-soname,libexplaindep.so".into(),
+    ]);
+    if !built {
+        eprintln!("skipped: no 32-bit toolchain (gcc-multilib)");
+        return;
+    }
+    let top = d.path("plugins/libexplaintop.so");
+    lib(&top, "explain-top.c", &[&dep], &[]);
+    let loader = loader(&d);
+    let llp = s(dep32.parent().unwrap()).to_owned();
+    let action = format!("dlopen:{}", top.display());
+    let prog = [loader.as_os_str(), OsStr::new(&action)];
+    let error = run(&prog, Some(OsStr::new(&llp)), &[], None).error(&action).expect("the bare run fails");
+    assert_eq!(error, "libexplaindep.so: wrong ELF class: ELFCLASS32");
+    let toolkit = d.path("cuda-12.4");
+    let env = [("LD_LIBRARY_PATH", llp.as_str()), ("CUDA_HOME", s(&toolkit))];
+    for (words, fields) in [(Some(error.as_str()), None), (None, Some(("wrong_class", None, None, None)))] {
+        let failed = Failed { request: s(&top), path: Some(&top), error: words, fields };
+        let t = trace(&d, "class", &loader, &env, &[], &failed);
+        let (diag, _) = diagnosis(&t);
+        let f = &diag["failure"];
+        assert_eq!(f["error"], error.as_str(), "glibc's words, read or rebuilt: {f:#}");
+        assert_eq!(f["class_found"], "ELFCLASS32", "{f:#}");
+        assert_eq!(diag["requester"], s(&top), "{diag:#}");
+        assert_eq!(diag["files"], json!([s(&dep32), s(&dep)]), "the file found and the right one: {diag:#}");
+        let fix = &f["explanation"]["fix"];
+        let pin = format!("{}={}", fix["soname"].as_str().unwrap(), fix["path"].as_str().unwrap());
+        let fixed = run(&prog, Some(OsStr::new(&llp)), &[], Some(&["--pin", &pin]));
+        assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+        assert!(fixed.maps.contains(s(&dep)), "{:?}", fixed.maps);
+    }
+}
+
+/// `ldd -r`'s output, its addresses and the vDSO aside.
+fn ldd_r(file: &Path, llp: &OsStr) -> String {
+    let out = Command::new("ldd").arg("-r").arg(file).env("LD_LIBRARY_PATH", llp).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let kept: Vec<&str> =
+        text.lines().filter(|l| !l.contains("linux-vdso.so.1")).map(|l| l.split(" (0x").next().unwrap()).collect();
+    kept.join("\n") + "\n"
+}
+
+#[test]
+fn deps_check_explains_each_line_with_the_provider_and_the_good_file_and_keeps_ldd_s_lines() {
+    let c = cudnn8("deps-check");
+    let llp = c.old_dir.as_os_str();
+    let deps = |args: &[&str]| {
+        Command::new(CULAUNCH).arg("deps").args(args).arg(&c.cnn).env("LD_LIBRARY_PATH", llp).output().unwrap()
+    };
+    // --ldd: ldd -r's lines, byte for byte; the explanation on stderr.
+    let out = deps(&["--check", "--ldd"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), ldd_r(&c.cnn, llp));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(s(&c.old_ops)) && err.contains(s(&c.wheel_ops)), "{err}");
+    // The tree: ldd's line, then the provider and the file that has it.
+    let out = deps(&["--check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line =
+        format!("undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8\t({})", c.cnn.display());
+    assert!(text.lines().any(|l| l == line), "{text}");
+    assert!(text.contains(&format!("provider loaded: {} (found by ld_library_path)", c.old_ops.display())), "{text}");
+    assert!(text.contains(&format!("has it: {}", c.wheel_ops.display())), "{text}");
+    // JSON: the same explanation as a run's diagnosis.
+    let j: Value = serde_json::from_slice(&deps(&["--check", "--json"]).stdout).unwrap();
+    let p = &j["problems"][0];
+    assert_eq!(p["line"], line.as_str());
+    let e = &p["explanation"];
+    assert_eq!(e["provider"], s(&c.old_ops), "{e:#}");
+    assert_eq!(e["alternative"], s(&c.wheel_ops), "{e:#}");
+    assert_eq!(
+        e["fix"],
+        json!({"kind": "remove_from_ld_library_path", "entry": s(&c.old_dir), "path": s(&c.wheel_ops)})
+    );
+    // And the fix holds for the loader: ldd -r without the entry is clean.
+    assert!(!ldd_r(&c.cnn, OsStr::new("")).contains("undefined symbol"));
+}
+
+#[test]
+fn a_traced_run_of_the_cudnn8_failure_is_explained_from_its_own_trace() {
+    let c = cudnn8("traced");
+    let trace = c.d.path("traced.jsonl");
+    let summary = c.d.path("summary.json");
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
+    let args = ["-t", s(&trace), "--summary-json", s(&summary)];
+    let traced = run(&prog, Some(llp), &[], Some(&args));
+    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()), "the job sees the loader's own words");
+    let lines: Vec<Value> =
+        fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recorded = lines.iter().any(|l| l["event"] == "load" && l["ok"] == false && !l["path"].is_null());
+    if recorded {
+        // The audit module records the failure: the run's own summary
+        // explains it.
+        let j: Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+        let d = j["diagnoses"].as_array().unwrap().iter().find(|d| d["kind"] == "load_failed").cloned();
+        let d = d.unwrap_or_else(|| panic!("no load_failed in {:#}", j["diagnoses"]));
+        assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    } else {
+        // A module that does not record failures yet: the line it would
+        // write, from the job's dlerror text, joins the run's real trace.
+        let pid = lines.iter().find(|l| l["event"] == "process_start").unwrap()["pid"].clone();
+        let line = json!({"v": 1, "ts": "2026-12-03T00:00:00.000000Z", "pid": pid, "ppid": 1, "host": host(),
+                          "event": "load", "how": "dlopen", "request": c.cnn, "path": c.cnn, "ok": false,
+                          "error": bare, "cuda": true, "family": "cudnn", "search": null});
+        let mut text = fs::read_to_string(&trace).unwrap();
+        text.push_str(&(line.to_string() + "\n"));
+        fs::write(&trace, text).unwrap();
+    }
+    let (d, _) = diagnosis(&trace);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    assert_eq!(d["failure"]["error"], bare.as_str());
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["entry"], s(&c.old_dir), "{d:#}");
+    let fixed = run(&prog, Some(&without(s(&c.old_dir), fix["entry"].as_str().unwrap())), &[], None);
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)), "{:?}", fixed.maps);
+}
+
+#[test]
+fn an_entry_whose_removal_would_not_reach_the_good_file_is_not_the_fix_the_pin_is() {
+    // Two older copies on LD_LIBRARY_PATH: dropping the first leaves the
+    // second in the way, so the fix is the pin.
+    let c = cudnn8("cudnn8-two-old");
+    let second = c.d.path("opt/cuda-11.0/lib64");
+    fs::create_dir_all(&second).unwrap();
+    fs::copy(&c.old_ops, second.join("libcudnn_ops_infer.so.8")).unwrap();
+    let llp = format!("{}:{}", c.old_dir.display(), second.display());
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    let error = run(&prog, Some(OsStr::new(&llp)), &[], None).error(&action).expect("the bare run fails");
+    // Dropping the first entry alone does not help: the loader says so.
+    let dropped = run(&prog, Some(&without(&llp, s(&c.old_dir))), &[], None);
+    assert!(dropped.error(&action).is_some(), "{:?}", dropped.lines);
+    let failed = Failed { request: s(&c.cnn), path: Some(&c.cnn), error: Some(&error), fields: None };
+    let t = trace(&c.d, "two-old", &c.loader, &[("LD_LIBRARY_PATH", &llp)], &[], &failed);
+    let (d, _) = diagnosis(&t);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "pin", "{d:#}");
+    let pin = format!("{}={}", fix["soname"].as_str().unwrap(), fix["path"].as_str().unwrap());
+    let fixed = run(&prog, Some(OsStr::new(&llp)), &[], Some(&["--pin", &pin]));
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+}
