@@ -288,36 +288,12 @@ pub fn closure(c: &elf::Closure, pins: &[Pin]) -> Vec<Diagnosis> {
 
 // ---- Failed loads: why, and the file to load instead ----
 
-/// Why a load failed: the trace's `reason`, else read from glibc's words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailReason {
-    /// The request itself was found nowhere (a probe the program may
-    /// tolerate).
-    NotFound,
-    UndefinedSymbol,
-    MissingVersion,
-    /// The request was mapped; one of its DT_NEEDED was found nowhere.
-    MissingDependency,
-    WrongClass,
-    /// Refused by a pin or `--strict`/`--locked` (culaunch's own words).
-    Refused,
-    Failed,
-}
+/// Why a load failed: the trace's `reason` (the audit module's names),
+/// else read from glibc's words.
+pub use culaunch_protocol::event::FailReason;
 
-impl FailReason {
-    pub fn from_trace(s: &str) -> Option<FailReason> {
-        Some(match s {
-            "not_found" => FailReason::NotFound,
-            "undefined_symbol" => FailReason::UndefinedSymbol,
-            "missing_version" => FailReason::MissingVersion,
-            "missing_dependency" => FailReason::MissingDependency,
-            "wrong_class" => FailReason::WrongClass,
-            "refused" => FailReason::Refused,
-            "failed" => FailReason::Failed,
-            _ => return None,
-        })
-    }
+fn reason_name<S: serde::Serializer>(r: &FailReason, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
 }
 
 /// One failed load as glibc words it (dlerror's text): the trace's fields,
@@ -325,6 +301,7 @@ impl FailReason {
 /// module recorded them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Failure {
+    #[serde(serialize_with = "reason_name")]
     pub reason: FailReason,
     /// glibc's words: dlerror's exact text, or rebuilt (`reconstructed`).
     pub error: Option<String>,
@@ -406,7 +383,7 @@ impl Failure {
             Some(e) => Failure::parse(e, mapped),
             None => Failure::new(FailReason::Failed),
         };
-        if let Some(r) = reason.and_then(FailReason::from_trace) {
+        if let Some(r) = reason.and_then(FailReason::parse) {
             f.reason = r;
         }
         let keep = |field: &mut Option<String>, given: Option<&str>| {
