@@ -671,6 +671,62 @@ fn check_reports_an_undefined_symbol_of_a_library_as_ldd_r_does() {
     assert!(String::from_utf8_lossy(&bare.stdout).contains("(./libplugin.so)"));
 }
 
+/// A versioned library that is missing, needed by the program and by two
+/// of its libraries: `ldd -r` lists the interpreter right after the last
+/// library found before it (a missing one is not in the search list), and
+/// names the missing version only where the object's version table, sized
+/// from the files the loader found, holds it. Run by a relative name, as
+/// the loader's `$ORIGIN` is then `DIR/.`.
+#[test]
+fn check_with_a_missing_versioned_library_matches_ldd_r_line_for_line() {
+    let d = scratch("check-missing-versioned");
+    versioned_lib(&d, "gone/libversioned.so", true);
+    let lib = d.path("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let build = |name: &str, memcpy: bool, needs: &[&str]| {
+        let out = lib.join(format!("lib{name}.so"));
+        let mut args: Vec<std::ffi::OsString> = ["-shared", "-fPIC", "-O0", "-fno-builtin", "-o"].map(Into::into).into();
+        args.push(out.into());
+        args.push(fixture_src("uses-f1.c").into());
+        args.push(format!("-DNAME=uses_{name}").into());
+        if memcpy {
+            args.push("-DWITH_MEMCPY".into());
+        }
+        args.push(format!("-L{}", lib.display()).into());
+        args.push(format!("-L{}", d.path("gone").display()).into());
+        args.extend(needs.iter().map(Into::into));
+        args.push("-Wl,-rpath,$ORIGIN".into());
+        cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    };
+    build("a", false, &["-l:libversioned.so"]);
+    build("b", true, &["-l:libversioned.so"]);
+    build("top", false, &["-Wl,--no-as-needed", "-la", "-lb", "-l:libversioned.so"]);
+    let ldd = Command::new("ldd").args(["-r", "./libtop.so"]).current_dir(&lib).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert_eq!(ldd.status.code(), Some(0), "{}", String::from_utf8_lossy(&ldd.stderr));
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
+    let want: String = text
+        .lines()
+        .filter(|l| !l.contains("linux-vdso.so.1"))
+        .map(|l| l.split(" (0x").next().unwrap().to_owned() + "\n")
+        .collect();
+    // The fixture has the shape this test is about.
+    let dot = format!("{}/.", lib.display());
+    assert!(want.contains(&format!("undefined symbol: f1\t({dot}/liba.so)")), "{want}");
+    assert!(want.contains(&format!("undefined symbol: f1, version V1\t({dot}/libb.so)")), "{want}");
+    let lines: Vec<&str> = want.lines().collect();
+    let interp = lines.iter().position(|l| l.starts_with("\t/") && l.contains("ld-linux")).unwrap();
+    let last_missing = lines.iter().rposition(|l| l.ends_with("libversioned.so => not found")).unwrap();
+    assert!(interp < last_missing, "{want}");
+    let got = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--ldd", "./libtop.so"])
+        .current_dir(&lib)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), want);
+    assert_eq!(got.status.code(), Some(1));
+}
+
 /// The cuDNN 8 failure: libcudnn_cnn_infer.so.8, linked -z now against
 /// libcudnn_ops_infer.so.8's version node, with an older ops library first
 /// on LD_LIBRARY_PATH.

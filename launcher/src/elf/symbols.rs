@@ -147,6 +147,10 @@ pub struct DynObject {
     has_verdef: bool,
     /// DT_VERNEED in file order: (vn_file, its versions).
     needs: Vec<(Vec<u8>, Vec<Version>)>,
+    /// The highest version index of each DT_VERNEED file, and of
+    /// DT_VERDEF: how long the loader makes `l_versions`.
+    need_high: Vec<u16>,
+    def_high: u16,
     /// (start, size, RELA?, leading relative entries to pass over).
     relocs: Vec<(usize, usize, bool, usize)>,
 }
@@ -288,6 +292,8 @@ impl DynObject {
             defs: Vec::new(),
             has_verdef: false,
             needs: Vec::new(),
+            need_high: Vec::new(),
+            def_high: 0,
             relocs: ranges,
             map,
         };
@@ -394,6 +400,17 @@ impl DynObject {
         &self.needs
     }
 
+    /// The length of the loader's `l_versions` for this object when the
+    /// files of DT_VERNEED for which `found` is false are missing: in
+    /// trace mode (ldd) `_dl_check_map_versions` sizes the table from the
+    /// needs of files it found and the definitions only, and a needed
+    /// version past that end is not entered, so a reference to it is
+    /// looked up, and reported, unversioned.
+    pub fn versions_len(&self, found: impl Fn(&[u8]) -> bool) -> usize {
+        let needs = self.needs.iter().zip(&self.need_high).filter(|((file, _), _)| found(file)).map(|(_, &h)| h);
+        usize::from(needs.fold(self.def_high, u16::max)) + 1
+    }
+
     fn read_versions(&mut self, verneed: Option<(usize, u64)>, verdef: Option<(usize, u64)>) {
         let r = self.r();
         let mut versions: Vec<Version> = Vec::new();
@@ -407,6 +424,7 @@ impl DynObject {
             versions[i] = v;
         };
         let mut needs = Vec::new();
+        let mut need_high = Vec::new();
         if let Some((mut at, num)) = verneed {
             for _ in 0..num.min(4096) {
                 let (Some(cnt), Some(file), Some(aux), Some(next)) =
@@ -416,6 +434,7 @@ impl DynObject {
                 };
                 let file = self.string(file).to_vec();
                 let mut list = Vec::new();
+                let mut high = 0u16;
                 let mut a = at + aux as usize;
                 for _ in 0..cnt {
                     let (Some(hash), Some(flags), Some(other), Some(name), Some(anext)) =
@@ -432,6 +451,7 @@ impl DynObject {
                         base: false,
                     };
                     set(usize::from(other & 0x7fff), v.clone());
+                    high = high.max(other & 0x7fff);
                     list.push(v);
                     if anext == 0 {
                         break;
@@ -439,6 +459,7 @@ impl DynObject {
                     a += anext as usize;
                 }
                 needs.push((file, list));
+                need_high.push(high);
                 if next == 0 {
                     break;
                 }
@@ -447,6 +468,7 @@ impl DynObject {
         }
         let mut has_verdef = false;
         let mut defs = Vec::new();
+        let mut def_high = 0u16;
         if let Some((mut at, num)) = verdef {
             has_verdef = true;
             for _ in 0..num.min(4096) {
@@ -469,6 +491,7 @@ impl DynObject {
                     if !v.base {
                         set(usize::from(ndx & 0x7fff), v.clone());
                     }
+                    def_high = def_high.max(ndx & 0x7fff);
                     defs.push(v);
                 }
                 if next == 0 {
@@ -480,6 +503,8 @@ impl DynObject {
         self.versions = versions;
         self.defs = defs;
         self.needs = needs;
+        self.need_high = need_high;
+        self.def_high = def_high;
         self.has_verdef = has_verdef;
     }
 
@@ -948,6 +973,11 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
         // the previous lookup of this object is not looked up (nor
         // reported) again.
         let mut last: Option<(u32, u8)> = None;
+        let versions_len = o.versions_len(|file| by_name(file).is_some());
+        let version_of = |sym: u32| {
+            let vs = o.versym(sym as usize);
+            o.version(vs).filter(|_| usize::from(vs & 0x7fff) < versions_len)
+        };
         let problem = |r: Reloc| {
             if last == Some((r.sym, r.class)) {
                 return;
@@ -968,7 +998,7 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
             let found = if *slot & bit != 0 {
                 *slot & (bit << 4) != 0
             } else {
-                let version = o.version(o.versym(r.sym as usize));
+                let version = version_of(r.sym);
                 let name = o.string(s.name);
                 let own = if s.shndx != SHN_UNDEF { o.own_hash(r.sym as usize, name) } else { None };
                 let key = match own {
@@ -986,7 +1016,7 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
                 return;
             }
             let name = o.string(s.name);
-            let version = o.version(o.versym(r.sym as usize));
+            let version = version_of(r.sym);
             let vtext = version.map(|v| format!(", version {}", lossy(&v.name))).unwrap_or_default();
             let provider_node = version.and_then(|v| v.file.as_deref()).and_then(by_name);
             out.push(Problem {

@@ -131,7 +131,7 @@ pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
 
     let absolute = match &root {
         Some(_) => root_path.clone(),
-        None => std::path::absolute(file)?.into_os_string().into_vec(),
+        None => absolute_bytes(file.as_os_str().as_bytes()),
     };
     // The loader is mapped first and answers to its SONAME: the program's
     // PT_INTERP when that is a loader of its class, else the default one of
@@ -304,10 +304,22 @@ fn chain_of(nodes: &[Node], from: usize) -> Vec<usize> {
     chain
 }
 
+/// `path` made absolute as `_dl_new_object` does for `l_origin`: the
+/// working directory, a slash and the path, not normalised (`./lib.so` in
+/// /d has the origin `/d/.`, and `$ORIGIN/x` expands to `/d/./x`).
 fn absolute_bytes(path: &[u8]) -> Vec<u8> {
-    std::path::absolute(Path::new(OsStr::from_bytes(path)))
-        .map(|p| p.into_os_string().into_vec())
-        .unwrap_or_else(|_| path.to_vec())
+    if path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            let mut out = cwd.into_os_string().into_vec();
+            out.push(b'/');
+            out.extend_from_slice(path);
+            out
+        }
+        Err(_) => path.to_vec(),
+    }
 }
 
 /// The directory part, as glibc computes `l_origin` (elf/dl-object.c): of
