@@ -5,7 +5,6 @@
 //! that object too.
 
 use super::machine::default_interp;
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -149,8 +148,8 @@ pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
     // What each name and each file already mapped is: the loader's
     // `_dl_name_match_p` over `l_name`, `l_libname` and SONAME, and its
     // inode test.
-    let mut by_name: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut by_file: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut by_name: super::FastMap<Vec<u8>, usize> = super::FastMap::default();
+    let mut by_file: super::FastMap<(u64, u64), usize> = super::FastMap::default();
     for (i, n) in nodes.iter().enumerate() {
         for name in &n.names {
             by_name.entry(name.clone()).or_insert(i);
