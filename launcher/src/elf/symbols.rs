@@ -123,7 +123,15 @@ pub const CLASS_COPY: u8 = 2;
 pub struct Reloc {
     pub sym: u32,
     pub class: u8,
+    /// A GLOB_DAT relocation (x86-64, i386), which glibc before 2.36 gave
+    /// a class of its own (ELF_RTYPE_CLASS_EXTERN_PROTECTED_DATA).
+    pub glob_dat: bool,
 }
+
+/// glibc < 2.36's class for GLOB_DAT: it changes no lookup's outcome, only
+/// the one-entry lookup cache's key (a GLOB_DAT and an R_X86_64_64 of the
+/// same missing symbol, in a row, are two reports there, one from 2.36 on).
+const CLASS_EXTERN_PROTECTED_DATA: u8 = 4;
 
 /// The dynamic symbol view of one object.
 pub struct DynObject {
@@ -528,7 +536,9 @@ impl DynObject {
                     (info >> 8, info & 0xff)
                 };
                 if sym != 0 {
-                    f(Reloc { sym, class: type_class(self.machine, ty) });
+                    let glob_dat =
+                        matches!((self.machine, ty), (super::machine::EM_X86_64, 6) | (super::machine::EM_386, 6));
+                    f(Reloc { sym, class: type_class(self.machine, ty), glob_dat });
                 }
                 at += ent;
             }
@@ -772,16 +782,22 @@ impl Reader<'_> {
 /// The glibc version a libc.so.6 provides: its newest `GLIBC_2.N`
 /// definition, read from the file (never by running it).
 pub fn glibc_version(libc: &Path) -> Option<(u32, u32)> {
-    let o = DynObject::open(libc).ok()?;
-    o.definitions()
-        .filter_map(|v| {
-            let s = std::str::from_utf8(&v.name).ok()?.strip_prefix("GLIBC_")?;
-            let mut it = s.split('.');
-            let major = it.next()?.parse().ok()?;
-            let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
-            Some((major, minor))
-        })
-        .max()
+    DynObject::open(libc).ok()?.newest_glibc()
+}
+
+impl DynObject {
+    /// The newest `GLIBC_2.N` this object defines (a libc.so.6's release).
+    fn newest_glibc(&self) -> Option<(u32, u32)> {
+        self.definitions()
+            .filter_map(|v| {
+                let s = std::str::from_utf8(&v.name).ok()?.strip_prefix("GLIBC_")?;
+                let mut it = s.split('.');
+                let major = it.next()?.parse().ok()?;
+                let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
+                Some((major, minor))
+            })
+            .max()
+    }
 }
 
 #[cfg(test)]
@@ -958,6 +974,9 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
     // relocation; the main program is forced first in init order, so last.
     rpo.retain(|&i| i != ROOT);
     rpo.push(ROOT);
+    // The loader's release, read from the libc.so.6 of the closure.
+    let libc = scope.iter().find(|&&i| c.nodes[i].names.iter().any(|n| n == b"libc.so.6"));
+    let protected_data_class = libc.and_then(|&i| object(i).newest_glibc()).is_some_and(|v| v < (2, 36));
     // The scope as (object, is it the main program), walked per lookup.
     let walk: Vec<(&DynObject, bool)> = scope.iter().map(|&m| (object(m), m == ROOT)).collect();
     for &i in &rpo {
@@ -978,7 +997,10 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
             let vs = o.versym(sym as usize);
             o.version(vs).filter(|_| usize::from(vs & 0x7fff) < versions_len)
         };
-        let problem = |r: Reloc| {
+        let problem = |mut r: Reloc| {
+            if r.glob_dat && protected_data_class {
+                r.class |= CLASS_EXTERN_PROTECTED_DATA;
+            }
             if last == Some((r.sym, r.class)) {
                 return;
             }
