@@ -685,7 +685,8 @@ fn check_with_a_missing_versioned_library_matches_ldd_r_line_for_line() {
     std::fs::create_dir_all(&lib).unwrap();
     let build = |name: &str, memcpy: bool, needs: &[&str]| {
         let out = lib.join(format!("lib{name}.so"));
-        let mut args: Vec<std::ffi::OsString> = ["-shared", "-fPIC", "-O0", "-fno-builtin", "-o"].map(Into::into).into();
+        let mut args: Vec<std::ffi::OsString> =
+            ["-shared", "-fPIC", "-O0", "-fno-builtin", "-o"].map(Into::into).into();
         args.push(out.into());
         args.push(fixture_src("uses-f1.c").into());
         args.push(format!("-DNAME=uses_{name}").into());
@@ -701,7 +702,12 @@ fn check_with_a_missing_versioned_library_matches_ldd_r_line_for_line() {
     build("a", false, &["-l:libversioned.so"]);
     build("b", true, &["-l:libversioned.so"]);
     build("top", false, &["-Wl,--no-as-needed", "-la", "-lb", "-l:libversioned.so"]);
-    let ldd = Command::new("ldd").args(["-r", "./libtop.so"]).current_dir(&lib).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let ldd = Command::new("ldd")
+        .args(["-r", "./libtop.so"])
+        .current_dir(&lib)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
     assert_eq!(ldd.status.code(), Some(0), "{}", String::from_utf8_lossy(&ldd.stderr));
     let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
     let want: String = text
@@ -779,14 +785,29 @@ fn check_explains_the_cudnn_8_shadowing_and_names_the_copy_beside_the_requester(
 #[test]
 fn check_equals_ldd_r_on_a_sample_of_system_files() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
-    let out = Command::new(script)
-        .args(["--check", "--sample", "40", "--culaunch", CULAUNCH])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(script);
+    cmd.args(["--check", "--sample", "40", "--culaunch", CULAUNCH]);
+    // The real torch wheel's libraries too, where the real-framework tier
+    // left its venv (libtorch_cuda.so: 25 libraries, 190,000 relocations).
+    if let Some(torch) = torch_lib_dir() {
+        cmd.arg(torch);
+    }
+    let out = cmd.env_remove("LD_LIBRARY_PATH").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" 0 different"), "{text}");
+}
+
+/// torch/lib of the real-framework tier's venv (`CULAUNCH_TORCH_VENV`, else
+/// its cache), when torch is installed there.
+fn torch_lib_dir() -> Option<PathBuf> {
+    let venv = std::env::var_os("CULAUNCH_TORCH_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/culaunch-tier/torch")))?;
+    std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|e| {
+        let d = e.path().join("site-packages/torch/lib");
+        d.join("libtorch_cuda.so").exists().then_some(d)
+    })
 }
 
 /// A Debian bullseye (glibc 2.31) root made by debootstrap, when there is
