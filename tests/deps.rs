@@ -683,6 +683,68 @@ fn check_reports_an_undefined_symbol_of_a_library_as_ldd_r_does() {
     assert!(String::from_utf8_lossy(&bare.stdout).contains("(./libplugin.so)"));
 }
 
+/// A versioned library that is missing, needed by the program and by two
+/// of its libraries: `ldd -r` lists the interpreter right after the last
+/// library found before it (a missing one is not in the search list), and
+/// names the missing version only where the object's version table, sized
+/// from the files the loader found, holds it. Run by a relative name, as
+/// the loader's `$ORIGIN` is then `DIR/.`.
+#[test]
+fn check_with_a_missing_versioned_library_matches_ldd_r_line_for_line() {
+    let d = scratch("check-missing-versioned");
+    versioned_lib(&d, "gone/libversioned.so", true);
+    let lib = d.path("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let build = |name: &str, memcpy: bool, needs: &[&str]| {
+        let out = lib.join(format!("lib{name}.so"));
+        let mut args: Vec<std::ffi::OsString> =
+            ["-shared", "-fPIC", "-O0", "-fno-builtin", "-o"].map(Into::into).into();
+        args.push(out.into());
+        args.push(fixture_src("uses-f1.c").into());
+        args.push(format!("-DNAME=uses_{name}").into());
+        if memcpy {
+            args.push("-DWITH_MEMCPY".into());
+        }
+        args.push(format!("-L{}", lib.display()).into());
+        args.push(format!("-L{}", d.path("gone").display()).into());
+        args.extend(needs.iter().map(Into::into));
+        args.push("-Wl,-rpath,$ORIGIN".into());
+        cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    };
+    build("a", false, &["-l:libversioned.so"]);
+    build("b", true, &["-l:libversioned.so"]);
+    build("top", false, &["-Wl,--no-as-needed", "-la", "-lb", "-l:libversioned.so"]);
+    let ldd = Command::new("ldd")
+        .args(["-r", "./libtop.so"])
+        .current_dir(&lib)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(ldd.status.code(), Some(0), "{}", String::from_utf8_lossy(&ldd.stderr));
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
+    let want: String = text
+        .lines()
+        .filter(|l| !l.contains("linux-vdso.so.1"))
+        .map(|l| l.split(" (0x").next().unwrap().to_owned() + "\n")
+        .collect();
+    // The fixture has the shape this test is about.
+    let dot = format!("{}/.", lib.display());
+    assert!(want.contains(&format!("undefined symbol: f1\t({dot}/liba.so)")), "{want}");
+    assert!(want.contains(&format!("undefined symbol: f1, version V1\t({dot}/libb.so)")), "{want}");
+    let lines: Vec<&str> = want.lines().collect();
+    let interp = lines.iter().position(|l| l.starts_with("\t/") && l.contains("ld-linux")).unwrap();
+    let last_missing = lines.iter().rposition(|l| l.ends_with("libversioned.so => not found")).unwrap();
+    assert!(interp < last_missing, "{want}");
+    let got = Command::new(CULAUNCH)
+        .args(["deps", "--check", "--ldd", "./libtop.so"])
+        .current_dir(&lib)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), want);
+    assert_eq!(got.status.code(), Some(1));
+}
+
 /// The cuDNN 8 failure: libcudnn_cnn_infer.so.8, linked -z now against
 /// libcudnn_ops_infer.so.8's version node, with an older ops library first
 /// on LD_LIBRARY_PATH.
@@ -735,14 +797,29 @@ fn check_explains_the_cudnn_8_shadowing_and_names_the_copy_beside_the_requester(
 #[test]
 fn check_equals_ldd_r_on_a_sample_of_system_files() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
-    let out = Command::new(script)
-        .args(["--check", "--sample", "40", "--culaunch", CULAUNCH])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(script);
+    cmd.args(["--check", "--sample", "40", "--culaunch", CULAUNCH]);
+    // The real torch wheel's libraries too, where the real-framework tier
+    // left its venv (libtorch_cuda.so: 25 libraries, 190,000 relocations).
+    if let Some(torch) = torch_lib_dir() {
+        cmd.arg(torch);
+    }
+    let out = cmd.env_remove("LD_LIBRARY_PATH").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(" 0 different"), "{text}");
+}
+
+/// torch/lib of the real-framework tier's venv (`CULAUNCH_TORCH_VENV`, else
+/// its cache), when torch is installed there.
+fn torch_lib_dir() -> Option<PathBuf> {
+    let venv = std::env::var_os("CULAUNCH_TORCH_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/culaunch-tier/torch")))?;
+    std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|e| {
+        let d = e.path().join("site-packages/torch/lib");
+        d.join("libtorch_cuda.so").exists().then_some(d)
+    })
 }
 
 /// A Debian bullseye (glibc 2.31) root made by debootstrap, when there is
@@ -787,6 +864,30 @@ fn deps_root_equals_ldd_inside_a_bullseye_root() {
             "{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    // glibc 2.31 gives GLOB_DAT a relocation class of its own: _testcapi's
+    // GLOB_DAT of the missing PyObject_Free, then its R_X86_64_64s, are two
+    // reports there (one under 2.36).
+    let testcapi = "/usr/lib/python3.9/lib-dynload/_testcapi.cpython-39-x86_64-linux-gnu.so";
+    if root.join(testcapi.trim_start_matches('/')).exists() {
+        let ldd = Command::new("chroot").arg(&root).args(["ldd", "-r", testcapi]).output().unwrap();
+        let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
+        let want: String = text
+            .lines()
+            .filter(|l| !l.contains("linux-vdso.so.1"))
+            .map(|l| l.split(" (0x").next().unwrap().to_owned() + "\n")
+            .collect();
+        let free = format!("undefined symbol: PyObject_Free\t({testcapi})\n");
+        assert_eq!(want.matches(&free).count(), 2, "{want}");
+        let got = Command::new(CULAUNCH)
+            .args(["deps", "--check", "--ldd", "--root"])
+            .arg(&root)
+            .arg(testcapi)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&got.stdout), want);
     }
 
     // glibc 2.31's own rules: the legacy `x86_64` subdirectory is searched,

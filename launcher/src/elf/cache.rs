@@ -69,8 +69,18 @@ impl Cache {
         let hwcaps_names = if extension != 0 { parse_hwcaps_extension(new, extension, &string) } else { Vec::new() };
         let mut c = Cache { data: Vec::new(), start, nlibs, hwcaps_names, id: default_id(Want::native()) };
         c.data = data;
-        // A table whose strings do not resolve is not a cache.
-        (0..c.nlibs).all(|i| c.entry(i).is_some()).then_some(c)
+        // A table whose strings do not resolve is not a cache. A string
+        // resolves when a NUL follows its offset: one scan for the last NUL
+        // instead of one per string (a thousand entries on a desktop).
+        let table = c.data.get(c.start..)?;
+        let last_nul = table.iter().rposition(|&b| b == 0);
+        let resolves = |at: usize| u32_at(table, at).is_some_and(|o| last_nul.is_some_and(|n| o as usize <= n));
+        (0..c.nlibs)
+            .all(|i| {
+                let at = NEW_HEADER + i * NEW_ENTRY;
+                resolves(at + 4) && resolves(at + 8)
+            })
+            .then_some(c)
     }
 
     /// The same cache, looked up for a program of `want`'s class and machine.
@@ -177,7 +187,7 @@ fn libcmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 fn string_at(new: &[u8], offset: u32) -> Option<&[u8]> {
     let tail = new.get(offset as usize..)?;
-    Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    std::ffi::CStr::from_bytes_until_nul(tail).ok().map(std::ffi::CStr::to_bytes)
 }
 
 fn parse_hwcaps_extension(new: &[u8], at: usize, string: &dyn Fn(u32) -> Option<Vec<u8>>) -> Vec<Vec<u8>> {

@@ -8,7 +8,6 @@
 //! candidate of another class or machine is passed over.
 
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -19,6 +18,7 @@ use serde::Serialize;
 use super::cache::Cache;
 use super::object::{open_verify, ElfHeader, Rejection, Verdict, Want};
 use super::platform::Platform;
+use super::{FastMap, FastSet};
 
 /// Which rule found a library (the tree's "why").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -86,24 +86,35 @@ pub struct Resolver {
     want: Want,
     /// Re-rooting of every path the loader would open (`deps --root`).
     root: Option<Vec<u8>>,
-    dir_exists: HashMap<Vec<u8>, bool>,
+    dir_exists: FastMap<Vec<u8>, bool>,
     /// Search lists already expanded, by (object, list kind).
-    lists: HashMap<(usize, u8), Rc<SearchList>>,
+    lists: FastMap<(usize, u8), Rc<SearchList>>,
+    /// The same lists by their text and `$ORIGIN`: objects of one package
+    /// share their RPATH, and its expansion does not depend on who asks.
+    lists_by_text: FastMap<Vec<u8>, Rc<SearchList>>,
     llp: Option<Rc<SearchList>>,
     defaults: Option<Rc<SearchList>>,
 }
 
+/// Short lists (from this many directories) are indexed from their second
+/// search on, when their directories hold at most `INDEX_SHORT_MAX` entries.
+const INDEX_SHORT_FROM: usize = 3;
+const INDEX_SHORT_MAX: usize = 512;
+
 /// File name -> positions of the directories that hold it, and the
 /// positions of directories that could not be listed.
-type DirIndex = (HashMap<Vec<u8>, Vec<u32>>, Vec<u32>);
+type DirIndex = (FastMap<Vec<u8>, Vec<u32>>, Vec<u32>);
 
 /// An expanded search list: every directory with its subdirectories, in
 /// the order the loader tries them, those that do not exist left out.
 struct SearchList {
     dirs: Vec<Vec<u8>>,
     /// For long lists: name -> positions of the directories that hold it,
-    /// and the positions of directories that could not be listed.
-    index: OnceCell<DirIndex>,
+    /// and the positions of directories that could not be listed. `None`:
+    /// a short list too large to index.
+    index: OnceCell<Option<DirIndex>>,
+    /// How many searches used it.
+    uses: std::cell::Cell<u32>,
 }
 
 enum InDirs {
@@ -123,8 +134,9 @@ impl Resolver {
             ld_library_path,
             want,
             root: None,
-            dir_exists: HashMap::new(),
-            lists: HashMap::new(),
+            dir_exists: FastMap::default(),
+            lists: FastMap::default(),
+            lists_by_text: FastMap::default(),
             llp: None,
             defaults: None,
         }
@@ -208,7 +220,7 @@ impl Resolver {
                     Verdict::Reject(rejection) => {
                         return Outcome::Rejected { path, rejection, reason: Reason::LdSoCache }
                     }
-                    Verdict::Skip => push_tried(&mut tried.paths, path),
+                    Verdict::Skip => tried.push(path),
                 }
             }
         }
@@ -255,8 +267,17 @@ impl Resolver {
         if let Some(l) = key.and_then(|k| self.lists.get(&k)) {
             return l.clone();
         }
-        let dirs = self.dirs(list, separators, origin);
-        let l = Rc::new(self.expand_subdirs(dirs));
+        // NUL ends each part: no path or list holds one.
+        let text = [list, b"\0", separators, b"\0", origin].concat();
+        let l = match self.lists_by_text.get(&text) {
+            Some(l) => l.clone(),
+            None => {
+                let dirs = self.dirs(list, separators, origin);
+                let l = Rc::new(self.expand_subdirs(dirs));
+                self.lists_by_text.insert(text, l.clone());
+                l
+            }
+        };
         if let Some(k) = key {
             self.lists.insert(k, l.clone());
         }
@@ -264,8 +285,9 @@ impl Resolver {
     }
 
     fn expand_subdirs(&mut self, dirs: Vec<Vec<u8>>) -> SearchList {
-        let subdirs = self.platform.subdirs.clone();
+        let subdirs = std::mem::take(&mut self.platform.subdirs);
         let mut out = Vec::new();
+        let mut d = Vec::new();
         for dir in dirs {
             // A directory that does not exist has no subdirectories: one
             // stat, not one per subdirectory.
@@ -273,14 +295,31 @@ impl Resolver {
                 continue;
             }
             for sub in &subdirs {
-                let mut d = dir.clone();
-                d.extend_from_slice(sub);
-                if sub.is_empty() || self.exists(&d) {
-                    out.push(d);
+                if sub.is_empty() {
+                    out.push(dir.clone());
+                    continue;
+                }
+                // `tls/haswell/x86_64/` can only exist below an existing
+                // `tls/`: each prefix is asked once (and remembered), so a
+                // directory without legacy subdirectories costs five stats
+                // for its nineteen, not nineteen.
+                d.clear();
+                d.extend_from_slice(&dir);
+                let mut all = true;
+                for part in sub.split_inclusive(|&b| b == b'/') {
+                    d.extend_from_slice(part);
+                    if !self.exists(&d) {
+                        all = false;
+                        break;
+                    }
+                }
+                if all {
+                    out.push(d.clone());
                 }
             }
         }
-        SearchList { dirs: out, index: OnceCell::new() }
+        self.platform.subdirs = subdirs;
+        SearchList { dirs: out, index: OnceCell::new(), uses: std::cell::Cell::new(0) }
     }
 
     /// A search list split and expanded like `fillin_rpath`: `$ORIGIN`,
@@ -288,7 +327,7 @@ impl Resolver {
     /// empty entry meaning the current directory, duplicates dropped.
     fn dirs(&self, list: &[u8], separators: &[u8], origin: &[u8]) -> Vec<Vec<u8>> {
         let mut out: Vec<Vec<u8>> = Vec::new();
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut seen: FastSet<Vec<u8>> = FastSet::default();
         for entry in list.split(|b| separators.contains(b)) {
             let dir = if entry.is_empty() { Vec::new() } else { with_slash(&self.expand(entry, origin)) };
             if seen.insert(dir.clone()) {
@@ -334,27 +373,43 @@ impl Resolver {
     }
 
     fn in_list(&mut self, name: &[u8], list: &Rc<SearchList>, tried: &mut Tried) -> InDirs {
-        let try_at = |this: &mut Self, dir: &[u8], tried: &mut Tried| -> Option<InDirs> {
+        // A path the loader would try, and what it makes of it; `keep`:
+        // name it among the tried paths (an indexed search names its whole
+        // list instead).
+        let try_at = |this: &mut Self, dir: &[u8], tried: &mut Tried, keep: bool| -> Option<InDirs> {
             let mut path = dir.to_vec();
             path.extend_from_slice(name);
             match this.check(&path) {
                 Verdict::Take(h) => Some(InDirs::Found(path, h)),
                 Verdict::Reject(r) => Some(InDirs::Rejected(path, r)),
                 Verdict::Skip => {
-                    push_tried(&mut tried.paths, path);
+                    if keep {
+                        tried.push(path);
+                    }
                     None
                 }
             }
         };
-        if list.dirs.len() < INDEX_FROM {
+        let uses = list.uses.get();
+        list.uses.set(uses.saturating_add(1));
+        // Long lists are indexed at once; short ones from their second
+        // search on (a torch library's RPATH of a dozen wheel directories
+        // answers twenty names: one listing of each, not an open(2) per
+        // name per directory), unless their directories are large.
+        let indexed = list.dirs.len() >= INDEX_FROM || (list.dirs.len() >= INDEX_SHORT_FROM && uses >= 1);
+        let index = if indexed {
+            list.index.get_or_init(|| self.index(&list.dirs, list.dirs.len() < INDEX_FROM)).as_ref()
+        } else {
+            None
+        };
+        let Some((index, unlisted)) = index else {
             for dir in &list.dirs {
-                if let Some(found) = try_at(self, dir, tried) {
+                if let Some(found) = try_at(self, dir, tried, true) {
                     return found;
                 }
             }
             return InDirs::None;
-        }
-        let (index, unlisted) = list.index.get_or_init(|| self.index(&list.dirs));
+        };
         let listed = index.get(name).map(Vec::as_slice).unwrap_or_default();
         let (mut a, mut b) = (listed.iter().peekable(), unlisted.iter().peekable());
         loop {
@@ -366,26 +421,32 @@ impl Resolver {
                 (None, None) => break,
             };
             let Some(&at) = next else { break };
-            if let Some(found) = try_at(self, &list.dirs[at as usize], tried) {
+            if let Some(found) = try_at(self, &list.dirs[at as usize], tried, false) {
                 return found;
             }
         }
-        // A missing name's tried paths from a long list are only named if
-        // the whole search fails: a found name must not cost a path per
-        // directory.
-        tried.lazy.push(Rc::clone(list));
+        // The tried paths of an indexed list are only named if the whole
+        // search fails: a found name must not cost a path per directory.
+        tried.push_list(list);
         InDirs::None
     }
 
-    /// Lists every directory once.
-    fn index(&self, dirs: &[Vec<u8>]) -> (HashMap<Vec<u8>, Vec<u32>>, Vec<u32>) {
-        let mut index: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
+    /// Lists every directory once. `capped`: give up (None) past
+    /// [`INDEX_SHORT_MAX`] entries, where listing costs more than the
+    /// open(2) calls it saves.
+    fn index(&self, dirs: &[Vec<u8>], capped: bool) -> Option<DirIndex> {
+        let mut index: FastMap<Vec<u8>, Vec<u32>> = FastMap::default();
         let mut unlisted = Vec::new();
+        let mut entries_seen = 0usize;
         for (i, dir) in dirs.iter().enumerate() {
             let at = self.rooted(if dir.is_empty() { b"." } else { dir });
             match std::fs::read_dir(Path::new(OsStr::from_bytes(&at))) {
                 Ok(entries) => {
                     for e in entries.flatten() {
+                        entries_seen += 1;
+                        if capped && entries_seen > INDEX_SHORT_MAX {
+                            return None;
+                        }
                         index.entry(e.file_name().as_bytes().to_vec()).or_default().push(i as u32);
                     }
                 }
@@ -394,19 +455,24 @@ impl Resolver {
                 Err(_) => unlisted.push(i as u32),
             }
         }
-        (index, unlisted)
+        Some((index, unlisted))
     }
 
     fn exists(&mut self, dir: &[u8]) -> bool {
-        let probe = if dir.is_empty() { b".".to_vec() } else { self.rooted(dir) };
-        *self.dir_exists.entry(dir.to_vec()).or_insert_with(|| Path::new(OsStr::from_bytes(&probe)).is_dir())
+        if let Some(&known) = self.dir_exists.get(dir) {
+            return known;
+        }
+        let probe = self.rooted(if dir.is_empty() { b"." } else { dir });
+        let is = Path::new(OsStr::from_bytes(&probe)).is_dir();
+        self.dir_exists.insert(dir.to_vec(), is);
+        is
     }
 
     /// The path on this machine of `path` as the target sees it.
-    pub fn rooted(&self, path: &[u8]) -> Vec<u8> {
+    pub fn rooted<'p>(&self, path: &'p [u8]) -> std::borrow::Cow<'p, [u8]> {
         match &self.root {
-            Some(root) => super::root::resolve(root, path),
-            None => path.to_vec(),
+            Some(root) => super::root::resolve(root, path).into(),
+            None => path.into(),
         }
     }
 
@@ -416,30 +482,44 @@ impl Resolver {
     }
 }
 
-/// The paths a search tried, the long lists' kept for naming later.
+/// The paths a search tried, in the loader's order; an indexed list's kept
+/// whole, for naming only if the search fails.
 #[derive(Default)]
 struct Tried {
-    paths: Vec<Vec<u8>>,
-    lazy: Vec<Rc<SearchList>>,
+    items: Vec<TriedItem>,
+    paths: usize,
+}
+
+enum TriedItem {
+    Path(Vec<u8>),
+    List(Rc<SearchList>),
 }
 
 impl Tried {
-    fn into_paths(mut self, name: &[u8]) -> Vec<Vec<u8>> {
-        for list in &self.lazy {
-            for dir in &list.dirs {
-                if self.paths.len() >= MAX_TRIED {
-                    break;
-                }
-                self.paths.push([&dir[..], name].concat());
+    fn push(&mut self, path: Vec<u8>) {
+        if self.paths < MAX_TRIED {
+            self.paths += 1;
+            self.items.push(TriedItem::Path(path));
+        }
+    }
+
+    fn push_list(&mut self, list: &Rc<SearchList>) {
+        self.items.push(TriedItem::List(Rc::clone(list)));
+    }
+
+    fn into_paths(self, name: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for item in self.items {
+            match item {
+                TriedItem::Path(p) => out.push(p),
+                TriedItem::List(list) => out.extend(list.dirs.iter().map(|d| [&d[..], name].concat())),
+            }
+            if out.len() >= MAX_TRIED {
+                out.truncate(MAX_TRIED);
+                break;
             }
         }
-        self.paths
-    }
-}
-
-fn push_tried(tried: &mut Vec<Vec<u8>>, path: Vec<u8>) {
-    if tried.len() < MAX_TRIED {
-        tried.push(path);
+        out
     }
 }
 

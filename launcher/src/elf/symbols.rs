@@ -82,25 +82,24 @@ pub struct Version {
     pub base: bool,
 }
 
-/// A symbol as a relocation or a lookup sees it.
+/// A symbol as a relocation or a lookup sees it, its name left as a string
+/// table offset: most symbols a lookup meets are rejected before their name
+/// is needed.
 #[derive(Clone, Copy, Debug)]
-pub struct Sym<'a> {
-    pub name: &'a [u8],
-    pub value: u64,
-    pub info: u8,
-    pub other: u8,
-    pub shndx: u16,
+struct Sym {
+    name: u32,
+    value: u64,
+    info: u8,
+    other: u8,
+    shndx: u16,
 }
 
-impl Sym<'_> {
+impl Sym {
     fn bind(&self) -> u8 {
         self.info >> 4
     }
     fn kind(&self) -> u8 {
         self.info & 0xf
-    }
-    pub fn is_weak(&self) -> bool {
-        self.bind() == STB_WEAK
     }
 }
 
@@ -124,7 +123,15 @@ pub const CLASS_COPY: u8 = 2;
 pub struct Reloc {
     pub sym: u32,
     pub class: u8,
+    /// A GLOB_DAT relocation (x86-64, i386), which glibc before 2.36 gave
+    /// a class of its own (ELF_RTYPE_CLASS_EXTERN_PROTECTED_DATA).
+    pub glob_dat: bool,
 }
+
+/// glibc < 2.36's class for GLOB_DAT: it changes no lookup's outcome, only
+/// the one-entry lookup cache's key (a GLOB_DAT and an R_X86_64_64 of the
+/// same missing symbol, in a row, are two reports there, one from 2.36 on).
+const CLASS_EXTERN_PROTECTED_DATA: u8 = 4;
 
 /// The dynamic symbol view of one object.
 pub struct DynObject {
@@ -137,6 +144,7 @@ pub struct DynObject {
     strtab: usize,
     strsz: usize,
     gnu_hash: Option<usize>,
+    gnu: Option<GnuHash>,
     sysv_hash: Option<usize>,
     versym: Option<usize>,
     /// Indexed by version index (glibc's `l_versions`).
@@ -147,7 +155,12 @@ pub struct DynObject {
     has_verdef: bool,
     /// DT_VERNEED in file order: (vn_file, its versions).
     needs: Vec<(Vec<u8>, Vec<Version>)>,
-    relocs: Vec<(usize, usize, bool)>,
+    /// The highest version index of each DT_VERNEED file, and of
+    /// DT_VERDEF: how long the loader makes `l_versions`.
+    need_high: Vec<u16>,
+    def_high: u16,
+    /// (start, size, RELA?, leading relative entries to pass over).
+    relocs: Vec<(usize, usize, bool, usize)>,
 }
 
 const DT_NULL: u64 = 0;
@@ -163,6 +176,8 @@ const DT_PLTREL: u64 = 20;
 const DT_PLTRELSZ: u64 = 2;
 const DT_JMPREL: u64 = 23;
 const DT_GNU_HASH: u64 = 0x6fff_fef5;
+const DT_RELACOUNT: u64 = 0x6fff_fff9;
+const DT_RELCOUNT: u64 = 0x6fff_fffa;
 const DT_VERSYM: u64 = 0x6fff_fff0;
 const DT_VERDEF: u64 = 0x6fff_fffc;
 const DT_VERDEFNUM: u64 = 0x6fff_fffd;
@@ -251,7 +266,12 @@ impl DynObject {
         let (main_tag, main_sz) = if d.contains_key(&DT_RELA) { (DT_RELA, DT_RELASZ) } else { (DT_REL, DT_RELSZ) };
         let mut ranges = Vec::new();
         if let (Some(start), Some(&size)) = (addr(main_tag), d.get(&main_sz)) {
-            ranges.push((start, size as usize, main_tag == DT_RELA));
+            // DT_RELACOUNT/DT_RELCOUNT: the loader applies that many
+            // leading entries as relative ones, without reading a symbol
+            // (elf/do-rel.h).
+            let count = if main_tag == DT_RELA { DT_RELACOUNT } else { DT_RELCOUNT };
+            let relative = d.get(&count).map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
+            ranges.push((start, size as usize, main_tag == DT_RELA, relative));
         }
         if let (Some(start), Some(&size)) = (addr(DT_JMPREL), d.get(&DT_PLTRELSZ)) {
             let plt_rela = d.get(&DT_PLTREL).map_or(rela, |&t| t == DT_RELA);
@@ -262,7 +282,7 @@ impl DynObject {
                     first.1 -= size as usize;
                 }
             }
-            ranges.push((start, size as usize, plt_rela));
+            ranges.push((start, size as usize, plt_rela, 0));
         }
         let mut o = DynObject {
             is_64,
@@ -273,12 +293,15 @@ impl DynObject {
             strtab,
             strsz,
             gnu_hash,
+            gnu: gnu_hash.and_then(|h| GnuHash::read(&Reader { b: map.bytes(), le, is_64 }, h)),
             sysv_hash,
             versym,
             versions: Vec::new(),
             defs: Vec::new(),
             has_verdef: false,
             needs: Vec::new(),
+            need_high: Vec::new(),
+            def_high: 0,
             relocs: ranges,
             map,
         };
@@ -296,7 +319,10 @@ impl DynObject {
         let start = self.strtab.saturating_add(off as usize);
         let limit = if self.strsz > 0 { self.strtab + self.strsz } else { b.len() };
         let tail = b.get(start..limit.max(start)).unwrap_or_default();
-        &tail[..tail.iter().position(|&c| c == 0).unwrap_or(tail.len())]
+        match std::ffi::CStr::from_bytes_until_nul(tail) {
+            Ok(c) => c.to_bytes(),
+            Err(_) => tail,
+        }
     }
 
     fn count_symbols(&self) -> usize {
@@ -327,19 +353,35 @@ impl DynObject {
         i as usize + 1
     }
 
-    pub fn sym(&self, i: usize) -> Option<Sym<'_>> {
+    fn sym(&self, i: usize) -> Option<Sym> {
         if i >= self.nsyms.max(1) {
             return None;
         }
         let r = self.r();
-        let (size, at) = if self.is_64 { (24, self.symtab + i * 24) } else { (16, self.symtab + i * 16) };
-        let _ = size;
         let (name, value, info, other, shndx) = if self.is_64 {
+            let at = self.symtab + i * 24;
             (r.u32(at)?, r.u64(at + 8)?, *r.b.get(at + 4)?, *r.b.get(at + 5)?, r.u16(at + 6)?)
         } else {
+            let at = self.symtab + i * 16;
             (r.u32(at)?, u64::from(r.u32(at + 4)?), *r.b.get(at + 12)?, *r.b.get(at + 13)?, r.u16(at + 14)?)
         };
-        Some(Sym { name: self.string(name), value, info, other, shndx })
+        Some(Sym { name, value, info, other, shndx })
+    }
+
+    /// Whether the string at `off` is `name`, without measuring it first.
+    fn string_is(&self, off: u32, name: &[u8]) -> bool {
+        let b = self.map.bytes();
+        let start = self.strtab.saturating_add(off as usize);
+        let limit = if self.strsz > 0 { self.strtab + self.strsz } else { b.len() };
+        if start >= limit {
+            return name.is_empty();
+        }
+        match start.checked_add(name.len()) {
+            Some(end) if end < limit => b.get(start..end) == Some(name) && b.get(end) == Some(&0),
+            // The name runs to the table's end, unterminated (`string` stops there too).
+            Some(end) if end == limit => b.get(start..end) == Some(name),
+            _ => false,
+        }
     }
 
     /// The raw DT_VERSYM entry of symbol `i` (0 when there is none).
@@ -366,6 +408,17 @@ impl DynObject {
         &self.needs
     }
 
+    /// The length of the loader's `l_versions` for this object when the
+    /// files of DT_VERNEED for which `found` is false are missing: in
+    /// trace mode (ldd) `_dl_check_map_versions` sizes the table from the
+    /// needs of files it found and the definitions only, and a needed
+    /// version past that end is not entered, so a reference to it is
+    /// looked up, and reported, unversioned.
+    pub fn versions_len(&self, found: impl Fn(&[u8]) -> bool) -> usize {
+        let needs = self.needs.iter().zip(&self.need_high).filter(|((file, _), _)| found(file)).map(|(_, &h)| h);
+        usize::from(needs.fold(self.def_high, u16::max)) + 1
+    }
+
     fn read_versions(&mut self, verneed: Option<(usize, u64)>, verdef: Option<(usize, u64)>) {
         let r = self.r();
         let mut versions: Vec<Version> = Vec::new();
@@ -379,6 +432,7 @@ impl DynObject {
             versions[i] = v;
         };
         let mut needs = Vec::new();
+        let mut need_high = Vec::new();
         if let Some((mut at, num)) = verneed {
             for _ in 0..num.min(4096) {
                 let (Some(cnt), Some(file), Some(aux), Some(next)) =
@@ -388,6 +442,7 @@ impl DynObject {
                 };
                 let file = self.string(file).to_vec();
                 let mut list = Vec::new();
+                let mut high = 0u16;
                 let mut a = at + aux as usize;
                 for _ in 0..cnt {
                     let (Some(hash), Some(flags), Some(other), Some(name), Some(anext)) =
@@ -404,6 +459,7 @@ impl DynObject {
                         base: false,
                     };
                     set(usize::from(other & 0x7fff), v.clone());
+                    high = high.max(other & 0x7fff);
                     list.push(v);
                     if anext == 0 {
                         break;
@@ -411,6 +467,7 @@ impl DynObject {
                     a += anext as usize;
                 }
                 needs.push((file, list));
+                need_high.push(high);
                 if next == 0 {
                     break;
                 }
@@ -419,6 +476,7 @@ impl DynObject {
         }
         let mut has_verdef = false;
         let mut defs = Vec::new();
+        let mut def_high = 0u16;
         if let Some((mut at, num)) = verdef {
             has_verdef = true;
             for _ in 0..num.min(4096) {
@@ -441,6 +499,7 @@ impl DynObject {
                     if !v.base {
                         set(usize::from(ndx & 0x7fff), v.clone());
                     }
+                    def_high = def_high.max(ndx & 0x7fff);
                     defs.push(v);
                 }
                 if next == 0 {
@@ -452,21 +511,22 @@ impl DynObject {
         self.versions = versions;
         self.defs = defs;
         self.needs = needs;
+        self.need_high = need_high;
+        self.def_high = def_high;
         self.has_verdef = has_verdef;
     }
 
     /// Every relocation that names a symbol, in application order.
-    pub fn relocations(&self) -> Vec<Reloc> {
+    pub fn for_each_relocation(&self, mut f: impl FnMut(Reloc)) {
         let r = self.r();
-        let mut out = Vec::new();
-        for &(start, size, rela) in &self.relocs {
+        for &(start, size, rela, relative) in &self.relocs {
             let ent = match (self.is_64, rela) {
                 (true, true) => 24,
                 (true, false) => 16,
                 (false, true) => 12,
                 (false, false) => 8,
             };
-            let mut at = start;
+            let mut at = start.saturating_add(relative.min(size / ent).saturating_mul(ent));
             while at + ent <= start + size && at + ent <= r.b.len() {
                 let (sym, ty) = if self.is_64 {
                     let info = r.u64(at + 8).unwrap_or(0);
@@ -476,32 +536,40 @@ impl DynObject {
                     (info >> 8, info & 0xff)
                 };
                 if sym != 0 {
-                    out.push(Reloc { sym, class: type_class(self.machine, ty) });
+                    let glob_dat =
+                        matches!((self.machine, ty), (super::machine::EM_X86_64, 6) | (super::machine::EM_386, 6));
+                    f(Reloc { sym, class: type_class(self.machine, ty), glob_dat });
                 }
                 at += ent;
             }
         }
-        out
     }
 
     /// A definition of `name` in this object that a reference with
     /// `version` (None: unversioned) binds to, as `do_lookup_x` and
-    /// `check_match` decide.
-    pub fn lookup(&self, name: &[u8], version: Option<&Version>, class: u8, is_main: bool) -> Option<Sym<'_>> {
+    /// `check_match` decide: its symbol index.
+    pub fn lookup(&self, name: &[u8], version: Option<&Version>, class: u8, is_main: bool) -> Option<usize> {
+        self.lookup_key(&Key::new(name), version, class, is_main)
+    }
+
+    /// `lookup` with the name's hashes computed once by the caller, as
+    /// `_dl_lookup_symbol_x` does for a walk of the whole scope.
+    pub fn lookup_key(&self, key: &Key<'_>, version: Option<&Version>, class: u8, is_main: bool) -> Option<usize> {
+        let name = key.name;
         if class & CLASS_COPY != 0 && is_main {
             return None;
         }
-        let mut versioned: Option<Sym<'_>> = None;
+        let mut versioned: Option<usize> = None;
         let mut num_versions = 0;
-        let mut check = |i: usize| -> Option<Sym<'_>> {
-            let s = self.sym(i)?;
+        let mut check = |i: usize| -> bool {
+            let Some(s) = self.sym(i) else { return false };
             if (s.value == 0 && s.shndx != SHN_ABS && s.kind() != STT_TLS)
                 || (class & CLASS_PLT != 0 && s.shndx == SHN_UNDEF)
             {
-                return None;
+                return false;
             }
-            if (1u32 << s.kind()) & ALLOWED_STT == 0 || s.name != name {
-                return None;
+            if (1u32 << s.kind()) & ALLOWED_STT == 0 || !self.string_is(s.name, name) {
+                return false;
             }
             let vs = self.versym(i);
             match version {
@@ -510,7 +578,7 @@ impl DynObject {
                     let same = mine.is_some_and(|m| m.hash == want.hash && m.name == want.name);
                     let mine_hash = mine.map_or(0, |m| m.hash);
                     if !same && (want.hidden || mine_hash != 0 || vs & 0x8000 != 0) {
-                        return None;
+                        return false;
                     }
                 }
                 Some(_) => {}
@@ -518,19 +586,16 @@ impl DynObject {
                     if vs & 0x8000 == 0 {
                         num_versions += 1;
                         if num_versions == 1 {
-                            versioned = Some(s);
+                            versioned = Some(i);
                         }
                     }
-                    return None;
+                    return false;
                 }
                 None => {}
             }
-            match s.bind() {
-                STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE => Some(s),
-                _ => None,
-            }
+            matches!(s.bind(), STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE)
         };
-        let found = self.hash_chain(name, &mut check);
+        let found = self.hash_chain(key, &mut check);
         if found.is_some() {
             return found;
         }
@@ -540,36 +605,47 @@ impl DynObject {
         None
     }
 
-    fn hash_chain<'s>(&'s self, name: &[u8], check: &mut dyn FnMut(usize) -> Option<Sym<'s>>) -> Option<Sym<'s>> {
+    /// The GNU hash of symbol `i`, `name`, when this object's own table
+    /// holds it: its chain entry is the hash with the low bit reused as
+    /// the end-of-chain mark, and that bit is the parity of 5381 plus the
+    /// name's bytes (33 is odd). This spares hashing the names of the
+    /// symbols an object defines and binds to itself (most of a C++
+    /// library's); it trusts the linker's table, which every linker writes
+    /// from the names.
+    fn own_hash(&self, i: usize, name: &[u8]) -> Option<u32> {
+        let g = self.gnu.as_ref()?;
+        let k = i.checked_sub(g.symoffset as usize)?;
+        let c = self.r().u32(g.chains.checked_add(k.checked_mul(4)?)?)?;
+        let words = name.chunks_exact(8);
+        let tail = words.remainder().iter().fold(0u8, |p, &b| p ^ b);
+        let x = words.fold(0u64, |x, w| x ^ u64::from_ne_bytes(w.try_into().unwrap_or_default()));
+        let odd = ((x & 0x0101_0101_0101_0101).count_ones() as u8 ^ tail ^ 1) & 1;
+        Some((c & !1) | u32::from(odd))
+    }
+
+    /// The first symbol of `key`'s hash chain that `check` accepts.
+    fn hash_chain(&self, key: &Key<'_>, check: &mut impl FnMut(usize) -> bool) -> Option<usize> {
         let r = self.r();
-        if let Some(h) = self.gnu_hash {
-            let hash = gnu_hash(name);
-            let nbuckets = r.u32(h)?;
-            let symoffset = r.u32(h + 4)?;
-            let bloom_size = r.u32(h + 8)?;
-            let shift = r.u32(h + 12)?;
-            if nbuckets == 0 || bloom_size == 0 {
-                return None;
-            }
+        if self.gnu_hash.is_some() {
+            let g = self.gnu.as_ref()?;
+            let hash = key.gnu;
             let bits = if self.is_64 { 64 } else { 32 };
-            let word_at = h + 16 + ((hash / bits) % bloom_size) as usize * (bits / 8) as usize;
+            // The loader masks (l_gnu_bitmask_idxbits): the word count is a
+            // power of two in every table a linker writes.
+            let word_at = g.bloom + ((hash / bits) & (g.bloom_size - 1)) as usize * (bits / 8) as usize;
             let word = if self.is_64 { r.u64(word_at)? } else { u64::from(r.u32(word_at)?) };
-            let mask = (1u64 << (hash % bits)) | (1u64 << ((hash >> shift) % bits));
+            let mask = (1u64 << (hash % bits)) | (1u64 << ((hash >> g.shift) % bits));
             if word & mask != mask {
                 return None;
             }
-            let buckets = h + 16 + bloom_size as usize * (bits / 8) as usize;
-            let chains = buckets + nbuckets as usize * 4;
-            let mut i = r.u32(buckets + (hash % nbuckets) as usize * 4)?;
-            if i == 0 || i < symoffset {
+            let mut i = r.u32(g.buckets + (hash % g.nbuckets) as usize * 4)?;
+            if i == 0 || i < g.symoffset {
                 return None;
             }
             loop {
-                let c = r.u32(chains + (i - symoffset) as usize * 4)?;
-                if (c | 1) == (hash | 1) {
-                    if let Some(s) = check(i as usize) {
-                        return Some(s);
-                    }
+                let c = r.u32(g.chains + (i - g.symoffset) as usize * 4)?;
+                if (c | 1) == (hash | 1) && check(i as usize) {
+                    return Some(i as usize);
                 }
                 if c & 1 != 0 {
                     return None;
@@ -583,17 +659,45 @@ impl DynObject {
         if nbucket == 0 {
             return None;
         }
-        let hash = elf_hash(name);
+        let hash = key.elf();
         let mut i = r.u32(h + 8 + (hash % nbucket) as usize * 4)?;
         let mut steps = 0;
         while i != 0 && i < nchain && steps <= nchain {
-            if let Some(s) = check(i as usize) {
-                return Some(s);
+            if check(i as usize) {
+                return Some(i as usize);
             }
             i = r.u32(h + 8 + (nbucket as usize + i as usize) * 4)?;
             steps += 1;
         }
         None
+    }
+}
+
+/// DT_GNU_HASH's header, read once: where its bloom filter, buckets and
+/// chains are.
+struct GnuHash {
+    nbuckets: u32,
+    symoffset: u32,
+    bloom_size: u32,
+    shift: u32,
+    bloom: usize,
+    buckets: usize,
+    chains: usize,
+}
+
+impl GnuHash {
+    /// `None` when the table is empty or its header unreadable: no lookup
+    /// in it finds anything.
+    fn read(r: &Reader<'_>, h: usize) -> Option<GnuHash> {
+        let (nbuckets, symoffset, bloom_size, shift) = (r.u32(h)?, r.u32(h + 4)?, r.u32(h + 8)?, r.u32(h + 12)?);
+        if nbuckets == 0 || bloom_size == 0 {
+            return None;
+        }
+        let word = if r.is_64 { 8 } else { 4 };
+        let bloom = h.checked_add(16)?;
+        let buckets = bloom.checked_add((bloom_size as usize).checked_mul(word)?)?;
+        let chains = buckets.checked_add((nbuckets as usize).checked_mul(4)?)?;
+        Some(GnuHash { nbuckets, symoffset, bloom_size, shift, bloom, buckets, chains })
     }
 }
 
@@ -606,6 +710,35 @@ fn type_class(machine: u16, ty: u32) -> u8 {
         _ => (&[], u32::MAX),
     };
     (if plt.contains(&ty) { CLASS_PLT } else { 0 }) | (if ty == copy { CLASS_COPY } else { 0 })
+}
+
+/// A symbol name with its hashes: the GNU hash at once, the SysV one when
+/// an object without DT_GNU_HASH first asks for it.
+pub struct Key<'a> {
+    pub name: &'a [u8],
+    gnu: u32,
+    elf: std::cell::Cell<Option<u32>>,
+}
+
+impl<'a> Key<'a> {
+    pub fn new(name: &'a [u8]) -> Key<'a> {
+        Key { name, gnu: gnu_hash(name), elf: std::cell::Cell::new(None) }
+    }
+
+    fn with_gnu(name: &'a [u8], gnu: u32) -> Key<'a> {
+        Key { name, gnu, elf: std::cell::Cell::new(None) }
+    }
+
+    fn elf(&self) -> u32 {
+        match self.elf.get() {
+            Some(h) => h,
+            None => {
+                let h = elf_hash(self.name);
+                self.elf.set(Some(h));
+                h
+            }
+        }
+    }
 }
 
 pub fn gnu_hash(name: &[u8]) -> u32 {
@@ -628,7 +761,6 @@ pub fn elf_hash(name: &[u8]) -> u32 {
 struct Reader<'a> {
     b: &'a [u8],
     le: bool,
-    #[allow(dead_code)]
     is_64: bool,
 }
 
@@ -650,16 +782,22 @@ impl Reader<'_> {
 /// The glibc version a libc.so.6 provides: its newest `GLIBC_2.N`
 /// definition, read from the file (never by running it).
 pub fn glibc_version(libc: &Path) -> Option<(u32, u32)> {
-    let o = DynObject::open(libc).ok()?;
-    o.definitions()
-        .filter_map(|v| {
-            let s = std::str::from_utf8(&v.name).ok()?.strip_prefix("GLIBC_")?;
-            let mut it = s.split('.');
-            let major = it.next()?.parse().ok()?;
-            let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
-            Some((major, minor))
-        })
-        .max()
+    DynObject::open(libc).ok()?.newest_glibc()
+}
+
+impl DynObject {
+    /// The newest `GLIBC_2.N` this object defines (a libc.so.6's release).
+    fn newest_glibc(&self) -> Option<(u32, u32)> {
+        self.definitions()
+            .filter_map(|v| {
+                let s = std::str::from_utf8(&v.name).ok()?.strip_prefix("GLIBC_")?;
+                let mut it = s.split('.');
+                let major = it.next()?.parse().ok()?;
+                let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
+                Some((major, minor))
+            })
+            .max()
+    }
 }
 
 #[cfg(test)]
@@ -766,20 +904,24 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
             c.nodes[i].path.clone()
         }
     };
-    let mut objects: HashMap<usize, DynObject> = HashMap::new();
-    for &i in &scope {
-        objects.insert(i, DynObject::open(&host(i))?);
+    // The scope's objects, in scope order; `at[node]` is a node's place.
+    let mut at = vec![usize::MAX; c.nodes.len()];
+    let mut objs = Vec::with_capacity(scope.len());
+    for (k, &i) in scope.iter().enumerate() {
+        at[i] = k;
+        objs.push(DynObject::open(&host(i))?);
     }
+    let object = |i: usize| &objs[at[i]];
     let by_name = |name: &[u8]| -> Option<usize> {
         scope.iter().copied().find(|&i| c.nodes[i].names.iter().any(|n| n == name) || c.nodes[i].path == name)
     };
     let prog = lossy(progname);
     let mut out = Vec::new();
     for &i in &scope {
-        let o = &objects[&i];
+        let o = object(i);
         for (file, versions) in o.needs() {
             let Some(p) = by_name(file) else { continue };
-            let provider = &objects[&p];
+            let provider = object(p);
             for v in versions {
                 let finding = if !provider.has_verdef() {
                     Finding::NoVersionInformation { version: lossy(&v.name) }
@@ -832,42 +974,86 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
     // relocation; the main program is forced first in init order, so last.
     rpo.retain(|&i| i != ROOT);
     rpo.push(ROOT);
+    // The loader's release, read from the libc.so.6 of the closure.
+    let libc = scope.iter().find(|&&i| c.nodes[i].names.iter().any(|n| n == b"libc.so.6"));
+    let protected_data_class = libc.and_then(|&i| object(i).newest_glibc()).is_some_and(|v| v < (2, 36));
+    // The scope as (object, is it the main program), walked per lookup.
+    let walk: Vec<(&DynObject, bool)> = scope.iter().map(|&m| (object(m), m == ROOT)).collect();
     for &i in &rpo {
         if i == INTERP {
             continue;
         }
-        let o = &objects[&i];
+        let o = object(i);
+        // Whether a lookup succeeded depends only on the symbol and the
+        // relocation's class: each (symbol, class) is looked up once per
+        // object. Bit `class` = looked up, bit `4 + class` = found.
+        let mut memo = vec![0u8; o.nsyms.max(1)];
+        // glibc's one-entry `l_lookup_cache`: the same symbol and class as
+        // the previous lookup of this object is not looked up (nor
+        // reported) again.
         let mut last: Option<(u32, u8)> = None;
-        for r in o.relocations() {
+        let versions_len = o.versions_len(|file| by_name(file).is_some());
+        let version_of = |sym: u32| {
+            let vs = o.versym(sym as usize);
+            o.version(vs).filter(|_| usize::from(vs & 0x7fff) < versions_len)
+        };
+        let problem = |mut r: Reloc| {
+            if r.glob_dat && protected_data_class {
+                r.class |= CLASS_EXTERN_PROTECTED_DATA;
+            }
             if last == Some((r.sym, r.class)) {
-                continue;
+                return;
+            }
+            let Some(s) = o.sym(r.sym as usize) else { return };
+            // Local binding and hidden/internal/protected visibility bind
+            // within the object: no lookup (and the cache is untouched).
+            if s.bind() == STB_LOCAL || s.other & 3 != 0 {
+                return;
             }
             last = Some((r.sym, r.class));
-            let Some(s) = o.sym(r.sym as usize) else { continue };
-            // Local binding and hidden/internal/protected visibility bind
-            // within the object: no lookup.
-            if s.bind() == STB_LOCAL || s.other & 3 != 0 {
-                continue;
+            // A weak reference that resolves to nothing is not reported.
+            if s.bind() == STB_WEAK {
+                return;
             }
-            let version = o.version(o.versym(r.sym as usize));
-            let found = scope.iter().any(|&m| objects[&m].lookup(s.name, version, r.class, m == ROOT).is_some());
-            if found || s.is_weak() {
-                continue;
+            let bit = 1u8 << (r.class & 3);
+            let slot = &mut memo[r.sym as usize];
+            let found = if *slot & bit != 0 {
+                *slot & (bit << 4) != 0
+            } else {
+                let version = version_of(r.sym);
+                let name = o.string(s.name);
+                let own = if s.shndx != SHN_UNDEF { o.own_hash(r.sym as usize, name) } else { None };
+                let key = match own {
+                    Some(h) => Key::with_gnu(name, h),
+                    None => Key::new(name),
+                };
+                // Found or not does not depend on the order of the walk: a
+                // symbol the object defines itself is tried there first.
+                let found = (s.shndx != SHN_UNDEF && o.lookup_key(&key, version, r.class, i == ROOT).is_some())
+                    || walk.iter().any(|&(m, main)| m.lookup_key(&key, version, r.class, main).is_some());
+                *slot |= bit | if found { bit << 4 } else { 0 };
+                found
+            };
+            if found {
+                return;
             }
+            let name = o.string(s.name);
+            let version = version_of(r.sym);
             let vtext = version.map(|v| format!(", version {}", lossy(&v.name))).unwrap_or_default();
             let provider_node = version.and_then(|v| v.file.as_deref()).and_then(by_name);
             out.push(Problem {
-                finding: Finding::UndefinedSymbol { symbol: lossy(s.name), version: version.map(|v| lossy(&v.name)) },
+                finding: Finding::UndefinedSymbol { symbol: lossy(name), version: version.map(|v| lossy(&v.name)) },
                 requester: lossy(&name_of(i)),
                 provider: provider_node.map(|p| lossy(&name_of(p))),
-                line: format!("undefined symbol: {}{vtext}\t({})", lossy(s.name), lossy(&name_of(i))),
+                line: format!("undefined symbol: {}{vtext}\t({})", lossy(name), lossy(&name_of(i))),
                 requester_node: i,
                 provider_node,
                 vn_file: version.and_then(|v| v.file.clone()),
-                symbol_bytes: Some(s.name.to_vec()),
+                symbol_bytes: Some(name.to_vec()),
                 version_bytes: version.map(|v| v.name.clone()),
             });
-        }
+        };
+        o.for_each_relocation(problem);
     }
     Ok(out)
 }

@@ -5,7 +5,6 @@
 //! that object too.
 
 use super::machine::default_interp;
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -131,7 +130,7 @@ pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
 
     let absolute = match &root {
         Some(_) => root_path.clone(),
-        None => std::path::absolute(file)?.into_os_string().into_vec(),
+        None => absolute_bytes(file.as_os_str().as_bytes()),
     };
     // The loader is mapped first and answers to its SONAME: the program's
     // PT_INTERP when that is a loader of its class, else the default one of
@@ -149,8 +148,8 @@ pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
     // What each name and each file already mapped is: the loader's
     // `_dl_name_match_p` over `l_name`, `l_libname` and SONAME, and its
     // inode test.
-    let mut by_name: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut by_file: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut by_name: super::FastMap<Vec<u8>, usize> = super::FastMap::default();
+    let mut by_file: super::FastMap<(u64, u64), usize> = super::FastMap::default();
     for (i, n) in nodes.iter().enumerate() {
         for name in &n.names {
             by_name.entry(name.clone()).or_insert(i);
@@ -304,10 +303,22 @@ fn chain_of(nodes: &[Node], from: usize) -> Vec<usize> {
     chain
 }
 
+/// `path` made absolute as `_dl_new_object` does for `l_origin`: the
+/// working directory, a slash and the path, not normalised (`./lib.so` in
+/// /d has the origin `/d/.`, and `$ORIGIN/x` expands to `/d/./x`).
 fn absolute_bytes(path: &[u8]) -> Vec<u8> {
-    std::path::absolute(Path::new(OsStr::from_bytes(path)))
-        .map(|p| p.into_os_string().into_vec())
-        .unwrap_or_else(|_| path.to_vec())
+    if path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => {
+            let mut out = cwd.into_os_string().into_vec();
+            out.push(b'/');
+            out.extend_from_slice(path);
+            out
+        }
+        Err(_) => path.to_vec(),
+    }
 }
 
 /// The directory part, as glibc computes `l_origin` (elf/dl-object.c): of
