@@ -505,7 +505,12 @@ pub struct Files {
     /// Per (requester, file name).
     candidates: RefCell<HashMap<(PathBuf, Vec<u8>), Candidates>>,
     objects: RefCell<HashMap<PathBuf, Option<Rc<elf::symbols::DynObject>>>>,
+    /// What the loader finds for (top, name): one closure per pair, not per
+    /// symbol.
+    resolved: RefCell<HashMap<(PathBuf, Vec<u8>), Resolved>>,
 }
+
+type Resolved = Option<(PathBuf, Option<String>)>;
 
 type Candidates = Rc<Vec<elf::symbols::Candidate>>;
 
@@ -546,6 +551,18 @@ impl Scene<'_> {
         let mut objects = self.files.objects.borrow_mut();
         let read = || elf::symbols::DynObject::open(&self.host(p)).ok().map(Rc::new);
         objects.entry(p.to_path_buf()).or_insert_with(read).clone()
+    }
+
+    /// The file the loader maps for `name` in `top`'s closure, and the step
+    /// that finds it, worked out once.
+    fn resolved(&self, top: &Path, name: &[u8]) -> Resolved {
+        let key = (top.to_path_buf(), name.to_vec());
+        if let Some(r) = self.files.resolved.borrow().get(&key) {
+            return r.clone();
+        }
+        let r = elf::resolves_to(top, name, &self.ctx).map(|(p, r)| (p, r.as_ref().map(|r| search_name(r).to_owned())));
+        self.files.resolved.borrow_mut().insert(key, r.clone());
+        r
     }
 
     /// The last object loaded under `name` (its file name or SONAME).
@@ -704,10 +721,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         // What the loader finds for the name from the failed request: the
         // provider when the trace does not name it, and the step that found
         // it when the trace does not say.
-        let resolved = || {
-            let (p, r) = elf::resolves_to(top.as_deref()?, name, &scene.ctx)?;
-            Some((p, r.as_ref().map(|r| search_name(r).to_owned())))
-        };
+        let resolved = || scene.resolved(top.as_deref()?, name);
         let provider: Option<(PathBuf, Option<String>)> = match given.or_else(|| scene.loaded_as(name).cloned()) {
             Some((p, None)) => {
                 let step = resolved().filter(|(r, _)| same_file(r, &scene.host(&p))).and_then(|(_, s)| s);
