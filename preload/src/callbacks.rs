@@ -379,22 +379,8 @@ pub fn dlerror_said(text: &[u8]) {
             let family = catalogue::family(u.request);
             if family.is_some() || config.all_libs {
                 let Scratch { line, caller, .. } = scratch;
-                let event = Failed {
-                    request: u.request,
-                    how: u.how,
-                    caller: path_of_loader(u.loader, caller),
-                    path: None,
-                    soname: None,
-                    family,
-                    error: Error::Said(text),
-                    reason: said.reason,
-                    symbol: None,
-                    version: None,
-                    required_by: None,
-                    dur_ns: 0,
-                    lmid: 0,
-                    unmapped: core::iter::empty(),
-                };
+                let caller = path_of_loader(u.loader, caller);
+                let event = Failed::nothing_mapped(u.request, u.how, caller, family, Error::Said(text), said.reason);
                 events::load_failed(config, line, event);
             }
             tracker.forget_request();
@@ -482,22 +468,8 @@ fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
         return;
     }
     let caller = path_of_loader(u.loader, &mut s.caller);
-    let event = Failed {
-        request: u.request,
-        how: u.how,
-        caller,
-        path: None,
-        soname: None,
-        family,
-        error: Error::NotFound(u.request),
-        reason: FailReason::NotFound,
-        symbol: None,
-        version: None,
-        required_by: None,
-        dur_ns: 0,
-        lmid: 0,
-        unmapped: core::iter::empty(),
-    };
+    let event =
+        Failed::nothing_mapped(u.request, u.how, caller, family, Error::NotFound(u.request), FailReason::NotFound);
     events::load_failed(config, &mut s.line, event);
 }
 

@@ -134,6 +134,35 @@ pub struct Failed<'a, U> {
     pub unmapped: U,
 }
 
+impl<'a> Failed<'a, core::iter::Empty<&'a [u8]>> {
+    /// A request that mapped nothing: no file, no symbol, no time spent.
+    pub fn nothing_mapped(
+        request: &'a [u8],
+        how: How,
+        caller: Option<&'a [u8]>,
+        family: Option<&'static str>,
+        error: Error<'a>,
+        reason: FailReason,
+    ) -> Self {
+        Failed {
+            request,
+            how,
+            caller,
+            path: None,
+            soname: None,
+            family,
+            error,
+            reason,
+            symbol: None,
+            version: None,
+            required_by: None,
+            dur_ns: 0,
+            lmid: 0,
+            unmapped: core::iter::empty(),
+        }
+    }
+}
+
 pub fn load_failed<'u>(config: &Config, line: &mut [u8], f: Failed<'_, impl Iterator<Item = &'u [u8]>>) {
     let mut w = header(line, config, event::LOAD);
     w.str("request", f.request)
