@@ -570,7 +570,7 @@ fn five_thousand_rpath_entries_and_four_thousand_needed_take_linear_time() {
     let took = started.elapsed();
     assert_eq!(traced.status.code(), bare.status.code(), "{}", String::from_utf8_lossy(&traced.stderr));
     assert_eq!(String::from_utf8_lossy(&traced.stderr), String::from_utf8_lossy(&bare.stderr));
-    assert!(took < std::time::Duration::from_secs(10), "a traced start took {took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "a traced start took {took:?} (the pre-flight has a 1 s budget)");
 }
 
 /// `deps --check --ldd` prints what `ldd -r` prints, byte for byte (its

@@ -863,7 +863,7 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
             std::fs::canonicalize(e).ok().as_ref() == Some(&dir)
         });
     let entry = drop.first()?;
-    let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')) };
+    let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')), deadline: None };
     let (got, _) = elf::resolves_to(top, name, &ctx)?;
     same_file(&got, good)
         .then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })

@@ -2,6 +2,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::cli::{LockArgs, RunArgs};
 use crate::command;
@@ -15,6 +16,10 @@ use crate::report;
 use crate::rules;
 use crate::spawn::{self, Outcome};
 use crate::trace_file::{LossToken, TraceFile};
+
+/// How long the pre-flight may look at the program's closure before the
+/// job starts without it.
+const PREFLIGHT_BUDGET: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
     run_with_summary(&args, false).map(|(outcome, _)| outcome)
@@ -158,7 +163,10 @@ fn preflight(
         }
         Ok(Some(h)) => {
             interp = h.interp;
-            let problems = match elf::closure(runs) {
+            // Bounded: a file with thousands of RPATH entries and DT_NEEDED
+            // is the loader's to fail on, not a reason to delay the start.
+            let ctx = elf::Context { deadline: Some(Instant::now() + PREFLIGHT_BUDGET), ..elf::Context::here() };
+            let problems = match elf::closure_in(runs, &ctx) {
                 Ok(closure) => rules::closure(&closure, &plan.pins),
                 Err(e) => {
                     tracing::debug!(file = %shown, error = %e, "cannot resolve the closure");

@@ -85,12 +85,19 @@ pub struct Context {
     pub root: Option<PathBuf>,
     /// The target's LD_LIBRARY_PATH.
     pub ld_library_path: Option<Vec<u8>>,
+    /// Give up (`TimedOut`) once this has passed: a run's pre-flight must
+    /// never hold up the job's start for a pathological file.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Context {
     /// The current environment: its LD_LIBRARY_PATH, this machine's files.
     pub fn here() -> Context {
-        Context { root: None, ld_library_path: std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec()) }
+        Context {
+            root: None,
+            ld_library_path: std::env::var_os("LD_LIBRARY_PATH").map(|v| v.as_bytes().to_vec()),
+            deadline: None,
+        }
     }
 }
 
@@ -166,6 +173,9 @@ pub fn closure_in(file: &Path, ctx: &Context) -> io::Result<Closure> {
             continue;
         }
         for name in nodes[from].header.dynamic_info.needed.clone() {
+            if ctx.deadline.is_some_and(|d| std::time::Instant::now() > d) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the closure took too long to resolve"));
+            }
             if let Some(&i) = by_name.get(&name) {
                 edges.push(Edge { from, name, to: Target::Repeat(i) });
                 continue;

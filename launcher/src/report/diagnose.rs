@@ -107,6 +107,7 @@ pub fn failed_loads(
                         use std::os::unix::ffi::OsStringExt;
                         std::ffi::OsString::into_vec(v)
                     }),
+                    deadline: None,
                 },
                 installations: crate::doctor::installation_places(&var, &sites),
                 platform: None,
