@@ -585,10 +585,16 @@ fn check_agrees(file: &Path, env: &[(&str, &OsStr)]) -> String {
 }
 
 fn versioned_lib(d: &Dir, rel: &str, new: bool) -> PathBuf {
+    versioned_lib_with(d, rel, new, &[])
+}
+
+/// `versioned_lib` built with `extra` flags (`-m32`, `-Wl,--hash-style=sysv`).
+fn versioned_lib_with(d: &Dir, rel: &str, new: bool, extra: &[&str]) -> PathBuf {
     let out = d.path(rel);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let map = fixture_src(if new { "versioned-new.map" } else { "versioned-old.map" });
     let mut args: Vec<std::ffi::OsString> = vec!["-shared".into(), "-fPIC".into(), "-o".into(), out.clone().into()];
+    args.extend(extra.iter().map(std::ffi::OsString::from));
     args.push(fixture_src("versioned.c").into());
     if new {
         args.push("-DFIXTURE_NEW".into());
@@ -650,6 +656,63 @@ fn check_reports_missing_version_nodes_and_symbols_as_ldd_r_does() {
     assert!(got.contains("no version information available (required by "), "{got}");
     let got_lines: Vec<&str> = got.lines().collect();
     assert_eq!(&want.lines().collect::<Vec<_>>()[..got_lines.len()], &got_lines[..], "{want}");
+}
+
+/// The missing-version shape of the test above, built with `extra` flags:
+/// `deps --check --ldd` must print what `ldd -r` prints, with the good copy
+/// and with the older one first on LD_LIBRARY_PATH. `false` when `cc`
+/// cannot build with those flags here.
+fn versioned_case_agrees(name: &str, extra: &[&str]) -> bool {
+    let d = scratch(name);
+    let probe = Command::new("cc")
+        .args(extra)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(d.path("probe.so"))
+        .arg(fixture_src("versioned.c"))
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!("SKIPPED: `cc {}` cannot build here: {}", extra.join(" "), String::from_utf8_lossy(&probe.stderr));
+        return false;
+    }
+    versioned_lib_with(&d, "new/libversioned.so", true, extra);
+    versioned_lib_with(&d, "old/libversioned.so", false, extra);
+    let exe = d.path("bin/prog");
+    std::fs::create_dir_all(d.path("bin")).unwrap();
+    let mut args: Vec<std::ffi::OsString> = extra.iter().map(std::ffi::OsString::from).collect();
+    args.extend([
+        "-o".into(),
+        exe.clone().into(),
+        fixture_src("uses-versioned.c").into(),
+        format!("-L{}", d.path("new").display()).into(),
+        "-l:libversioned.so".into(),
+        format!("-Wl,-rpath,{}", d.path("new").display()).into(),
+    ]);
+    cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    check_agrees(&exe, &[]);
+    let old = d.path("old");
+    let got = check_agrees(&exe, &[("LD_LIBRARY_PATH", old.as_os_str())]);
+    assert!(got.contains("version `V2' not found (required by "), "{got}");
+    assert!(got.contains("undefined symbol: f2, version V2\t("), "{got}");
+    true
+}
+
+/// 32-bit files: ELF32 structures and i386's DT_REL relocations.
+#[test]
+fn check_equals_ldd_r_on_32_bit_files_with_rel_relocations() {
+    if versioned_case_agrees("check-m32", &["-m32"]) {
+        let d = scratch("check-m32-kind");
+        versioned_lib_with(&d, "lib.so", true, &["-m32"]);
+        let h = Command::new("readelf").args(["-d"]).arg(d.path("lib.so")).output().unwrap();
+        let dynamic = String::from_utf8_lossy(&h.stdout);
+        assert!(dynamic.contains("(REL)") && !dynamic.contains("(RELA)"), "the fixture uses DT_REL: {dynamic}");
+    }
+}
+
+/// Objects with only the SysV hash table (DT_HASH, no DT_GNU_HASH).
+#[test]
+fn check_equals_ldd_r_on_files_with_only_a_sysv_hash_table() {
+    assert!(versioned_case_agrees("check-sysv", &["-Wl,--hash-style=sysv"]), "cc builds 64-bit files here");
 }
 
 fn json_check(file: &Path, env: &[(&str, &OsStr)]) -> Value {
