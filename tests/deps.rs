@@ -337,13 +337,19 @@ fn ldd_r(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
+    (ldd_text(&out), out.status.code())
+}
+
+/// What ldd printed (stdout, then stderr), without the vDSO line and the
+/// load addresses, which differ between runs.
+fn ldd_text(out: &std::process::Output) -> String {
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let kept: Vec<String> = text
         .lines()
         .filter(|l| !l.contains("linux-vdso.so.1") && !l.contains("linux-gate.so.1"))
         .map(|l| l.split(" (0x").next().unwrap().to_owned())
         .collect();
-    (kept.join("\n") + "\n", out.status.code())
+    kept.join("\n") + "\n"
 }
 
 fn check_ldd(file: &Path, env: &[(&str, &OsStr)]) -> (String, Option<i32>) {
@@ -784,12 +790,7 @@ fn check_with_a_missing_versioned_library_matches_ldd_r_line_for_line() {
         .output()
         .unwrap();
     assert_eq!(ldd.status.code(), Some(0), "{}", String::from_utf8_lossy(&ldd.stderr));
-    let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
-    let want: String = text
-        .lines()
-        .filter(|l| !l.contains("linux-vdso.so.1"))
-        .map(|l| l.split(" (0x").next().unwrap().to_owned() + "\n")
-        .collect();
+    let want = ldd_text(&ldd);
     // The fixture has the shape this test is about.
     let dot = format!("{}/.", lib.display());
     assert!(want.contains(&format!("undefined symbol: f1\t({dot}/liba.so)")), "{want}");
@@ -935,12 +936,7 @@ fn deps_root_equals_ldd_inside_a_bullseye_root() {
     let testcapi = "/usr/lib/python3.9/lib-dynload/_testcapi.cpython-39-x86_64-linux-gnu.so";
     if root.join(testcapi.trim_start_matches('/')).exists() {
         let ldd = Command::new("chroot").arg(&root).args(["ldd", "-r", testcapi]).output().unwrap();
-        let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
-        let want: String = text
-            .lines()
-            .filter(|l| !l.contains("linux-vdso.so.1"))
-            .map(|l| l.split(" (0x").next().unwrap().to_owned() + "\n")
-            .collect();
+        let want = ldd_text(&ldd);
         let free = format!("undefined symbol: PyObject_Free\t({testcapi})\n");
         assert_eq!(want.matches(&free).count(), 2, "{want}");
         let got = Command::new(CULAUNCH)

@@ -27,7 +27,12 @@ pub fn check_regular(file: &File) -> io::Result<()> {
     if kind.is_file() {
         return Ok(());
     }
-    let what = if kind.is_fifo() {
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}, not a regular file", kind_name(kind))))
+}
+
+/// What a file that is not a regular one is, in an error message.
+fn kind_name(kind: std::fs::FileType) -> &'static str {
+    if kind.is_fifo() {
         "a FIFO"
     } else if kind.is_char_device() {
         "a character device"
@@ -39,8 +44,7 @@ pub fn check_regular(file: &File) -> io::Result<()> {
         "a directory"
     } else {
         "not a regular file"
-    };
-    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a regular file")))
+    }
 }
 
 pub fn clear_nonblock(file: &File) -> io::Result<()> {
@@ -72,16 +76,7 @@ fn output_kind_ok(m: &std::fs::Metadata) -> io::Result<()> {
     if kind.is_file() || kind.is_fifo() || kind.is_char_device() {
         return Ok(());
     }
-    let what = if kind.is_dir() {
-        "a directory"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{what}, not a file to write")))
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{}, not a file to write", kind_name(kind))))
 }
 
 /// Writes `bytes` to `path`, never blocking to open it: a regular file is
