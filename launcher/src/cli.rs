@@ -25,7 +25,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Deferred: only the subcommand being run builds its arguments (building
+// all six was a fifth of a `culaunch deps` of a small library).
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Run COMMAND traced (the default when no subcommand is given).
     Run(RunArgs),
@@ -195,11 +198,16 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 /// usage of both forms.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Error> {
     let args: Vec<OsString> = args.into_iter().collect();
-    let mut cmd = command();
     if args.len() <= 1 {
-        return Err(cmd
+        return Err(command()
             .error(clap::error::ErrorKind::MissingRequiredArgument, "a COMMAND to run, or a subcommand, is required"));
     }
+    // The top-level help text costs as much to build as the rest of the
+    // parse: build it only when it may be shown.
+    let mut cmd = match args[1].to_str() {
+        Some("-h" | "--help" | "help") => command(),
+        _ => Cli::command(),
+    };
     let matches = cmd.try_get_matches_from_mut(with_default_subcommand(args))?;
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
@@ -207,28 +215,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
 /// The clap command, with top-level help that also lists the run options
 /// (the default command's) and a few real examples.
 fn command() -> clap::Command {
-    let cmd = Cli::command();
     let mut help = String::from("Run options (culaunch [RUN-OPTIONS] [--] COMMAND; more in `culaunch run --help`):\n");
-    if let Some(run) = cmd.find_subcommand("run") {
-        for a in run.get_arguments().filter(|a| !a.is_positional() && a.get_id() != "help") {
-            let mut flag = match (a.get_short(), a.get_long()) {
-                (Some(s), Some(l)) => format!("-{s}, --{l}"),
-                (None, Some(l)) => format!("    --{l}"),
-                (Some(s), None) => format!("-{s}"),
-                (None, None) => continue,
-            };
-            if let Some(v) = a.get_value_names().and_then(|v| v.first()) {
-                if a.get_action().takes_values() {
-                    flag = format!("{flag} <{v}>");
-                }
+    let run = RunArgs::augment_args(clap::Command::new("run"));
+    for a in run.get_arguments().filter(|a| !a.is_positional() && a.get_id() != "help") {
+        let mut flag = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}, --{l}"),
+            (None, Some(l)) => format!("    --{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, None) => continue,
+        };
+        if let Some(v) = a.get_value_names().and_then(|v| v.first()) {
+            if a.get_action().takes_values() {
+                flag = format!("{flag} <{v}>");
             }
-            let text = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-            let first = text.split(". ").next().unwrap_or_default().trim_end_matches('.');
-            help.push_str(&wrap(&format!("  {flag:<28} "), first, HELP_WIDTH));
         }
+        let text = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let first = text.split(". ").next().unwrap_or_default().trim_end_matches('.');
+        help.push_str(&wrap(&format!("  {flag:<28} "), first, HELP_WIDTH));
     }
     help.push_str(EXAMPLES);
-    cmd.after_help(help)
+    Cli::command().after_help(help)
 }
 
 /// Fits the help to an 100-column terminal.

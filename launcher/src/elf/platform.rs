@@ -13,9 +13,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::object::Want;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
     /// The loader's default directories ("system search path"), in order.
     pub system_dirs: Vec<Vec<u8>>,
@@ -28,10 +26,11 @@ pub struct Platform {
     pub platform: Vec<u8>,
     /// The glibc version the rules were decided from (`None`: this
     /// machine's loader was asked).
-    #[serde(default)]
     pub glibc: Option<(u32, u32)>,
 }
 
+/// The first line of a loader-answers cache file (see [`Platform::encode`]).
+const CACHE_TAG: &[u8] = b"culaunch loader answers 1\n";
 const PROBE_LIB: &str = "/culaunch-probe-lib";
 const DEFAULT_INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
 const PROBE_PLATFORM: &str = "/culaunch-probe-platform";
@@ -53,14 +52,14 @@ impl Platform {
     /// hands them to the loader); asked afresh when that key changes.
     pub fn for_interpreter(interpreter: &Path) -> Platform {
         let Some(file) = cache_file(interpreter) else { return Platform::ask(interpreter) };
-        if let Some(p) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        if let Some(p) = std::fs::read(&file).ok().and_then(|b| Platform::decode(&b)) {
             return p;
         }
         let p = Platform::ask(interpreter);
         if let Some(dir) = file.parent() {
             let tmp = file.with_extension(format!("tmp{}", std::process::id()));
             let written = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&p).unwrap_or_default()))
+                .and_then(|()| std::fs::write(&tmp, p.encode()))
                 .and_then(|()| std::fs::rename(&tmp, &file));
             if written.is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -95,6 +94,63 @@ impl Platform {
             }
         }
         p
+    }
+
+    /// The cache file's bytes: a tag line, then each field as items of
+    /// `LEN:BYTES\n`, each list led by its count. Paths stay bytes; reading
+    /// it back costs a tenth of what JSON arrays of numbers did, a sizeable
+    /// part of a `culaunch deps` of a small library.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = CACHE_TAG.to_vec();
+        let item = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(format!("{}:", b.len()).as_bytes());
+            out.extend_from_slice(b);
+            out.push(b'\n');
+        };
+        for list in [&self.system_dirs, &self.subdirs, &self.hwcaps] {
+            item(&mut out, list.len().to_string().as_bytes());
+            for b in list {
+                item(&mut out, b);
+            }
+        }
+        item(&mut out, &self.lib);
+        item(&mut out, &self.platform);
+        let glibc = self.glibc.map(|(a, b)| format!("{a}.{b}")).unwrap_or_default();
+        item(&mut out, glibc.as_bytes());
+        out
+    }
+
+    /// The inverse of [`Platform::encode`]; `None` for anything else (an
+    /// older cache, a torn write), which is then asked afresh.
+    fn decode(bytes: &[u8]) -> Option<Platform> {
+        let mut rest = bytes.strip_prefix(CACHE_TAG)?;
+        let mut item = || -> Option<Vec<u8>> {
+            let colon = rest.iter().position(|&c| c == b':')?;
+            let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+            let body = rest.get(colon + 1..colon + 1 + len)?.to_vec();
+            rest = rest.get(colon + 1 + len..)?.strip_prefix(b"\n")?;
+            Some(body)
+        };
+        let mut lists = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let n: usize = String::from_utf8(item()?).ok()?.parse().ok()?;
+            lists.push((0..n).map(|_| item()).collect::<Option<Vec<_>>>()?);
+        }
+        let (lib, platform, glibc) = (item()?, item()?, item()?);
+        let glibc = match std::str::from_utf8(&glibc).ok()? {
+            "" => None,
+            v => {
+                let (a, b) = v.split_once('.')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            }
+        };
+        if !rest.is_empty() {
+            return None;
+        }
+        let hwcaps = lists.pop()?;
+        let subdirs = lists.pop()?;
+        let system_dirs = lists.pop()?;
+        Some(Platform { system_dirs, subdirs, hwcaps, lib, platform, glibc })
     }
 
     fn fallback() -> Platform {
@@ -311,7 +367,7 @@ fn cache_file(interpreter: &Path) -> Option<PathBuf> {
         format!(":{}:{}:{}:{}:{hwcap:x}:{hwcap2:x}:{platform}", m.dev(), m.ino(), m.size(), m.mtime()).as_bytes(),
     );
     let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    Some(crate::dirs::cache_dirs().into_iter().next()?.join(format!("loader-{hash:016x}.json")))
+    Some(crate::dirs::cache_dirs().into_iter().next()?.join(format!("loader-{hash:016x}")))
 }
 
 fn parse_system_dirs(help: &str) -> Vec<Vec<u8>> {
@@ -370,6 +426,21 @@ mod tests {
         let (subdirs, lib, platform) = parse_probe(probe).unwrap();
         assert_eq!(subdirs, vec![b"glibc-hwcaps/x86-64-v3/".to_vec(), b"tls/".to_vec(), Vec::new()]);
         assert_eq!((lib.as_slice(), platform.as_slice()), (&b"lib/x86_64-linux-gnu"[..], &b"haswell"[..]));
+    }
+
+    #[test]
+    fn the_cache_format_reads_back_what_it_wrote_and_nothing_else() {
+        let mut p = Platform::ask(Path::new("/lib64/ld-linux-x86-64.so.2"));
+        p.system_dirs.push(b"/odd/\xff\n:dir".to_vec());
+        for glibc in [None, Some((2, 31))] {
+            p.glibc = glibc;
+            let bytes = p.encode();
+            assert_eq!(Platform::decode(&bytes), Some(p.clone()));
+            for cut in 0..bytes.len() {
+                assert_eq!(Platform::decode(&bytes[..cut]), None, "cut at {cut}");
+            }
+        }
+        assert_eq!(Platform::decode(b"{\"system_dirs\":[[47]]}"), None);
     }
 
     #[test]
