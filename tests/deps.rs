@@ -721,6 +721,124 @@ fn check_equals_ldd_r_on_files_with_only_a_sysv_hash_table() {
     assert!(versioned_case_agrees("check-sysv", &["-Wl,--hash-style=sysv"]), "cc builds 64-bit files here");
 }
 
+/// A library whose DT_GNU_HASH says a bloom shift of 32 or more. The
+/// loader then finds a symbol only where the bloom word happens to have
+/// the bit the damaged shift picks, and ldd -r reports the others as
+/// undefined: glibc 2.36 on shifts a 32-bit hash, so 40 means 8; before,
+/// a 64-bit one, so 40 leaves 0; the CPU takes the count modulo the width.
+/// deps --check must find and miss the same ones, here and, when the glibc
+/// matrix's bullseye root is cached, under glibc 2.31.
+#[test]
+fn check_equals_ldd_r_on_a_library_whose_gnu_hash_has_a_damaged_bloom_shift() {
+    let d = scratch("check-bloom-shift");
+    bloom_shift_case(&d.0, &d.0, |exe| check_agrees(exe, &[]));
+    let Some(root) = bullseye_root() else {
+        eprintln!("SKIPPED under glibc 2.31: no bullseye root");
+        return;
+    };
+    if !chroot_available() {
+        eprintln!("SKIPPED under glibc 2.31: chroot needs root");
+        return;
+    }
+    let inside = PathBuf::from(format!("/tmp/culaunch-bloom-shift-{}", std::process::id()));
+    let host = root.join(inside.strip_prefix("/").unwrap());
+    bloom_shift_case(&host, &inside, |exe| {
+        let exe = inside.join(exe.strip_prefix(&host).unwrap());
+        let want = ldd_text(&Command::new("chroot").arg(&root).arg("ldd").arg("-r").arg(&exe).output().unwrap());
+        let got = Command::new(CULAUNCH)
+            .args(["deps", "--check", "--ldd", "--root"])
+            .arg(&root)
+            .arg(&exe)
+            .env_remove("LD_LIBRARY_PATH")
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&got.stdout).into_owned();
+        assert_eq!(got, want, "culaunch deps --check --ldd --root vs ldd -r under glibc 2.31");
+        got
+    });
+    let _ = std::fs::remove_dir_all(&host);
+}
+
+/// Builds, in `dir` (which the loader sees as `seen`), a program calling
+/// 48 functions of libmany.so (no libc: it may run under another glibc),
+/// damages the library's bloom shift in turn to 32, 40, 63 and 70, and
+/// has `agrees` compare culaunch with ldd -r on the program.
+fn bloom_shift_case(dir: &Path, seen: &Path, agrees: impl Fn(&Path) -> String) {
+    let n = 48;
+    std::fs::create_dir_all(dir).unwrap();
+    let (lib_src, prog_src) = (dir.join("many.c"), dir.join("prog.c"));
+    std::fs::write(&lib_src, (0..n).map(|i| format!("int fn_{i}(void) {{ return {i}; }}\n")).collect::<String>())
+        .unwrap();
+    let decls: String = (0..n).map(|i| format!("int fn_{i}(void);\n")).collect();
+    let calls: String = (0..n).map(|i| format!("fn_{i}() + ")).collect();
+    std::fs::write(&prog_src, format!("{decls}int x;\nvoid _start(void) {{ x = {calls}0; }}\n")).unwrap();
+    let lib = dir.join("libmany.so");
+    let nolibc = ["-nostdlib".as_ref(), "-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2".as_ref()];
+    cc(&[&nolibc[..], &["-shared".as_ref(), "-fPIC".as_ref(), "-o".as_ref(), lib.as_os_str(), lib_src.as_os_str()]]
+        .concat());
+    let exe = dir.join("prog");
+    cc(&[
+        &nolibc[..],
+        &[
+            "-o".as_ref(),
+            exe.as_os_str(),
+            prog_src.as_os_str(),
+            format!("-L{}", dir.display()).as_ref(),
+            "-lmany".as_ref(),
+            format!("-Wl,-rpath,{}", seen.display()).as_ref(),
+        ],
+    ]
+    .concat());
+    let good = std::fs::read(&lib).unwrap();
+    let shift_at = gnu_hash_offset(&good) + 12;
+    let mut missed = Vec::new();
+    for shift in [32u32, 40, 63, 70] {
+        let mut bytes = good.clone();
+        bytes[shift_at..shift_at + 4].copy_from_slice(&shift.to_le_bytes());
+        std::fs::write(&lib, &bytes).unwrap();
+        missed.push(agrees(&exe).matches("undefined symbol: fn_").count());
+    }
+    std::fs::write(&lib, &good).unwrap();
+    // The case means something only if the damage hid some symbols, and
+    // not every one every time.
+    assert!(missed.iter().any(|&m| m > 0) && missed.iter().any(|&m| m < n), "missed per shift: {missed:?}");
+}
+
+/// A DT_GNU_HASH that claims two billion buckets (the loader reads past
+/// its mapping and crashes, so ldd says nothing useful): deps --check reads
+/// up to the file's end and answers at once, never hangs or panics.
+#[test]
+fn check_answers_at_once_on_a_gnu_hash_claiming_two_billion_buckets() {
+    let d = scratch("check-huge-nbuckets");
+    bloom_shift_case(&d.0, &d.0, |exe| check_agrees(exe, &[]));
+    let lib = d.path("libmany.so");
+    let mut bytes = std::fs::read(&lib).unwrap();
+    let at = gnu_hash_offset(&bytes);
+    bytes[at..at + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    std::fs::write(&lib, &bytes).unwrap();
+    for file in [&lib, &d.path("prog")] {
+        let start = std::time::Instant::now();
+        let out = Command::new(CULAUNCH).args(["deps", "--check"]).arg(file).output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?} for {}", start.elapsed(), file.display());
+    }
+}
+
+/// The file offset of the SHT_GNU_HASH section of a 64-bit little-endian
+/// ELF file (what DT_GNU_HASH points at, in a file as linked).
+fn gnu_hash_offset(elf: &[u8]) -> usize {
+    const SHT_GNU_HASH: u32 = 0x6fff_fff6;
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+    (0..shnum)
+        .map(|i| shoff + i * shentsize)
+        .find(|&sh| u32_at(sh + 4) == SHT_GNU_HASH)
+        .map(|sh| u64_at(sh + 0x18))
+        .expect("cc links a DT_GNU_HASH table")
+}
+
 fn json_check(file: &Path, env: &[(&str, &OsStr)]) -> Value {
     let out = Command::new(CULAUNCH)
         .args(["deps", "--check", "--json"])

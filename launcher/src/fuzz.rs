@@ -1,5 +1,7 @@
-//! Mutation fuzzing of every parser of outside input: ELF files, the
-//! ld.so.cache, config and lock files (TOML), pin specs, and trace lines.
+//! Mutation fuzzing of every parser of outside input: ELF files (their
+//! headers, and the symbol, hash and version tables and relocations that
+//! `deps --check` reads), the ld.so.cache, config and lock files (TOML), pin
+//! specs, and trace lines.
 //! Each parser must return a value or an error, never panic, for any input.
 //!
 //! `cargo fuzz` needs a nightly toolchain; this is the same idea with the
@@ -63,6 +65,7 @@ fn fuzz(name: &str, seeds: Vec<Vec<u8>>, default_iterations: usize, target: impl
     let start = Instant::now();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ name.len() as u64);
     let mut n = 0usize;
+    let mut slowest = (Duration::ZERO, Vec::new());
     for s in &seeds {
         target(s);
     }
@@ -74,11 +77,18 @@ fn fuzz(name: &str, seeds: Vec<Vec<u8>>, default_iterations: usize, target: impl
         }
         let seed = &seeds[rng.below(seeds.len())];
         let input = mutate(&mut rng, seed, &seeds);
+        let t = Instant::now();
         target(&input);
+        if t.elapsed() > slowest.0 {
+            slowest = (t.elapsed(), input);
+        }
         n += 1;
     }
     if budget.is_some() {
-        eprintln!("fuzz {name}: {n} inputs in {:.0?}, no panic", start.elapsed());
+        eprintln!("fuzz {name}: {n} inputs in {:.0?}, no panic; the slowest took {:.1?}", start.elapsed(), slowest.0);
+        if let Some(dir) = std::env::var_os("CULAUNCH_FUZZ_SLOWEST") {
+            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}.slowest")), &slowest.1);
+        }
     }
 }
 
@@ -100,6 +110,30 @@ fn elf_headers() {
     fuzz("elf", seeds, 300, |b| {
         let _ = crate::elf::object::parse_bytes(b);
     });
+}
+
+/// `deps --check` walks the hash chains, version tables and relocations
+/// of every file of the closure, all of them outside data: a damaged
+/// library must give a report or an error, never a panic or a hang.
+#[test]
+fn symbol_tables_as_deps_check_reads_them() {
+    let Some(seed) = file("/lib/x86_64-linux-gnu/libz.so.1") else { return };
+    let dir = std::env::temp_dir().join(format!("culaunch-fuzz-symbols-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let path = dir.join("libfuzz.so");
+    // The dynamic tables sit in the first pages: mutate those, keep the
+    // rest, so that most inputs still load far enough to be checked.
+    let (front, back) = seed.split_at(seed.len().min(16 * 1024));
+    fuzz("symbols", vec![front.to_vec()], 150, |b| {
+        if std::fs::write(&path, [b, back].concat()).is_ok() {
+            if let Ok(closure) = crate::elf::closure(&path) {
+                let _ = crate::elf::symbols::check(&closure, b"fuzz");
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

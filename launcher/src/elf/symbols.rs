@@ -140,6 +140,8 @@ pub struct DynObject {
     le: bool,
     machine: u16,
     symtab: usize,
+    /// How many symbols the hash table counts: where the memo of a
+    /// check starts, not a bound (see `sym`).
     nsyms: usize,
     strtab: usize,
     strsz: usize,
@@ -330,39 +332,44 @@ impl DynObject {
         if let Some(h) = self.sysv_hash {
             return r.u32(h + 4).unwrap_or(0) as usize;
         }
-        let Some(h) = self.gnu_hash else { return 0 };
-        // The highest symbol index any chain reaches, plus one.
-        let (Some(nbuckets), Some(symoffset), Some(bloom)) = (r.u32(h), r.u32(h + 4), r.u32(h + 8)) else { return 0 };
-        let word = if self.is_64 { 8 } else { 4 };
-        let buckets = h + 16 + bloom as usize * word;
-        let chains = buckets + nbuckets as usize * 4;
+        let Some(g) = self.gnu.as_ref() else { return 0 };
+        // The highest symbol index any chain reaches, plus one. A damaged
+        // count of buckets or a chain without its end stops at the file's
+        // end: a few reads past it, not four billion.
         let mut max = 0u32;
-        for i in 0..nbuckets as usize {
-            max = max.max(r.u32(buckets + i * 4).unwrap_or(0));
+        for i in 0..g.nbuckets as usize {
+            let Some(b) = i.checked_mul(4).and_then(|o| g.buckets.checked_add(o)).and_then(|at| r.u32(at)) else {
+                break;
+            };
+            max = max.max(b);
         }
-        if max < symoffset {
-            return symoffset as usize;
+        if max < g.symoffset {
+            return g.symoffset as usize;
         }
         let mut i = max;
-        while let Some(c) = r.u32(chains + (i - symoffset) as usize * 4) {
+        while let Some(c) =
+            ((i - g.symoffset) as usize).checked_mul(4).and_then(|o| g.chains.checked_add(o)).and_then(|at| r.u32(at))
+        {
             if c & 1 != 0 {
                 break;
             }
-            i += 1;
+            let Some(next) = i.checked_add(1) else { break };
+            i = next;
         }
         i as usize + 1
     }
 
+    /// Symbol `i` of DT_SYMTAB, wherever it lies in the file: the loader
+    /// reads a relocation's symbol without a bound, and the hash tables do
+    /// not always count every symbol (an executable's undefined ones can
+    /// sit past DT_GNU_HASH's hashed ones, in no chain).
     fn sym(&self, i: usize) -> Option<Sym> {
-        if i >= self.nsyms.max(1) {
-            return None;
-        }
         let r = self.r();
         let (name, value, info, other, shndx) = if self.is_64 {
-            let at = self.symtab + i * 24;
+            let at = self.symtab.checked_add(i.checked_mul(24)?)?;
             (r.u32(at)?, r.u64(at + 8)?, *r.b.get(at + 4)?, *r.b.get(at + 5)?, r.u16(at + 6)?)
         } else {
-            let at = self.symtab + i * 16;
+            let at = self.symtab.checked_add(i.checked_mul(16)?)?;
             (r.u32(at)?, u64::from(r.u32(at + 4)?), *r.b.get(at + 12)?, *r.b.get(at + 13)?, r.u16(at + 14)?)
         };
         Some(Sym { name, value, info, other, shndx })
@@ -634,7 +641,15 @@ impl DynObject {
             // power of two in every table a linker writes.
             let word_at = g.bloom + ((hash / bits) & (g.bloom_size - 1)) as usize * (bits / 8) as usize;
             let word = if self.is_64 { r.u64(word_at)? } else { u64::from(r.u32(word_at)?) };
-            let mask = (1u64 << (hash % bits)) | (1u64 << ((hash >> g.shift) % bits));
+            // A damaged shift past the hash's width: glibc's `new_hash >>
+            // l_gnu_shift` shifts the hash as the loader holds it (see
+            // `Key::wide`), and the CPU takes the count modulo that width.
+            let shifted = if self.is_64 && key.wide {
+                u64::from(hash).wrapping_shr(g.shift)
+            } else {
+                u64::from(hash.wrapping_shr(g.shift))
+            };
+            let mask = (1u64 << (hash % bits)) | (1u64 << (shifted % u64::from(bits)));
             if word & mask != mask {
                 return None;
             }
@@ -650,7 +665,7 @@ impl DynObject {
                 if c & 1 != 0 {
                     return None;
                 }
-                i += 1;
+                i = i.checked_add(1)?;
             }
         }
         let h = self.sysv_hash?;
@@ -718,15 +733,23 @@ pub struct Key<'a> {
     pub name: &'a [u8],
     gnu: u32,
     elf: std::cell::Cell<Option<u32>>,
+    /// The loader keeps the GNU hash in 64 bits (glibc < 2.36 on a 64-bit
+    /// loader: a `uint_fast32_t`), which only a damaged bloom shift of 32
+    /// to 63 can tell.
+    wide: bool,
 }
 
 impl<'a> Key<'a> {
     pub fn new(name: &'a [u8]) -> Key<'a> {
-        Key { name, gnu: gnu_hash(name), elf: std::cell::Cell::new(None) }
+        Key { name, gnu: gnu_hash(name), elf: std::cell::Cell::new(None), wide: false }
     }
 
     fn with_gnu(name: &'a [u8], gnu: u32) -> Key<'a> {
-        Key { name, gnu, elf: std::cell::Cell::new(None) }
+        Key { name, gnu, elf: std::cell::Cell::new(None), wide: false }
+    }
+
+    fn wide(self, wide: bool) -> Key<'a> {
+        Key { wide, ..self }
     }
 
     fn elf(&self) -> u32 {
@@ -976,7 +999,12 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
     rpo.push(ROOT);
     // The loader's release, read from the libc.so.6 of the closure.
     let libc = scope.iter().find(|&&i| c.nodes[i].names.iter().any(|n| n == b"libc.so.6"));
-    let protected_data_class = libc.and_then(|&i| object(i).newest_glibc()).is_some_and(|v| v < (2, 36));
+    // A program without libc: the release the loader rules were decided
+    // from (a root's), else this machine's.
+    let release = libc.and_then(|&i| object(i).newest_glibc()).or(c.platform.glibc);
+    // Before 2.36: GLOB_DAT has a class of its own, and the GNU hash is
+    // held in 64 bits (`Key::wide`).
+    let before_2_36 = release.is_some_and(|v| v < (2, 36));
     // The scope as (object, is it the main program), walked per lookup.
     let walk: Vec<(&DynObject, bool)> = scope.iter().map(|&m| (object(m), m == ROOT)).collect();
     for &i in &rpo {
@@ -998,7 +1026,7 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
             o.version(vs).filter(|_| usize::from(vs & 0x7fff) < versions_len)
         };
         let problem = |mut r: Reloc| {
-            if r.glob_dat && protected_data_class {
+            if r.glob_dat && before_2_36 {
                 r.class |= CLASS_EXTERN_PROTECTED_DATA;
             }
             if last == Some((r.sym, r.class)) {
@@ -1016,6 +1044,11 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
                 return;
             }
             let bit = 1u8 << (r.class & 3);
+            // `sym` read the symbol from the file: the memo grows at most
+            // to the file's size over a symbol's.
+            if memo.len() <= r.sym as usize {
+                memo.resize(r.sym as usize + 1, 0);
+            }
             let slot = &mut memo[r.sym as usize];
             let found = if *slot & bit != 0 {
                 *slot & (bit << 4) != 0
@@ -1026,7 +1059,8 @@ pub fn check(c: &super::Closure, progname: &[u8]) -> io::Result<Vec<Problem>> {
                 let key = match own {
                     Some(h) => Key::with_gnu(name, h),
                     None => Key::new(name),
-                };
+                }
+                .wide(before_2_36);
                 // Found or not does not depend on the order of the walk: a
                 // symbol the object defines itself is tried there first.
                 let found = (s.shndx != SHN_UNDEF && o.lookup_key(&key, version, r.class, i == ROOT).is_some())
