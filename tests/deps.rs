@@ -732,14 +732,7 @@ fn check_equals_ldd_r_on_files_with_only_a_sysv_hash_table() {
 fn check_equals_ldd_r_on_a_library_whose_gnu_hash_has_a_damaged_bloom_shift() {
     let d = scratch("check-bloom-shift");
     bloom_shift_case(&d.0, &d.0, |exe| check_agrees(exe, &[]));
-    let Some(root) = bullseye_root() else {
-        eprintln!("SKIPPED under glibc 2.31: no bullseye root");
-        return;
-    };
-    if !chroot_available() {
-        eprintln!("SKIPPED under glibc 2.31: chroot needs root");
-        return;
-    }
+    let Some(root) = bullseye_chroot("the glibc 2.31 half") else { return };
     let inside = PathBuf::from(format!("/tmp/culaunch-bloom-shift-{}", std::process::id()));
     let host = root.join(inside.strip_prefix("/").unwrap());
     bloom_shift_case(&host, &inside, |exe| {
@@ -1020,16 +1013,23 @@ fn chroot_available() -> bool {
     Command::new("chroot").arg("/").arg("true").status().is_ok_and(|s| s.success())
 }
 
-#[test]
-fn deps_root_equals_ldd_inside_a_bullseye_root() {
+/// The bullseye root when there is one and this user may chroot into it;
+/// otherwise says why `what` is skipped.
+fn bullseye_chroot(what: &str) -> Option<PathBuf> {
     let Some(root) = bullseye_root() else {
-        eprintln!("SKIPPED: no bullseye root (set CULAUNCH_BULLSEYE_ROOT, or `debootstrap --variant=minbase bullseye ~/.cache/culaunch-roots/bullseye && touch …/.complete`)");
-        return;
+        eprintln!("SKIPPED {what}: no bullseye root (set CULAUNCH_BULLSEYE_ROOT, or `debootstrap --variant=minbase bullseye ~/.cache/culaunch-roots/bullseye && touch …/.complete`)");
+        return None;
     };
     if !chroot_available() {
-        eprintln!("SKIPPED: chroot needs root");
-        return;
+        eprintln!("SKIPPED {what}: chroot needs root");
+        return None;
     }
+    Some(root)
+}
+
+#[test]
+fn deps_root_equals_ldd_inside_a_bullseye_root() {
+    let Some(root) = bullseye_chroot("this test") else { return };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps-oracle");
     for extra in [&["--sample", "30"][..], &["--check", "--sample", "15"]] {
         let out = Command::new(&script)
