@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -289,12 +288,12 @@ fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
 
 /// Help and version go to stdout with status 0; usage errors exit 125, so a
 /// supervisor can tell culaunch's failure from the command's.
-pub fn exit_for_clap(e: clap::Error) -> ExitCode {
+pub fn exit_for_clap(e: clap::Error) -> u8 {
     let _ = e.print();
     if e.use_stderr() {
-        ExitCode::from(EXIT_CULAUNCH)
+        EXIT_CULAUNCH
     } else {
-        ExitCode::SUCCESS
+        0
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write;
+use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use culaunch_protocol::catalogue;
 use serde::Serialize;
@@ -20,7 +20,7 @@ use crate::rules::{self, Explanation, FailReason, Failure, Scene};
 /// `deps --check` found something to report (ldd -r would print it).
 const EXIT_PROBLEMS: u8 = 1;
 
-pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
+pub fn command(args: DepsArgs) -> Result<u8, Error> {
     let fail = |source| Error::Deps { path: args.file.clone(), source };
     let mut ctx = Context::here();
     ctx.root.clone_from(&args.root);
@@ -33,18 +33,18 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
         None
     };
     let out = if args.json {
-        serde_json::to_string_pretty(&json(&closure, problems.as_deref())).unwrap_or_default() + "\n"
+        (serde_json::to_string_pretty(&json(&closure, problems.as_deref())).unwrap_or_default() + "\n").into_bytes()
     } else if args.ldd {
         // ldd's lines stay ldd's, byte for byte; what explains them goes
         // to stderr.
         for (p, e) in problems.iter().flatten() {
             crate::messages::note!("{}: {}", p.line.trim_start(), e.advice);
         }
-        ldd(&closure, problems.as_deref())
+        ldd(&closure, problems.as_deref()).into_bytes()
     } else {
         let mut t = tree(&closure, args.all);
         if let Some(p) = &problems {
-            t.push_str(&check_text(p));
+            t.extend_from_slice(check_text(p).as_bytes());
         }
         t
     };
@@ -62,8 +62,8 @@ pub fn command(args: DepsArgs) -> Result<ExitCode, Error> {
     // The process ends next: freeing the closure piece by piece cost a
     // twelfth of `deps` on a torch library.
     std::mem::forget(closure);
-    out!("{out}");
-    Ok(if problems.is_some_and(|p| !p.is_empty()) { ExitCode::from(EXIT_PROBLEMS) } else { ExitCode::SUCCESS })
+    crate::output::write_bytes(&out);
+    Ok(if problems.is_some_and(|p| !p.is_empty()) { EXIT_PROBLEMS } else { 0 })
 }
 
 /// The program as ldd names it: the path given, with "./" before a bare
@@ -244,10 +244,10 @@ fn check_text(problems: &[(Problem, Explanation)]) -> String {
     out
 }
 
-fn reason_text(r: &Reason) -> String {
+fn reason_text(r: &Reason) -> std::borrow::Cow<'static, str> {
     match r {
         Reason::Direct => "direct".into(),
-        Reason::Rpath { of } => format!("rpath of {}", of.rsplit('/').next().unwrap_or(of)),
+        Reason::Rpath { of } => format!("rpath of {}", of.rsplit('/').next().unwrap_or(of)).into(),
         Reason::LdLibraryPath => "ld_library_path".into(),
         Reason::Runpath => "runpath".into(),
         Reason::LdSoCache => "ld.so.cache".into(),
@@ -255,60 +255,84 @@ fn reason_text(r: &Reason) -> String {
     }
 }
 
-fn cuda_mark(name: &[u8]) -> String {
-    catalogue::family(name).map(|f| format!("  [CUDA {f}]")).unwrap_or_default()
+/// Ends a tree line: the CUDA family of `name`, if it has one, then the newline.
+fn cuda_mark(name: &[u8], out: &mut Vec<u8>) {
+    if let Some(f) = catalogue::family(name) {
+        let _ = write!(out, "  [CUDA {f}]");
+    }
+    out.push(b'\n');
 }
 
 /// The tree, libtree-style: each library under the object that first asked
-/// for it, with the rule that found it.
-fn tree(c: &Closure, all: bool) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{}", s(&c.nodes[ROOT].path));
+/// for it, with the rule that found it. Names and paths are the file's and
+/// the file system's bytes, as ldd and libtree print them.
+fn tree(c: &Closure, all: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96 * c.nodes.len());
+    out.extend_from_slice(&c.nodes[ROOT].path);
+    out.push(b'\n');
     if c.without_needed() {
-        let _ = writeln!(out, "    (no DT_NEEDED: nothing else is loaded; ldd says \"statically linked\")");
+        out.extend_from_slice(b"    (no DT_NEEDED: nothing else is loaded; ldd says \"statically linked\")\n");
     }
-    print_children(c, ROOT, 1, all, &mut out);
+    // Each object's DT_NEEDED edges, in order: one pass, not one scan of
+    // every edge per object.
+    let mut by_from: Vec<Vec<usize>> = vec![Vec::new(); c.nodes.len()];
+    for (k, e) in c.edges.iter().enumerate() {
+        if let Some(list) = by_from.get_mut(e.from) {
+            list.push(k);
+        }
+    }
+    print_children(c, &by_from, ROOT, 1, all, &mut out);
     out
 }
 
-fn print_children(c: &Closure, from: usize, depth: usize, all: bool, out: &mut String) {
-    let indent = "    ".repeat(depth);
-    for e in c.edges.iter().filter(|e| e.from == from) {
+fn print_children(c: &Closure, by_from: &[Vec<usize>], from: usize, depth: usize, all: bool, out: &mut Vec<u8>) {
+    let indent = |out: &mut Vec<u8>| out.resize(out.len() + 4 * depth, b' ');
+    for e in by_from.get(from).into_iter().flatten().map(|&k| &c.edges[k]) {
         match &e.to {
             Target::New(i) => {
                 let n = &c.nodes[*i];
-                let why = n.reason.as_ref().map(reason_text).unwrap_or_default();
-                let _ = writeln!(out, "{indent}{} [{why}] {}{}", s(&e.name), s(&n.path), cuda_mark(&e.name));
-                print_children(c, *i, depth + 1, all, out);
+                indent(out);
+                out.extend_from_slice(&e.name);
+                out.extend_from_slice(b" [");
+                if let Some(r) = &n.reason {
+                    out.extend_from_slice(reason_text(r).as_bytes());
+                }
+                out.extend_from_slice(b"] ");
+                out.extend_from_slice(&n.path);
+                cuda_mark(&e.name, out);
+                print_children(c, by_from, *i, depth + 1, all, out);
             }
             Target::Repeat(i) if all => {
-                let _ = writeln!(
-                    out,
-                    "{indent}{} (already loaded: {}){}",
-                    s(&e.name),
-                    s(&c.nodes[*i].path),
-                    cuda_mark(&e.name)
-                );
+                indent(out);
+                out.extend_from_slice(&e.name);
+                out.extend_from_slice(b" (already loaded: ");
+                out.extend_from_slice(&c.nodes[*i].path);
+                out.push(b')');
+                cuda_mark(&e.name, out);
             }
             Target::Repeat(_) => {}
             Target::Rejected { path, rejection, reason } => {
-                let _ = writeln!(
-                    out,
-                    "{indent}{} [{}] {} REFUSED by the loader: {}{}",
-                    s(&e.name),
-                    reason_text(reason),
-                    s(path),
-                    rejection.message,
-                    cuda_mark(&e.name)
-                );
+                indent(out);
+                out.extend_from_slice(&e.name);
+                let _ = write!(out, " [{}] ", reason_text(reason));
+                out.extend_from_slice(path);
+                let _ = write!(out, " REFUSED by the loader: {}", rejection.message);
+                cuda_mark(&e.name, out);
             }
             Target::Missing { tried } => {
-                let _ = writeln!(out, "{indent}{} NOT FOUND{}", s(&e.name), cuda_mark(&e.name));
+                indent(out);
+                out.extend_from_slice(&e.name);
+                out.extend_from_slice(b" NOT FOUND");
+                cuda_mark(&e.name, out);
                 for t in tried.iter().take(12) {
-                    let _ = writeln!(out, "{indent}    tried {}", s(t));
+                    indent(out);
+                    out.extend_from_slice(b"    tried ");
+                    out.extend_from_slice(t);
+                    out.push(b'\n');
                 }
                 if tried.len() > 12 {
-                    let _ = writeln!(out, "{indent}    … and {} more", tried.len() - 12);
+                    indent(out);
+                    let _ = writeln!(out, "    … and {} more", tried.len() - 12);
                 }
             }
         }

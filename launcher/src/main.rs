@@ -1,6 +1,10 @@
 //! culaunch: which CUDA libraries did each process of a job really load, and
 //! why. `main` only parses, runs, and turns the outcome into an exit status.
 
+// The C `main` is ours (the test harness keeps its own): see `start` for
+// what std's start-up would add.
+#![cfg_attr(not(test), no_main)]
+
 #[macro_use]
 mod output;
 mod cli;
@@ -26,18 +30,27 @@ mod report;
 mod rules;
 mod run;
 mod spawn;
+#[cfg(not(test))]
+mod start;
 mod trace_file;
 mod vocab;
 
-use std::process::ExitCode;
-
 use error::Error;
 
-fn main() -> ExitCode {
+/// Called by libc's start code; std still reads argv and the environment
+/// itself.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    start::enter(culaunch)
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn culaunch() -> u8 {
     // The version-probe helper loads a CUDA library in a process of its own.
     let args: Vec<std::ffi::OsString> = std::env::args_os().take(3).collect();
     if args.len() == 3 && args[1] == probe::SUBCOMMAND {
-        return ExitCode::from(probe::helper(&args[2]));
+        return probe::helper(&args[2]);
     }
     init_logging();
     let cli = match cli::parse(std::env::args_os()) {
@@ -48,8 +61,8 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
         cli::Command::Deps(args) => deps::command(args),
-        cli::Command::Doctor(args) => doctor::command(args).map(|()| ExitCode::SUCCESS),
-        cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| ExitCode::SUCCESS),
+        cli::Command::Doctor(args) => doctor::command(args).map(|()| 0),
+        cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| 0),
         cli::Command::Diff(args) => compare::command::diff(&args),
     };
     outcome.unwrap_or_else(|e: Error| {
@@ -57,7 +70,7 @@ fn main() -> ExitCode {
         if let Some(hint) = e.hint() {
             messages::hint(&hint);
         }
-        ExitCode::from(e.exit_code())
+        e.exit_code()
     })
 }
 

@@ -27,6 +27,14 @@ pub fn write_stdout(args: std::fmt::Arguments) {
     }
 }
 
+/// Command output that is bytes (paths as the file system has them).
+pub fn write_bytes(bytes: &[u8]) {
+    let mut stdout = io::stdout().lock();
+    if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        end_on(e);
+    }
+}
+
 fn end_on(e: io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(0);

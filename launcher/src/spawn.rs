@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
@@ -200,9 +200,9 @@ const GROUP_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// culaunch's own exit, mirroring the command's: the same status, or death by
 /// the same signal (no core file), else 128+N.
-pub fn finish_like(outcome: Outcome) -> ExitCode {
+pub fn finish_like(outcome: Outcome) -> u8 {
     match outcome {
-        Outcome::Exited(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_CULAUNCH)),
+        Outcome::Exited(code) => u8::try_from(code).unwrap_or(EXIT_CULAUNCH),
         Outcome::Signaled(sig) => {
             let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: setrlimit and signal are async-signal-safe calls with valid arguments.
@@ -215,7 +215,7 @@ pub fn finish_like(outcome: Outcome) -> ExitCode {
             let _ = signal::raise(sig);
             let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
             // Still here: the signal does not kill by default (SIGCHLD, …).
-            ExitCode::from(128u8.saturating_add(sig as u8))
+            128u8.saturating_add(sig as u8)
         }
     }
 }

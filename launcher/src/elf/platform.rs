@@ -40,10 +40,7 @@ impl Platform {
     /// under. Never the interpreter a file under inspection names, which
     /// would run a program of that file's choosing.
     pub fn of_this_machine() -> Platform {
-        let own = super::object::read_header(Path::new("/proc/self/exe")).ok().flatten().and_then(|h| h.interp);
-        let interp = own
-            .map(|i| PathBuf::from(std::ffi::OsString::from_vec(i)))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_INTERP));
+        let interp = own_interpreter().unwrap_or_else(|| PathBuf::from(DEFAULT_INTERP));
         Platform::for_interpreter(&interp)
     }
 
@@ -350,6 +347,38 @@ impl X86 {
     }
 }
 
+/// culaunch's own PT_INTERP, read from its program headers in memory (the
+/// kernel names them in the auxiliary vector): no file to open, where
+/// reading /proc/self/exe cost five system calls of every `deps`.
+fn own_interpreter() -> Option<PathBuf> {
+    #[cfg(target_pointer_width = "64")]
+    type Phdr = libc::Elf64_Phdr;
+    #[cfg(target_pointer_width = "32")]
+    type Phdr = libc::Elf32_Phdr;
+    // SAFETY: getauxval has no preconditions; 0 means "absent".
+    let (phdr, phnum) = unsafe { (libc::getauxval(libc::AT_PHDR), libc::getauxval(libc::AT_PHNUM)) };
+    if phdr == 0 || phnum == 0 || phnum > 0xffff {
+        return None;
+    }
+    // SAFETY: the kernel maps the program headers of the running program
+    // at AT_PHDR, AT_PHNUM entries of this machine's own class.
+    let headers = unsafe { std::slice::from_raw_parts(phdr as *const Phdr, phnum as usize) };
+    // PT_PHDR gives the headers' own link-time address: the difference is
+    // where the program was loaded (a PIE's base).
+    let self_entry = headers.iter().find(|h| h.p_type == libc::PT_PHDR)?;
+    let base = (phdr as usize).wrapping_sub(usize::try_from(self_entry.p_vaddr).ok()?);
+    let interp = headers.iter().find(|h| h.p_type == libc::PT_INTERP)?;
+    let (at, len) = (usize::try_from(interp.p_vaddr).ok()?, usize::try_from(interp.p_filesz).ok()?);
+    if len == 0 || len > 4096 {
+        return None;
+    }
+    // SAFETY: PT_INTERP lies in the first loaded segment, mapped for as long
+    // as the program runs; the loader itself read it there.
+    let bytes = unsafe { std::slice::from_raw_parts(base.wrapping_add(at) as *const u8, len) };
+    let path = bytes.split(|&b| b == 0).next().filter(|p| !p.is_empty())?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())))
+}
+
 fn cache_file(interpreter: &Path) -> Option<PathBuf> {
     let m = std::fs::metadata(interpreter).ok()?;
     // SAFETY: getauxval has no preconditions; 0 means "absent".
@@ -449,5 +478,12 @@ mod tests {
         assert!(!p.system_dirs.is_empty());
         assert_eq!(p.subdirs.last(), Some(&Vec::new()));
         assert!(!p.lib.is_empty() && !p.platform.is_empty());
+    }
+
+    #[test]
+    fn own_interpreter_from_memory_is_the_one_the_file_names() {
+        let on_disk = crate::elf::object::read_header(Path::new("/proc/self/exe")).unwrap().unwrap().interp;
+        assert!(on_disk.is_some(), "a test binary is dynamically linked");
+        assert_eq!(own_interpreter().map(|p| p.into_os_string().into_vec()), on_disk);
     }
 }
