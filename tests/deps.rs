@@ -1221,3 +1221,44 @@ fn deps_root_reads_an_arm64_sysroot_as_its_loader_under_qemu_does() {
     assert!(want.contains(&format!("{inside}/lib/aarch64/atomics/libgcc_s.so.1")), "{want}");
     assert_eq!(got, want);
 }
+
+#[test]
+fn paths_that_are_not_utf8_print_as_their_bytes_like_ldd() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = scratch("bytes");
+    let lib = d.build("lib/libx.so", false, &[], &[]);
+    // A directory whose name is not UTF-8 (Latin-1 "é"), reached by RPATH.
+    let odd = d.0.join(OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::rename(&lib, odd.join("libx.so")).unwrap();
+    let exe = d.path("bin/prog");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    let rpath = [&b"-Wl,--disable-new-dtags,-rpath,"[..], odd.as_os_str().as_bytes()].concat();
+    cc(&[
+        fixture_src("needs.c").as_os_str(),
+        OsStr::new("-DFIXTURE_MAIN"),
+        fixture_src("fakelib.c").as_os_str(),
+        OsStr::new("-o"),
+        exe.as_os_str(),
+        OsStr::new("-Wl,--no-as-needed"),
+        odd.join("libx.so").as_os_str(),
+        OsStr::from_bytes(&rpath),
+    ]);
+    let ldd = Command::new("ldd").arg(&exe).output().unwrap();
+    let want: Vec<&[u8]> = ldd
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| l.windows(4).any(|w| w == b" => ") || l.starts_with(b"\t/"))
+        .map(|l| l.split(|&b| b == b'(').next().unwrap().trim_ascii_end())
+        .collect();
+    assert!(want.iter().any(|l| l.windows(5).any(|w| w == b"caf\xe9/")), "{:?}", String::from_utf8_lossy(&ldd.stdout));
+    let ours = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(&exe).output().unwrap();
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let got: Vec<&[u8]> =
+        ours.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::trim_ascii_end).collect();
+    assert_eq!(got, want);
+    // The tree names the same bytes.
+    let tree = Command::new(CULAUNCH).arg("deps").arg(&exe).output().unwrap();
+    let path = odd.join("libx.so");
+    assert!(tree.stdout.windows(path.as_os_str().len()).any(|w| w == path.as_os_str().as_bytes()));
+}

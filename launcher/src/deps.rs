@@ -40,7 +40,7 @@ pub fn command(args: DepsArgs) -> Result<u8, Error> {
         for (p, e) in problems.iter().flatten() {
             crate::messages::note!("{}: {}", p.line.trim_start(), e.advice);
         }
-        ldd(&closure, problems.as_deref()).into_bytes()
+        ldd(&closure, problems.as_deref())
     } else {
         let mut t = tree(&closure, args.all);
         if let Some(p) = &problems {
@@ -173,15 +173,21 @@ fn s(b: &[u8]) -> String {
 /// path is shown by its path alone, as ldd does when name and path agree.
 /// With `--check`, `ldd -r`'s reports around them, in its order: version
 /// problems before the list, undefined symbols after it.
-fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> String {
-    let mut out = String::new();
+fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // One line: a tab, then the pieces, bytes as the file system has them.
+    let line = |out: &mut Vec<u8>, pieces: &[&[u8]]| {
+        out.push(b'\t');
+        pieces.iter().for_each(|p| out.extend_from_slice(p));
+        out.push(b'\n');
+    };
     let problems = problems.unwrap_or_default();
     let is_symbol = |p: &Problem| matches!(p.finding, symbols::Finding::UndefinedSymbol { .. });
     for (p, _) in problems.iter().filter(|(p, _)| !is_symbol(p)) {
         let _ = writeln!(out, "{}", p.line);
     }
     if c.without_needed() {
-        let _ = writeln!(out, "\tstatically linked");
+        line(&mut out, &[b"statically linked"]);
     } else {
         // The loader's list order: the interpreter where it is first
         // needed (rtld.c moves its map there); nowhere when nothing needs
@@ -193,26 +199,20 @@ fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> String {
         // The edge after whose line the interpreter goes (None: first).
         let after = first_need.and_then(|n| c.edges[..n].iter().rposition(|e| matches!(e.to, Target::New(_))));
         if first_need.is_some() && after.is_none() {
-            let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
+            line(&mut out, &[&c.nodes[INTERP].path]);
         }
         for (k, e) in c.edges.iter().enumerate() {
             match &e.to {
-                Target::New(i) if e.name.contains(&b'/') => {
-                    let _ = writeln!(out, "\t{}", s(&c.nodes[*i].path));
-                }
-                Target::New(i) => {
-                    let _ = writeln!(out, "\t{} => {}", s(&e.name), s(&c.nodes[*i].path));
-                }
-                Target::Missing { .. } => {
-                    let _ = writeln!(out, "\t{} => not found", s(&e.name));
-                }
+                Target::New(i) if e.name.contains(&b'/') => line(&mut out, &[&c.nodes[*i].path]),
+                Target::New(i) => line(&mut out, &[&e.name, b" => ", &c.nodes[*i].path]),
+                Target::Missing { .. } => line(&mut out, &[&e.name, b" => not found"]),
                 Target::Rejected { path, rejection, .. } => {
-                    let _ = writeln!(out, "\t{} => {} (refused: {})", s(&e.name), s(path), rejection.message);
+                    line(&mut out, &[&e.name, b" => ", path, b" (refused: ", rejection.message.as_bytes(), b")"]);
                 }
                 Target::Repeat(_) => {}
             }
             if first_need.is_some() && after == Some(k) {
-                let _ = writeln!(out, "\t{}", s(&c.nodes[INTERP].path));
+                line(&mut out, &[&c.nodes[INTERP].path]);
             }
         }
     }
