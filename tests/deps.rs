@@ -1262,3 +1262,41 @@ fn paths_that_are_not_utf8_print_as_their_bytes_like_ldd() {
     let path = odd.join("libx.so");
     assert!(tree.stdout.windows(path.as_os_str().len()).any(|w| w == path.as_os_str().as_bytes()));
 }
+
+#[test]
+fn a_bloom_filter_whose_word_count_is_not_a_power_of_two_stops_the_load_like_the_loaders_assertion() {
+    let d = scratch("bloom-words");
+    let good = d.build("good/libx.so", false, &[], &[]);
+    let exe = d.build("bin/prog", true, &["good/libx.so"], &[&format!("-Wl,-rpath,{}", d.path("good").display())]);
+    let bytes = std::fs::read(&good).unwrap();
+    let words_at = gnu_hash_offset(&bytes) + 8;
+    for words in [0u32, 3, 6] {
+        let dir = d.path(&format!("words-{words}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = bytes.clone();
+        b[words_at..words_at + 4].copy_from_slice(&words.to_le_bytes());
+        std::fs::write(dir.join("libx.so"), b).unwrap();
+        let env = [("LD_LIBRARY_PATH", dir.as_os_str())];
+        let ldd = Command::new("ldd").arg(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        if words == 0 {
+            // 0 passes glibc's test (0 & (0 - 1) == 0): ldd lists the closure.
+            assert_eq!(ldd.status.code(), Some(0));
+            let e = agree(&exe, &env, "libx.so");
+            assert!(e["refused"].is_null() && e["path"].as_str().unwrap().starts_with(dir.to_str().unwrap()), "{e}");
+            continue;
+        }
+        let real = Command::new(&exe).env("LD_LIBRARY_PATH", &dir).output().unwrap();
+        assert_eq!(real.status.code(), Some(127), "{words} words: the real run fails");
+        assert_eq!(ldd.status.code(), Some(1), "{words} words: ldd fails too");
+        let real_err = String::from_utf8_lossy(&real.stderr).into_owned();
+        let j = json(&exe, &env);
+        let entry = j["libraries"].as_array().unwrap().iter().find(|l| l["name"] == "libx.so").unwrap().clone();
+        let error = entry["refused"]["error"].as_str().unwrap_or_else(|| panic!("{words} words: not refused: {entry}"));
+        let glibc_words = error.split(" (DT_GNU_HASH").next().unwrap();
+        assert!(
+            glibc_words.contains("Assertion") && real_err.trim_end().ends_with(glibc_words),
+            "{words} words: loader said {real_err:?}, culaunch {error:?}"
+        );
+        assert!(error.contains(&format!("{words} words")), "{error}");
+    }
+}

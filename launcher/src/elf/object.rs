@@ -10,7 +10,7 @@ use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::dynamic::{
-    DF_1_NODEFLIB, DF_1_PIE, DT_FLAGS_1, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
+    DF_1_NODEFLIB, DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
 };
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
@@ -56,6 +56,9 @@ pub struct DynamicInfo {
     /// DF_1_PIE: a position-independent executable, which glibc (2.30 on)
     /// refuses to load as a library.
     pub pie: bool,
+    /// The word count of DT_GNU_HASH's bloom filter, when the file has the
+    /// table and it lies in the file.
+    pub bloom_words: Option<u32>,
 }
 
 impl ElfHeader {
@@ -250,6 +253,15 @@ pub fn open_verify(path: &Path, want: Want) -> Verdict {
     if !h.has_dynamic {
         return reject("object file has no dynamic section");
     }
+    // Once mapped, `_dl_setup_hash` asserts that the bloom filter's word
+    // count is a power of two (0 passes): a failed assertion ends the
+    // process, a dlopen's included.
+    if let Some(n) = h.dynamic_info.bloom_words.filter(|n| n & n.wrapping_sub(1) != 0) {
+        return reject(&format!(
+            "_dl_setup_hash: Assertion `(bitmask_nwords & (bitmask_nwords - 1)) == 0' failed! \
+             (DT_GNU_HASH's bloom filter has {n} words, not a power of two)"
+        ));
+    }
     Verdict::Take(h)
 }
 
@@ -306,6 +318,7 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
         .at(dynamic.p_offset, dynamic.p_filesz.min(MAX_DYNAMIC) as usize)
         .map_err(|_| corrupt("dynamic section is truncated"))?;
     let (mut strtab, mut soname, mut rpath, mut runpath, mut needed) = (None, None, None, None, Vec::new());
+    let mut gnu_hash = None;
     let entry = if ctx.container == Container::Big { 16 } else { 8 };
     for chunk in section.chunks_exact(entry) {
         let (tag, val) = decode_dyn(chunk, ctx);
@@ -316,6 +329,7 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
             DT_NEEDED => needed.push(val),
             DT_RPATH => rpath = Some(val),
             DT_RUNPATH => runpath = Some(val),
+            DT_GNU_HASH => gnu_hash = Some(val),
             DT_FLAGS_1 => {
                 out.info.nodeflib = val & DF_1_NODEFLIB != 0;
                 out.info.pie = val & DF_1_PIE != 0;
@@ -323,6 +337,13 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
             _ => {}
         }
     }
+    out.info.bloom_words = gnu_hash.and_then(|addr| {
+        let load = phdrs.iter().find(|p| p.p_type == PT_LOAD && addr >= p.p_vaddr && addr - p.p_vaddr < p.p_filesz)?;
+        // The third word of the table's header (nbuckets, symoffset, bloom_size, bloom_shift).
+        let at = (addr - load.p_vaddr).checked_add(load.p_offset)?.checked_add(8)?;
+        let b: [u8; 4] = src.at(at, 4).ok()?.as_ref().try_into().ok()?;
+        Some(if ctx.le.is_little() { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+    });
     if soname.is_none() && needed.is_empty() && rpath.is_none() && runpath.is_none() {
         return Ok(out);
     }
