@@ -1298,5 +1298,13 @@ fn a_bloom_filter_whose_word_count_is_not_a_power_of_two_stops_the_load_like_the
             "{words} words: loader said {real_err:?}, culaunch {error:?}"
         );
         assert!(error.contains(&format!("{words} words")), "{error}");
+        // The damaged file itself: ldd, which maps it, dies on the same assertion.
+        let lib = dir.join("libx.so");
+        let ldd = Command::new("ldd").arg(&lib).output().unwrap();
+        assert_eq!(ldd.status.code(), Some(1), "{words} words: ldd of the library fails");
+        assert!(String::from_utf8_lossy(&ldd.stderr).contains(glibc_words), "{ldd:?}");
+        let ours = Command::new(CULAUNCH).arg("deps").arg(&lib).output().unwrap();
+        let warning = String::from_utf8_lossy(&ours.stderr);
+        assert!(warning.contains("the loader stops at") && warning.contains(glibc_words), "{warning}");
     }
 }

@@ -59,6 +59,13 @@ pub fn command(args: DepsArgs) -> Result<u8, Error> {
             );
         }
     }
+    // The file itself, once mapped (the program, or the library ldd maps).
+    if let Some(message) = elf::bloom_assertion(&closure.nodes[ROOT].header.dynamic_info) {
+        eprintln!(
+            "culaunch: warning: the loader stops at {}: {message} (the program would not start)",
+            s(&closure.nodes[ROOT].path)
+        );
+    }
     // The process ends next: freeing the closure piece by piece cost a
     // twelfth of `deps` on a torch library.
     std::mem::forget(closure);

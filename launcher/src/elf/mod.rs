@@ -11,7 +11,7 @@ mod search;
 pub mod symbols;
 mod tree;
 
-pub use object::{read_header, ElfHeader};
+pub use object::{bloom_assertion, read_header, ElfHeader};
 pub use places::{places, resolves_to, Place, Seen};
 pub use platform::Platform;
 pub use search::Reason;

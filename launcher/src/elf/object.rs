@@ -253,16 +253,22 @@ pub fn open_verify(path: &Path, want: Want) -> Verdict {
     if !h.has_dynamic {
         return reject("object file has no dynamic section");
     }
-    // Once mapped, `_dl_setup_hash` asserts that the bloom filter's word
-    // count is a power of two (0 passes): a failed assertion ends the
-    // process, a dlopen's included.
-    if let Some(n) = h.dynamic_info.bloom_words.filter(|n| n & n.wrapping_sub(1) != 0) {
-        return reject(&format!(
-            "_dl_setup_hash: Assertion `(bitmask_nwords & (bitmask_nwords - 1)) == 0' failed! \
-             (DT_GNU_HASH's bloom filter has {n} words, not a power of two)"
-        ));
+    if let Some(message) = bloom_assertion(&h.dynamic_info) {
+        return reject(&message);
     }
     Verdict::Take(h)
+}
+
+/// The loader's words when it would die on this object once mapped:
+/// `_dl_setup_hash` asserts that the bloom filter's word count is a power
+/// of two (0 passes), and a failed assertion ends the process, a dlopen's
+/// included.
+pub fn bloom_assertion(info: &DynamicInfo) -> Option<String> {
+    let n = info.bloom_words.filter(|n| n & n.wrapping_sub(1) != 0)?;
+    Some(format!(
+        "_dl_setup_hash: Assertion `(bitmask_nwords & (bitmask_nwords - 1)) == 0' failed! \
+         (DT_GNU_HASH's bloom filter has {n} words, not a power of two)"
+    ))
 }
 
 fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>> {
