@@ -48,23 +48,17 @@ pub fn command(args: DepsArgs) -> Result<u8, Error> {
         }
         t
     };
-    if let Some(e) = closure.first_rejection() {
-        if let Target::Rejected { path, rejection, .. } = &e.to {
-            let named = if rejection.names_request { &e.name } else { path };
-            eprintln!(
-                "culaunch: warning: the loader stops at {}: {}: {} (the program would not start)",
-                s(&e.name),
-                s(named),
-                rejection.message
-            );
-        }
-    }
-    // The file itself, once mapped (the program, or the library ldd maps).
-    if let Some(message) = elf::bloom_assertion(&closure.nodes[ROOT].header.dynamic_info) {
-        eprintln!(
-            "culaunch: warning: the loader stops at {}: {message} (the program would not start)",
-            s(&closure.nodes[ROOT].path)
-        );
+    // Where the loader stops: at the file itself once mapped (the program,
+    // or the library ldd maps), else at the first refusal in load order.
+    let root = &closure.nodes[ROOT];
+    let stop = elf::bloom_assertion(&root.header.dynamic_info).map(|m| (s(&root.path), m)).or_else(|| {
+        let e = closure.first_rejection()?;
+        let Target::Rejected { path, rejection, .. } = &e.to else { return None };
+        let named = if rejection.names_request { &e.name } else { path };
+        Some((s(&e.name), format!("{}: {}", s(named), rejection.message)))
+    });
+    if let Some((at, why)) = stop {
+        eprintln!("culaunch: warning: the loader stops at {at}: {why} (the program would not start)");
     }
     // The process ends next: freeing the closure piece by piece cost a
     // twelfth of `deps` on a torch library.

@@ -344,9 +344,8 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
         }
     }
     out.info.bloom_words = gnu_hash.and_then(|addr| {
-        let load = phdrs.iter().find(|p| p.p_type == PT_LOAD && addr >= p.p_vaddr && addr - p.p_vaddr < p.p_filesz)?;
         // The third word of the table's header (nbuckets, symoffset, bloom_size, bloom_shift).
-        let at = (addr - load.p_vaddr).checked_add(load.p_offset)?.checked_add(8)?;
+        let at = file_offset(phdrs, addr)?.checked_add(8)?;
         let b: [u8; 4] = src.at(at, 4).ok()?.as_ref().try_into().ok()?;
         Some(if ctx.le.is_little() { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
     });
@@ -354,12 +353,9 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
         return Ok(out);
     }
     let strtab = strtab.ok_or_else(|| corrupt("dynamic section without DT_STRTAB"))?;
-    // DT_STRTAB is an address: find the file offset of the segment holding it.
-    let holds = |p: &&ProgramHeader| p.p_type == PT_LOAD && strtab >= p.p_vaddr && strtab - p.p_vaddr < p.p_filesz;
-    let Some(load) = phdrs.iter().find(holds) else {
+    let Some(base) = file_offset(phdrs, strtab) else {
         return Err(corrupt("DT_STRTAB lies outside every loadable segment"));
     };
-    let base = (strtab - load.p_vaddr).saturating_add(load.p_offset);
     // The strings we need usually sit close together: one read for all.
     let offsets = || soname.iter().chain(&needed).chain(&rpath).chain(&runpath).copied();
     let (lo, hi) = (offsets().min().unwrap_or(0), offsets().max().unwrap_or(0));
@@ -384,6 +380,13 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
     // glibc drops DT_RPATH when DT_RUNPATH is present (elf/get-dynamic-info.h).
     out.info.rpath = if out.info.runpath.is_some() { None } else { rpath.map(string).transpose()? };
     Ok(out)
+}
+
+/// The file offset of address `addr` (a DT_* pointer), through the loadable
+/// segment whose file bytes hold it.
+fn file_offset(phdrs: &[ProgramHeader], addr: u64) -> Option<u64> {
+    let load = phdrs.iter().find(|p| p.p_type == PT_LOAD && addr >= p.p_vaddr && addr - p.p_vaddr < p.p_filesz)?;
+    (addr - load.p_vaddr).checked_add(load.p_offset)
 }
 
 /// Reads a file in pieces: its head once (which holds the headers and, in
