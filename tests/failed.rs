@@ -343,6 +343,46 @@ fn failures_the_program_never_asks_dlerror_about_are_recorded() {
     assert_trace_matches_maps(&b, &[&needy, &user, &old]);
 }
 
+/// A process that execs or calls `_exit` runs no exit handler, where a
+/// failure never asked about is otherwise written.
+#[test]
+fn failures_never_asked_about_are_recorded_when_the_program_execs_or_calls_exit() {
+    for (n, end) in ["_exit:0", "exec:/bin/true"].into_iter().enumerate() {
+        let d = Dir::new(&format!("failed-ends-{n}"));
+        let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
+        let lib_dir = format!("-L{}", p(&d.path("lib")));
+        let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+        std::fs::remove_file(&gone).unwrap();
+        let missing = d.path("lib/libnothere.so");
+        let prog = program(&d);
+        let actions = [format!("quiet:{}", p(&needy)), format!("quiet:{}", p(&missing)), end.to_owned()];
+        let b = run_both(&prog, &actions, &[]);
+        let f = failures(&b.traced);
+        assert_eq!(f.len(), 2, "{end}: {f:#?}");
+        assert_eq!(f[0]["path"], canonical(&needy).as_str(), "{end}");
+        assert_eq!(f[0]["reason"], "missing_dependency", "{end}");
+        assert_eq!(f[0]["error"], "libgone.so: cannot open shared object file: No such file or directory");
+        assert_eq!((f[1]["request"].as_str(), &f[1]["path"]), (Some(p(&missing).as_str()), &Value::Null), "{end}");
+        assert_eq!(f[1]["reason"], "not_found", "{end}");
+        assert_trace_matches_maps(&b, &[&needy]);
+    }
+}
+
+/// An exec in a `vfork` child shares the parent's memory: the parent, which
+/// goes on, writes its own failure, under its own pid, once.
+#[test]
+fn an_exec_in_a_vfork_child_leaves_the_parents_failure_to_the_parent() {
+    let d = Dir::new("failed-vfork");
+    let missing = d.path("lib/libnothere.so");
+    let prog = program(&d);
+    let actions = [format!("quiet:{}", p(&missing)), "vfork:/bin/true".to_owned()];
+    let b = run_both(&prog, &actions, &[]);
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["request"], p(&missing).as_str());
+    assert_eq!(f[0]["pid"], pid_of(&b.traced), "the parent's failure, under the parent's pid");
+}
+
 #[test]
 fn a_dependency_refused_under_strict_fails_the_load_with_the_refusal() {
     let d = Dir::new("failed-refused");

@@ -324,8 +324,8 @@ fn begin_failure(
 
 /// Writes a held failure with what the module knows (a suspect teardown
 /// that `dlerror` never confirmed was a `dlclose`: nothing is written).
-/// Called at the next request, the next batch, exit; `dlerror_said` first
-/// when the program asks.
+/// Called at the next request, the next batch, exit, exec, `_exit`;
+/// `dlerror_said` first when the program asks.
 fn flush_failure(config: &Config, s: &mut Scratch, failure: &mut Failure) {
     if let Some(j) = failure.judge(None) {
         write_failure(config, s, failure, &j, None);
@@ -403,6 +403,8 @@ fn unanswered_failed(u: &Unanswered<'_>, said: &Said<'_>) -> bool {
 /// `main_map` must be the main program's live link map.
 pub unsafe fn preinit(main_map: *mut LinkMap) {
     PROCESS.started.store(true, Ordering::Relaxed);
+    // SAFETY: getpid cannot fail.
+    PROCESS.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     if let Some(mut st) = PROCESS.state.try_lock() {
         st.tracker.on_preinit();
     }
@@ -413,30 +415,52 @@ pub unsafe fn preinit(main_map: *mut LinkMap) {
     }
 }
 
-/// Registered with the program's libc: runs at `exit`, with its status. It
-/// tries the state only when a failed load was never asked about (another
-/// thread may be inside the loader: a busy state costs that event).
+/// Registered with the program's libc: runs at `exit`, with its status.
 extern "C" fn on_exit(status: c_int, _arg: *mut c_void) {
     crate::exports::guarded((), || {
         let Some(config) = crate::config::get() else { return };
-        if PROCESS.failure_pending.load(Ordering::Relaxed) {
-            if let Some(mut st) = PROCESS.state.try_lock() {
-                let State { tracker, scratch, failure, .. } = &mut *st;
-                flush_failure(config, scratch, failure);
-                if let Some(u) = tracker.take_unanswered() {
-                    report_unanswered(config, scratch, &u);
-                }
-                note_pending(tracker, failure);
-            }
-        }
+        flush_pending(config);
         events::process_exit(config, status);
     })
+}
+
+/// The program is about to end without exit handlers (`_exit`) or to
+/// become another program (`exec*`): what awaits `dlerror`'s words is
+/// written now, or never. Not in a `vfork` child, which shares the
+/// parent's state: the parent, which goes on, reports its own.
+pub fn before_program_ends() {
+    crate::exports::guarded((), || {
+        let Some(config) = crate::config::get() else { return };
+        // SAFETY: getpid cannot fail.
+        if PROCESS.pid.load(Ordering::Relaxed) == unsafe { libc::getpid() } {
+            flush_pending(config);
+        }
+    })
+}
+
+/// Writes a failed load (or a request that mapped nothing) that was never
+/// asked about, with what the module knows. It tries the state only when
+/// one is pending (another thread may be inside the loader: a busy state
+/// costs that event).
+fn flush_pending(config: &Config) {
+    if !PROCESS.failure_pending.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let State { tracker, scratch, failure, .. } = &mut *st;
+    flush_failure(config, scratch, failure);
+    if let Some(u) = tracker.take_unanswered() {
+        report_unanswered(config, scratch, &u);
+    }
+    note_pending(tracker, failure);
 }
 
 /// Registered with the program's libc: runs in the child after `fork`.
 extern "C" fn after_fork_in_child() {
     crate::exports::guarded((), || {
         let Some(config) = crate::config::get() else { return };
+        // SAFETY: getpid cannot fail.
+        PROCESS.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
         // A parent thread that held the state is gone in the child.
         PROCESS.state.force_unlock_after_fork();
         PROCESS.refusal.force_unlock_after_fork();

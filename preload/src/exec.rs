@@ -11,8 +11,12 @@
 //! itself (`system`, `popen`, `execl`) are not bound through the PLT and are
 //! not seen.
 //!
-//! The wrapper may run in a `vfork` child: it takes no lock, allocates
-//! nothing, and writes at most one line.
+//! Before an `exec*` replaces the program, a failed load it never asked
+//! `dlerror` about is written (`callbacks::before_program_ends`): the new
+//! program runs no exit handler of the old one.
+//!
+//! The wrapper may run in a `vfork` child: there it takes no lock,
+//! allocates nothing, and writes at most one line.
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -90,6 +94,7 @@ pub fn missing() -> c_int {
 }
 
 extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    crate::callbacks::before_program_ends();
     check(path, envp, false);
     match real::<ExecveFn>(0) {
         Some(f) => f(path, argv, envp),
@@ -98,6 +103,7 @@ extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
 }
 
 extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
+    crate::callbacks::before_program_ends();
     check(path, program_environ(), false);
     match real::<ExecvFn>(1) {
         Some(f) => f(path, argv),
@@ -106,6 +112,7 @@ extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 }
 
 extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
+    crate::callbacks::before_program_ends();
     check(file, program_environ(), true);
     match real::<ExecvFn>(2) {
         Some(f) => f(file, argv),
@@ -114,6 +121,7 @@ extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 }
 
 extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    crate::callbacks::before_program_ends();
     check(file, envp, true);
     match real::<ExecveFn>(3) {
         Some(f) => f(file, argv, envp),

@@ -5,8 +5,9 @@
 //!
 //! Only the hooks culaunch needs are defined: `la_symbind64` sees each
 //! symbol bound to the program's libc (and libdl) once (to watch `exec*`
-//! and `posix_spawn*`, see `exec.rs`; the uid setters, `identity.rs`; and
-//! to read `dlerror`'s text, `dlerror.rs`); no `la_plt*`, which would put this module
+//! and `posix_spawn*`, see `exec.rs`; the uid setters, `identity.rs`;
+//! `_exit`, `quick_exit.rs`; and to read `dlerror`'s text, `dlerror.rs`);
+//! no `la_plt*`, which would put this module
 //! on every PLT call of the program.
 //!
 //! Stack: these functions run on whatever thread called the loader, which
@@ -20,7 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::callbacks::{self, SearchAnswer};
 use crate::global::PROCESS;
 use crate::linkmap::{self, LinkMap, Object};
-use crate::{config, dlerror, exec, identity, sink};
+use crate::{config, dlerror, exec, identity, quick_exit, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -108,7 +109,10 @@ pub unsafe extern "C" fn la_symbind64(
     }
     // SAFETY: a NUL-terminated symbol name.
     let name = unsafe { CStr::from_ptr(symname) };
-    let real = guarded(real, || dlerror::bind(name.to_bytes(), real).unwrap_or_else(|| exec::bind(name, real)));
+    let real = guarded(real, || {
+        let bytes = name.to_bytes();
+        dlerror::bind(bytes, real).or_else(|| quick_exit::bind(bytes, real)).unwrap_or_else(|| exec::bind(name, real))
+    });
     // The uid setters (each bind answers only for its own names).
     guarded(real, || identity::bind(name, real))
 }

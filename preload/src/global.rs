@@ -3,12 +3,12 @@
 //!
 //! Nothing here is ever waited on. The loader's callbacks run one at a time
 //! (under the loader's own lock), so the try-locks below only guard against
-//! the few callers outside it (the fork-child handler; the `dlerror` wrapper
-//! and the exit handler, which try the state only while `failure_pending`
-//! says a failed load awaits its words); a busy lock costs one event, never
+//! the few callers outside it (the fork-child handler; the `dlerror` wrapper,
+//! the exit handler and the `exec*`/`_exit` wrappers, which try the state
+//! only while `failure_pending` says a failed load awaits its words); a busy lock costs one event, never
 //! a pin.
 
-use core::sync::atomic::{AtomicBool, AtomicUsize};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
 use std::sync::OnceLock;
 
 use crate::config::Config;
@@ -70,6 +70,10 @@ pub struct Process {
     /// The address of the program's `environ` (its libc's, not this
     /// namespace's), found at `la_preinit`.
     pub environ: AtomicUsize,
+    /// This process's id, set at `la_preinit` and in a fork child: a
+    /// `vfork` child (which shares the state and runs no fork handler) has
+    /// another, and leaves the parent's pending failure to the parent.
+    pub pid: AtomicI32,
 }
 
 pub static PROCESS: Process = Process {
@@ -90,4 +94,5 @@ pub static PROCESS: Process = Process {
     exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
     identity_real: [const { AtomicUsize::new(0) }; IDENTITY_WRAPPED],
     environ: AtomicUsize::new(0),
+    pid: AtomicI32::new(0),
 };

@@ -32,6 +32,7 @@ mod lock;
 mod memory;
 mod objects;
 mod paths;
+mod quick_exit;
 mod sink;
 mod tracker;
 
