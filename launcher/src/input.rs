@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// Config and lock files are a few KB; anything this large is not one.
@@ -142,6 +143,53 @@ pub fn trace_reader(file: File, start: u64) -> io::Result<io::Take<File>> {
 /// Opens a trace by name for [`trace_reader`].
 pub fn open_trace(path: &Path, start: u64) -> io::Result<io::Take<File>> {
     trace_reader(open_regular(path)?, start)
+}
+
+/// The file, mapped read-only and private. Executable too when asked, as the
+/// loader maps a module's code: a `noexec` mount refuses that with EPERM.
+pub struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    /// Only a regular file (a FIFO or device is refused without blocking).
+    pub fn open(path: &Path, exec: bool) -> io::Result<Mapped> {
+        // O_NONBLOCK stays: a mapping never reads through the descriptor.
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            let kind = kind_name(meta.file_type());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{kind}, not a regular file")));
+        }
+        let len = usize::try_from(meta.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
+        }
+        let prot = libc::PROT_READ | if exec { libc::PROT_EXEC } else { 0 };
+        // SAFETY: a fresh private mapping of an open file, unmapped in Drop;
+        // its bytes are only read through `bytes`, within `len`.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as self lives.
+        // (A file truncated meanwhile would fault; these are the module, the
+        // system's libraries and ld.so.cache, which are replaced by rename,
+        // not rewritten.)
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `open`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
 }
 
 #[cfg(test)]

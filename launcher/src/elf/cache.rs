@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::object::Want;
+use crate::input::Mapped;
 
 const MAGIC_NEW: &[u8] = b"glibc-ld.so.cache1.1";
 const MAGIC_OLD: &[u8] = b"ld.so-1.7.0";
@@ -25,9 +26,8 @@ struct Entry<'a> {
 
 /// The cache file's bytes; entries are read where a lookup lands (a binary
 /// search, as elf/dl-cache.c does), not parsed up front.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cache {
-    data: Vec<u8>,
+    data: Bytes,
     /// Where the new-format table starts.
     start: usize,
     nlibs: usize,
@@ -36,19 +36,39 @@ pub struct Cache {
     id: i32,
 }
 
+/// The file mapped, as the loader maps it: a `deps` of a small closure
+/// would otherwise spend a tenth of its time copying the cache into fresh
+/// heap pages.
+enum Bytes {
+    Mapped(Mapped),
+    #[cfg(test)]
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m.bytes(),
+            #[cfg(test)]
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 impl Cache {
     pub fn read(path: &Path) -> Option<Cache> {
-        Cache::parse_owned(std::fs::read(path).ok()?)
+        Cache::parse_owned(Bytes::Mapped(Mapped::open(path, false).ok()?))
     }
 
     /// `None` for anything that is not a cache this culaunch understands;
     /// never panics on a truncated or hostile file.
     #[cfg(test)]
     pub fn parse(data: &[u8]) -> Option<Cache> {
-        Cache::parse_owned(data.to_vec())
+        Cache::parse_owned(Bytes::Owned(data.to_vec()))
     }
 
-    fn parse_owned(data: Vec<u8>) -> Option<Cache> {
+    fn parse_owned(data: Bytes) -> Option<Cache> {
         let start = if data.starts_with(MAGIC_NEW) {
             0
         } else if data.starts_with(MAGIC_OLD) {
@@ -67,8 +87,7 @@ impl Cache {
         NEW_HEADER.checked_add(nlibs.checked_mul(NEW_ENTRY)?).filter(|&end| end <= new.len())?;
         let string = |offset: u32| -> Option<Vec<u8>> { string_at(new, offset).map(<[u8]>::to_vec) };
         let hwcaps_names = if extension != 0 { parse_hwcaps_extension(new, extension, &string) } else { Vec::new() };
-        let mut c = Cache { data: Vec::new(), start, nlibs, hwcaps_names, id: default_id(Want::native()) };
-        c.data = data;
+        let c = Cache { data, start, nlibs, hwcaps_names, id: default_id(Want::native()) };
         // A table whose strings do not resolve is not a cache. A string
         // resolves when a NUL follows its offset: one scan for the last NUL
         // instead of one per string (a thousand entries on a desktop).

@@ -2,6 +2,7 @@
 //! `object.rs`.
 
 pub(crate) mod cache;
+mod listing;
 mod machine;
 pub(crate) mod object;
 pub(crate) mod places;

@@ -101,9 +101,32 @@ pub struct Resolver {
 const INDEX_SHORT_FROM: usize = 3;
 const INDEX_SHORT_MAX: usize = 512;
 
-/// File name -> positions of the directories that hold it, and the
-/// positions of directories that could not be listed.
-type DirIndex = (FastMap<Vec<u8>, Vec<u32>>, Vec<u32>);
+/// Which directories of a list hold a name, from their listings: (hash of
+/// the name, position of the directory), sorted; and the positions of the
+/// directories that could not be listed. One allocation for all the names
+/// (a map of owned names cost three allocations per entry). Two names of
+/// one hash only cost an open(2) that finds nothing: every candidate is
+/// still opened.
+struct DirIndex {
+    by_hash: Vec<(u64, u32)>,
+    unlisted: Vec<u32>,
+}
+
+impl DirIndex {
+    /// Positions, ascending, of the directories that may hold `name`.
+    fn listed(&self, name: &[u8]) -> impl Iterator<Item = u32> + '_ {
+        let h = name_hash(name);
+        let from = self.by_hash.partition_point(|&(x, _)| x < h);
+        self.by_hash[from..].iter().take_while(move |&&(x, _)| x == h).map(|&(_, at)| at)
+    }
+}
+
+fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = super::FxHasher::default();
+    h.write(name);
+    h.finish()
+}
 
 /// An expanded search list: every directory with its subdirectories, in
 /// the order the loader tries them, those that do not exist left out.
@@ -402,7 +425,7 @@ impl Resolver {
         } else {
             None
         };
-        let Some((index, unlisted)) = index else {
+        let Some(index) = index else {
             for dir in &list.dirs {
                 if let Some(found) = try_at(self, dir, tried, true) {
                     return found;
@@ -410,17 +433,16 @@ impl Resolver {
             }
             return InDirs::None;
         };
-        let listed = index.get(name).map(Vec::as_slice).unwrap_or_default();
-        let (mut a, mut b) = (listed.iter().peekable(), unlisted.iter().peekable());
+        let (mut a, mut b) = (index.listed(name).peekable(), index.unlisted.iter().copied().peekable());
         loop {
             let next = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) if x <= y => a.next(),
+                (Some(&x), Some(&y)) if x <= y => a.next(),
                 (Some(_), Some(_)) => b.next(),
                 (Some(_), None) => a.next(),
                 (None, Some(_)) => b.next(),
                 (None, None) => break,
             };
-            let Some(&at) = next else { break };
+            let Some(at) = next else { break };
             if let Some(found) = try_at(self, &list.dirs[at as usize], tried, false) {
                 return found;
             }
@@ -435,27 +457,25 @@ impl Resolver {
     /// [`INDEX_SHORT_MAX`] entries, where listing costs more than the
     /// open(2) calls it saves.
     fn index(&self, dirs: &[Vec<u8>], capped: bool) -> Option<DirIndex> {
-        let mut index: FastMap<Vec<u8>, Vec<u32>> = FastMap::default();
+        let mut by_hash = Vec::new();
         let mut unlisted = Vec::new();
-        let mut entries_seen = 0usize;
         for (i, dir) in dirs.iter().enumerate() {
             let at = self.rooted(if dir.is_empty() { b"." } else { dir });
-            match std::fs::read_dir(Path::new(OsStr::from_bytes(&at))) {
-                Ok(entries) => {
-                    for e in entries.flatten() {
-                        entries_seen += 1;
-                        if capped && entries_seen > INDEX_SHORT_MAX {
-                            return None;
-                        }
-                        index.entry(e.file_name().as_bytes().to_vec()).or_default().push(i as u32);
-                    }
-                }
+            let listed = super::listing::each_name(&at, |name| {
+                by_hash.push((name_hash(name), i as u32));
+                !(capped && by_hash.len() > INDEX_SHORT_MAX)
+            });
+            match listed {
+                Ok(true) => {}
+                Ok(false) => return None,
                 // Searchable but not readable (mode 0711): open(2) may still
                 // find a file in it.
                 Err(_) => unlisted.push(i as u32),
             }
         }
-        Some((index, unlisted))
+        by_hash.sort_unstable();
+        by_hash.dedup();
+        Some(DirIndex { by_hash, unlisted })
     }
 
     fn exists(&mut self, dir: &[u8]) -> bool {

@@ -7,60 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
-/// A read-only private mapping of a whole file.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path) -> io::Result<Mapped> {
-        use std::os::unix::io::AsRawFd;
-        let file = std::fs::OpenOptions::new().read(true).custom_flags_nonblock().open(path)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-        }
-        let len = usize::try_from(meta.len()).map_err(|_| bad("too large"))?;
-        if len == 0 {
-            return Err(bad("empty file"));
-        }
-        // SAFETY: a fresh private read-only mapping of a file we opened;
-        // checked for failure below. The file may change under us, which
-        // can only change bytes we read, never memory safety of the bounds
-        // we check (the length is fixed at map time; a truncation gives
-        // SIGBUS, as for any reader of a mapped file).
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapped { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr/len describe a live mapping owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for std::fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK)
-    }
-}
+use crate::input::Mapped;
 
 fn bad(e: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("corrupt ELF file: {e}"))
@@ -190,7 +137,7 @@ const PT_DYNAMIC: u32 = 2;
 
 impl DynObject {
     pub fn open(path: &Path) -> io::Result<DynObject> {
-        let map = Mapped::open(path)?;
+        let map = Mapped::open(path, false)?;
         let b = map.bytes();
         if b.len() < 64 || &b[..4] != b"\x7fELF" {
             return Err(bad("not ELF"));

@@ -8,52 +8,12 @@
 pub mod elfver;
 pub mod stub32;
 
-use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::elf;
-
-/// The file, mapped read-only and private. Executable too when asked, as the
-/// loader maps a module's code: a `noexec` mount refuses that with EPERM.
-struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    fn open(path: &Path, exec: bool) -> io::Result<Mapped> {
-        let file = File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(|_| io::ErrorKind::InvalidData)?;
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
-        }
-        let prot = libc::PROT_READ | if exec { libc::PROT_EXEC } else { 0 };
-        // SAFETY: a fresh private mapping of an open file, unmapped in Drop;
-        // its bytes are only read through `bytes`.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapped { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes for as long as self lives.
-        // (A file truncated meanwhile would fault; these are the module and
-        // the system's libraries, which are replaced by rename, not rewritten.)
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
+use crate::input::Mapped;
 
 /// The loader must be able to map the module's code: readable, and on a
 /// filesystem that allows execution.
