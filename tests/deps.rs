@@ -200,6 +200,38 @@ fn a_glibc_hwcaps_subdirectory_is_preferred() {
     assert_eq!(e["path"].as_str().unwrap().contains("glibc-hwcaps/x86-64-v2"), v2_supported, "{e}");
 }
 
+/// Search-list directories are listed once, and the listing answers which
+/// of the loader's subdirectories exist: one that is a link to a directory,
+/// and a file where a subdirectory would be, must be judged as the loader
+/// judges them, and a name no directory holds must still end not found.
+#[test]
+fn subdirectories_seen_through_a_listing_are_judged_as_the_loader_judges_them() {
+    let d = Dir::new("listed");
+    d.build("lib-a/libx.so", false, &[], &[]);
+    d.build("real-hwcaps/x86-64-v2/libx.so", false, &[], &[]);
+    std::os::unix::fs::symlink("../real-hwcaps", d.path("lib-a/glibc-hwcaps")).unwrap();
+    std::fs::write(d.path("lib-a/tls"), b"a file, not a directory").unwrap();
+    d.build("lib-b/liby.so", false, &[], &[]);
+    d.build("lib-c/libz.so", false, &[], &[]);
+    d.build("real-x86_64/libz.so", false, &[], &[]);
+    std::os::unix::fs::symlink("../real-x86_64", d.path("lib-c/x86_64")).unwrap();
+    d.build("lib-c/libgone.so", false, &[], &[]);
+    let rpath = format!(
+        "-Wl,--disable-new-dtags,-rpath,{}:{}:{}",
+        d.path("lib-a").display(),
+        d.path("lib-b").display(),
+        d.path("lib-c").display()
+    );
+    let exe =
+        d.build("bin/prog", true, &["lib-a/libx.so", "lib-b/liby.so", "lib-c/libz.so", "lib-c/libgone.so"], &[&rpath]);
+    std::fs::remove_file(d.path("lib-c/libgone.so")).unwrap();
+    let lines = ldd_lines(&exe, &[]);
+    assert!(lines.iter().any(|l| l == "libgone.so => not found"), "{lines:?}");
+    for name in ["libx.so", "liby.so", "libz.so"] {
+        assert_eq!(rule(&agree(&exe, &[], name)), "rpath", "{name}");
+    }
+}
+
 #[test]
 fn nodeflib_skips_the_cache_and_default_directories() {
     let d = Dir::new("nodeflib");

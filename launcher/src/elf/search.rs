@@ -87,6 +87,8 @@ pub struct Resolver {
     /// Re-rooting of every path the loader would open (`deps --root`).
     root: Option<Vec<u8>>,
     dir_exists: FastMap<Vec<u8>, bool>,
+    /// Directories listed so far (search-list directories, at expansion).
+    listings: FastMap<Vec<u8>, Listed>,
     /// Search lists already expanded, by (object, list kind).
     lists: FastMap<(usize, u8), Rc<SearchList>>,
     /// The same lists by their text and `$ORIGIN`: objects of one package
@@ -100,6 +102,35 @@ pub struct Resolver {
 /// search on, when their directories hold at most `INDEX_SHORT_MAX` entries.
 const INDEX_SHORT_FROM: usize = 3;
 const INDEX_SHORT_MAX: usize = 512;
+
+/// A search-list directory is listed when its list is expanded, if it
+/// holds at most this many names: the listing says which of the loader's
+/// subdirectories exist (five stats a directory before) and which names it
+/// holds (an open(2) per name a directory before). A larger one (a system
+/// directory in LD_LIBRARY_PATH) costs one getdents64 to find so.
+const LISTING_MAX: usize = 512;
+
+/// What listing a directory gave.
+#[derive(Clone)]
+enum Listed {
+    /// Its names, hashed and sorted, each with whether it may be a directory.
+    Names(Rc<[(u64, bool)]>),
+    /// More than [`LISTING_MAX`] names.
+    TooMany,
+    /// It could not be opened or read.
+    Unlisted,
+}
+
+impl Listed {
+    /// Whether `name` may be in the directory: `Some(false)` is exact (not
+    /// there, or not a directory when `dir` is asked); `None`: not listed.
+    fn may_hold(&self, name: &[u8], dir: bool) -> Option<bool> {
+        let Listed::Names(names) = self else { return None };
+        let h = name_hash(name);
+        let from = names.partition_point(|&(x, _)| x < h);
+        Some(names[from..].iter().take_while(|&&(x, _)| x == h).any(|&(_, d)| d || !dir))
+    }
+}
 
 /// Which directories of a list hold a name, from their listings: (hash of
 /// the name, position of the directory), sorted; and the positions of the
@@ -138,6 +169,9 @@ struct SearchList {
     index: OnceCell<Option<DirIndex>>,
     /// How many searches used it.
     uses: std::cell::Cell<u32>,
+    /// Every directory was listed at expansion: the index costs no system
+    /// call, so even the first search uses it.
+    listed: bool,
 }
 
 enum InDirs {
@@ -158,6 +192,7 @@ impl Resolver {
             want,
             root: None,
             dir_exists: FastMap::default(),
+            listings: FastMap::default(),
             lists: FastMap::default(),
             lists_by_text: FastMap::default(),
             llp: None,
@@ -252,7 +287,9 @@ impl Resolver {
                 Some(l) => l.clone(),
                 None => {
                     let dirs: Vec<Vec<u8>> = self.platform.system_dirs.iter().map(|d| with_slash(d)).collect();
-                    let l = Rc::new(self.expand_subdirs(dirs));
+                    // Not listed: the system directories are large, and
+                    // ld.so.cache answers for them first.
+                    let l = Rc::new(self.expand_subdirs(dirs, false));
                     self.defaults = Some(l.clone());
                     l
                 }
@@ -296,7 +333,7 @@ impl Resolver {
             Some(l) => l.clone(),
             None => {
                 let dirs = self.dirs(list, separators, origin);
-                let l = Rc::new(self.expand_subdirs(dirs));
+                let l = Rc::new(self.expand_subdirs(dirs, true));
                 self.lists_by_text.insert(text, l.clone());
                 l
             }
@@ -307,11 +344,15 @@ impl Resolver {
         l
     }
 
-    fn expand_subdirs(&mut self, dirs: Vec<Vec<u8>>) -> SearchList {
+    /// `list`: list each directory first (see [`LISTING_MAX`]).
+    fn expand_subdirs(&mut self, dirs: Vec<Vec<u8>>, list: bool) -> SearchList {
         let subdirs = std::mem::take(&mut self.platform.subdirs);
         let mut out = Vec::new();
         let mut d = Vec::new();
         for dir in dirs {
+            if list {
+                self.listing(&dir, Some(LISTING_MAX));
+            }
             // A directory that does not exist has no subdirectories: one
             // stat, not one per subdirectory.
             if !self.exists(&dir) {
@@ -342,7 +383,8 @@ impl Resolver {
             }
         }
         self.platform.subdirs = subdirs;
-        SearchList { dirs: out, index: OnceCell::new(), uses: std::cell::Cell::new(0) }
+        let listed = list && out.iter().all(|d| matches!(self.listings.get(d), Some(Listed::Names(_))));
+        SearchList { dirs: out, index: OnceCell::new(), uses: std::cell::Cell::new(0), listed }
     }
 
     /// A search list split and expanded like `fillin_rpath`: `$ORIGIN`,
@@ -415,13 +457,16 @@ impl Resolver {
         };
         let uses = list.uses.get();
         list.uses.set(uses.saturating_add(1));
-        // Long lists are indexed at once; short ones from their second
+        // Lists whose directories were all listed at expansion, and long
+        // lists, are indexed at once; other short ones from their second
         // search on (a torch library's RPATH of a dozen wheel directories
         // answers twenty names: one listing of each, not an open(2) per
         // name per directory), unless their directories are large.
-        let indexed = list.dirs.len() >= INDEX_FROM || (list.dirs.len() >= INDEX_SHORT_FROM && uses >= 1);
+        let indexed =
+            list.listed || list.dirs.len() >= INDEX_FROM || (list.dirs.len() >= INDEX_SHORT_FROM && uses >= 1);
         let index = if indexed {
-            list.index.get_or_init(|| self.index(&list.dirs, list.dirs.len() < INDEX_FROM)).as_ref()
+            let capped = !list.listed && list.dirs.len() < INDEX_FROM;
+            list.index.get_or_init(|| self.index(&list.dirs, capped)).as_ref()
         } else {
             None
         };
@@ -456,21 +501,20 @@ impl Resolver {
     /// Lists every directory once. `capped`: give up (None) past
     /// [`INDEX_SHORT_MAX`] entries, where listing costs more than the
     /// open(2) calls it saves.
-    fn index(&self, dirs: &[Vec<u8>], capped: bool) -> Option<DirIndex> {
+    fn index(&mut self, dirs: &[Vec<u8>], capped: bool) -> Option<DirIndex> {
         let mut by_hash = Vec::new();
         let mut unlisted = Vec::new();
         for (i, dir) in dirs.iter().enumerate() {
-            let at = self.rooted(if dir.is_empty() { b"." } else { dir });
-            let listed = super::listing::each_name(&at, |name| {
-                by_hash.push((name_hash(name), i as u32));
-                !(capped && by_hash.len() > INDEX_SHORT_MAX)
-            });
-            match listed {
-                Ok(true) => {}
-                Ok(false) => return None,
+            let room = capped.then(|| INDEX_SHORT_MAX.saturating_sub(by_hash.len()));
+            match self.listing(dir, room) {
+                Listed::Names(names) => by_hash.extend(names.iter().map(|&(h, _)| (h, i as u32))),
+                Listed::TooMany => return None,
                 // Searchable but not readable (mode 0711): open(2) may still
                 // find a file in it.
-                Err(_) => unlisted.push(i as u32),
+                Listed::Unlisted => unlisted.push(i as u32),
+            }
+            if capped && by_hash.len() > INDEX_SHORT_MAX {
+                return None;
             }
         }
         by_hash.sort_unstable();
@@ -478,9 +522,59 @@ impl Resolver {
         Some(DirIndex { by_hash, unlisted })
     }
 
+    /// The names in `dir`, listed once; `max`: stop past that many, and
+    /// say so. A directory found too large is listed again when asked
+    /// without a bound.
+    fn listing(&mut self, dir: &[u8], max: Option<usize>) -> Listed {
+        match self.listings.get(dir) {
+            Some(Listed::TooMany) if max.is_none() => {}
+            Some(Listed::TooMany) => return Listed::TooMany,
+            Some(l) => return l.clone(),
+            None => {}
+        }
+        let at = self.rooted(if dir.is_empty() { b"." } else { dir });
+        let mut names = Vec::new();
+        let listed = super::listing::each_name(&at, |name, may_be_dir| {
+            names.push((name_hash(name), may_be_dir));
+            max.is_none_or(|m| names.len() <= m)
+        });
+        let l = match listed {
+            Ok(true) => {
+                names.sort_unstable();
+                names.dedup();
+                Listed::Names(names.into())
+            }
+            Ok(false) => Listed::TooMany,
+            Err(_) => Listed::Unlisted,
+        };
+        // Opening it as a directory answered whether it is one, unless
+        // permissions or resources were in the way.
+        let is_dir = match &listed {
+            Ok(_) => Some(true),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => Some(false),
+                _ => None,
+            },
+        };
+        if let Some(is) = is_dir {
+            self.dir_exists.entry(dir.to_vec()).or_insert(is);
+        }
+        self.listings.insert(dir.to_vec(), l.clone());
+        l
+    }
+
     fn exists(&mut self, dir: &[u8]) -> bool {
         if let Some(&known) = self.dir_exists.get(dir) {
             return known;
+        }
+        // A name its parent's listing lacks, or holds as no directory, is
+        // not there: no stat. One it holds is still asked (a link, or two
+        // names of one hash).
+        if let Some((parent, name)) = split_last_component(dir) {
+            if self.listings.get(parent).and_then(|l| l.may_hold(name, true)) == Some(false) {
+                self.dir_exists.insert(dir.to_vec(), false);
+                return false;
+            }
         }
         let probe = self.rooted(if dir.is_empty() { b"." } else { dir });
         let is = Path::new(OsStr::from_bytes(&probe)).is_dir();
@@ -541,6 +635,15 @@ impl Tried {
         }
         out
     }
+}
+
+/// `/a/b/sub/` -> (`/a/b/`, `sub`); `None` for `/`, `` and a name of no
+/// parent (`sub/`).
+fn split_last_component(dir: &[u8]) -> Option<(&[u8], &[u8])> {
+    let trimmed = dir.strip_suffix(b"/")?;
+    let at = trimmed.iter().rposition(|&b| b == b'/')?;
+    let name = &trimmed[at + 1..];
+    (!name.is_empty() && name != b"." && name != b"..").then(|| (&dir[..=at], name))
 }
 
 fn with_slash(dir: &[u8]) -> Vec<u8> {
