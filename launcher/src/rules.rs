@@ -508,6 +508,15 @@ pub struct Files {
     /// What the loader finds for (top, name): one closure per pair, not per
     /// symbol.
     resolved: RefCell<HashMap<(PathBuf, Vec<u8>), Resolved>>,
+    /// Each host path's (device, inode) and canonical form: asked afresh
+    /// per report, they were 6,280 `statx` calls for libtorch_python.so's
+    /// 333 undefined symbols.
+    ids: RefCell<elf::FastMap<PathBuf, Option<(u64, u64)>>>,
+    canonical: RefCell<elf::FastMap<PathBuf, Option<PathBuf>>>,
+    /// Which of `loaded` (its index) answers to a name: asked per report and
+    /// per DT_NEEDED name, the search hashed every loaded object's path, a
+    /// third of that `deps --check`.
+    loaded_as: RefCell<elf::FastMap<Vec<u8>, Option<usize>>>,
 }
 
 type Resolved = Option<(PathBuf, Option<String>)>;
@@ -568,10 +577,15 @@ impl Scene<'_> {
     /// The last object loaded under `name` (its file name or SONAME).
     fn loaded_as(&self, name: &[u8]) -> Option<&(PathBuf, Option<String>)> {
         use std::os::unix::ffi::OsStrExt;
-        self.loaded.iter().rev().find(|(p, _)| {
+        if let Some(&i) = self.files.loaded_as.borrow().get(name) {
+            return i.map(|i| &self.loaded[i]);
+        }
+        let i = self.loaded.iter().rposition(|(p, _)| {
             p.file_name().is_some_and(|f| f.as_bytes() == name)
                 || self.header(p).and_then(|h| h.soname.clone()).as_deref() == Some(name)
-        })
+        });
+        self.files.loaded_as.borrow_mut().insert(name.to_vec(), i);
+        i.map(|i| &self.loaded[i])
     }
 
     /// Where to look for what `anchor` (the requester) lacked.
@@ -599,6 +613,33 @@ impl Scene<'_> {
         places
     }
 
+    /// The (device, inode) of a host path, asked once.
+    fn file_id(&self, host: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(id) = self.files.ids.borrow().get(host) {
+            return *id;
+        }
+        let id = std::fs::metadata(host).ok().map(|m| (m.dev(), m.ino()));
+        self.files.ids.borrow_mut().insert(host.to_path_buf(), id);
+        id
+    }
+
+    /// Whether two host paths name one file.
+    fn same_file(&self, a: &Path, b: &Path) -> bool {
+        let a = self.file_id(a);
+        a.is_some() && a == self.file_id(b)
+    }
+
+    /// A host path with its links resolved, asked once.
+    fn canonical(&self, host: &Path) -> Option<PathBuf> {
+        if let Some(c) = self.files.canonical.borrow().get(host) {
+            return c.clone();
+        }
+        let c = std::fs::canonicalize(host).ok();
+        self.files.canonical.borrow_mut().insert(host.to_path_buf(), c.clone());
+        c
+    }
+
     /// The files named `name` in the places of `anchor`.
     fn candidates(&self, anchor: Option<&Path>, name: &[u8]) -> Candidates {
         let key = (anchor.map(Path::to_path_buf).unwrap_or_default(), name.to_vec());
@@ -609,12 +650,6 @@ impl Scene<'_> {
         self.files.candidates.borrow_mut().insert(key, found.clone());
         found
     }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    id(a).is_some() && id(a) == id(b)
 }
 
 fn text(p: &Path) -> String {
@@ -713,7 +748,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         let given = match f.reason {
             FailReason::WrongClass if named_path.is_none() => wrong_file.clone().map(|p| (p, None)),
             FailReason::MissingVersion | FailReason::WrongClass => named_path.map(|p| {
-                let step = scene.loaded.iter().find(|(l, _)| same_file(&scene.host(l), &scene.host(&p)));
+                let step = scene.loaded.iter().find(|(l, _)| scene.same_file(&scene.host(l), &scene.host(&p)));
                 (p, step.and_then(|(_, s)| s.clone()))
             }),
             _ => None,
@@ -724,7 +759,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         let resolved = || scene.resolved(top.as_deref()?, name);
         let provider: Option<(PathBuf, Option<String>)> = match given.or_else(|| scene.loaded_as(name).cloned()) {
             Some((p, None)) => {
-                let step = resolved().filter(|(r, _)| same_file(r, &scene.host(&p))).and_then(|(_, s)| s);
+                let step = resolved().filter(|(r, _)| scene.same_file(r, &scene.host(&p))).and_then(|(_, s)| s);
                 Some((p, step))
             }
             Some(known) => Some(known),
@@ -736,15 +771,12 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
             version: f.version.as_deref().map(str::as_bytes),
             class,
         };
-        let provider_id = provider.as_ref().and_then(|(p, _)| {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(scene.host(p)).ok().map(|m| (m.dev(), m.ino()))
-        });
+        let provider_id = provider.as_ref().and_then(|(p, _)| scene.file_id(&scene.host(p)));
         let candidates = scene.candidates(anchor.as_deref(), name);
         let alt = elf::symbols::find_alternative(&wanted, provider_id, &candidates);
         // The trace's paths are canonical; so is the file named to load.
         let alt = alt.map(|c| match scene.ctx.root {
-            None => (std::fs::canonicalize(&c.path).unwrap_or_else(|_| c.path.clone()), c.label.clone()),
+            None => (scene.canonical(&c.path).unwrap_or_else(|| c.path.clone()), c.label.clone()),
             Some(_) => (c.path.clone(), c.label.clone()),
         });
         let found = alt.is_some();
@@ -855,17 +887,18 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
 /// directory, the loader would map `good` for `name` instead.
 fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good: &Path) -> Option<Fix> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = scene.host(provider).parent().and_then(|d| std::fs::canonicalize(d).ok())?;
+    let dir = scene.host(provider).parent().and_then(|d| scene.canonical(d))?;
     let llp = scene.ctx.ld_library_path.clone().unwrap_or_default();
     let (drop, keep): (Vec<&[u8]>, Vec<&[u8]>) =
         llp.split(|&b| b == b':' || b == b';').filter(|e| !e.is_empty()).partition(|e| {
             let e = scene.host(Path::new(std::ffi::OsStr::from_bytes(e)));
-            std::fs::canonicalize(e).ok().as_ref() == Some(&dir)
+            scene.canonical(&e).as_ref() == Some(&dir)
         });
     let entry = drop.first()?;
     let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')), deadline: None };
     let (got, _) = elf::resolves_to(top, name, &ctx)?;
-    same_file(&got, good)
+    scene
+        .same_file(&got, good)
         .then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
 }
 
