@@ -1340,3 +1340,153 @@ fn a_bloom_filter_whose_word_count_is_not_a_power_of_two_stops_the_load_like_the
         assert!(warning.contains("the loader stops at") && warning.contains(glibc_words), "{warning}");
     }
 }
+
+/// `ldd FILE` and `culaunch deps --ldd FILE` run in `cwd`, each as printed
+/// (ldd's addresses and vDSO line left out).
+fn both_in(cwd: &Path, file: &Path, env: &[(&str, &OsStr)]) -> (String, String) {
+    let run = |cmd: &mut Command| cmd.current_dir(cwd).env_remove("LD_LIBRARY_PATH").envs(env.iter().copied()).output();
+    let ldd = run(Command::new("ldd").arg(file)).unwrap();
+    let ours = run(Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(file)).unwrap();
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    (ldd_text(&ldd), String::from_utf8_lossy(&ours.stdout).into_owned())
+}
+
+/// ld.so gives up the rest of a search list when a candidate fails to
+/// open otherwise than with ENOENT or EACCES (`open_path`): a link loop, a
+/// socket. A later list still answers.
+#[test]
+fn a_candidate_that_fails_to_open_otherwise_ends_the_search_of_its_list() {
+    let d = scratch("give-up");
+    d.build("good/libgu.so", false, &[], &[]);
+    std::fs::create_dir_all(d.path("loop")).unwrap();
+    std::os::unix::fs::symlink("libgu.so", d.path("loop/libgu.so")).unwrap();
+    std::fs::create_dir_all(d.path("sock")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(d.path("sock/libgu.so")).unwrap();
+    let rpath = |first: &str| {
+        format!("-Wl,--disable-new-dtags,-rpath,{}:{}", d.path(first).display(), d.path("good").display())
+    };
+    for first in ["loop", "sock"] {
+        let exe = d.build(&format!("bin/{first}"), true, &["good/libgu.so"], &[&rpath(first)]);
+        assert!(ldd_lines(&exe, &[]).contains(&"libgu.so => not found".to_owned()), "the loader gives up at {first}/");
+        assert_eq!(rule(&agree(&exe, &[], "libgu.so")), "missing", "{first}");
+    }
+    // On LD_LIBRARY_PATH the loop ends that list only: RUNPATH finds it.
+    let runpath = format!("-Wl,--enable-new-dtags,-rpath,{}", d.path("good").display());
+    let exe = d.build("bin/runpath", true, &["good/libgu.so"], &[&runpath]);
+    let llp = d.path("loop");
+    assert_eq!(rule(&agree(&exe, &[("LD_LIBRARY_PATH", llp.as_os_str())], "libgu.so")), "runpath");
+}
+
+/// An empty LD_LIBRARY_PATH is none (`_dl_init_paths`); an empty entry in
+/// a list is the current directory, and a library found there is named
+/// without `=>`, its path being its name.
+#[test]
+fn an_empty_ld_library_path_is_none_and_an_empty_entry_the_current_directory() {
+    let d = scratch("empty-entry");
+    d.build("here/libhere.so", false, &[], &[]);
+    let exe = d.build("bin/prog", true, &["here/libhere.so"], &[]);
+    let here = d.path("here");
+    for llp in ["", "/nonexistent:", ":/nonexistent", "/nonexistent::/nonexistent2"] {
+        let (ldd, ours) = both_in(&here, &exe, &[("LD_LIBRARY_PATH", OsStr::new(llp))]);
+        assert_eq!(ours, ldd, "LD_LIBRARY_PATH={llp:?}");
+        let found = ldd.contains("\tlibhere.so\n");
+        assert_eq!(found, !llp.is_empty(), "LD_LIBRARY_PATH={llp:?}: {ldd}");
+    }
+}
+
+/// A DT_NEEDED of `..` opens the directory above the search entry, and
+/// the loader stops at reading it. A listing never shows `.` or `..`; the
+/// search must still find them.
+#[test]
+fn a_needed_dot_dot_is_the_directory_above_as_the_loader_finds_it() {
+    let d = scratch("dot-dot");
+    std::fs::create_dir_all(d.path("A")).unwrap();
+    let lib = d.path("libdots.so");
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-Wl,-soname,..".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    let exe = d.path("prog");
+    let rpath = format!("-Wl,-rpath,{}", d.path("A").display());
+    cc(&[
+        fixture_src("needs.c").as_os_str(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fixture_src("fakelib.c").as_os_str(),
+        "-o".as_ref(),
+        exe.as_os_str(),
+        "-Wl,--no-as-needed".as_ref(),
+        lib.as_os_str(),
+        rpath.as_ref(),
+    ]);
+    let ldd = Command::new("ldd").arg(&exe).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let above = format!("{}/..", d.path("A").display());
+    assert!(ldd_text(&ldd).contains(&format!("{above}: cannot read file data: Error 21")), "{}", ldd_text(&ldd));
+    let out = Command::new(CULAUNCH).args(["deps", "--ldd"]).arg(&exe).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("\t.. => {above} (refused: cannot read file data: Error 21)")), "{text}");
+}
+
+/// A name the directory's listing lacks may still open where lookups fold
+/// case (vfat, CIFS, an ext4 directory with casefolding): modelled by a
+/// FUSE file system that lists `libcase.so` and opens `libCASE.so`. Needs
+/// root and /dev/fuse; says so and passes over otherwise.
+#[test]
+fn where_lookups_fold_case_a_name_the_listing_lacks_is_still_tried() {
+    if !is_root() || !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: needs root and /dev/fuse");
+        return;
+    }
+    let d = scratch("casefold");
+    let server = d.path("casefold_fuse");
+    cc(&[fixture_src("casefold_fuse.c").as_os_str(), "-o".as_ref(), server.as_os_str()]);
+    let lib = d.path("src/libcase.so");
+    std::fs::create_dir_all(d.path("src")).unwrap();
+    cc(&[
+        "-shared".as_ref(),
+        "-fPIC".as_ref(),
+        "-Wl,-soname,libCASE.so".as_ref(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        fixture_src("fakelib.c").as_os_str(),
+    ]);
+    let mnt = d.path("ci");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let served = Command::new(&server).arg(&mnt).arg("libcase.so").arg(&lib).status().unwrap();
+    if !served.success() {
+        eprintln!("skipped: cannot mount a FUSE file system here");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _mounted = Unmount(mnt.clone());
+    for (name, dtags) in [("rpath", "--disable-new-dtags"), ("runpath", "--enable-new-dtags")] {
+        let exe = d.path(name);
+        let rpath = format!("-Wl,{dtags},-rpath,{}", mnt.display());
+        cc(&[
+            fixture_src("needs.c").as_os_str(),
+            "-DFIXTURE_MAIN".as_ref(),
+            fixture_src("fakelib.c").as_os_str(),
+            "-o".as_ref(),
+            exe.as_os_str(),
+            "-Wl,--no-as-needed".as_ref(),
+            lib.as_os_str(),
+            rpath.as_ref(),
+        ]);
+        let want = format!("libCASE.so => {}/libCASE.so", mnt.display());
+        assert!(ldd_lines(&exe, &[]).contains(&want), "the loader opens it: {:?}", ldd_lines(&exe, &[]));
+        assert_eq!(rule(&agree(&exe, &[], "libCASE.so")), name);
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -204,7 +204,12 @@ fn ldd(c: &Closure, problems: Option<&[(Problem, Explanation)]>) -> Vec<u8> {
         }
         for (k, e) in c.edges.iter().enumerate() {
             match &e.to {
-                Target::New(i) if e.name.contains(&b'/') => line(&mut out, &[&c.nodes[*i].path]),
+                // ldd writes the name alone where the file's name is it
+                // (a path, or found through an empty entry: the current
+                // directory).
+                Target::New(i) if e.name.contains(&b'/') || e.name == c.nodes[*i].path => {
+                    line(&mut out, &[&c.nodes[*i].path])
+                }
                 Target::New(i) => line(&mut out, &[&e.name, b" => ", &c.nodes[*i].path]),
                 Target::Missing { .. } => line(&mut out, &[&e.name, b" => not found"]),
                 Target::Rejected { path, rejection, .. } => {

@@ -10,7 +10,9 @@ const BUFFER: usize = 32 << 10;
 
 /// Calls `each` with every name in `dir` but `.` and `..`, and whether it
 /// may be a directory (its `d_type` says so, or says a link or nothing),
-/// until it returns false. Ok(false): stopped by `each`.
+/// until it returns false. Ok(false): stopped by `each`. An error of kind
+/// `Unsupported`: `dir` is a directory, but its listing may lack names a
+/// lookup finds (see `lists_every_name`).
 pub fn each_name(dir: &[u8], mut each: impl FnMut(&[u8], bool) -> bool) -> io::Result<bool> {
     let path = CString::new(dir).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: a NUL-terminated path; the descriptor is closed below.
@@ -18,10 +20,58 @@ pub fn each_name(dir: &[u8], mut each: impl FnMut(&[u8], bool) -> bool) -> io::R
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let result = names_of(fd, &mut each);
+    let result =
+        if lists_every_name(fd) { names_of(fd, &mut each) } else { Err(io::Error::from(io::ErrorKind::Unsupported)) };
     // SAFETY: the descriptor opened above.
     unsafe { libc::close(fd) };
     result
+}
+
+/// Whether a listing of the directory open at `fd` holds every name that a
+/// lookup in it finds. Not where lookups fold case, nor where a lookup may
+/// answer for a name never listed: there a name the listing lacks may
+/// still open, and each candidate must be asked for.
+fn lists_every_name(fd: libc::c_int) -> bool {
+    // SAFETY: an all-zero statfs is a valid out-parameter.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open; `fs` is writable.
+    if unsafe { libc::fstatfs(fd, &mut fs) } != 0 {
+        return false;
+    }
+    let casefolded = || {
+        // The kernel reads and writes an int, whatever the request's name says.
+        let mut flags: libc::c_int = 0;
+        // SAFETY: FS_IOC_GETFLAGS writes one int to the pointer given.
+        let ok = unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags as *mut libc::c_int) } == 0;
+        ok && flags & FS_CASEFOLD_FL != 0
+    };
+    // The magic is a 32-bit value in a word whose type and sign vary by
+    // architecture.
+    fs_lists_every_name(fs.f_type as u64 as u32, casefolded)
+}
+
+/// `FS_CASEFOLD_FL` of <linux/fs.h>: a directory whose lookups fold case
+/// (ext4, f2fs and tmpfs, per directory, `chattr +F`).
+const FS_CASEFOLD_FL: libc::c_int = 0x4000_0000;
+
+/// The decision of `lists_every_name`, from the filesystem's magic
+/// (<linux/magic.h>) and, where directories may fold case one by one,
+/// whether this one does.
+fn fs_lists_every_name(magic: u32, casefolded: impl FnOnce() -> bool) -> bool {
+    match magic {
+        // Lookups fold case: vfat/msdos, exFAT, NTFS (ntfs, ntfs3), CIFS
+        // and SMB, HFS and HFS+, ISO 9660, UDF, JFS, and ZFS (a dataset
+        // property this cannot read).
+        0x4d44 | 0x2011_bab0 | 0x5346_544e | 0x7366_746e | 0xff53_4d42 | 0xfe53_4d42 | 0x517b | 0x4244 | 0x482b
+        | 0x9660 | 0x1501_3346 | 0x3153_464a | 0x2fc1_2fc1 => false,
+        // Lookups answer for what no listing shows: autofs mounts on
+        // demand, and a FUSE daemon answers as it likes.
+        0x0187 | 0x6573_5546 => false,
+        // Case folding is a directory's attribute: ext2/3/4, f2fs, tmpfs,
+        // bcachefs.
+        0xef53 | 0xf2f5_2010 | 0x0102_1994 | 0xca45_1a4e => !casefolded(),
+        _ => true,
+    }
 }
 
 fn names_of(fd: libc::c_int, each: &mut impl FnMut(&[u8], bool) -> bool) -> io::Result<bool> {
@@ -104,6 +154,25 @@ mod tests {
         assert_eq!(seen, 10);
         assert!(each_name(dir.join("nothere").as_os_str().as_bytes(), |_, _| true).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn listings_are_trusted_only_where_lookups_find_nothing_more() {
+        // ext4 and tmpfs, unless the directory folds case.
+        assert!(fs_lists_every_name(0xef53, || false));
+        assert!(!fs_lists_every_name(0xef53, || true));
+        assert!(!fs_lists_every_name(0x0102_1994, || true));
+        // xfs, btrfs, overlayfs, NFS: the question is not asked.
+        for magic in [0x5846_5342, 0x9123_683e, 0x794c_7630, 0x6969] {
+            assert!(fs_lists_every_name(magic, || panic!("asked about {magic:x}")));
+        }
+        // vfat, CIFS, FUSE, autofs.
+        for magic in [0x4d44, 0xff53_4d42, 0x6573_5546, 0x0187] {
+            assert!(!fs_lists_every_name(magic, || false));
+        }
+        // This machine's temporary directory is listed.
+        let dir = std::env::temp_dir();
+        assert!(each_name(dir.as_os_str().as_bytes(), |_, _| false).is_ok(), "{} is not listed", dir.display());
     }
 
     #[test]

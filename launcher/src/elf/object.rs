@@ -130,8 +130,12 @@ impl Want {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Take(ElfHeader),
-    /// Passed over silently: absent, unopenable, another class or machine.
+    /// Passed over silently: absent, unreadable, another class or machine.
     Skip,
+    /// open(2) failed otherwise than with ENOENT or EACCES (a link loop, a
+    /// socket, a name too long): ld.so gives up the rest of that search
+    /// list (`open_path`), elsewhere it passes over the file.
+    GiveUp,
     /// The loader stops the whole load with this error (the program does not
     /// start; ldd prints it and exits 1).
     Reject(Rejection),
@@ -155,7 +159,11 @@ const LIBC_ABI_MAX: u8 = 4;
 /// section).
 pub fn open_verify(path: &Path, want: Want) -> Verdict {
     let reject = |message: &str| Verdict::Reject(Rejection { message: message.to_owned(), names_request: false });
-    let Ok(file) = open(path) else { return Verdict::Skip };
+    let file = match open(path) {
+        Ok(file) => file,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EACCES) | None) => return Verdict::Skip,
+        Err(_) => return Verdict::GiveUp,
+    };
     let Ok(meta) = file.metadata() else { return Verdict::Skip };
     if meta.is_dir() {
         // open(2) succeeds on a directory; read(2) fails with EISDIR, and

@@ -163,6 +163,9 @@ fn name_hash(name: &[u8]) -> u64 {
 /// the order the loader tries them, those that do not exist left out.
 struct SearchList {
     dirs: Vec<Vec<u8>>,
+    /// Per directory: it is an entry of the list itself, not one of its
+    /// subdirectories (the loader tries those first, the entry last).
+    entry: Vec<bool>,
     /// For long lists: name -> positions of the directories that hold it,
     /// and the positions of directories that could not be listed. `None`:
     /// a short list too large to index.
@@ -217,7 +220,7 @@ impl Resolver {
             let path = self.expand(name, requester.origin);
             return match self.check(&path) {
                 Verdict::Take(header) => Outcome::Found { path, header, reason: Reason::Direct },
-                Verdict::Skip => Outcome::Missing { tried: vec![path] },
+                Verdict::Skip | Verdict::GiveUp => Outcome::Missing { tried: vec![path] },
                 Verdict::Reject(rejection) => Outcome::Rejected { path, rejection, reason: Reason::Direct },
             };
         }
@@ -239,7 +242,8 @@ impl Resolver {
                 }
             }
         }
-        if self.ld_library_path.is_some() {
+        // An empty LD_LIBRARY_PATH is no list at all (`_dl_init_paths`).
+        if self.ld_library_path.as_ref().is_some_and(|l| !l.is_empty()) {
             let list = match &self.llp {
                 Some(l) => l.clone(),
                 None => {
@@ -278,7 +282,7 @@ impl Resolver {
                     Verdict::Reject(rejection) => {
                         return Outcome::Rejected { path, rejection, reason: Reason::LdSoCache }
                     }
-                    Verdict::Skip => tried.push(path),
+                    Verdict::Skip | Verdict::GiveUp => tried.push(path),
                 }
             }
         }
@@ -348,6 +352,7 @@ impl Resolver {
     fn expand_subdirs(&mut self, dirs: Vec<Vec<u8>>, list: bool) -> SearchList {
         let subdirs = std::mem::take(&mut self.platform.subdirs);
         let mut out = Vec::new();
+        let mut entry = Vec::new();
         let mut d = Vec::new();
         for dir in dirs {
             if list {
@@ -361,6 +366,7 @@ impl Resolver {
             for sub in &subdirs {
                 if sub.is_empty() {
                     out.push(dir.clone());
+                    entry.push(true);
                     continue;
                 }
                 // `tls/haswell/x86_64/` can only exist below an existing
@@ -379,12 +385,13 @@ impl Resolver {
                 }
                 if all {
                     out.push(d.clone());
+                    entry.push(false);
                 }
             }
         }
         self.platform.subdirs = subdirs;
         let listed = list && out.iter().all(|d| matches!(self.listings.get(d), Some(Listed::Names(_))));
-        SearchList { dirs: out, index: OnceCell::new(), uses: std::cell::Cell::new(0), listed }
+        SearchList { dirs: out, entry, index: OnceCell::new(), uses: std::cell::Cell::new(0), listed }
     }
 
     /// A search list split and expanded like `fillin_rpath`: `$ORIGIN`,
@@ -441,17 +448,20 @@ impl Resolver {
         // A path the loader would try, and what it makes of it; `keep`:
         // name it among the tried paths (an indexed search names its whole
         // list instead).
-        let try_at = |this: &mut Self, dir: &[u8], tried: &mut Tried, keep: bool| -> Option<InDirs> {
-            let mut path = dir.to_vec();
+        // A list entry whose own candidate fails to open otherwise than
+        // with ENOENT or EACCES ends the search of this list: the errno
+        // ld.so looks at is that of the entry's last try, the entry itself.
+        let try_at = |this: &mut Self, at: usize, tried: &mut Tried, keep: bool| -> Option<InDirs> {
+            let mut path = list.dirs[at].clone();
             path.extend_from_slice(name);
             match this.check(&path) {
                 Verdict::Take(h) => Some(InDirs::Found(path, h)),
                 Verdict::Reject(r) => Some(InDirs::Rejected(path, r)),
-                Verdict::Skip => {
+                verdict => {
                     if keep {
                         tried.push(path);
                     }
-                    None
+                    (verdict == Verdict::GiveUp && list.entry[at]).then_some(InDirs::None)
                 }
             }
         };
@@ -471,8 +481,8 @@ impl Resolver {
             None
         };
         let Some(index) = index else {
-            for dir in &list.dirs {
-                if let Some(found) = try_at(self, dir, tried, true) {
+            for at in 0..list.dirs.len() {
+                if let Some(found) = try_at(self, at, tried, true) {
                     return found;
                 }
             }
@@ -488,7 +498,10 @@ impl Resolver {
                 (None, None) => break,
             };
             let Some(at) = next else { break };
-            if let Some(found) = try_at(self, &list.dirs[at as usize], tried, false) {
+            if let Some(found) = try_at(self, at as usize, tried, false) {
+                if matches!(found, InDirs::None) {
+                    break;
+                }
                 return found;
             }
         }
@@ -540,6 +553,9 @@ impl Resolver {
         });
         let l = match listed {
             Ok(true) => {
+                // Never listed, always there: a DT_NEEDED of `..` opens the
+                // directory above (and the loader stops at reading it).
+                names.extend([(name_hash(b"."), true), (name_hash(b".."), true)]);
                 names.sort_unstable();
                 names.dedup();
                 Listed::Names(names.into())
@@ -551,6 +567,7 @@ impl Resolver {
         // permissions or resources were in the way.
         let is_dir = match &listed {
             Ok(_) => Some(true),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Some(true),
             Err(e) => match e.raw_os_error() {
                 Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG) => Some(false),
                 _ => None,
