@@ -1402,26 +1402,9 @@ fn a_needed_dot_dot_is_the_directory_above_as_the_loader_finds_it() {
     let d = scratch("dot-dot");
     std::fs::create_dir_all(d.path("A")).unwrap();
     let lib = d.path("libdots.so");
-    cc(&[
-        "-shared".as_ref(),
-        "-fPIC".as_ref(),
-        "-Wl,-soname,..".as_ref(),
-        "-o".as_ref(),
-        lib.as_os_str(),
-        fixture_src("fakelib.c").as_os_str(),
-    ]);
+    library_named(&lib, "..");
     let exe = d.path("prog");
-    let rpath = format!("-Wl,-rpath,{}", d.path("A").display());
-    cc(&[
-        fixture_src("needs.c").as_os_str(),
-        "-DFIXTURE_MAIN".as_ref(),
-        fixture_src("fakelib.c").as_os_str(),
-        "-o".as_ref(),
-        exe.as_os_str(),
-        "-Wl,--no-as-needed".as_ref(),
-        lib.as_os_str(),
-        rpath.as_ref(),
-    ]);
+    program_needing(&exe, &lib, &format!("-Wl,-rpath,{}", d.path("A").display()));
     let ldd = Command::new("ldd").arg(&exe).env_remove("LD_LIBRARY_PATH").output().unwrap();
     let above = format!("{}/..", d.path("A").display());
     assert!(ldd_text(&ldd).contains(&format!("{above}: cannot read file data: Error 21")), "{}", ldd_text(&ldd));
@@ -1445,14 +1428,7 @@ fn where_lookups_fold_case_a_name_the_listing_lacks_is_still_tried() {
     cc(&[fixture_src("casefold_fuse.c").as_os_str(), "-o".as_ref(), server.as_os_str()]);
     let lib = d.path("src/libcase.so");
     std::fs::create_dir_all(d.path("src")).unwrap();
-    cc(&[
-        "-shared".as_ref(),
-        "-fPIC".as_ref(),
-        "-Wl,-soname,libCASE.so".as_ref(),
-        "-o".as_ref(),
-        lib.as_os_str(),
-        fixture_src("fakelib.c").as_os_str(),
-    ]);
+    library_named(&lib, "libCASE.so");
     let mnt = d.path("ci");
     std::fs::create_dir_all(&mnt).unwrap();
     let served = Command::new(&server).arg(&mnt).arg("libcase.so").arg(&lib).status().unwrap();
@@ -1469,21 +1445,33 @@ fn where_lookups_fold_case_a_name_the_listing_lacks_is_still_tried() {
     let _mounted = Unmount(mnt.clone());
     for (name, dtags) in [("rpath", "--disable-new-dtags"), ("runpath", "--enable-new-dtags")] {
         let exe = d.path(name);
-        let rpath = format!("-Wl,{dtags},-rpath,{}", mnt.display());
-        cc(&[
-            fixture_src("needs.c").as_os_str(),
-            "-DFIXTURE_MAIN".as_ref(),
-            fixture_src("fakelib.c").as_os_str(),
-            "-o".as_ref(),
-            exe.as_os_str(),
-            "-Wl,--no-as-needed".as_ref(),
-            lib.as_os_str(),
-            rpath.as_ref(),
-        ]);
+        program_needing(&exe, &lib, &format!("-Wl,{dtags},-rpath,{}", mnt.display()));
         let want = format!("libCASE.so => {}/libCASE.so", mnt.display());
         assert!(ldd_lines(&exe, &[]).contains(&want), "the loader opens it: {:?}", ldd_lines(&exe, &[]));
         assert_eq!(rule(&agree(&exe, &[], "libCASE.so")), name);
     }
+}
+
+/// A fake library at `lib` whose SONAME is `soname`.
+fn library_named(lib: &Path, soname: &str) {
+    let (flag, src) = (format!("-Wl,-soname,{soname}"), fixture_src("fakelib.c"));
+    cc(&["-shared".as_ref(), "-fPIC".as_ref(), flag.as_ref(), "-o".as_ref(), lib.as_os_str(), src.as_os_str()]);
+}
+
+/// A program whose DT_NEEDED is `lib`'s SONAME, linked with `flags`.
+fn program_needing(exe: &Path, lib: &Path, flags: &str) {
+    let (needs, fakelib) = (fixture_src("needs.c"), fixture_src("fakelib.c"));
+    let args: [&OsStr; 8] = [
+        needs.as_ref(),
+        "-DFIXTURE_MAIN".as_ref(),
+        fakelib.as_ref(),
+        "-o".as_ref(),
+        exe.as_ref(),
+        "-Wl,--no-as-needed".as_ref(),
+        lib.as_ref(),
+        flags.as_ref(),
+    ];
+    cc(&args);
 }
 
 fn is_root() -> bool {
