@@ -447,10 +447,10 @@ impl Resolver {
     fn in_list(&mut self, name: &[u8], list: &Rc<SearchList>, tried: &mut Tried) -> InDirs {
         // A path the loader would try, and what it makes of it; `keep`:
         // name it among the tried paths (an indexed search names its whole
-        // list instead).
-        // A list entry whose own candidate fails to open otherwise than
-        // with ENOENT or EACCES ends the search of this list: the errno
-        // ld.so looks at is that of the entry's last try, the entry itself.
+        // list instead). `Some(InDirs::None)`: the search of this list ends
+        // here, as when a list entry's own candidate fails to open
+        // otherwise than with ENOENT or EACCES (ld.so looks at the errno of
+        // an entry's last try, which is the entry itself).
         let try_at = |this: &mut Self, at: usize, tried: &mut Tried, keep: bool| -> Option<InDirs> {
             let mut path = list.dirs[at].clone();
             path.extend_from_slice(name);
