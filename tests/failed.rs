@@ -343,6 +343,46 @@ fn failures_the_program_never_asks_dlerror_about_are_recorded() {
     assert_trace_matches_maps(&b, &[&needy, &user, &old]);
 }
 
+/// An undefined symbol fails in relocation, after the loader called the
+/// batch consistent: its notifications are those of a `dlopen` followed
+/// at once by `dlclose`. The object's RELRO, still writable, tells them
+/// apart; the bare run says which loads failed and which were mapped.
+#[test]
+fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
+    let d = Dir::new("failed-quiet-symbol");
+    let lib = shared(&d.path("lib/libquiet.so"), "undefined.c", &[]);
+    let deep = shared(&d.path("lib/libdeep.so"), "undefined.c", &["-Wl,-soname,libdeep.so"]);
+    let lib_dir = format!("-L{}", p(&d.path("lib")));
+    let above = shared(
+        &d.path("lib/libabove.so"),
+        "fakelib.c",
+        &["-Wl,--no-as-needed", &lib_dir, "-l:libdeep.so", "-Wl,-rpath,$ORIGIN"],
+    );
+    let ok = shared(&d.path("lib/libok.so"), "fakelib.c", &[]);
+    let prog = program(&d);
+    let actions = [format!("quiet:{}", p(&lib)), format!("quiet:{}", p(&above)), format!("close:{}", p(&ok))];
+    let b = run_both(&prog, &actions, &[]);
+    for a in &actions[..2] {
+        assert!(b.bare.stdout().contains(&format!("{a}: fail\n")), "{a} fails bare:\n{}", b.bare.stdout());
+    }
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[0]["path"], canonical(&lib).as_str());
+    // A dependency that failed to relocate fails the load it came with.
+    assert_eq!(f[1]["path"], canonical(&above).as_str());
+    assert_eq!(f[1]["unmapped"], serde_json::json!([canonical(&deep)]));
+    for e in &f {
+        assert_eq!(
+            (s(&e["reason"]), &e["error"]),
+            ("failed".into(), &Value::Null),
+            "never asked: known to fail, not why"
+        );
+    }
+    // Loaded, then closed (the trace has no unload events): ok.
+    assert_eq!(b.traced.load_event(&ok)["ok"], true);
+    assert_trace_matches_maps(&b, &[&lib, &above, &deep]);
+}
+
 /// A process that execs or calls `_exit` runs no exit handler, where a
 /// failure never asked about is otherwise written.
 #[test]

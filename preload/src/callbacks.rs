@@ -19,7 +19,7 @@ use crate::linkmap::{self, LinkMap, Object};
 use crate::objects::{stem_hash, Entry};
 use crate::paths::{self, PATH_MAX};
 use crate::tracker::{Close, Tracker, Unanswered, LA_ACT_ADD, LA_SER_ORIG};
-use crate::{clock, exec, libc_hooks, sink};
+use crate::{clock, exec, libc_hooks, relro, sink};
 
 /// What `la_objsearch` hands back to the loader.
 pub enum SearchAnswer {
@@ -267,7 +267,14 @@ pub fn closed(map: usize) {
             flush_failure(config, scratch, failure);
             // SAFETY: in la_objclose the object is still mapped.
             let object = unsafe { Object::decode(map as *const LinkMap) };
-            begin_failure(config, tracker, scratch, failure, &object, close == Close::FailedRoot, reported);
+            // Right after the batch became consistent, a failed relocation
+            // or a `dlopen` the program closed at once: a RELRO the loader
+            // never write-protected says the first. Otherwise `dlerror`'s
+            // text decides, as a failure after relocation (out of memory)
+            // leaves it protected.
+            let certain =
+                close == Close::FailedRoot || relro::relocation_finished(object.name, object.l_addr) == Some(false);
+            begin_failure(config, tracker, scratch, failure, &object, certain, reported);
         }
         Close::Member if failure.held => {
             // SAFETY: as above.

@@ -33,6 +33,7 @@ mod memory;
 mod objects;
 mod paths;
 mod quick_exit;
+mod relro;
 mod sink;
 mod tracker;
 

@@ -68,6 +68,8 @@ pub struct Object<'a> {
     pub map: usize,
     /// The path the loader opened; "" for the main program.
     pub name: &'a CStr,
+    /// Where the object lies in memory: `l_addr`.
+    pub l_addr: usize,
     pub soname: Option<&'a [u8]>,
     dynamic: *const Elf64Dyn,
     /// DT_STRTAB (relocated) and DT_STRSZ.
@@ -100,7 +102,14 @@ impl<'a> Object<'a> {
         // SAFETY: the string table of a live object.
         let soname = strings.zip(soname_at).and_then(|((t, n), at)| unsafe { string_at(t, n, at) });
         // SAFETY: as above.
-        Object { map: map as usize, name: unsafe { name(map) }, soname, dynamic, strings }
+        Object {
+            map: map as usize,
+            name: unsafe { name(map) },
+            l_addr: m.map_or(0, |m| m.l_addr),
+            soname,
+            dynamic,
+            strings,
+        }
     }
 
     /// A file the loader opened: not the program itself ("") nor the vDSO.

@@ -5,11 +5,13 @@ root has python3 and nothing else); Python 3.7 and newer.
 Every check compares culaunch's answer with ground truth from outside it: the
 traced process's own /proc/self/maps, and the same command run bare.
 
-    python3 matrix_checks.py CULAUNCH LIBCUDART [OLD_MODULE]
+    python3 matrix_checks.py CULAUNCH LIBCUDART [OLD_MODULE [FIXTURES]]
 
 OLD_MODULE: an audit module linked against a newer glibc than 2.17 (the
 build machine's); where this root's loader refuses it, culaunch must say so
 and exit 125, and where the loader takes it, culaunch must run traced with it.
+FIXTURES: a directory with libquiet.so (calls a function nothing defines)
+and libok.so, built on the build machine (a root has no compiler).
 """
 
 import json
@@ -22,6 +24,7 @@ import tempfile
 
 CULAUNCH, CUDART = sys.argv[1], os.path.realpath(sys.argv[2])
 OLD_MODULE = sys.argv[3] if len(sys.argv) > 3 else None
+FIXTURES = os.path.realpath(sys.argv[4]) if len(sys.argv) > 4 else None
 WORK = tempfile.mkdtemp(prefix="culaunch-matrix-")
 JOB = os.path.join(WORK, "job.py")
 failures = []
@@ -32,6 +35,23 @@ failures = []
 JOB_SOURCE = r'''
 import ctypes, json, os, subprocess, sys
 out, lib, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "quiet":
+    # dlopen called directly, dlerror never: a load that fails in
+    # relocation, then one that succeeds and is closed at once.
+    dl = ctypes.CDLL(None)
+    if not hasattr(dl, "dlopen"):
+        dl = ctypes.CDLL("libdl.so.2")
+    dl.dlopen.restype, dl.dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+    dl.dlclose.argtypes = [ctypes.c_void_p]
+    failed = dl.dlopen(os.path.join(lib, "libquiet.so").encode(), 2) is None
+    h = dl.dlopen(os.path.join(lib, "libok.so").encode(), 2)
+    if h:
+        dl.dlclose(h)
+    with open("/proc/self/maps") as f:
+        mapped = sorted({l.split()[-1] for l in f if l.split()[-1].startswith(lib + "/")})
+    with open(out, "w") as f:
+        json.dump({"pid": os.getpid(), "failed": failed, "opened": bool(h), "mapped": mapped}, f)
+    sys.exit(0)
 def record(path):
     error = None
     try:
@@ -159,6 +179,22 @@ def main():
 
     p = run([CULAUNCH, "--", "echo", "hi"])
     check("nothing of culaunch's on the command's stdout", p.stdout == "hi\n", repr(p.stdout))
+
+    if FIXTURES:
+        # A load that fails in relocation, never asked about with dlerror,
+        # and one closed at once: the loader notifies both alike.
+        out = os.path.join(WORK, "quiet")
+        p, events = traced(["--all-libs"], out, mode="quiet", lib=FIXTURES)
+        s = seen(out)
+        mine = [e for e in events if e.get("event") == "load" and e.get("pid") == s["pid"]]
+        quiet, ok = (os.path.join(FIXTURES, n) for n in ("libquiet.so", "libok.so"))
+        check("the job's own dlopen of libquiet.so fails, of libok.so succeeds", s["failed"] and s["opened"] and s["mapped"] == [], str(s))
+        check(
+            "the trace says the load that failed in relocation failed",
+            [(e.get("ok"), e.get("reason")) for e in mine if e.get("path") == quiet] == [(True, None), (False, "failed")],
+            str(mine),
+        )
+        check("the trace says the load closed at once loaded", [e.get("ok") for e in mine if e.get("path") == ok] == [True], str(mine))
 
     if OLD_MODULE:
         # Ground truth: what this root's loader does with the module, bare.

@@ -1,0 +1,326 @@
+//! Whether the loader finished relocating an object, asked of the kernel.
+//!
+//! glibc write-protects an object's PT_GNU_RELRO at the very end of
+//! `_dl_relocate_object` (`_dl_protect_relro`, on every release culaunch
+//! supports), and the objects of a `dlopen` are relocated dependencies
+//! first, the object asked for last. A teardown leaves the protection as it
+//! was. So when the first object of a batch is unmapped right after the
+//! batch became consistent, its RELRO tells what the loader's notifications
+//! cannot: still writable, relocation failed (an undefined symbol under
+//! `RTLD_NOW` or `-z now`); read-only, relocation finished, and the
+//! teardown is a `dlopen` the program closed at once or a failure after
+//! relocation (out of memory), which only `dlerror`'s text tells apart.
+//!
+//! Runs only for such a teardown: it opens the object's file for its
+//! program headers and reads /proc/self/maps up to the page asked about.
+//! No allocation: everything lives in fixed buffers on the stack.
+
+use core::ffi::CStr;
+
+const PT_GNU_RELRO: u32 = 0x6474_e552;
+/// Program headers read; more than any real object has.
+const MAX_PHDRS: usize = 64;
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+const PHDRS_AT_ONCE: usize = 8;
+
+/// `Some(true)`: the object at `l_addr`, from the file `name`, was fully
+/// relocated; `Some(false)`: it was not; `None`: this cannot tell (no
+/// RELRO, one smaller than a page, an unreadable file or /proc).
+pub fn relocation_finished(name: &CStr, l_addr: usize) -> Option<bool> {
+    let (vaddr, memsz) = relro_of_file(name)?;
+    let (start, _end) = protected_range(l_addr, vaddr, memsz, page_size())?;
+    writable_at(start).map(|w| !w)
+}
+
+fn page_size() -> usize {
+    // SAFETY: getauxval reads the auxiliary vector; 0 when absent.
+    match unsafe { libc::getauxval(libc::AT_PAGESZ) } {
+        0 => 4096,
+        n => n as usize,
+    }
+}
+
+/// The pages `_dl_protect_relro` makes read-only: from the page holding
+/// the RELRO's start to the page holding its end, exclusive (glibc rounds
+/// both down); `None` when that is empty, as glibc then protects nothing.
+fn protected_range(l_addr: usize, vaddr: u64, memsz: u64, page: usize) -> Option<(usize, usize)> {
+    let start = l_addr.wrapping_add(vaddr as usize);
+    let end = start.checked_add(memsz as usize)?;
+    let down = |a: usize| a & !(page - 1);
+    (down(start) < down(end)).then(|| (down(start), down(end)))
+}
+
+/// (p_vaddr, p_memsz) of the PT_GNU_RELRO of the ELF file `name`.
+fn relro_of_file(name: &CStr) -> Option<(u64, u64)> {
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libc::open(name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut ehdr = [0u8; EHDR_SIZE];
+    let found = if pread_all(fd, &mut ehdr, 0) {
+        program_headers(&ehdr).and_then(|(off, n)| find_relro(fd, off, n))
+    } else {
+        None
+    };
+    // SAFETY: closing what we opened.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// Reads `n` program headers at `offset`, a few at a time (the loader's
+/// callbacks may run on a small stack).
+fn find_relro(fd: libc::c_int, offset: u64, n: usize) -> Option<(u64, u64)> {
+    let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
+    (0..n).step_by(PHDRS_AT_ONCE).find_map(|first| {
+        let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
+        let at = offset.checked_add((first * PHDR_SIZE) as u64)?;
+        pread_all(fd, &mut chunk[..len], at).then(|| relro_in(&chunk[..len])).flatten()
+    })
+}
+
+fn pread_all(fd: libc::c_int, buf: &mut [u8], offset: u64) -> bool {
+    let Ok(offset) = libc::off_t::try_from(offset) else { return false };
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset) };
+    n == buf.len() as isize
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// (e_phoff, e_phnum) of a 64-bit little-endian ELF header, the only kind
+/// this module runs among.
+fn program_headers(ehdr: &[u8; EHDR_SIZE]) -> Option<(u64, usize)> {
+    if ehdr[..4] != *b"\x7fELF" || ehdr[4] != 2 || ehdr[5] != 1 {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(ehdr, 32)?, u16_at(ehdr, 54)?, u16_at(ehdr, 56)?);
+    let phnum = usize::from(phnum);
+    (usize::from(phentsize) == PHDR_SIZE && (1..=MAX_PHDRS).contains(&phnum)).then_some((phoff, phnum))
+}
+
+fn relro_in(phdrs: &[u8]) -> Option<(u64, u64)> {
+    phdrs
+        .chunks_exact(PHDR_SIZE)
+        .find(|p| u32_at(p, 0) == Some(PT_GNU_RELRO))
+        .and_then(|p| Some((u64_at(p, 16)?, u64_at(p, 40)?)))
+}
+
+/// Whether the page at `addr` is mapped writable, from /proc/self/maps.
+fn writable_at(addr: usize) -> Option<bool> {
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut scan = MapsScan::new(addr);
+    let mut buf = [0u8; 1024];
+    let answer = loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break None;
+        }
+        if let Some(a) = scan.feed(&buf[..n as usize]) {
+            break a;
+        }
+    };
+    // SAFETY: closing what we opened.
+    unsafe { libc::close(fd) };
+    answer
+}
+
+/// Finds the line of /proc/PID/maps that holds an address, fed in chunks
+/// of any size. Only a line's start (`lo-hi perms`) is kept.
+struct MapsScan {
+    addr: usize,
+    head: [u8; 48],
+    len: usize,
+}
+
+impl MapsScan {
+    fn new(addr: usize) -> MapsScan {
+        MapsScan { addr, head: [0; 48], len: 0 }
+    }
+
+    /// `Some(Some(writable))` once the line holding the address is seen,
+    /// `Some(None)` once the lines have passed it (it is not mapped),
+    /// `None` while the answer is still to come.
+    fn feed(&mut self, chunk: &[u8]) -> Option<Option<bool>> {
+        for &b in chunk {
+            if b != b'\n' {
+                if self.len < self.head.len() {
+                    self.head[self.len] = b;
+                    self.len += 1;
+                }
+                continue;
+            }
+            let line = parse_head(&self.head[..self.len]);
+            self.len = 0;
+            match line {
+                Some((lo, hi, w)) if lo <= self.addr && self.addr < hi => return Some(Some(w)),
+                // Lines are in address order.
+                Some((lo, _, _)) if lo > self.addr => return Some(None),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// (lo, hi, writable) of a maps line's start: `lo-hi rwxp ...`.
+fn parse_head(head: &[u8]) -> Option<(usize, usize, bool)> {
+    let mut fields = head.split(|&b| b == b' ');
+    let (range, perms) = (fields.next()?, fields.next()?);
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| core::str::from_utf8(s).ok().and_then(|s| usize::from_str_radix(s, 16).ok());
+    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?, *perms.get(1)? == b'w'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &[u8] = b"55d0c0a00000-55d0c0a02000 r--p 00000000 08:01 123 /usr/bin/prog\n\
+55d0c0a02000-55d0c0a04000 rw-p 00002000 08:01 123 /usr/bin/prog\n\
+7f0000000000-7f0000001000 r--p 00000000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
+7f0000001000-7f0000003000 rw-p 00001000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n";
+
+    fn scan_in_chunks(addr: usize, size: usize) -> Option<bool> {
+        let mut s = MapsScan::new(addr);
+        MAPS.chunks(size).find_map(|c| s.feed(c)).flatten()
+    }
+
+    #[test]
+    fn the_line_holding_an_address_says_whether_it_is_writable_at_any_chunk_size() {
+        for size in 1..=MAPS.len() {
+            assert_eq!(scan_in_chunks(0x55d0_c0a0_1fff, size), Some(false), "chunk {size}");
+            assert_eq!(scan_in_chunks(0x55d0_c0a0_2000, size), Some(true), "chunk {size}");
+            assert_eq!(scan_in_chunks(0x7f00_0000_0000, size), Some(false), "chunk {size}");
+            assert_eq!(scan_in_chunks(0x7f00_0000_2fff, size), Some(true), "chunk {size}");
+            // Between mappings, and past the last one: not mapped.
+            assert_eq!(scan_in_chunks(0x6000_0000_0000, size), None, "chunk {size}");
+            assert_eq!(scan_in_chunks(0x7fff_0000_0000, size), None, "chunk {size}");
+        }
+    }
+
+    #[test]
+    fn garbage_lines_are_passed_over() {
+        let mut s = MapsScan::new(0x2000);
+        assert_eq!(s.feed(b"\n-\nzz-yy rw-p\n1000-3000 rw-p 0 0:0 0\n"), Some(Some(true)));
+    }
+
+    #[test]
+    fn the_protected_range_is_glibcs_rounding() {
+        // Ends on a page boundary, as linkers lay RELRO out.
+        assert_eq!(protected_range(0x7f00_0000_0000, 0x2d10, 0x2f0, 4096), Some((0x7f00_0000_2000, 0x7f00_0000_3000)));
+        // Shorter than the page it starts in: glibc protects nothing.
+        assert_eq!(protected_range(0x7f00_0000_0000, 0x2d10, 0x100, 4096), None);
+        assert_eq!(protected_range(usize::MAX - 10, 0, 100, 4096), None);
+    }
+
+    #[test]
+    fn a_relro_past_the_first_headers_is_found_and_a_bad_header_refused() {
+        let mut elf = vec![0u8; EHDR_SIZE];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
+        elf[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+        elf[56..58].copy_from_slice(&20u16.to_le_bytes());
+        for i in 0..20u64 {
+            let mut ph = [0u8; PHDR_SIZE];
+            let kind = if i == 13 { PT_GNU_RELRO } else { 1 };
+            ph[..4].copy_from_slice(&kind.to_le_bytes());
+            ph[16..24].copy_from_slice(&(0x1000 * i).to_le_bytes());
+            ph[40..48].copy_from_slice(&(0x10 * i).to_le_bytes());
+            elf.extend_from_slice(&ph);
+        }
+        let path = std::env::temp_dir().join(format!("culaunch-relro-{}", std::process::id()));
+        let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        std::fs::write(&path, &elf).unwrap_or_default();
+        assert_eq!(relro_of_file(&c(&path)), Some((0xd000, 0xd0)));
+        // A header that is not 64-bit little-endian, or claims odd sizes.
+        for (at, byte) in [(4, 1u8), (5, 2), (54, 55), (56, 0)] {
+            let mut bad = elf.clone();
+            bad[at] = byte;
+            std::fs::write(&path, &bad).unwrap_or_default();
+            assert_eq!(relro_of_file(&c(&path)), None, "byte {at} = {byte}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_kernel_answers_for_pages_made_read_only() {
+        let page = page_size();
+        // SAFETY: a fresh anonymous mapping of one page, ours alone.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(writable_at(p as usize), Some(true));
+        // SAFETY: the page mapped above.
+        assert_eq!(unsafe { libc::mprotect(p, page, libc::PROT_READ) }, 0);
+        assert_eq!(writable_at(p as usize + page - 1), Some(false));
+        // SAFETY: as above.
+        unsafe { libc::munmap(p, page) };
+        assert_eq!(writable_at(p as usize), None);
+    }
+
+    /// The RELRO this reads from a file is the one the loader used for
+    /// this test program's own libc (the oracle is `dl_iterate_phdr`), and
+    /// the loader protected it.
+    #[test]
+    fn the_relro_read_from_the_file_is_the_loaders() {
+        struct Found {
+            name: [u8; 512],
+            len: usize,
+            addr: usize,
+            relro: Option<(u64, u64)>,
+        }
+        unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: the loader hands a valid info; `data` is our `Found`.
+            let (info, found) = unsafe { (&*info, &mut *(data as *mut Found)) };
+            // SAFETY: dlpi_name is a NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            if !name.windows(7).any(|w| w == b"libc.so") {
+                return 0;
+            }
+            // SAFETY: dlpi_phdr points at dlpi_phnum headers.
+            let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+            found.relro = phdrs.iter().find(|p| p.p_type == PT_GNU_RELRO).map(|p| (p.p_vaddr, p.p_memsz));
+            found.addr = info.dlpi_addr as usize;
+            found.len = name.len().min(511);
+            found.name[..found.len].copy_from_slice(&name[..found.len]);
+            1
+        }
+        let mut found = Found { name: [0; 512], len: 0, addr: 0, relro: None };
+        // SAFETY: `each` only writes into `found`.
+        unsafe { libc::dl_iterate_phdr(Some(each), (&mut found as *mut Found).cast()) };
+        assert!(found.len > 0 && found.relro.is_some(), "this test's libc has a RELRO");
+        let name = CStr::from_bytes_until_nul(&found.name).ok();
+        assert_eq!(name.and_then(relro_of_file), found.relro);
+        // Relocated long ago, and protected.
+        assert_eq!(name.and_then(|n| relocation_finished(n, found.addr)), Some(true));
+        // A file that is not ELF, and one that is absent.
+        assert_eq!(relro_of_file(c"/proc/self/maps"), None);
+        assert_eq!(relro_of_file(c"/nonexistent/libx.so"), None);
+    }
+}
