@@ -251,12 +251,16 @@ fn cudnn8_shadowed_by_ld_library_path_names_both_files_and_dropping_the_entry_lo
     // The objects the failure undid, recorded as mapped before it (as the
     // audit module writes them) or not at all.
     let mapped: &[(&Path, &str)] = &[(&c.cnn, "direct"), (&c.old_ops, "ld_library_path")];
-    // All fields; glibc's words only (an older trace); the fields only.
+    // All fields; glibc's words only (an older trace); the fields only;
+    // only that it failed (the program never asked dlerror), the cause
+    // then worked out from the files.
+    let unknown = Some(("failed", None, None, None));
     for (words, fields, ok) in [
         (Some(error.as_str()), fields, mapped),
         (Some(error.as_str()), fields, &[][..]),
         (Some(&error), None, &[][..]),
         (None, fields, &[][..]),
+        (None, unknown, mapped),
     ] {
         let failed = Failed { request: s(&c.cnn), path: Some(&c.cnn), error: words, fields };
         let t = trace(&c.d, "cudnn8", &c.loader, &[("LD_LIBRARY_PATH", &llp)], ok, &failed);
@@ -328,10 +332,13 @@ fn a_missing_version_node_is_explained_and_glibc_s_words_rebuilt_when_the_trace_
     let prog = [loader.as_os_str(), OsStr::new(&action)];
     let error = run(&prog, Some(OsStr::new(&llp)), &[], None).error(&action).expect("the bare run fails");
     assert_eq!(error, format!("{}: version `V2' not found (required by {})", old.display(), plugin.display()));
-    // With glibc's words, and with the fields alone (error unknown).
-    for (words, fields) in
-        [(Some(error.as_str()), None), (None, Some(("missing_version", None, Some("V2"), Some(s(&plugin)))))]
-    {
+    // With glibc's words, with the fields alone (error unknown), and with
+    // neither (the program never asked dlerror).
+    for (words, fields) in [
+        (Some(error.as_str()), None),
+        (None, Some(("missing_version", None, Some("V2"), Some(s(&plugin))))),
+        (None, Some(("failed", None, None, None))),
+    ] {
         let failed = Failed { request: s(&plugin), path: Some(&plugin), error: words, fields };
         let t = trace(&d, "version", &loader, &[("LD_LIBRARY_PATH", &llp)], &[], &failed);
         let (diag, _) = diagnosis(&t);

@@ -381,6 +381,18 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     // Loaded, then closed (the trace has no unload events): ok.
     assert_eq!(b.traced.load_event(&ok)["ok"], true);
     assert_trace_matches_maps(&b, &[&lib, &above, &deep]);
+    // Why, worked out from the files: glibc's words as dlerror() gives
+    // them to a program that asks (the bare run of `now:`).
+    let asked: Vec<String> = [&lib, &above].iter().map(|l| format!("now:{}", p(l))).collect();
+    let bare = plain(&[prog.as_os_str(), OsStr::new(&asked[0]), OsStr::new(&asked[1])], &[]);
+    let words: Vec<Value> = asked.iter().map(|a| Value::from(dlerror_text(&bare, a))).collect();
+    let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
+    let rebuilt: Vec<(&Value, &Value)> = diagnoses
+        .iter()
+        .filter(|d| d["kind"] == "load_failed")
+        .map(|d| (&d["failure"]["error"], &d["failure"]["reconstructed"]))
+        .collect();
+    assert_eq!(rebuilt, words.iter().map(|w| (w, &Value::Bool(true))).collect::<Vec<_>>(), "{diagnoses:#?}");
 }
 
 /// A process that execs or calls `_exit` runs no exit handler, where a

@@ -699,6 +699,43 @@ fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
     None
 }
 
+/// A load known to have failed, but not why (the program never asked
+/// `dlerror`): the first of the loader's checks that the failed request's
+/// closure does not pass, as `deps --check` finds it (version nodes, then
+/// each relocation's symbol), leaving out symbols an object the process had
+/// mapped before defines (the program, an RTLD_GLOBAL library). glibc's
+/// words are then rebuilt from it.
+fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) {
+    use elf::symbols::Finding;
+    use std::os::unix::ffi::OsStrExt;
+    if f.reason != FailReason::Failed || f.error.is_some() {
+        return;
+    }
+    let Some(top) = &scene.top else { return };
+    let Ok(closure) = elf::closure_in(top, &scene.ctx) else { return };
+    let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return };
+    let defined_before = |name: &str| {
+        let defines = |o: Rc<elf::symbols::DynObject>| o.lookup(name.as_bytes(), None, 0, false).is_some();
+        scene.loaded.iter().any(|(p, _)| scene.object(p).is_some_and(defines))
+    };
+    for p in problems {
+        match p.finding {
+            Finding::MissingVersion { version, weak: false } => {
+                f.reason = FailReason::MissingVersion;
+                (f.version, f.object, f.required_by) = (Some(version), p.provider, Some(p.requester));
+                return;
+            }
+            Finding::UndefinedSymbol { symbol, version } if !defined_before(&symbol) => {
+                f.reason = FailReason::UndefinedSymbol;
+                (f.symbol, f.version) = (Some(symbol), version);
+                (f.object, f.required_by) = (Some(p.requester.clone()), Some(p.requester));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Explains one failed load (or one line of `deps --check`): which loaded
 /// provider lacks the symbol or version, which file has it (the
 /// requester's directory and RPATH/RUNPATH first, then LD_LIBRARY_PATH,
@@ -707,6 +744,7 @@ fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
 /// would then find the good file, else pin it. Fills in glibc's words when
 /// the trace lacks them.
 pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
+    cause_from_files(f, scene);
     let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
     let header = |p: &Path| scene.header(p);
     let wrong_file = from_closure(f, scene);
@@ -862,7 +900,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
             format!("no other {name} on the search path or in the installations known has {what}")
         }
         _ if unversioned => format!(
-            "none of the libraries {} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must",
+            "none of the libraries {} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must define it",
             requester.as_deref().map(text).unwrap_or_else(|| "the requester".into())
         ),
         _ => "no loaded object defines it, and the requester names no library that could".into(),
