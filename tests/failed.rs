@@ -395,6 +395,62 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     assert_eq!(rebuilt, words.iter().map(|w| (w, &Value::Bool(true))).collect::<Vec<_>>(), "{diagnoses:#?}");
 }
 
+/// A `dlopen` closed at once is no failure, whatever the program did in
+/// between: made the library's RELRO writable again (as a GOT hook does),
+/// or put another build of it in its place and closed it through a pointer
+/// (no PLT: culaunch's `dlclose` wrapper does not see that call). The
+/// oracle: the bare run's answers and maps.
+#[test]
+fn a_dlopen_closed_at_once_is_no_failure_whatever_became_of_its_pages_or_its_file() {
+    let d = Dir::new("failed-close-changed");
+    let hooked = shared(&d.path("lib/libhooked.so"), "fakelib.c", &[]);
+    let swapped = d.path("lib/libswapped.so");
+    let prog = program(&d);
+    let actions = [format!("unprotect:{}", p(&hooked)), format!("rawclose:{}", p(&swapped))];
+    let argv: Vec<&OsStr> = std::iter::once(prog.as_os_str()).chain(actions.iter().map(OsStr::new)).collect();
+    // Each run renames the other build (its RELRO a page further on, over
+    // a page that is writable in the first) over the library it opened.
+    let fresh = || {
+        shared(&swapped, "fakelib.c", &[]);
+        shared(&d.path("lib/libswapped.so.new"), "fakelib.c", &["-DFIXTURE_PAD=4096"]);
+    };
+    fresh();
+    let bare = plain(&argv, &[]);
+    fresh();
+    let traced = traced(&["--all-libs", "-q"], &argv, &[]);
+    assert_eq!(traced.stdout(), bare.stdout());
+    assert!(bare.stdout().lines().filter(|l| l.ends_with(": ok")).count() == 2, "{}", bare.stdout());
+    assert_eq!(failures(&traced), Vec::<&Value>::new());
+    let loads = traced.events_of("load");
+    for lib in [&hooked, &swapped] {
+        let mine: Vec<&Value> = loads.iter().copied().filter(|e| e["request"] == p(lib).as_str()).collect();
+        assert_eq!(mine.iter().map(|e| &e["ok"]).collect::<Vec<_>>(), [&Value::Bool(true)], "{mine:#?}");
+    }
+}
+
+/// A relocation that fails after every dependency was answered (one by a
+/// file the process had already mapped) is no missing dependency, and a
+/// later `dlsym` error, about something else, is not its text.
+#[test]
+fn a_failed_relocation_is_reported_with_what_is_known_of_it_and_no_more() {
+    let d = Dir::new("failed-quiet-known");
+    let dep = shared(&d.path("dep/libdep.so"), "fakelib.c", &[]);
+    let dir = p(&d.path("dep"));
+    let (search, rpath) = (format!("-L{dir}"), format!("-Wl,-rpath,{dir}"));
+    let lib =
+        shared(&d.path("lib/libundef.so"), "undefined.c", &["-Wl,--no-as-needed", &search, "-l:libdep.so", &rpath]);
+    let prog = program(&d);
+    let actions = [format!("now:{}", p(&dep)), format!("quiet:{}", p(&lib)), "sym:no_such_symbol".to_owned()];
+    let b = run_both(&prog, &actions, &[]);
+    assert!(b.bare.stdout().contains("sym:no_such_symbol: fail: "), "{}", b.bare.stdout());
+    let f = failures(&b.traced);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0]["path"], canonical(&lib).as_str());
+    let known = (s(&f[0]["reason"]), &f[0]["error"], &f[0]["symbol"]);
+    assert_eq!(known, ("failed".into(), &Value::Null, &Value::Null), "{:#?}", f[0]);
+    assert_trace_matches_maps(&b, &[&dep, &lib]);
+}
+
 /// A process that execs or calls `_exit` runs no exit handler, where a
 /// failure never asked about is otherwise written.
 #[test]

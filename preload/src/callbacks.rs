@@ -10,10 +10,11 @@ use culaunch_protocol::event::{FailReason, How};
 
 use crate::config::{Config, Pin};
 use crate::decide::{decide, Decision, Refusal};
+use crate::dlclose;
 use crate::dlerror::{self, Said};
 use crate::events::{self, Load, Scratch};
 use crate::events::{Error, Failed};
-use crate::failure::{Failure, Words};
+use crate::failure::{Failure, Teardown, Words};
 use crate::global::{State, PROCESS, REFUSAL_CAP};
 use crate::linkmap::{self, LinkMap, Object};
 use crate::objects::{stem_hash, Entry};
@@ -268,13 +269,18 @@ pub fn closed(map: usize) {
             // SAFETY: in la_objclose the object is still mapped.
             let object = unsafe { Object::decode(map as *const LinkMap) };
             // Right after the batch became consistent, a failed relocation
-            // or a `dlopen` the program closed at once: a RELRO the loader
-            // never write-protected says the first. Otherwise `dlerror`'s
-            // text decides, as a failure after relocation (out of memory)
-            // leaves it protected.
-            let certain =
-                close == Close::FailedRoot || relro::relocation_finished(object.name, object.l_addr) == Some(false);
-            begin_failure(config, tracker, scratch, failure, &object, certain, reported);
+            // or a `dlopen` the program closed at once. Outside a `dlclose`
+            // of the program's, a RELRO the loader never write-protected
+            // says the first. Otherwise `dlerror`'s text decides, as a
+            // failure after relocation (out of memory) leaves it protected.
+            let teardown = if close == Close::FailedRoot {
+                Teardown::BeforeConsistent
+            } else if !dlclose::inside() && relro::relocation_finished(object.l_addr, object.l_ld()) == Some(false) {
+                Teardown::Unrelocated
+            } else {
+                Teardown::Suspect
+            };
+            begin_failure(config, tracker, scratch, failure, &object, teardown, reported);
         }
         Close::Member if failure.held => {
             // SAFETY: as above.
@@ -300,11 +306,11 @@ fn begin_failure(
     s: &mut Scratch,
     failure: &mut Failure,
     object: &Object<'_>,
-    certain: bool,
+    teardown: Teardown,
     reported: bool,
 ) {
     let root = tracker.batch_root(clock::now_monotonic_ns());
-    failure.begin(certain);
+    failure.begin(teardown);
     failure.reported = reported || config.all_libs;
     failure.how = root.how;
     failure.lmid = root.lmid;
@@ -316,8 +322,9 @@ fn begin_failure(
     failure.soname.set(object.soname);
     failure.family = object.soname.and_then(catalogue::family).or_else(|| catalogue::family(object.name.to_bytes()));
     failure.add_name(object.name.to_bytes());
-    if certain {
-        // A DT_NEEDED the loader mapped nothing for: the likely cause.
+    if teardown == Teardown::BeforeConsistent {
+        // A DT_NEEDED the loader mapped nothing for: the likely cause (a
+        // relocation that failed later answered every request).
         if let Some(u) = tracker.unanswered_now() {
             let probe = u.last_candidate.unwrap_or(u.request);
             failure.dependency_absent = paths::c_str(probe, &mut s.other).and_then(paths::file_id).is_none();

@@ -37,12 +37,24 @@ impl<const N: usize> Text<N> {
     }
 }
 
+/// What the teardown of a `dlopen`'s batch says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    /// Before the batch was consistent: the load failed, and the text the
+    /// program gets next from `dlerror` is about it.
+    BeforeConsistent,
+    /// Right after, with the relocation unfinished (`relro`): the load
+    /// failed; a text is about it only if it names one of its objects.
+    Unrelocated,
+    /// Right after, otherwise: a failure only if `dlerror`'s text names one
+    /// of its objects (it may be a `dlopen` closed at once).
+    Suspect,
+}
+
 pub struct Failure {
     /// A failure (or a suspect teardown) is held.
     pub held: bool,
-    /// Torn down before the batch was consistent: it failed for sure.
-    /// Otherwise only `dlerror` naming one of its objects says so.
-    pub certain: bool,
+    pub teardown: Teardown,
     /// The trace reports it: one of its objects had a `load` event, or the
     /// configuration reports every library.
     pub reported: bool,
@@ -90,7 +102,7 @@ impl Failure {
     pub const fn new() -> Failure {
         Failure {
             held: false,
-            certain: false,
+            teardown: Teardown::Suspect,
             reported: false,
             how: How::Dlopen,
             lmid: 0,
@@ -110,9 +122,9 @@ impl Failure {
     }
 
     /// Starts holding a teardown; the callbacks then fill the fields.
-    pub fn begin(&mut self, certain: bool) {
+    pub fn begin(&mut self, teardown: Teardown) {
         self.held = true;
-        self.certain = certain;
+        self.teardown = teardown;
         self.reported = false;
         self.family = None;
         self.dependency.set(None);
@@ -155,17 +167,19 @@ impl Failure {
     }
 
     /// What to write, given `dlerror`'s text when the program asked (else
-    /// `None`); `None` when nothing is to be claimed. A certain failure takes
-    /// the text the program got next, whatever object it names; a suspect
-    /// teardown is a failure only when the text names one of its objects
-    /// (a `dlclose` right after `dlopen` sets no error, and a `dlsym` error
-    /// names an object that is still mapped).
+    /// `None`); `None` when nothing is to be claimed. A failure before the
+    /// batch was consistent takes the text the program got next, whatever
+    /// object it names; otherwise a text is this load's only when it names
+    /// one of its objects (a `dlclose` right after `dlopen` sets no error,
+    /// and a `dlsym` error names an object that is still mapped), and a
+    /// suspect teardown is no failure without one.
     pub fn judge<'s>(&self, said: Option<&Said<'s>>) -> Option<Judged<'s>> {
         if !self.held {
             return None;
         }
+        let any_text = self.teardown == Teardown::BeforeConsistent;
         match said {
-            Some(s) if self.certain || self.names(s.object) || s.required_by.is_some_and(|r| self.names(r)) => {
+            Some(s) if any_text || self.names(s.object) || s.required_by.is_some_and(|r| self.names(r)) => {
                 let reason = match s.reason {
                     // The first object was mapped: what was not found is
                     // one of its dependencies.
@@ -181,7 +195,7 @@ impl Failure {
                 })
             }
             Some(_) => None,
-            None if self.certain => {
+            None if self.teardown != Teardown::Suspect => {
                 let (reason, error) = match (self.dependency.get(), self.dependency_absent) {
                     (Some(_), true) => (FailReason::MissingDependency, Words::NotFound),
                     (Some(_), false) => (FailReason::MissingDependency, Words::None),
@@ -199,9 +213,9 @@ mod tests {
     use super::*;
     use crate::dlerror::parse;
 
-    fn held(certain: bool) -> Failure {
+    fn held(teardown: Teardown) -> Failure {
         let mut f = Failure::new();
-        f.begin(certain);
+        f.begin(teardown);
         f.add_name(b"/w/libcudnn_cnn_infer.so.8");
         f.add_name(b"old/libcudnn_ops_infer.so.8");
         f
@@ -209,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_suspect_teardown_is_a_failure_only_when_dlerror_names_its_objects() {
-        let f = held(false);
+        let f = held(Teardown::Suspect);
         let t = parse(
             b"/w/libcudnn_cnn_infer.so.8: undefined symbol: _ZN11nvrtcHelper4loadEb, version libcudnn_ops_infer.so.8",
         );
@@ -223,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_certain_failure_takes_the_text_else_says_what_it_knows() {
-        let mut f = held(true);
+        let mut f = held(Teardown::BeforeConsistent);
         let t = parse(b"/lib/libc.so.6: version `GLIBC_9' not found (required by /w/libcudnn_cnn_infer.so.8)");
         let j = f.judge(Some(&t)).map(|j| (j.reason, j.version, j.required_by));
         assert_eq!(
@@ -241,8 +255,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unrelocated_teardown_is_a_failure_that_takes_only_a_text_naming_it() {
+        let f = held(Teardown::Unrelocated);
+        assert_eq!(f.judge(None).map(|j| (j.reason, j.error)), Some((FailReason::Failed, Words::None)));
+        // A later dlsym error about another object is not this load's.
+        assert_eq!(f.judge(Some(&parse(b"/lib/libm.so.6: undefined symbol: nope"))), None);
+        let t = parse(b"old/libcudnn_ops_infer.so.8: undefined symbol: x");
+        assert_eq!(
+            f.judge(Some(&t)).map(|j| (j.reason, j.symbol)),
+            Some((FailReason::UndefinedSymbol, Some(&b"x"[..])))
+        );
+    }
+
+    #[test]
     fn unmapped_paths_are_listed_until_the_room_runs_out() {
-        let mut f = held(true);
+        let mut f = held(Teardown::BeforeConsistent);
         assert_eq!(f.unmapped().count(), 0);
         f.add_unmapped(b"/a/libx.so");
         f.add_unmapped(b"/b/liby.so");
@@ -250,7 +277,7 @@ mod tests {
         let long = [b'x'; UNMAPPED];
         f.add_unmapped(&long);
         assert_eq!(f.unmapped().count(), 2);
-        f.begin(false);
+        f.begin(Teardown::Suspect);
         assert_eq!(f.unmapped().count(), 0);
     }
 

@@ -19,6 +19,7 @@ mod callbacks;
 mod clock;
 mod config;
 mod decide;
+mod dlclose;
 mod dlerror;
 mod events;
 mod exec;

@@ -112,6 +112,11 @@ impl<'a> Object<'a> {
         }
     }
 
+    /// The object's dynamic section in memory: `l_ld`.
+    pub fn l_ld(&self) -> usize {
+        self.dynamic as usize
+    }
+
     /// A file the loader opened: not the program itself ("") nor the vDSO.
     pub fn is_file(&self) -> bool {
         self.name.to_bytes().contains(&b'/')

@@ -15,7 +15,7 @@ const MAX_ENTRIES: usize = 1 << 16;
 const PAGE: usize = 4096;
 
 /// Copies `out.len()` bytes from `addr` in this process, or says it cannot.
-fn copy_from(addr: usize, out: &mut [u8]) -> bool {
+pub fn copy_from(addr: usize, out: &mut [u8]) -> bool {
     let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
     let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: out.len() };
     // SAFETY: the kernel writes at most `out.len()` bytes into `out` and

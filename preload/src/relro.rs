@@ -11,12 +11,15 @@
 //! teardown is a `dlopen` the program closed at once or a failure after
 //! relocation (out of memory), which only `dlerror`'s text tells apart.
 //!
-//! Runs only for such a teardown: it opens the object's file for its
-//! program headers and reads /proc/self/maps up to the page asked about.
-//! No allocation: everything lives in fixed buffers on the stack.
+//! Runs only for such a teardown: it reads the object's program headers
+//! where the loader mapped them (with `process_vm_readv`, which reports an
+//! unreadable address instead of faulting; the file may since have been
+//! replaced) and /proc/self/maps up to the page asked about. No
+//! allocation: everything lives in fixed buffers on the stack.
 
-use core::ffi::CStr;
+use crate::memory;
 
+const PT_DYNAMIC: u32 = 2;
 const PT_GNU_RELRO: u32 = 0x6474_e552;
 /// Program headers read; more than any real object has.
 const MAX_PHDRS: usize = 64;
@@ -24,11 +27,12 @@ const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
 const PHDRS_AT_ONCE: usize = 8;
 
-/// `Some(true)`: the object at `l_addr`, from the file `name`, was fully
-/// relocated; `Some(false)`: it was not; `None`: this cannot tell (no
-/// RELRO, one smaller than a page, an unreadable file or /proc).
-pub fn relocation_finished(name: &CStr, l_addr: usize) -> Option<bool> {
-    let (vaddr, memsz) = relro_of_file(name)?;
+/// `Some(true)`: the object at `l_addr` whose dynamic section is at `l_ld`
+/// was fully relocated; `Some(false)`: it was not; `None`: this cannot
+/// tell (no RELRO, one smaller than a page, headers not where a shared
+/// object has them, memory or /proc unreadable).
+pub fn relocation_finished(l_addr: usize, l_ld: usize) -> Option<bool> {
+    let (vaddr, memsz) = relro_in_memory(l_addr, l_ld)?;
     let (start, _end) = protected_range(l_addr, vaddr, memsz, page_size())?;
     writable_at(start).map(|w| !w)
 }
@@ -51,40 +55,34 @@ fn protected_range(l_addr: usize, vaddr: u64, memsz: u64, page: usize) -> Option
     (down(start) < down(end)).then(|| (down(start), down(end)))
 }
 
-/// (p_vaddr, p_memsz) of the PT_GNU_RELRO of the ELF file `name`.
-fn relro_of_file(name: &CStr) -> Option<(u64, u64)> {
-    // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
+/// (p_vaddr, p_memsz) of the PT_GNU_RELRO the loader used (the last one,
+/// as `_dl_map_object_from_fd` keeps it) of the object mapped at `l_addr`.
+/// A shared object's first PT_LOAD maps the ELF header at `l_addr`; the
+/// headers count only if their PT_DYNAMIC is the object's `l_ld`.
+fn relro_in_memory(l_addr: usize, l_ld: usize) -> Option<(u64, u64)> {
+    let mut ehdr = [0u8; EHDR_SIZE];
+    if !memory::copy_from(l_addr, &mut ehdr) {
         return None;
     }
-    let mut ehdr = [0u8; EHDR_SIZE];
-    let found = if pread_all(fd, &mut ehdr, 0) {
-        program_headers(&ehdr).and_then(|(off, n)| find_relro(fd, off, n))
-    } else {
-        None
-    };
-    // SAFETY: closing what we opened.
-    unsafe { libc::close(fd) };
-    found
-}
-
-/// Reads `n` program headers at `offset`, a few at a time (the loader's
-/// callbacks may run on a small stack).
-fn find_relro(fd: libc::c_int, offset: u64, n: usize) -> Option<(u64, u64)> {
+    let (phoff, n) = program_headers(&ehdr)?;
+    let at = l_addr.checked_add(usize::try_from(phoff).ok()?)?;
+    let (mut dynamic, mut relro) = (None, None);
     let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
-    (0..n).step_by(PHDRS_AT_ONCE).find_map(|first| {
+    for first in (0..n).step_by(PHDRS_AT_ONCE) {
         let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
-        let at = offset.checked_add((first * PHDR_SIZE) as u64)?;
-        pread_all(fd, &mut chunk[..len], at).then(|| relro_in(&chunk[..len])).flatten()
-    })
-}
-
-fn pread_all(fd: libc::c_int, buf: &mut [u8], offset: u64) -> bool {
-    let Ok(offset) = libc::off_t::try_from(offset) else { return false };
-    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset) };
-    n == buf.len() as isize
+        if !memory::copy_from(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
+            return None;
+        }
+        for p in chunk[..len].chunks_exact(PHDR_SIZE) {
+            match u32_at(p, 0) {
+                Some(PT_DYNAMIC) => dynamic = u64_at(p, 16),
+                Some(PT_GNU_RELRO) => relro = Some((u64_at(p, 16)?, u64_at(p, 40)?)),
+                _ => {}
+            }
+        }
+    }
+    let dynamic = l_addr.wrapping_add(usize::try_from(dynamic?).ok()?);
+    (dynamic == l_ld).then_some(relro).flatten()
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -108,13 +106,6 @@ fn program_headers(ehdr: &[u8; EHDR_SIZE]) -> Option<(u64, usize)> {
     let (phoff, phentsize, phnum) = (u64_at(ehdr, 32)?, u16_at(ehdr, 54)?, u16_at(ehdr, 56)?);
     let phnum = usize::from(phnum);
     (usize::from(phentsize) == PHDR_SIZE && (1..=MAX_PHDRS).contains(&phnum)).then_some((phoff, phnum))
-}
-
-fn relro_in(phdrs: &[u8]) -> Option<(u64, u64)> {
-    phdrs
-        .chunks_exact(PHDR_SIZE)
-        .find(|p| u32_at(p, 0) == Some(PT_GNU_RELRO))
-        .and_then(|p| Some((u64_at(p, 16)?, u64_at(p, 40)?)))
 }
 
 /// Whether the page at `addr` is mapped writable, from /proc/self/maps.
@@ -231,33 +222,48 @@ mod tests {
         assert_eq!(protected_range(usize::MAX - 10, 0, 100, 4096), None);
     }
 
-    #[test]
-    fn a_relro_past_the_first_headers_is_found_and_a_bad_header_refused() {
+    /// An ELF header and `n` program headers in memory, with PT_DYNAMIC
+    /// at `dynamic` and PT_GNU_RELROs where `relro` says.
+    fn image(n: u64, dynamic: u64, relro: &[(u64, u64, u64)]) -> Vec<u8> {
         let mut elf = vec![0u8; EHDR_SIZE];
         elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
         elf[32..40].copy_from_slice(&(EHDR_SIZE as u64).to_le_bytes());
         elf[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
-        elf[56..58].copy_from_slice(&20u16.to_le_bytes());
-        for i in 0..20u64 {
+        elf[56..58].copy_from_slice(&(n as u16).to_le_bytes());
+        for i in 0..n {
             let mut ph = [0u8; PHDR_SIZE];
-            let kind = if i == 13 { PT_GNU_RELRO } else { 1 };
+            let (kind, vaddr, memsz) = match relro.iter().find(|r| r.0 == i) {
+                Some(&(_, v, m)) => (PT_GNU_RELRO, v, m),
+                None if i == 2 => (PT_DYNAMIC, dynamic, 0x100),
+                None => (1, 0x1000 * i, 0x10),
+            };
             ph[..4].copy_from_slice(&kind.to_le_bytes());
-            ph[16..24].copy_from_slice(&(0x1000 * i).to_le_bytes());
-            ph[40..48].copy_from_slice(&(0x10 * i).to_le_bytes());
+            ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
+            ph[40..48].copy_from_slice(&memsz.to_le_bytes());
             elf.extend_from_slice(&ph);
         }
-        let path = std::env::temp_dir().join(format!("culaunch-relro-{}", std::process::id()));
-        let c = |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        std::fs::write(&path, &elf).unwrap_or_default();
-        assert_eq!(relro_of_file(&c(&path)), Some((0xd000, 0xd0)));
+        elf
+    }
+
+    #[test]
+    fn the_last_relro_counts_past_the_first_headers_and_only_with_the_objects_dynamic() {
+        let elf = image(20, 0x3e00, &[(5, 0x1000, 0x10), (13, 0xd000, 0xd0)]);
+        let base = elf.as_ptr() as usize;
+        assert_eq!(relro_in_memory(base, base + 0x3e00), Some((0xd000, 0xd0)));
+        // Headers that are another object's: their PT_DYNAMIC is elsewhere.
+        assert_eq!(relro_in_memory(base, base + 0x4000), None);
+        // No RELRO at all.
+        let bare = image(4, 0x3e00, &[]);
+        assert_eq!(relro_in_memory(bare.as_ptr() as usize, bare.as_ptr() as usize + 0x3e00), None);
         // A header that is not 64-bit little-endian, or claims odd sizes.
         for (at, byte) in [(4, 1u8), (5, 2), (54, 55), (56, 0)] {
             let mut bad = elf.clone();
             bad[at] = byte;
-            std::fs::write(&path, &bad).unwrap_or_default();
-            assert_eq!(relro_of_file(&c(&path)), None, "byte {at} = {byte}");
+            let b = bad.as_ptr() as usize;
+            assert_eq!(relro_in_memory(b, b + 0x3e00), None, "byte {at} = {byte}");
         }
-        let _ = std::fs::remove_file(&path);
+        // Nothing mapped there: an answer, not a fault.
+        assert_eq!(relro_in_memory(8, 0x3e08), None);
     }
 
     #[test]
@@ -284,43 +290,39 @@ mod tests {
         assert_eq!(writable_at(p as usize), None);
     }
 
-    /// The RELRO this reads from a file is the one the loader used for
-    /// this test program's own libc (the oracle is `dl_iterate_phdr`), and
-    /// the loader protected it.
+    /// The RELRO read from memory is the one the loader used for this test
+    /// program's own libc (the oracle is `dl_iterate_phdr`), and the
+    /// loader protected it.
     #[test]
-    fn the_relro_read_from_the_file_is_the_loaders() {
+    fn the_relro_read_from_memory_is_the_loaders() {
+        #[derive(Default)]
         struct Found {
-            name: [u8; 512],
-            len: usize,
             addr: usize,
+            dynamic: Option<usize>,
             relro: Option<(u64, u64)>,
         }
         unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut libc::c_void) -> libc::c_int {
             // SAFETY: the loader hands a valid info; `data` is our `Found`.
             let (info, found) = unsafe { (&*info, &mut *(data as *mut Found)) };
             // SAFETY: dlpi_name is a NUL-terminated string.
-            let name = unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
             if !name.windows(7).any(|w| w == b"libc.so") {
                 return 0;
             }
             // SAFETY: dlpi_phdr points at dlpi_phnum headers.
             let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
-            found.relro = phdrs.iter().find(|p| p.p_type == PT_GNU_RELRO).map(|p| (p.p_vaddr, p.p_memsz));
             found.addr = info.dlpi_addr as usize;
-            found.len = name.len().min(511);
-            found.name[..found.len].copy_from_slice(&name[..found.len]);
+            found.relro = phdrs.iter().filter(|p| p.p_type == PT_GNU_RELRO).map(|p| (p.p_vaddr, p.p_memsz)).next_back();
+            found.dynamic = phdrs.iter().find(|p| p.p_type == PT_DYNAMIC).map(|p| found.addr + p.p_vaddr as usize);
             1
         }
-        let mut found = Found { name: [0; 512], len: 0, addr: 0, relro: None };
+        let mut found = Found::default();
         // SAFETY: `each` only writes into `found`.
         unsafe { libc::dl_iterate_phdr(Some(each), (&mut found as *mut Found).cast()) };
-        assert!(found.len > 0 && found.relro.is_some(), "this test's libc has a RELRO");
-        let name = CStr::from_bytes_until_nul(&found.name).ok();
-        assert_eq!(name.and_then(relro_of_file), found.relro);
+        let l_ld = found.dynamic.unwrap_or_default();
+        assert!(found.relro.is_some() && l_ld != 0, "this test's libc has a RELRO and a dynamic section");
+        assert_eq!(relro_in_memory(found.addr, l_ld), found.relro);
         // Relocated long ago, and protected.
-        assert_eq!(name.and_then(|n| relocation_finished(n, found.addr)), Some(true));
-        // A file that is not ELF, and one that is absent.
-        assert_eq!(relro_of_file(c"/proc/self/maps"), None);
-        assert_eq!(relro_of_file(c"/nonexistent/libx.so"), None);
+        assert_eq!(relocation_finished(found.addr, l_ld), Some(true));
     }
 }

@@ -47,8 +47,9 @@ pub struct Tracker {
 /// * an undefined symbol under `-z now` or `RTLD_NOW` fails in relocation,
 ///   after `LA_ACT_CONSISTENT`, with nothing in between. A `dlopen`
 ///   followed at once by `dlclose` looks exactly the same, so such a close
-///   is only suspect: the object's RELRO (`relro`) tells the two apart, and
-///   where it cannot, `dlerror`'s text decides.
+///   is only suspect: a close from inside the program's `dlclose`
+///   (`dlclose`) is one, otherwise the object's RELRO (`relro`) tells the
+///   two apart, and where it cannot, `dlerror`'s text decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Idle,
