@@ -395,6 +395,31 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     assert_eq!(rebuilt, words.iter().map(|w| (w, &Value::Bool(true))).collect::<Vec<_>>(), "{diagnoses:#?}");
 }
 
+/// The object's headers are found where `process_vm_readv` is refused (a
+/// seccomp sandbox) and where they are not at its load bias (a first
+/// PT_LOAD that is not at address 0).
+#[test]
+fn a_failed_relocation_is_found_in_a_sandbox_and_in_a_library_not_based_at_zero() {
+    let d = Dir::new("failed-quiet-places");
+    let based = shared(&d.path("lib/libbased.so"), "undefined.c", &["-Wl,-Ttext-segment=0x200000"]);
+    let sandboxed = shared(&d.path("lib/libsandboxed.so"), "undefined.c", &[]);
+    let prog = program(&d);
+    let deny = d.path("bin/deny_process_vm");
+    cc(&[fixture_src("deny_process_vm.c").as_os_str(), "-o".as_ref(), deny.as_os_str()]);
+    for (wrapper, lib) in [(None, &based), (Some(&deny), &sandboxed)] {
+        let action = format!("quiet:{}", p(lib));
+        let argv: Vec<&OsStr> =
+            wrapper.iter().map(|w| w.as_os_str()).chain([prog.as_os_str(), OsStr::new(&action)]).collect();
+        let bare = plain(&argv, &[]);
+        assert_eq!(bare.stdout(), format!("{action}: fail\n"), "{}", bare.stderr());
+        let traced = traced(&["--all-libs", "-q"], &argv, &[]);
+        assert_eq!((traced.stdout(), traced.stderr()), (bare.stdout(), bare.stderr()));
+        let f = failures(&traced);
+        let got: Vec<(String, String)> = f.iter().map(|e| (s(&e["path"]), s(&e["reason"]))).collect();
+        assert_eq!(got, [(canonical(lib), "failed".to_owned())], "{f:#?}");
+    }
+}
+
 /// A `dlopen` closed at once is no failure, whatever the program did in
 /// between: made the library's RELRO writable again (as a GOT hook does),
 /// or put another build of it in its place and closed it through a pointer
@@ -426,6 +451,12 @@ fn a_dlopen_closed_at_once_is_no_failure_whatever_became_of_its_pages_or_its_fil
         let mine: Vec<&Value> = loads.iter().copied().filter(|e| e["request"] == p(lib).as_str()).collect();
         assert_eq!(mine.iter().map(|e| &e["ok"]).collect::<Vec<_>>(), [&Value::Bool(true)], "{mine:#?}");
     }
+    // The dlclose a program looks up is the real one, in libc.
+    let identity = d.path("bin/dlclose_identity");
+    cc(&[fixture_src("dlclose_identity.c").as_os_str(), "-o".as_ref(), identity.as_os_str(), "-ldl".as_ref()]);
+    let bare = plain(&[identity.as_os_str()], &[]);
+    assert!(bare.stdout().starts_with("1 "), "{}", bare.stdout());
+    assert_eq!(common::traced(&["-q"], &[identity.as_os_str()], &[]).stdout(), bare.stdout());
 }
 
 /// A relocation that fails after every dependency was answered (one by a

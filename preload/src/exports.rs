@@ -99,11 +99,15 @@ pub unsafe extern "C" fn la_symbind64(
     _ndx: c_uint,
     _refcook: *mut usize,
     _defcook: *mut usize,
-    _flags: *mut c_uint,
+    flags: *mut c_uint,
     symname: *const c_char,
 ) -> usize {
-    // SAFETY: the loader passes the symbol it is binding.
-    let real = unsafe { sym.as_ref().map_or(0, |s| s.st_value as usize) };
+    /// <link.h>: the binding answers a `dlsym` call.
+    const LA_SYMB_DLSYM: c_uint = 0x08;
+    // SAFETY: the loader passes the symbol it is binding, and its flags.
+    let (real, dlsym) = unsafe {
+        (sym.as_ref().map_or(0, |s| s.st_value as usize), flags.as_ref().is_some_and(|f| f & LA_SYMB_DLSYM != 0))
+    };
     if symname.is_null() {
         return real;
     }
@@ -112,7 +116,7 @@ pub unsafe extern "C" fn la_symbind64(
     let real = guarded(real, || {
         let bytes = name.to_bytes();
         dlerror::bind(bytes, real)
-            .or_else(|| dlclose::bind(bytes, real))
+            .or_else(|| dlclose::bind(bytes, real, dlsym))
             .or_else(|| quick_exit::bind(bytes, real))
             .unwrap_or_else(|| exec::bind(name, real))
     });

@@ -24,6 +24,32 @@ pub fn copy_from(addr: usize, out: &mut [u8]) -> bool {
     n == out.len() as isize
 }
 
+/// `copy_from`, or where `process_vm_readv` is refused (a seccomp filter,
+/// an old kernel) a read of /proc/self/mem, which also answers an error
+/// for an unmapped address instead of faulting. It holds a descriptor for
+/// the moment of the read: for the loader's callbacks, not for the `exec*`
+/// wrappers (which may run in a `vfork` child).
+pub fn read_own(addr: usize, out: &mut [u8]) -> bool {
+    if copy_from(addr, out) {
+        return true;
+    }
+    // SAFETY: errno is this thread's.
+    if unsafe { *libc::__errno_location() } == libc::EFAULT {
+        return false;
+    }
+    let Ok(offset) = libc::off_t::try_from(addr) else { return false };
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the kernel writes at most `out.len()` bytes into `out`.
+    let n = unsafe { libc::pread(fd, out.as_mut_ptr().cast(), out.len(), offset) };
+    // SAFETY: closing what we opened.
+    unsafe { libc::close(fd) };
+    n == out.len() as isize
+}
+
 /// `addr` points at a readable NUL-terminated string.
 pub fn is_c_string(addr: usize) -> bool {
     if addr == 0 {

@@ -56,21 +56,27 @@ fn protected_range(l_addr: usize, vaddr: u64, memsz: u64, page: usize) -> Option
 }
 
 /// (p_vaddr, p_memsz) of the PT_GNU_RELRO the loader used (the last one,
-/// as `_dl_map_object_from_fd` keeps it) of the object mapped at `l_addr`.
-/// A shared object's first PT_LOAD maps the ELF header at `l_addr`; the
-/// headers count only if their PT_DYNAMIC is the object's `l_ld`.
+/// as `_dl_map_object_from_fd` keeps it) of the object mapped with bias
+/// `l_addr`. A shared object's first PT_LOAD, at file offset 0, maps the
+/// ELF header: at `l_addr` when its address is 0, else at the start of the
+/// file's first mapping (/proc/self/maps). Headers count only if their
+/// PT_DYNAMIC is the object's `l_ld`.
 fn relro_in_memory(l_addr: usize, l_ld: usize) -> Option<(u64, u64)> {
+    headers_at(l_addr, l_addr, l_ld).or_else(|| headers_at(first_mapping_of_file_at(l_ld)?, l_addr, l_ld)).flatten()
+}
+
+fn headers_at(base: usize, l_addr: usize, l_ld: usize) -> Option<Option<(u64, u64)>> {
     let mut ehdr = [0u8; EHDR_SIZE];
-    if !memory::copy_from(l_addr, &mut ehdr) {
+    if !memory::read_own(base, &mut ehdr) {
         return None;
     }
     let (phoff, n) = program_headers(&ehdr)?;
-    let at = l_addr.checked_add(usize::try_from(phoff).ok()?)?;
+    let at = base.checked_add(usize::try_from(phoff).ok()?)?;
     let (mut dynamic, mut relro) = (None, None);
     let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
     for first in (0..n).step_by(PHDRS_AT_ONCE) {
         let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
-        if !memory::copy_from(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
+        if !memory::read_own(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
             return None;
         }
         for p in chunk[..len].chunks_exact(PHDR_SIZE) {
@@ -81,8 +87,8 @@ fn relro_in_memory(l_addr: usize, l_ld: usize) -> Option<(u64, u64)> {
             }
         }
     }
-    let dynamic = l_addr.wrapping_add(usize::try_from(dynamic?).ok()?);
-    (dynamic == l_ld).then_some(relro).flatten()
+    // The object's own headers: with or without a RELRO, the answer is here.
+    (l_addr.wrapping_add(usize::try_from(dynamic?).ok()?) == l_ld).then_some(relro)
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -110,45 +116,78 @@ fn program_headers(ehdr: &[u8; EHDR_SIZE]) -> Option<(u64, usize)> {
 
 /// Whether the page at `addr` is mapped writable, from /proc/self/maps.
 fn writable_at(addr: usize) -> Option<bool> {
-    // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    let mut scan = MapsScan::new(addr);
-    let mut buf = [0u8; 1024];
-    let answer = loop {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break None;
+    scan_maps(|l| {
+        if l.lo <= addr && addr < l.hi {
+            Some(Some(l.writable))
+        } else {
+            // Lines are in address order: past it, it is not mapped.
+            (l.lo > addr).then_some(None)
         }
-        if let Some(a) = scan.feed(&buf[..n as usize]) {
-            break a;
-        }
-    };
-    // SAFETY: closing what we opened.
-    unsafe { libc::close(fd) };
-    answer
+    })
+    .flatten()
 }
 
-/// Finds the line of /proc/PID/maps that holds an address, fed in chunks
-/// of any size. Only a line's start (`lo-hi perms`) is kept.
-struct MapsScan {
-    addr: usize,
-    head: [u8; 48],
+/// The start of the first mapping of the file mapped at `addr`: the last
+/// mapping at file offset 0 below it, if it is of the same file.
+fn first_mapping_of_file_at(addr: usize) -> Option<usize> {
+    let mut first: Option<Line> = None;
+    scan_maps(|l| {
+        if l.offset == 0 {
+            first = Some(*l);
+        }
+        if l.lo <= addr && addr < l.hi {
+            let same = first.is_some_and(|f| l.inode != 0 && (f.dev, f.inode) == (l.dev, l.inode));
+            return Some(first.filter(|f| same && f.readable).map(|f| f.lo));
+        }
+        (l.lo > addr).then_some(None)
+    })
+    .flatten()
+}
+
+/// One line of /proc/PID/maps: `lo-hi perms offset major:minor inode path`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Line {
+    lo: usize,
+    hi: usize,
+    readable: bool,
+    writable: bool,
+    offset: u64,
+    dev: (u32, u32),
+    inode: u64,
+}
+
+fn parse_line(head: &[u8]) -> Option<Line> {
+    let mut f = head.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (range, perms, offset, dev, inode) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let hex = |s: &[u8]| core::str::from_utf8(s).ok().and_then(|s| u64::from_str_radix(s, 16).ok());
+    let decimal = |s: &[u8]| core::str::from_utf8(s).ok().and_then(|s| s.parse::<u64>().ok());
+    let (lo, hi) = range.split_at(range.iter().position(|&b| b == b'-')?);
+    let (major, minor) = dev.split_at(dev.iter().position(|&b| b == b':')?);
+    Some(Line {
+        lo: usize::try_from(hex(lo)?).ok()?,
+        hi: usize::try_from(hex(&hi[1..])?).ok()?,
+        readable: *perms.first()? == b'r',
+        writable: *perms.get(1)? == b'w',
+        offset: hex(offset)?,
+        dev: (u32::try_from(hex(major)?).ok()?, u32::try_from(hex(&minor[1..])?).ok()?),
+        inode: decimal(inode)?,
+    })
+}
+
+/// Splits what /proc/PID/maps gives, in chunks of any size, into lines,
+/// keeping of each only its start (the fields before the path).
+struct Lines {
+    head: [u8; 128],
     len: usize,
 }
 
-impl MapsScan {
-    fn new(addr: usize) -> MapsScan {
-        MapsScan { addr, head: [0; 48], len: 0 }
+impl Lines {
+    const fn new() -> Lines {
+        Lines { head: [0; 128], len: 0 }
     }
 
-    /// `Some(Some(writable))` once the line holding the address is seen,
-    /// `Some(None)` once the lines have passed it (it is not mapped),
-    /// `None` while the answer is still to come.
-    fn feed(&mut self, chunk: &[u8]) -> Option<Option<bool>> {
+    /// Hands each line this chunk completes to `each`, until it answers.
+    fn feed<T>(&mut self, chunk: &[u8], each: &mut impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
         for &b in chunk {
             if b != b'\n' {
                 if self.len < self.head.len() {
@@ -157,26 +196,38 @@ impl MapsScan {
                 }
                 continue;
             }
-            let line = parse_head(&self.head[..self.len]);
-            self.len = 0;
-            match line {
-                Some((lo, hi, w)) if lo <= self.addr && self.addr < hi => return Some(Some(w)),
-                // Lines are in address order.
-                Some((lo, _, _)) if lo > self.addr => return Some(None),
-                _ => {}
+            let len = core::mem::replace(&mut self.len, 0);
+            if let Some(answer) = each(&self.head[..len]) {
+                return Some(answer);
             }
         }
         None
     }
 }
 
-/// (lo, hi, writable) of a maps line's start: `lo-hi rwxp ...`.
-fn parse_head(head: &[u8]) -> Option<(usize, usize, bool)> {
-    let mut fields = head.split(|&b| b == b' ');
-    let (range, perms) = (fields.next()?, fields.next()?);
-    let dash = range.iter().position(|&b| b == b'-')?;
-    let hex = |s: &[u8]| core::str::from_utf8(s).ok().and_then(|s| usize::from_str_radix(s, 16).ok());
-    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?, *perms.get(1)? == b'w'))
+/// Reads /proc/self/maps line by line until `each` answers.
+fn scan_maps<T>(mut each: impl FnMut(&Line) -> Option<T>) -> Option<T> {
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut lines = Lines::new();
+    let mut buf = [0u8; 1024];
+    let mut on_line = |head: &[u8]| parse_line(head).and_then(|l| each(&l));
+    let answer = loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break None;
+        }
+        if let Some(a) = lines.feed(&buf[..n as usize], &mut on_line) {
+            break Some(a);
+        }
+    };
+    // SAFETY: closing what we opened.
+    unsafe { libc::close(fd) };
+    answer
 }
 
 #[cfg(test)]
@@ -189,9 +240,18 @@ mod tests {
 7f0000001000-7f0000003000 rw-p 00001000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n";
 
+    /// `writable_at`'s question, asked of `MAPS` fed in chunks of `size`.
     fn scan_in_chunks(addr: usize, size: usize) -> Option<bool> {
-        let mut s = MapsScan::new(addr);
-        MAPS.chunks(size).find_map(|c| s.feed(c)).flatten()
+        let mut lines = Lines::new();
+        let mut each = |head: &[u8]| {
+            let l = parse_line(head)?;
+            if l.lo <= addr && addr < l.hi {
+                Some(Some(l.writable))
+            } else {
+                (l.lo > addr).then_some(None)
+            }
+        };
+        MAPS.chunks(size).find_map(|c| lines.feed(c, &mut each)).flatten()
     }
 
     #[test]
@@ -208,9 +268,21 @@ mod tests {
     }
 
     #[test]
-    fn garbage_lines_are_passed_over() {
-        let mut s = MapsScan::new(0x2000);
-        assert_eq!(s.feed(b"\n-\nzz-yy rw-p\n1000-3000 rw-p 0 0:0 0\n"), Some(Some(true)));
+    fn a_line_gives_its_fields_and_garbage_none() {
+        let l = parse_line(b"7f0000001000-7f0000003000 rw-p 00001000 fd:01 1234567");
+        let want = Line {
+            lo: 0x7f00_0000_1000,
+            hi: 0x7f00_0000_3000,
+            readable: true,
+            writable: true,
+            offset: 0x1000,
+            dev: (0xfd, 1),
+            inode: 1_234_567,
+        };
+        assert_eq!(l, Some(want));
+        for bad in [&b""[..], b"-", b"zz-yy rw-p 0 0:0 0", b"1000-3000 rw-p 0 0 0", b"1000-3000 rw-p 0 0:0"] {
+            assert_eq!(parse_line(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
     }
 
     #[test]
@@ -288,6 +360,51 @@ mod tests {
         // SAFETY: as above.
         unsafe { libc::munmap(p, page) };
         assert_eq!(writable_at(p as usize), None);
+    }
+
+    /// An object whose first PT_LOAD is not at address 0: its headers are
+    /// at the start of the file's first mapping, not at `l_addr`.
+    #[test]
+    fn headers_not_at_l_addr_are_found_at_the_files_first_mapping() {
+        let page = page_size();
+        let mut file = image(4, 0x20_1010, &[(3, 0x20_1000, page as u64)]);
+        file.resize(2 * page, 0);
+        let dir = std::env::temp_dir();
+        let (path, other) =
+            (dir.join(format!("culaunch-relro-{}", std::process::id())), dir.join("culaunch-relro-other"));
+        std::fs::write(&path, &file).unwrap_or_default();
+        std::fs::write(&other, &file).unwrap_or_default();
+        let map = |f: &std::path::Path, at: usize, offset: usize, flags: libc::c_int| {
+            let fd = std::fs::File::open(f).map(std::os::fd::IntoRawFd::into_raw_fd).unwrap_or(-1);
+            // SAFETY: a private read-only mapping of our own file, at a
+            // place this test reserved (or anywhere).
+            let p = unsafe {
+                libc::mmap(
+                    at as *mut libc::c_void,
+                    page,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | flags,
+                    fd,
+                    offset as libc::off_t,
+                )
+            };
+            // SAFETY: the descriptor opened above.
+            unsafe { libc::close(fd) };
+            p as usize
+        };
+        // Two pages reserved, then the file's two pages mapped as glibc
+        // maps segments: page 0 at offset 0, page 1 at offset `page`.
+        let base = map(&path, 0, 0, 0);
+        let _ = map(&path, base, 0, libc::MAP_FIXED);
+        assert_eq!(map(&path, base + page, page, libc::MAP_FIXED), base + page);
+        let l_addr = base - 0x20_0000;
+        assert_eq!(relro_in_memory(l_addr, base + 0x1010), Some((0x20_1000, page as u64)));
+        // The page holding `l_ld` from another file: not this object's.
+        assert_eq!(map(&other, base + page, page, libc::MAP_FIXED), base + page);
+        assert_eq!(relro_in_memory(l_addr, base + 0x1010), None);
+        // SAFETY: the pages mapped above.
+        unsafe { libc::munmap(base as *mut libc::c_void, 2 * page) };
+        let _ = (std::fs::remove_file(&path), std::fs::remove_file(&other));
     }
 
     /// The RELRO read from memory is the one the loader used for this test
