@@ -34,6 +34,16 @@ fn shared(out: &Path, source: &str, flags: &[&str]) -> PathBuf {
     out.to_path_buf()
 }
 
+/// `shared`, with a DT_NEEDED on the file `needed` (by its file name),
+/// and `flags` after (an RPATH to find it by).
+fn needing(out: &Path, source: &str, needed: &Path, flags: &[&str]) -> PathBuf {
+    let dir = format!("-L{}", p(needed.parent().unwrap()));
+    let name = format!("-l:{}", needed.file_name().unwrap().to_str().unwrap());
+    let mut all = vec!["-Wl,--no-as-needed", &dir, &name];
+    all.extend_from_slice(flags);
+    shared(out, source, &all)
+}
+
 fn program(d: &Dir) -> PathBuf {
     let out = d.path("bin/dlfail");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
@@ -184,8 +194,7 @@ fn a_missing_version_node_names_the_node_and_who_required_it() {
 fn a_missing_dependency_of_a_dlopened_library() {
     let d = Dir::new("failed-dependency");
     let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
-    let lib_dir = format!("-L{}", p(&d.path("lib")));
-    let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+    let needy = needing(&d.path("lib/libneedy.so"), "fakelib.c", &gone, &[]);
     std::fs::remove_file(&gone).unwrap();
     let prog = program(&d);
     let action = format!("now:{}", p(&needy));
@@ -321,8 +330,7 @@ fn a_dlopen_followed_at_once_by_dlclose_is_no_failure() {
 fn failures_the_program_never_asks_dlerror_about_are_recorded() {
     let d = Dir::new("failed-quiet");
     let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
-    let lib_dir = format!("-L{}", p(&d.path("lib")));
-    let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+    let needy = needing(&d.path("lib/libneedy.so"), "fakelib.c", &gone, &[]);
     std::fs::remove_file(&gone).unwrap();
     let (user, old) = versioned(&d);
     let prog = program(&d);
@@ -352,12 +360,7 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     let d = Dir::new("failed-quiet-symbol");
     let lib = shared(&d.path("lib/libquiet.so"), "undefined.c", &[]);
     let deep = shared(&d.path("lib/libdeep.so"), "undefined.c", &["-Wl,-soname,libdeep.so"]);
-    let lib_dir = format!("-L{}", p(&d.path("lib")));
-    let above = shared(
-        &d.path("lib/libabove.so"),
-        "fakelib.c",
-        &["-Wl,--no-as-needed", &lib_dir, "-l:libdeep.so", "-Wl,-rpath,$ORIGIN"],
-    );
+    let above = needing(&d.path("lib/libabove.so"), "fakelib.c", &deep, &["-Wl,-rpath,$ORIGIN"]);
     let ok = shared(&d.path("lib/libok.so"), "fakelib.c", &[]);
     let prog = program(&d);
     let actions = [format!("quiet:{}", p(&lib)), format!("quiet:{}", p(&above)), format!("close:{}", p(&ok))];
@@ -466,10 +469,8 @@ fn a_dlopen_closed_at_once_is_no_failure_whatever_became_of_its_pages_or_its_fil
 fn a_failed_relocation_is_reported_with_what_is_known_of_it_and_no_more() {
     let d = Dir::new("failed-quiet-known");
     let dep = shared(&d.path("dep/libdep.so"), "fakelib.c", &[]);
-    let dir = p(&d.path("dep"));
-    let (search, rpath) = (format!("-L{dir}"), format!("-Wl,-rpath,{dir}"));
-    let lib =
-        shared(&d.path("lib/libundef.so"), "undefined.c", &["-Wl,--no-as-needed", &search, "-l:libdep.so", &rpath]);
+    let rpath = format!("-Wl,-rpath,{}", p(&d.path("dep")));
+    let lib = needing(&d.path("lib/libundef.so"), "undefined.c", &dep, &[&rpath]);
     let prog = program(&d);
     let actions = [format!("now:{}", p(&dep)), format!("quiet:{}", p(&lib)), "sym:no_such_symbol".to_owned()];
     let b = run_both(&prog, &actions, &[]);
@@ -489,8 +490,7 @@ fn failures_never_asked_about_are_recorded_when_the_program_execs_or_calls_exit(
     for (n, end) in ["_exit:0", "exec:/bin/true"].into_iter().enumerate() {
         let d = Dir::new(&format!("failed-ends-{n}"));
         let gone = shared(&d.path("lib/libgone.so"), "fakelib.c", &["-Wl,-soname,libgone.so"]);
-        let lib_dir = format!("-L{}", p(&d.path("lib")));
-        let needy = shared(&d.path("lib/libneedy.so"), "fakelib.c", &["-Wl,--no-as-needed", &lib_dir, "-l:libgone.so"]);
+        let needy = needing(&d.path("lib/libneedy.so"), "fakelib.c", &gone, &[]);
         std::fs::remove_file(&gone).unwrap();
         let missing = d.path("lib/libnothere.so");
         let prog = program(&d);
@@ -526,12 +526,7 @@ fn an_exec_in_a_vfork_child_leaves_the_parents_failure_to_the_parent() {
 fn a_dependency_refused_under_strict_fails_the_load_with_the_refusal() {
     let d = Dir::new("failed-refused");
     let cudart = shared(&d.path("lib/libcudart.so.12"), "fakelib.c", &["-Wl,-soname,libcudart.so.12"]);
-    let lib_dir = format!("-L{}", p(&d.path("lib")));
-    let user = shared(
-        &d.path("lib/libuser.so"),
-        "fakelib.c",
-        &["-Wl,--no-as-needed", &lib_dir, "-l:libcudart.so.12", "-Wl,-rpath,$ORIGIN"],
-    );
+    let user = needing(&d.path("lib/libuser.so"), "fakelib.c", &cudart, &["-Wl,-rpath,$ORIGIN"]);
     let prog = program(&d);
     let action = format!("now:{}", p(&user));
     let run = traced(&["--strict", "-q"], &[prog.as_os_str(), OsStr::new(&action)], &[]);
