@@ -11,11 +11,12 @@
 //! teardown is a `dlopen` the program closed at once or a failure after
 //! relocation (out of memory), which only `dlerror`'s text tells apart.
 //!
-//! Runs only for such a teardown: it reads the object's program headers
-//! where the loader mapped them (with `process_vm_readv`, which reports an
-//! unreadable address instead of faulting; the file may since have been
-//! replaced) and /proc/self/maps up to the page asked about. No
-//! allocation: everything lives in fixed buffers on the stack.
+//! Runs only for such a teardown outside the program's `dlclose`: it reads
+//! the object's program headers where the loader mapped them, not from its
+//! file, which may since have been replaced (`memory::read_own`, which
+//! reports an unreadable address instead of faulting), and /proc/self/maps
+//! up to the page asked about. No allocation: everything lives in fixed
+//! buffers on the stack.
 
 use crate::memory;
 
