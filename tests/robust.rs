@@ -535,4 +535,11 @@ fn events_lost_by_a_process_with_stderr_closed_still_make_the_summary_say_incomp
     assert!(stderr.contains("trace incomplete: some events could not be written"), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(json["trace_incomplete"], true);
+    // With fd 2 closed, the trace's own descriptor takes number 2: the
+    // warning must never be written through it into the trace.
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    for line in lines.lines() {
+        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not an event: {line:?}");
+    }
+    assert!(!stderr.contains("not valid events"), "{stderr}");
 }

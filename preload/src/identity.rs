@@ -111,14 +111,16 @@ impl Switch {
             return;
         }
         let saved = errno();
-        exports::guarded((), || {
-            let Some(config) = config::get() else { return };
-            if rc == 0 && !can_write(config) {
-                say_untraced(config, self.fd);
-            }
+        let appended = exports::guarded(Ok(()), || match config::get() {
+            Some(config) if rc == 0 && !can_write(config) => say_untraced(config, self.fd),
+            _ => Ok(()),
         });
         // SAFETY: closing the descriptor `begin` opened.
         unsafe { libc::close(self.fd) };
+        // Once it is closed: it may have been fd 2 (sink::write_line).
+        if let (Err(what), Some(config)) = (appended, config::get()) {
+            exports::guarded((), || sink::warn_lost(config, what));
+        }
         set_errno(saved);
     }
 }
@@ -129,7 +131,7 @@ fn can_write(config: &Config) -> bool {
     unsafe { libc::faccessat(libc::AT_FDCWD, config.trace.as_ptr(), libc::W_OK, libc::AT_EACCESS) == 0 }
 }
 
-fn say_untraced(config: &Config, fd: c_int) {
+fn say_untraced(config: &Config, fd: c_int) -> Result<(), &'static [u8]> {
     let mut exe = [0u8; paths::PATH_MAX];
     let exe = paths::self_exe(&mut exe).unwrap_or(b"?");
     // SAFETY: geteuid cannot fail.
@@ -137,8 +139,9 @@ fn say_untraced(config: &Config, fd: c_int) {
     let mut digits = [0u8; 10];
     let reason: [&[u8]; 3] = [b"it switched to uid ", decimal(uid, &mut digits), REASON_TAIL];
     let mut buf = [0u8; paths::PATH_MAX + 512];
-    if let Some(line) = exec::untraced_line(config, exe, &reason, &mut buf) {
-        sink::append(config, fd, line);
+    match exec::untraced_line(config, exe, &reason, &mut buf) {
+        Some(line) => sink::append(fd, line),
+        None => Ok(()),
     }
 }
 

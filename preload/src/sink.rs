@@ -33,9 +33,14 @@ pub fn write_line(config: &Config, line: &[u8]) {
         }
         return;
     }
-    append(config, fd, line);
+    let appended = append(fd, line);
     // SAFETY: closing the descriptor opened above.
     unsafe { libc::close(fd) };
+    // Only now: with stderr closed, the trace's descriptor may have been
+    // fd 2, and a warning written through it would land in the trace.
+    if let Err(what) = appended {
+        warn_lost(config, what);
+    }
 }
 
 /// Opens the trace for one append: a descriptor, or -1 with errno set.
@@ -59,23 +64,21 @@ fn denied_to_another_uid(config: &Config) -> bool {
     unsafe { libc::stat(config.trace.as_ptr(), &mut st) == 0 && st.st_uid != libc::geteuid() }
 }
 
-/// Appends one line through `fd`, if it is a regular file with room.
-pub fn append(config: &Config, fd: i32, line: &[u8]) {
+/// Appends one line through `fd`, if it is a regular file with room; or
+/// says why the line is lost. The caller warns once `fd` is closed.
+pub fn append(fd: i32, line: &[u8]) -> Result<(), &'static [u8]> {
     // SAFETY: plain-data out-pointer; `fd` is open.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        warn_lost(config, b"cannot append to the trace file; some events are lost");
-        return;
+        return Err(b"cannot append to the trace file; some events are lost");
     }
     // A FIFO, a device or a socket could block, eat events or never end:
     // the trace is a regular file or nothing.
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        warn_lost(config, b"the trace is not a regular file; this process is not traced");
-        return;
+        return Err(b"the trace is not a regular file; this process is not traced");
     }
     if would_exceed_file_size_limit(&st, line.len()) {
-        warn_lost(config, b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
-        return;
+        return Err(b"the trace file reached the file-size limit (ulimit -f); later events are dropped");
     }
     // SAFETY: `line` is a valid buffer; a short or failed write loses this one
     // event and is never retried (a retry could tear the line).
@@ -86,8 +89,9 @@ pub fn append(config: &Config, fd: i32, line: &[u8]) {
             // SAFETY: a one-byte buffer.
             unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
         }
-        warn_lost(config, b"cannot append to the trace file; some events are lost");
+        return Err(b"cannot append to the trace file; some events are lost");
     }
+    Ok(())
 }
 
 /// A write past RLIMIT_FSIZE raises SIGXFSZ, which kills the program: the
