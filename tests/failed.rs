@@ -542,3 +542,113 @@ fn a_dependency_refused_under_strict_fails_the_load_with_the_refusal() {
     assert!(!run.maps[&pid].contains(&canonical(&user)) && !run.maps[&pid].contains(&canonical(&cudart)));
     assert!(!loaded_per_trace(&run, pid).contains(&canonical(&user)));
 }
+
+/// `starts.c` linked against `lib` (by its file name) with `flags`.
+fn starts(d: &Dir, rel: &str, lib: &Path, flags: &[&str]) -> PathBuf {
+    let out = d.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let include = format!("-I{}", p(&fixture_src("")));
+    let dir = format!("-L{}", p(lib.parent().unwrap()));
+    let name = format!("-l:{}", lib.file_name().unwrap().to_str().unwrap());
+    let mut args: Vec<&OsStr> = vec![fixture_src("starts.c").into_os_string().leak(), "-o".as_ref(), out.as_os_str()];
+    args.extend([&include, &dir, &name].map(OsStr::new));
+    args.extend(flags.iter().map(OsStr::new));
+    cc(&args);
+    out
+}
+
+/// `prog ARGS` bare and traced (`-q`): the same status, stdout and stderr.
+fn start_both(prog: &Path, args: &[&str]) -> Both {
+    let mut argv: Vec<&OsStr> = vec![prog.as_os_str()];
+    argv.extend(args.iter().map(OsStr::new));
+    let bare = plain(&argv, &[]);
+    let traced = traced(&["-q"], &argv, &[]);
+    assert_eq!(traced.out.status.code(), bare.out.status.code(), "status differs");
+    assert_eq!(traced.stdout(), bare.stdout(), "stdout differs");
+    assert_eq!(traced.stderr(), bare.stderr(), "stderr differs");
+    Both { bare, traced }
+}
+
+/// The diagnoses of a process that ended before main, in the run's own
+/// summary and in `culaunch report --json` of its trace.
+fn before_main(run: &Run, d: &Dir) -> [Vec<Value>; 2] {
+    let trace = d.path("trace.jsonl");
+    let lines: Vec<String> = run.events.iter().map(Value::to_string).collect();
+    std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(common::CULAUNCH).args(["report", "--json"]).arg(&trace).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report --json");
+    [run.summary.as_ref().expect("summary"), &report].map(|s| {
+        let all = s["diagnoses"].as_array().cloned().unwrap_or_default();
+        all.into_iter().filter(|d| d["failure"]["before_main"] == true).collect()
+    })
+}
+
+#[test]
+fn a_program_the_loader_will_not_start_is_explained_in_glibcs_own_words() {
+    let d = Dir::new("failed-start");
+    // Found nowhere: the fake runtime's own dependency, gone since the link.
+    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
+    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
+    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
+    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    std::fs::remove_file(&gone).unwrap();
+    // A version node the file found lacks: linked against the new build,
+    // run with the old.
+    versioned(&d);
+    let new = d.path("new/libversioned.so");
+    let version = starts(&d, "bin/version", &new, &["-DFIXTURE_VERSIONED", "-Wl,-rpath,$ORIGIN/../old"]);
+    // An undefined symbol of a `-z now` program: linked against the fake
+    // runtime, run with a library of its SONAME that lacks the function.
+    let linked = d.build("link/libcudart.so.12", false, &[], &[]);
+    let lacking = shared(&d.path("run/libcudart.so.12"), "versioned.c", &["-Wl,-soname,libcudart.so.12"]);
+    let now = starts(&d, "bin/now", &linked, &["-Wl,-z,now", "-Wl,-rpath,$ORIGIN/../run"]);
+    for (prog, status, reason, why) in [
+        (&missing, 127, "missing_dependency", "libgone.so.1"),
+        (&version, 1, "missing_version", "/bin/../old/libversioned.so"),
+        (&now, 127, "undefined_symbol", p(&now).leak() as &str),
+    ] {
+        let b = start_both(prog, &[]);
+        assert!(b.bare.maps.is_empty() && b.traced.maps.is_empty(), "{prog:?}: main ran");
+        assert_eq!(b.bare.out.status.code(), Some(status), "{prog:?}");
+        // glibc's line, as the loader printed it to the bare program's stderr.
+        let words = b.bare.stderr().trim_end().to_owned();
+        assert!(words.contains(why), "{words}");
+        let pid = b.traced.events_of("process_start")[0]["pid"].clone();
+        assert!(b.traced.events_of("process_loaded").is_empty(), "{prog:?}");
+        for found in before_main(&b.traced, &d) {
+            assert_eq!(found.len(), 1, "{prog:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!((&f["pid"], &f["failure"]["error"]), (&pid, &Value::from(words.as_str())), "{f:#?}");
+            assert_eq!(f["failure"]["reason"], reason);
+            assert_eq!(f["failure"]["reconstructed"], true);
+        }
+    }
+    // The text summary says where and why.
+    let text = Command::new(common::CULAUNCH).arg("--").arg(&missing).env("COLUMNS", "200").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stderr);
+    assert!(text.contains("the process ended before main"), "{text}");
+    // The requester as the loader named it: found through $ORIGIN/../lib.
+    assert!(text.contains(&format!("needed by: {}", p(&d.path("bin/../lib/libcudart.so.12")))), "{text}");
+    assert!(runtime.exists());
+    assert!(lacking.exists());
+}
+
+#[test]
+fn a_program_that_reached_main_is_never_said_to_have_ended_before_it() {
+    let d = Dir::new("failed-started");
+    let linked = d.build("link/libcudart.so.12", false, &[], &[]);
+    let lacking = shared(&d.path("run/libcudart.so.12"), "versioned.c", &["-Wl,-soname,libcudart.so.12"]);
+    // Lazily bound: the missing function fails only when main calls it.
+    let lazy = starts(&d, "bin/lazy", &linked, &["-Wl,-z,lazy", "-Wl,-rpath,$ORIGIN/../run"]);
+    let fine = starts(&d, "bin/fine", &linked, &["-Wl,-rpath,$ORIGIN/../link"]);
+    for (prog, args) in [(&lazy, &[][..]), (&fine, &["kill"][..]), (&fine, &[][..])] {
+        let b = start_both(prog, args);
+        assert_eq!(b.bare.maps.len(), 1, "{prog:?} {args:?}: main ran bare");
+        assert_eq!(b.traced.maps.len(), 1, "{prog:?} {args:?}: main ran traced");
+        assert_eq!(b.traced.events_of("process_loaded").len(), 1, "{prog:?} {args:?}");
+        for found in before_main(&b.traced, &d) {
+            assert!(found.is_empty(), "{prog:?} {args:?}: {found:#?}");
+        }
+    }
+    assert!(lacking.exists());
+}

@@ -736,6 +736,64 @@ fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) {
     }
 }
 
+/// Where the loader gives up starting the program whose closure `c` is,
+/// in glibc's words (`argv0` is how it names the program): the first
+/// DT_NEEDED found nowhere, or whose file it refuses, in load order; else
+/// the first missing version node; else the first undefined symbol of a
+/// `-z now` object. `None`: the files show nothing that stops a start
+/// (an undefined symbol of a lazily bound object fails only when called).
+/// `skip`: names something else provides (a pin).
+pub fn start_stop(c: &elf::Closure, argv0: &str, skip: &dyn Fn(&[u8]) -> bool) -> Option<Failure> {
+    use elf::symbols::Finding;
+    use elf::Target;
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // The program is named by its argv[0] (rtld's `_dl_argv[0]`), the
+    // libraries by the paths they were found at.
+    let name_of = |i: usize| if i == elf::ROOT { argv0.to_owned() } else { s(&c.nodes[i].path) };
+    let failed = |reason, object: String, by: String, text: String| {
+        let mut f = Failure::new(reason);
+        (f.object, f.required_by, f.error, f.reconstructed) = (Some(object), Some(by), Some(text), true);
+        f
+    };
+    for e in &c.edges {
+        match &e.to {
+            Target::Missing { .. } if !skip(&e.name) => {
+                let name = s(&e.name);
+                let text = format!("{argv0}: error while loading shared libraries: {name}{NO_FILE}");
+                return Some(failed(FailReason::MissingDependency, name, name_of(e.from), text));
+            }
+            Target::Rejected { path, rejection, .. } if !skip(&e.name) => {
+                let named = s(if rejection.names_request { &e.name } else { path });
+                let text = format!("{argv0}: error while loading shared libraries: {named}: {}", rejection.message);
+                return Some(failed(FailReason::Failed, named, name_of(e.from), text));
+            }
+            _ => {}
+        }
+    }
+    let problems = elf::symbols::check(c, argv0.as_bytes()).ok()?;
+    // rtld checks every version before it relocates anything.
+    if let Some(p) = problems.iter().find(|p| matches!(p.finding, Finding::MissingVersion { weak: false, .. })) {
+        let Finding::MissingVersion { version, .. } = &p.finding else { return None };
+        let provider = p.provider.clone().unwrap_or_default();
+        if !skip(provider.rsplit('/').next().unwrap_or_default().as_bytes()) {
+            let mut f = failed(FailReason::MissingVersion, provider, p.requester.clone(), p.line.clone());
+            f.version = Some(version.clone());
+            return Some(f);
+        }
+    }
+    problems.iter().find_map(|p| {
+        let Finding::UndefinedSymbol { symbol, version } = &p.finding else { return None };
+        if !c.nodes[p.requester_node].header.dynamic_info.bind_now {
+            return None;
+        }
+        let v = version.as_ref().map(|v| format!(", version {v}")).unwrap_or_default();
+        let text = format!("{argv0}: symbol lookup error: {}: undefined symbol: {symbol}{v}", p.requester);
+        let mut f = failed(FailReason::UndefinedSymbol, p.requester.clone(), p.requester.clone(), text);
+        (f.symbol, f.version) = (Some(symbol.clone()), version.clone());
+        Some(f)
+    })
+}
+
 /// Explains one failed load (or one line of `deps --check`): which loaded
 /// provider lacks the symbol or version, which file has it (the
 /// requester's directory and RPATH/RUNPATH first, then LD_LIBRARY_PATH,
@@ -946,6 +1004,10 @@ pub struct FailedLoad {
     pub request: Option<String>,
     /// The file the failed request mapped (then unmapped), if any.
     pub path: Option<String>,
+    /// The loader gave up on the program's own start (its DT_NEEDED
+    /// closure): the process ended before `main`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub before_main: bool,
     #[serde(flatten)]
     pub failure: Failure,
     pub explanation: Explanation,
@@ -975,7 +1037,11 @@ pub fn load_failed(failed: FailedLoad) -> Diagnosis {
         FailReason::Refused => "a pin or --strict refused it",
         FailReason::Failed => "the loader's own error",
     };
-    let reconstructed = if f.reconstructed { " (glibc's words rebuilt from the files)" } else { "" };
+    let reconstructed = match (failed.before_main, f.reconstructed) {
+        (true, _) => " (the process ended before main; glibc's words rebuilt from the files)",
+        (false, true) => " (glibc's words rebuilt from the files)",
+        (false, false) => "",
+    };
     let mut d = Diagnosis::new(Kind::LoadFailed, format!("{said}{reconstructed}.{lacks} {}", e.advice))
         .files(e.provider.iter().chain(e.alternative.iter()).cloned().collect())
         .rule(rule);

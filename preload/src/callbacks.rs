@@ -411,17 +411,21 @@ fn unanswered_failed(u: &Unanswered<'_>, said: &Said<'_>) -> bool {
         && matches!(said.reason, FailReason::NotFound | FailReason::WrongClass | FailReason::Failed)
 }
 
-/// `la_preinit`: the program is loaded and about to run.
+/// `la_preinit`: the program is loaded and about to run. Said in the
+/// trace: a start-up the loader gives up on (a DT_NEEDED found nowhere, a
+/// missing version) ends the process with no callback at all, and the
+/// reader knows it by this event's absence.
 ///
 /// # Safety
 /// `main_map` must be the main program's live link map.
-pub unsafe fn preinit(main_map: *mut LinkMap) {
+pub unsafe fn preinit(config: &Config, main_map: *mut LinkMap) {
     PROCESS.started.store(true, Ordering::Relaxed);
     // SAFETY: getpid cannot fail.
     PROCESS.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     if let Some(mut st) = PROCESS.state.try_lock() {
         st.tracker.on_preinit();
     }
+    events::process_loaded(config);
     // SAFETY: the caller's contract.
     unsafe {
         libc_hooks::install(main_map, on_exit, after_fork_in_child);

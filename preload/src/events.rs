@@ -223,6 +223,12 @@ pub fn deny(config: &Config, line: &mut [u8], request: &[u8], caller: Option<&[u
 }
 
 /// Runs at exit, outside the module's lock: a small buffer of its own.
+pub fn process_loaded(config: &Config) {
+    let mut buf = [0u8; 512];
+    let w = header(&mut buf, config, event::PROCESS_LOADED);
+    emit(config, w);
+}
+
 pub fn process_exit(config: &Config, status: i32) {
     let mut buf = [0u8; 512];
     let mut w = header(&mut buf, config, event::PROCESS_EXIT);

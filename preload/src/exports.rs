@@ -140,12 +140,10 @@ pub unsafe extern "C" fn la_objclose(cookie: *mut usize) -> c_uint {
 #[no_mangle]
 pub unsafe extern "C" fn la_preinit(cookie: *mut usize) {
     guarded((), || {
-        if config::get().is_none() {
-            return;
-        }
+        let Some(config) = config::get() else { return };
         // SAFETY: la_preinit's cookie is the main program's, set in
         // la_objopen to its live link map.
-        unsafe { callbacks::preinit(cookie.as_ref().copied().unwrap_or(0) as *mut LinkMap) }
+        unsafe { callbacks::preinit(config, cookie.as_ref().copied().unwrap_or(0) as *mut LinkMap) }
     })
 }
 

@@ -13,6 +13,11 @@ pub const DENY: &str = "deny";
 /// A traced process started a program that the loader will not run
 /// culaunch in (`exe`, `reason`).
 pub const UNTRACED: &str = "untraced";
+/// The loader has mapped and relocated the program and the libraries it
+/// needs (`la_preinit`); constructors and `main` come next. A process
+/// whose start is recorded without it (and without an exit) ended before
+/// `main`: the loader would not start the program.
+pub const PROCESS_LOADED: &str = "process_loaded";
 pub const PROCESS_EXIT: &str = "process_exit";
 /// Written by the launcher after a run, one per library file: what it
 /// learned of the file (release, installer), so the trace stands alone.

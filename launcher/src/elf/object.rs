@@ -10,7 +10,8 @@ use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::dynamic::{
-    DF_1_NODEFLIB, DF_1_PIE, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
+    DF_1_NODEFLIB, DF_1_NOW, DF_1_PIE, DF_BIND_NOW, DT_BIND_NOW, DT_FLAGS, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL,
+    DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
 };
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
@@ -59,6 +60,9 @@ pub struct DynamicInfo {
     /// The word count of DT_GNU_HASH's bloom filter, when the file has the
     /// table and it lies in the file.
     pub bloom_words: Option<u32>,
+    /// `-z now` (DT_BIND_NOW, DF_BIND_NOW or DF_1_NOW): every symbol is
+    /// bound when the object is loaded, so an undefined one fails the load.
+    pub bind_now: bool,
 }
 
 impl ElfHeader {
@@ -347,7 +351,10 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
             DT_FLAGS_1 => {
                 out.info.nodeflib = val & DF_1_NODEFLIB != 0;
                 out.info.pie = val & DF_1_PIE != 0;
+                out.info.bind_now |= val & DF_1_NOW != 0;
             }
+            DT_FLAGS => out.info.bind_now |= val & DF_BIND_NOW != 0,
+            DT_BIND_NOW => out.info.bind_now = true,
             _ => {}
         }
     }

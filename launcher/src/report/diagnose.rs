@@ -58,14 +58,7 @@ pub fn failed_loads(
         if m.on(host).is_none() {
             continue;
         }
-        let vars = env.get(key);
-        // The job's own variables: what its start recorded (a recorded
-        // name that is absent was unset), else culaunch's, which a live run
-        // passed on (CONDA_PREFIX is never recorded).
-        let var = |k: &str| match vars {
-            Some(v) if culaunch_protocol::env::RECORDED_ENV.contains(&k) => v.get(k).map(Into::into),
-            _ => std::env::var_os(k),
-        };
+        let var = |k: &str| job_var(env.get(key), k);
         let before = loads.get(key).map(Vec::as_slice).unwrap_or_default();
         let mut said = BTreeSet::new();
         for (i, (at, l)) in failed.iter().enumerate() {
@@ -101,14 +94,7 @@ pub fn failed_loads(
             let scene = rules::Scene {
                 loaded,
                 top,
-                ctx: elf::Context {
-                    root: None,
-                    ld_library_path: var("LD_LIBRARY_PATH").map(|v| {
-                        use std::os::unix::ffi::OsStringExt;
-                        std::ffi::OsString::into_vec(v)
-                    }),
-                    deadline: None,
-                },
+                ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
                 platform: None,
                 files: Default::default(),
@@ -117,11 +103,91 @@ pub fn failed_loads(
             let failed = rules::FailedLoad {
                 request: l.request.clone(),
                 path: (!l.path.is_empty()).then(|| l.path.clone()),
+                before_main: false,
                 failure,
                 explanation,
             };
             out.push(rules::load_failed(failed).in_process(host, *pid));
         }
+    }
+    out
+}
+
+/// The job's own variable `k`: what its start recorded (a recorded name
+/// that is absent was unset), else culaunch's, which a live run passed on
+/// (CONDA_PREFIX is never recorded).
+fn job_var(recorded: Option<&BTreeMap<String, String>>, k: &str) -> Option<std::ffi::OsString> {
+    match recorded {
+        Some(v) if culaunch_protocol::env::RECORDED_ENV.contains(&k) => v.get(k).map(Into::into),
+        _ => std::env::var_os(k),
+    }
+}
+
+/// The loader context of the job's processes: their LD_LIBRARY_PATH.
+fn job_context(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> elf::Context {
+    use std::os::unix::ffi::OsStringExt;
+    elf::Context { root: None, ld_library_path: var("LD_LIBRARY_PATH").map(OsStringExt::into_vec), deadline: None }
+}
+
+/// A program as one start reads it: host, executable, argv[0] and the
+/// job's LD_LIBRARY_PATH.
+type StartKey = (String, String, String, Option<std::ffi::OsString>);
+
+/// Each process that ended before its `main` (its start is recorded and
+/// nothing after the loader's start-up): where the loader gave up starting
+/// its program, worked out from this machine's files, in glibc's words
+/// rebuilt. Nothing is said where the files show nothing that stops a
+/// start (the process was killed that early), where LD_PRELOAD may have
+/// provided what the files lack, or for a name a pin provides.
+pub fn startup_failures(
+    processes: &[super::summary::Process],
+    env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
+    pinned: &BTreeSet<&str>,
+    m: &mut Machine,
+) -> Vec<Diagnosis> {
+    use std::path::PathBuf;
+    let mut out = Vec::new();
+    // The ranks of a job start one program: it is read once.
+    let mut known: HashMap<StartKey, Option<(rules::Failure, rules::Explanation)>> = HashMap::new();
+    for p in processes.iter().filter(|p| p.ended_before_main) {
+        let Some(exe) = p.exe.as_deref() else { continue };
+        if m.on(&p.host).is_none() {
+            continue;
+        }
+        let key = (p.host.clone(), p.pid);
+        let var = |k: &str| job_var(env.get(&key), k);
+        if var("LD_PRELOAD").is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let argv0 = p.argv.first().cloned().unwrap_or_else(|| exe.to_owned());
+        let found =
+            known.entry((p.host.clone(), exe.to_owned(), argv0.clone(), var("LD_LIBRARY_PATH"))).or_insert_with(|| {
+                let ctx = job_context(&var);
+                let closure = elf::closure_in(Path::new(exe), &ctx).ok()?;
+                let skip = |name: &[u8]| pinned.contains(String::from_utf8_lossy(name).as_ref());
+                let mut failure = rules::start_stop(&closure, &argv0, &skip)?;
+                let sites: Vec<PathBuf> =
+                    super::machine::site_root(Path::new(exe)).map(Path::to_path_buf).into_iter().collect();
+                let scene = rules::Scene {
+                    loaded: Vec::new(),
+                    top: Some(PathBuf::from(exe)),
+                    ctx,
+                    installations: crate::doctor::installation_places(&var, &sites),
+                    platform: None,
+                    files: Default::default(),
+                };
+                let explanation = rules::explain(&mut failure, &scene);
+                Some((failure, explanation))
+            });
+        let Some((failure, explanation)) = found.clone() else { continue };
+        // What the loader was loading: the library it gave up on, else the
+        // program itself (a version or symbol it lacks).
+        let request = match failure.reason {
+            rules::FailReason::MissingDependency | rules::FailReason::Failed => failure.object.clone(),
+            _ => Some(argv0),
+        };
+        let failed = rules::FailedLoad { request, path: None, before_main: true, failure, explanation };
+        out.push(rules::load_failed(failed).in_process(&p.host, p.pid));
     }
     out
 }

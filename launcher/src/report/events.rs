@@ -59,6 +59,9 @@ pub enum Event {
         exe: String,
         reason: String,
     },
+    /// The loader has mapped and relocated the program and the libraries
+    /// it needs: constructors and `main` come next.
+    ProcessLoaded {},
     ProcessExit {
         #[serde(default)]
         status: Option<i64>,

@@ -79,6 +79,10 @@ struct Seen {
     own_loads: bool,
     /// The last thing it did was exec a program culaunch does not run in.
     exec_untraced: bool,
+    /// Its image got past the loader's start-up: it said so
+    /// (`process_loaded`), was forked, exited, was refused (the refusal
+    /// says why it ended) or loaded something after start-up.
+    past_start: bool,
 }
 
 impl Folder {
@@ -174,6 +178,7 @@ impl Folder {
             rank: None,
             local_rank: None,
             world_size: None,
+            ended_before_main: false,
         });
         if !matches!(e.event, Event::Unknown) {
             seen.exec_untraced = false;
@@ -193,8 +198,17 @@ impl Folder {
                 process.local_rank = local_rank.or(from_env.local_rank);
                 process.world_size = world_size.or(from_env.world_size);
                 seen.started = true;
+                seen.past_start = *forked;
             }
-            Event::ProcessExit { status } => process.exit_status = *status,
+            Event::ProcessLoaded {} | Event::Deny { .. } => seen.past_start = true,
+            Event::Load(l) if !(l.how.is(How::Initial) || l.how.is(How::Inherited)) => seen.past_start = true,
+            _ => {}
+        }
+        match &e.event {
+            Event::ProcessExit { status } => {
+                process.exit_status = *status;
+                seen.past_start = true;
+            }
             Event::Load(l) if !l.ok => {
                 s.probes.push(Probe {
                     host: e.host.clone(),
@@ -255,7 +269,11 @@ impl Folder {
                 caller: caller.clone(),
                 reason: reason.clone(),
             }),
-            Event::Facts(_) | Event::Incomplete {} | Event::Unknown => {}
+            Event::ProcessStart { .. }
+            | Event::ProcessLoaded {}
+            | Event::Facts(_)
+            | Event::Incomplete {}
+            | Event::Unknown => {}
         }
     }
 
@@ -313,6 +331,11 @@ impl Folder {
             }
             if f.version.is_some() {
                 (lib.version, lib.version_source) = (f.version, f.version_source);
+            }
+        }
+        for (key, seen) in &self.seen {
+            if let Some(p) = self.processes.get_mut(key) {
+                p.ended_before_main = seen.started && !seen.past_start;
             }
         }
         let mut s = self.s;

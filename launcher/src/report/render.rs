@@ -377,7 +377,10 @@ fn failure_lines(f: &crate::rules::FailedLoad) -> Vec<(&'static str, String, boo
     use crate::rules::FailReason;
     let e = &f.explanation;
     let mut out = Vec::new();
-    if f.failure.reconstructed {
+    if f.before_main {
+        let note = "the process ended before main: glibc's words rebuilt from its program's files";
+        out.push(("note", note.to_owned(), true));
+    } else if f.failure.reconstructed {
         out.push(("note", "glibc's words rebuilt from the files: the trace does not carry them".to_owned(), true));
     }
     // glibc names the requester of a symbol or version itself.
@@ -531,6 +534,7 @@ mod tests {
                 rank: None,
                 local_rank: None,
                 world_size: None,
+                ended_before_main: false,
             }],
             libraries: vec![lib],
             conflicts: vec![Conflict {

@@ -148,6 +148,10 @@ pub struct Process {
     pub rank: Option<i64>,
     pub local_rank: Option<i64>,
     pub world_size: Option<i64>,
+    /// Its start is recorded and nothing after the loader's start-up: the
+    /// loader did not start the program (or it was killed that early).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ended_before_main: bool,
 }
 
 #[derive(Debug, Serialize)]
