@@ -521,6 +521,38 @@ fn a_traced_run_of_the_cudnn8_failure_is_explained_from_its_own_trace() {
 }
 
 #[test]
+fn a_library_the_job_named_relative_to_its_own_directory_is_explained_from_any_directory() {
+    // The job cd's into the wheel's directory and dlopens ./NAME: glibc's
+    // words say ./NAME, which is the job's, never report's directory.
+    let c = cudnn8("relative");
+    let trace = c.d.path("relative.jsonl");
+    let script = format!("cd {} && exec {} dlopen:./libcudnn_cnn_infer.so.8", s(c.cnn.parent().unwrap()), s(&c.loader));
+    let prog = [OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&script)];
+    let action = "dlopen:./libcudnn_cnn_infer.so.8";
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(action).expect("the bare run fails");
+    assert!(bare.starts_with("./libcudnn_cnn_infer.so.8: undefined symbol: "), "{bare}");
+    let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
+    assert_eq!(traced.error(action).as_deref(), Some(bare.as_str()));
+    // Read from the job's directory's parent, from / and from here: one
+    // explanation, which names the files the loader used.
+    for cwd in [c.d.path(""), PathBuf::from("/"), std::env::current_dir().unwrap()] {
+        let out = Command::new(CULAUNCH).args(["report", "--json"]).arg(&trace).current_dir(&cwd).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let d = j["diagnoses"].as_array().unwrap().iter().find(|d| d["kind"] == "load_failed").cloned();
+        let d = d.unwrap_or_else(|| panic!("no load_failed from {}: {:#}", cwd.display(), j["diagnoses"]));
+        assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "from {}: {d:#}", cwd.display());
+        assert_eq!(d["failure"]["error"], bare.as_str());
+        assert_eq!(d["failure"]["explanation"]["fix"]["entry"], s(&c.old_dir), "{d:#}");
+    }
+    // The oracle: the fix applied, the same job loads the wheel's library.
+    let fixed = run(&prog, Some(&without(s(&c.old_dir), s(&c.old_dir))), &[], None);
+    assert_eq!(fixed.error(action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)), "{:?}", fixed.maps);
+}
+
+#[test]
 fn an_entry_whose_removal_would_not_reach_the_good_file_is_not_the_fix_the_pin_is() {
     // Two older copies on LD_LIBRARY_PATH: dropping the first leaves the
     // second in the way, so the fix is the pin.

@@ -397,6 +397,20 @@ impl Failure {
         f
     }
 
+    /// glibc names an object as it was opened, so a relative name is
+    /// relative to the traced process's working directory, which the trace
+    /// does not record and which is not ours: each is replaced by the file
+    /// `path_of` knows it as (the trace's canonical path), or dropped, so
+    /// that no file is read from our own directory in its place. The error
+    /// text stays glibc's.
+    pub fn anchor_relative(&mut self, path_of: impl Fn(&str) -> Option<String>) {
+        for field in [&mut self.object, &mut self.required_by] {
+            if let Some(name) = field.as_deref().filter(|n| n.contains('/') && !n.starts_with('/')) {
+                *field = path_of(name);
+            }
+        }
+    }
+
     /// The text glibc gives for this failure, rebuilt from what the ELF
     /// analysis found when the trace does not carry the loader's own (a
     /// reconstruction: paths are as culaunch knows them, which may differ
@@ -1108,6 +1122,20 @@ mod tests {
         assert_eq!((f.reason, f.class_found.as_deref()), (FailReason::WrongClass, Some("ELFCLASS32")));
         assert_eq!(Failure::parse("culaunch: refused libcudart.so.11 (--strict)", false).reason, FailReason::Refused);
         assert_eq!(Failure::parse("something else", true).reason, FailReason::Failed);
+    }
+
+    #[test]
+    fn a_relative_name_is_the_traced_process_s_never_ours() {
+        let mut f = Failure::parse("./libuser.so: undefined symbol: prov_new", true);
+        f.anchor_relative(|n| (n == "./libuser.so").then(|| "/job/libuser.so".to_owned()));
+        assert_eq!((f.object.as_deref(), f.required_by.as_deref()), (Some("/job/libuser.so"), Some("/job/libuser.so")));
+        assert_eq!(f.error.as_deref(), Some("./libuser.so: undefined symbol: prov_new"));
+        let mut f = Failure::parse("lib/libv.so: version `V2' not found (required by /app/libuser.so)", true);
+        f.anchor_relative(|_| None);
+        assert_eq!((f.object, f.required_by.as_deref()), (None, Some("/app/libuser.so")));
+        let mut f = Failure::parse("libdep.so: cannot open shared object file: No such file or directory", true);
+        f.anchor_relative(|_| unreachable!("a bare name is not a path"));
+        assert_eq!(f.object.as_deref(), Some("libdep.so"));
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn failed_loads(
             if is_probe(l, &failure) {
                 continue;
             }
+            failure.anchor_relative(|name| traced_path(name, l, loads.get(key)));
             // One failure is one diagnosis, however many of the objects
             // the loader undid the trace records.
             if !said.insert(failure.error.clone().unwrap_or_else(|| l.path.clone())) {
@@ -111,6 +112,22 @@ pub fn failed_loads(
         }
     }
     out
+}
+
+/// The canonical path the trace gives the object glibc named `name`
+/// (relative to the traced process's directory): the load that asked for
+/// it by that name, else the one loaded file of that file name.
+fn traced_path(name: &str, failed: &Load, loads: Option<&Vec<Rc<Load>>>) -> Option<String> {
+    let all = || {
+        std::iter::once(failed).chain(loads.into_iter().flatten().map(|l| l.as_ref())).filter(|l| !l.path.is_empty())
+    };
+    if let Some(l) = all().find(|l| l.request.as_deref() == Some(name)) {
+        return Some(l.path.clone());
+    }
+    let file = |p: &str| p.rsplit('/').next().map(str::to_owned);
+    let mut same = all().filter(|l| file(&l.path) == file(name)).map(|l| &l.path);
+    let first = same.next()?;
+    same.all(|p| p == first).then(|| first.clone())
 }
 
 /// The job's own variable `k`: what its start recorded (a recorded name
