@@ -406,3 +406,145 @@ fn mpirun_ranks_sharing_one_trace_each_summarise_their_own_rank() {
     assert!(text.contains("rank 2 on "), "{text}");
     assert!(text.find("divergences").unwrap() < text.find("FAMILY").unwrap(), "{text}");
 }
+
+/// `unshare` for a pid namespace of its own: root and util-linux. `None`
+/// (the test says it is skipped) elsewhere.
+fn unshare_pid() -> Option<Command> {
+    let id = Command::new("id").arg("-u").output().expect("id runs");
+    let root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    let ok = root
+        && Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: a pid namespace of its own needs root and util-linux's unshare");
+        return None;
+    }
+    let mut c = Command::new("unshare");
+    c.args(["--pid", "--fork", "--mount-proc"]);
+    Some(c)
+}
+
+/// The canonical paths of the CUDA files in the one maps file under `dir`.
+fn mapped_in(dir: &Path) -> Vec<String> {
+    let entries: Vec<_> = std::fs::read_dir(dir).expect("maps dir").flatten().collect();
+    assert_eq!(entries.len(), 1, "one process wrote its maps in {}", dir.display());
+    let text = std::fs::read_to_string(entries[0].path()).unwrap();
+    parse_maps(&text).into_iter().filter(|p| looks_cuda(p)).collect()
+}
+
+/// The processes each library row names, by file name.
+fn rows(summary: &Value) -> BTreeMap<String, Vec<String>> {
+    let libs = summary["libraries"].as_array().expect("libraries");
+    libs.iter()
+        .map(|l| {
+            let names = l["processes"].as_array().unwrap().iter().map(s).collect();
+            (s(&l["path"]).rsplit('/').next().unwrap().to_owned(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn ranks_in_pid_namespaces_of_their_own_on_one_host_are_told_apart() {
+    // Enroot/pyxis containers under Slurm: each rank in its own pid
+    // namespace, all with the node's host name, one trace file each. Both
+    // loaders get the same pid.
+    let dir = scratch("pidns");
+    let f = fixtures();
+    let (mut traces, mut pids) = (Vec::new(), Vec::new());
+    for (rank, lib) in [(0, &f.wheel_cudart12), (1, &f.wheel_cudart11)] {
+        let Some(mut unshare) = unshare_pid() else { return };
+        let (trace, maps) = (dir.join(format!("trace.{rank}.jsonl")), dir.join(format!("maps.{rank}")));
+        std::fs::create_dir_all(&maps).unwrap();
+        let out = unshare
+            .arg(CULAUNCH)
+            .args(["-q", "-t"])
+            .arg(&trace)
+            .arg("--")
+            .args(loader(&[format!("dlopen:{}", p(lib))]))
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", "2")
+            .env("FIXTURE_MAPS_DIR", &maps)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The loader's own word: what this rank mapped.
+        assert_eq!(mapped_in(&maps), [canonical(lib)]);
+        let pid = std::fs::read_dir(&maps).unwrap().flatten().next().unwrap().file_name();
+        pids.push(pid.to_string_lossy().trim_end_matches(".maps").parse::<i64>().unwrap());
+        traces.push(trace);
+    }
+    assert_eq!(pids[0], pids[1], "the same pid in each namespace");
+    let pid = pids[0];
+    let j = report_json(&traces);
+    let ranks: Vec<(i64, i64)> = j["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["pid"].as_i64().unwrap(), p["rank"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(ranks, [(pid, 0), (pid, 1)], "{:#}", j["processes"]);
+    let host = &j["processes"][0]["host"];
+    let (one, two) = (format!("{}:{pid}", s(host)), format!("{}:{pid}#2", s(host)));
+    let want: BTreeMap<String, Vec<String>> =
+        [("libcudart.so.11.0".to_owned(), vec![two]), ("libcudart.so.12".to_owned(), vec![one])].into();
+    assert_eq!(rows(&j), want);
+    let d = &j["divergences"][0];
+    assert_eq!(d["outliers"][0]["rank"], 1, "{:#}", j["divergences"]);
+}
+
+#[test]
+fn a_pid_the_kernel_gives_again_within_one_run_is_another_process() {
+    // In a pid namespace of its own, ns_last_pid is ours alone: two loader
+    // runs, one after the other, both get pid 100.
+    let dir = scratch("pidreuse");
+    let f = fixtures();
+    let Some(mut unshare) = unshare_pid() else { return };
+    let (a, b) = (dir.join("maps.a"), dir.join("maps.b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let one = |maps: &Path, lib: &Path| {
+        format!(
+            "echo 99 > /proc/sys/kernel/ns_last_pid && FIXTURE_MAPS_DIR={} {} dlopen:{}",
+            p(maps),
+            p(&f.loader),
+            p(lib)
+        )
+    };
+    let script = format!("{}; {}", one(&a, &f.wheel_cudart11), one(&b, &f.wheel_cudart12));
+    let summary_file = dir.join("summary.json");
+    let out = unshare
+        .arg(CULAUNCH)
+        .args(["-q", "-t"])
+        .arg(dir.join("trace.jsonl"))
+        .arg("--summary-json")
+        .arg(&summary_file)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (maps, lib) in [(&a, &f.wheel_cudart11), (&b, &f.wheel_cudart12)] {
+        assert_eq!(mapped_in(maps), [canonical(lib)]);
+        let pid = std::fs::read_dir(maps).unwrap().flatten().next().unwrap().file_name();
+        assert_eq!(pid.to_string_lossy(), "100.maps");
+    }
+    let j = summary(&summary_file);
+    let host = s(&j["processes"][0]["host"]);
+    let pids: Vec<(i64, i64)> = j["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["pid"].as_i64().unwrap(), p["instance"].as_i64().unwrap_or(1)))
+        .collect();
+    assert_eq!(pids.iter().filter(|(pid, _)| *pid == 100).collect::<Vec<_>>(), [&(100, 1), &(100, 2)]);
+    let want: BTreeMap<String, Vec<String>> = [
+        ("libcudart.so.11.0".to_owned(), vec![format!("{host}:100")]),
+        ("libcudart.so.12".to_owned(), vec![format!("{host}:100#2")]),
+    ]
+    .into();
+    assert_eq!(rows(&j), want);
+    // Each process mapped one libcudart: no process had two.
+    assert_eq!(j["conflicts"], serde_json::json!([]), "{:#}", j["conflicts"]);
+    assert!(!j["diagnoses"].to_string().contains("two majors"), "{:#}", j["diagnoses"]);
+}

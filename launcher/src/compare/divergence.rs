@@ -13,7 +13,12 @@ use super::ranges;
 pub struct Proc {
     pub host: String,
     pub pid: i64,
+    /// Which process under this host and pid (a pid reused, or ranks in
+    /// pid namespaces of their own): 1, 2, …
+    pub instance: u32,
     pub ppid: i64,
+    /// Which process under the parent's pid started it.
+    pub parent_instance: u32,
     pub rank: Option<i64>,
     pub world_size: Option<i64>,
 }
@@ -25,6 +30,7 @@ pub struct Proc {
 pub struct Mapped<'a> {
     pub host: &'a str,
     pub pid: i64,
+    pub instance: u32,
     pub family: &'a str,
     pub soname: &'a str,
     pub path: &'a str,
@@ -32,6 +38,9 @@ pub struct Mapped<'a> {
     /// The installer, in the summary's words (`pip nvidia-cuda-runtime-cu12`).
     pub provenance: &'a str,
 }
+
+/// A process: host, pid, instance (`Proc`).
+pub type ProcKey = (String, i64, u32);
 
 /// A rank of the job: the topmost process that carries that rank, with the
 /// processes under it that carry the same rank (forked data-loader workers).
@@ -47,18 +56,20 @@ pub struct Rank {
 /// RANK of each worker) is their parent, not a rank; a descendant with the
 /// same identity belongs to its ancestor's rank. Returns, per (host, pid),
 /// the rank it belongs to.
-pub fn ranks(procs: &[Proc]) -> HashMap<(String, i64), Rank> {
-    let by_key: HashMap<(&str, i64), &Proc> = procs.iter().map(|p| ((p.host.as_str(), p.pid), p)).collect();
-    let parent = |p: &Proc| by_key.get(&(p.host.as_str(), p.ppid)).copied().filter(|q| q.pid != p.pid);
+pub fn ranks(procs: &[Proc]) -> HashMap<ProcKey, Rank> {
+    let by_key: HashMap<(&str, i64, u32), &Proc> =
+        procs.iter().map(|p| ((p.host.as_str(), p.pid, p.instance), p)).collect();
+    let parent =
+        |p: &Proc| by_key.get(&(p.host.as_str(), p.ppid, p.parent_instance)).copied().filter(|q| q.pid != p.pid);
     let identity = |p: &Proc| p.rank.map(|r| (r, p.world_size));
     // Parents: an ancestor of a process with another identity.
-    let mut parents: BTreeSet<(&str, i64)> = BTreeSet::new();
+    let mut parents: BTreeSet<(&str, i64, u32)> = BTreeSet::new();
     for p in procs.iter().filter(|p| p.rank.is_some()) {
         let mut at = parent(p);
         let mut hops = 0;
         while let Some(q) = at {
             if identity(q).is_some() && identity(q) != identity(p) {
-                parents.insert((q.host.as_str(), q.pid));
+                parents.insert((q.host.as_str(), q.pid, q.instance));
             }
             hops += 1;
             if hops > procs.len() {
@@ -68,18 +79,19 @@ pub fn ranks(procs: &[Proc]) -> HashMap<(String, i64), Rank> {
         }
     }
     let mut out = HashMap::new();
-    for p in procs.iter().filter(|p| p.rank.is_some() && !parents.contains(&(p.host.as_str(), p.pid))) {
+    for p in procs.iter().filter(|p| p.rank.is_some() && !parents.contains(&(p.host.as_str(), p.pid, p.instance))) {
         let mut top = p;
         let mut hops = 0;
         while let Some(q) = parent(top) {
-            if identity(q) != identity(p) || parents.contains(&(q.host.as_str(), q.pid)) || hops > procs.len() {
+            let parent_of_ranks = parents.contains(&(q.host.as_str(), q.pid, q.instance));
+            if identity(q) != identity(p) || parent_of_ranks || hops > procs.len() {
                 break;
             }
             top = q;
             hops += 1;
         }
         let rank = Rank { host: p.host.clone(), rank: p.rank.unwrap_or_default(), pid: top.pid };
-        out.insert((p.host.clone(), p.pid), rank);
+        out.insert((p.host.clone(), p.pid, p.instance), rank);
     }
     out
 }
@@ -128,7 +140,7 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
     let rank_of = ranks(procs);
     let mut seen: BTreeMap<&str, BTreeMap<(i64, &str, i64), Variant<'_>>> = BTreeMap::new();
     for m in mapped {
-        let Some(r) = rank_of.get(&(m.host.to_owned(), m.pid)) else { continue };
+        let Some(r) = rank_of.get(&(m.host.to_owned(), m.pid, m.instance)) else { continue };
         seen.entry(m.family).or_default().entry((r.rank, r.host.as_str(), r.pid)).or_default().insert((
             m.soname,
             m.path,
@@ -219,7 +231,7 @@ mod tests {
     use super::*;
 
     fn proc(host: &str, pid: i64, ppid: i64, rank: Option<i64>, world: Option<i64>) -> Proc {
-        Proc { host: host.into(), pid, ppid, rank, world_size: world }
+        Proc { host: host.into(), pid, instance: 1, ppid, parent_instance: 1, rank, world_size: world }
     }
 
     fn cudart(host: &str, pid: i64, major: u32) -> Mapped<'_> {
@@ -237,7 +249,7 @@ mod tests {
                 "pip nvidia-cuda-runtime-cu12",
             ),
         };
-        Mapped { host, pid, family: "cudart", soname, path, version: Some(version), provenance: pkg }
+        Mapped { host, pid, instance: 1, family: "cudart", soname, path, version: Some(version), provenance: pkg }
     }
 
     #[test]
@@ -289,9 +301,9 @@ mod tests {
         // A data-loader worker forked by rank 1 belongs to rank 1.
         procs.push(proc("n", 70, 61, Some(1), Some(3)));
         let r = ranks(&procs);
-        assert!(!r.contains_key(&("n".to_owned(), 50)));
-        assert_eq!(r[&("n".to_owned(), 61)], Rank { host: "n".into(), rank: 1, pid: 61 });
-        assert_eq!(r[&("n".to_owned(), 70)], Rank { host: "n".into(), rank: 1, pid: 61 });
+        assert!(!r.contains_key(&("n".to_owned(), 50, 1)));
+        assert_eq!(r[&("n".to_owned(), 61, 1)], Rank { host: "n".into(), rank: 1, pid: 61 });
+        assert_eq!(r[&("n".to_owned(), 70, 1)], Rank { host: "n".into(), rank: 1, pid: 61 });
         // The agent's own runtime is not compared with the workers'.
         let mut mapped = vec![cudart("n", 50, 11)];
         mapped.extend((0..3).map(|i| cudart("n", 60 + i, 12)));

@@ -46,15 +46,15 @@ fn failure_of(l: &Load) -> rules::Failure {
 /// how many of its `loads` came before; `env` the variables each process's
 /// start recorded.
 pub fn failed_loads(
-    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    failures: &BTreeMap<(String, i64), Vec<super::fold::Failed>>,
-    env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
+    loads: &BTreeMap<super::fold::Key, Vec<Rc<Load>>>,
+    failures: &BTreeMap<super::fold::Key, Vec<super::fold::Failed>>,
+    env: &BTreeMap<super::fold::Key, BTreeMap<String, String>>,
     m: &mut Machine,
 ) -> Vec<Diagnosis> {
     use std::path::PathBuf;
     let mut out = Vec::new();
     for (key, failed) in failures {
-        let (host, pid) = key;
+        let (host, pid, _) = key;
         if m.on(host).is_none() {
             continue;
         }
@@ -158,7 +158,7 @@ type StartKey = (String, String, String, Option<std::ffi::OsString>);
 /// provided what the files lack, or for a name a pin provides.
 pub fn startup_failures(
     processes: &[super::summary::Process],
-    env: &BTreeMap<(String, i64), BTreeMap<String, String>>,
+    env: &BTreeMap<super::fold::Key, BTreeMap<String, String>>,
     pinned: &BTreeSet<&str>,
     m: &mut Machine,
 ) -> Vec<Diagnosis> {
@@ -171,7 +171,7 @@ pub fn startup_failures(
         if m.on(&p.host).is_none() {
             continue;
         }
-        let key = (p.host.clone(), p.pid);
+        let key = (p.host.clone(), p.pid, p.instance);
         let var = |k: &str| job_var(env.get(&key), k);
         if var("LD_PRELOAD").is_some_and(|v| !v.is_empty()) {
             continue;
@@ -211,14 +211,14 @@ pub fn startup_failures(
 
 /// `loads` are each process's successful loads, as the fold keeps them.
 pub fn diagnose(
-    loads: &BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    loads: &BTreeMap<super::fold::Key, Vec<Rc<Load>>>,
     libraries: &[Library],
     m: &mut Machine,
 ) -> Vec<Diagnosis> {
     let mut out = Vec::new();
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut empty_seen = BTreeSet::new();
-    for ((host, pid), loads) in loads {
+    for ((host, pid, _), loads) in loads {
         let loads: Vec<&Load> = loads.iter().map(|l| &**l).collect();
         version_skew(host, *pid, &loads, &lib_of, &mut out);
         // The rest read the files the process mapped: this machine's only.

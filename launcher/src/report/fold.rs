@@ -1,30 +1,34 @@
 //! Stage 1, events → facts: a pure fold of the trace. No file, record or
 //! driver of any machine is read here; what the trace says is all there is.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use culaunch_protocol::event::How;
 
 use super::events::{Envelope, Event, FileFacts, Load};
 use super::provenance::{self, Origin};
-use super::summary::{Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
+use super::summary::{process_name, Conflict, Denial, Library, PinUse, Probe, Process, Summary, Untraced};
 use crate::vocab::{Tag, VersionSource};
 
 /// What the trace alone says: the summary without origins, version calls or
 /// diagnoses, and each process's loads for the rules.
 pub struct Facts {
     pub summary: Summary,
-    /// Per (host, pid), its successful loads in trace order. One copy of
+    /// Per process, its successful loads in trace order. One copy of
     /// each distinct load, shared: the ranks of a job load the same files.
-    pub loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
-    /// Per (host, pid), its failed loads, each with how many of `loads`
+    pub loads: BTreeMap<Key, Vec<Rc<Load>>>,
+    /// Per process, its failed loads, each with how many of `loads`
     /// came before it: what a failed load is explained against.
-    pub failures: BTreeMap<(String, i64), Vec<Failed>>,
-    /// Per (host, pid), the variables its start recorded (LD_LIBRARY_PATH,
+    pub failures: BTreeMap<Key, Vec<Failed>>,
+    /// Per process, the variables its start recorded (LD_LIBRARY_PATH,
     /// CUDA_HOME, …).
-    pub env: BTreeMap<(String, i64), BTreeMap<String, String>>,
+    pub env: BTreeMap<Key, BTreeMap<String, String>>,
 }
+
+/// A process of the trace: host, pid, and which of the processes seen
+/// under that host and pid (1, 2, …; `Process::instance`).
+pub type Key = (String, i64, u32);
 
 /// A failed load, and how many of its process's `loads` came before it.
 pub type Failed = (usize, Rc<Load>);
@@ -49,14 +53,14 @@ pub fn fold(events: &[Envelope], malformed_lines: usize, pins: &[(String, String
 pub struct Folder {
     s: Summary,
     pin_uses: Vec<PinUse>,
-    processes: BTreeMap<(String, i64), Process>,
-    seen: BTreeMap<(String, i64), Seen>,
+    processes: BTreeMap<Key, Process>,
+    seen: BTreeMap<Key, Seen>,
     libraries: BTreeMap<String, Library>,
-    loads: BTreeMap<(String, i64), Vec<Rc<Load>>>,
+    loads: BTreeMap<Key, Vec<Rc<Load>>>,
     distinct: HashSet<Rc<Load>>,
-    /// Per (host, pid), how many of its loads of each file no failure took
+    /// Per process, how many of its loads of each file no failure took
     /// back.
-    mapped: BTreeMap<(String, i64), BTreeMap<String, usize>>,
+    mapped: BTreeMap<Key, BTreeMap<String, usize>>,
     /// Per (host, path), the last facts written: every rank's culaunch
     /// writes its own, and they say the same.
     facts: BTreeMap<(String, String), FileFacts>,
@@ -64,8 +68,16 @@ pub struct Folder {
     scope: Option<(String, i64)>,
     /// The pid that started the root (culaunch, for a live run).
     root_parent: Option<i64>,
-    failures: BTreeMap<(String, i64), Vec<Failed>>,
-    env: BTreeMap<(String, i64), BTreeMap<String, String>>,
+    failures: BTreeMap<Key, Vec<Failed>>,
+    env: BTreeMap<Key, BTreeMap<String, String>>,
+    /// Which trace file the events come from (`next_file`): one culaunch
+    /// writes one file, so a pid in two files is two processes (ranks each
+    /// in a pid namespace of its own, on one host name).
+    file: usize,
+    /// Per (file, host, pid), the instance its events now belong to.
+    current: HashMap<(usize, String, i64), u32>,
+    /// Per (host, pid), how many processes the trace showed under it.
+    instances: HashMap<(String, i64), u32>,
 }
 
 /// What decides whether a process was traced, or only passed through.
@@ -83,6 +95,9 @@ struct Seen {
     /// (`process_loaded`), was forked, exited, was refused (the refusal
     /// says why it ended) or loaded something after start-up.
     past_start: bool,
+    /// Wrote its `process_exit`: a start after it is another process's,
+    /// under the same pid.
+    exited: bool,
 }
 
 impl Folder {
@@ -112,7 +127,44 @@ impl Folder {
             root_parent: None,
             failures: BTreeMap::new(),
             env: BTreeMap::new(),
+            file: 0,
+            current: HashMap::new(),
+            instances: HashMap::new(),
         }
+    }
+
+    /// The events pushed from now on come from another trace file.
+    pub fn next_file(&mut self) {
+        self.file += 1;
+    }
+
+    /// The process `e` is from. A pid is one process until its exit, or
+    /// until a forked child's start shows it is a new one (the old one was
+    /// killed without a word); then the pid was reused.
+    fn key_of(&mut self, e: &Envelope) -> Key {
+        let slot = (self.file, e.host.clone(), e.pid);
+        if let Some(&n) = self.current.get(&slot) {
+            let key = (e.host.clone(), e.pid, n);
+            let seen = self.seen.get(&key);
+            let anew = match &e.event {
+                Event::ProcessStart { forked, .. } => {
+                    seen.is_some_and(|s| s.exited || (*forked && (s.started || s.acted)))
+                }
+                _ => false,
+            };
+            if !anew {
+                return key;
+            }
+        }
+        let n = self.instances.entry((e.host.clone(), e.pid)).or_default();
+        *n += 1;
+        self.current.insert(slot, *n);
+        (e.host.clone(), e.pid, *n)
+    }
+
+    /// The instance of `pid` now running in the current file.
+    fn running(&self, host: &str, pid: i64) -> Option<u32> {
+        self.current.get(&(self.file, host.to_owned(), pid)).copied()
     }
 
     /// Whether the event belongs to the scope. A process joins when it
@@ -124,8 +176,7 @@ impl Folder {
         if !(e.host.is_empty() || host.is_empty() || e.host == *host) {
             return false;
         }
-        let key = (e.host.clone(), e.pid);
-        if e.pid == *root || self.processes.contains_key(&key) {
+        if e.pid == *root || self.running(&e.host, e.pid).is_some() {
             return true;
         }
         // culaunch itself writes the `untraced` event of a command it
@@ -136,7 +187,7 @@ impl Folder {
         // A vfork child that exec'd an untraced program writes only its
         // `untraced` event: it joins to be listed, not counted.
         matches!(e.event, Event::ProcessStart { .. } | Event::Untraced { .. })
-            && (e.ppid == *root || self.processes.contains_key(&(e.host.clone(), e.ppid)))
+            && (e.ppid == *root || self.running(&e.host, e.ppid).is_some())
     }
 
     /// The process that started the scope's root, whose `untraced` events
@@ -163,9 +214,11 @@ impl Folder {
         if !self.in_scope(e) {
             return;
         }
-        self.keep_for_failures(e);
+        let key = self.key_of(e);
+        let parent_instance = self.running(&e.host, e.ppid).unwrap_or(1);
+        self.keep_for_failures(&key, e);
         let s = &mut self.s;
-        let key = (e.host.clone(), e.pid);
+        let name = process_name(&key.0, key.1, key.2);
         let seen = self.seen.entry(key.clone()).or_default();
         let process = self.processes.entry(key.clone()).or_insert_with(|| Process {
             host: e.host.clone(),
@@ -179,6 +232,8 @@ impl Folder {
             local_rank: None,
             world_size: None,
             ended_before_main: false,
+            instance: key.2,
+            parent_instance,
         });
         if !matches!(e.event, Event::Unknown) {
             seen.exec_untraced = false;
@@ -191,6 +246,7 @@ impl Folder {
                 process.argv.clone_from(argv);
                 process.forked = *forked;
                 process.ppid = e.ppid;
+                process.parent_instance = parent_instance;
                 // The numbers when the audit module wrote them, else the
                 // recorded variables.
                 let from_env = crate::compare::identity(|k| env.as_ref()?.get(k).cloned());
@@ -208,6 +264,7 @@ impl Folder {
             Event::ProcessExit { status } => {
                 process.exit_status = *status;
                 seen.past_start = true;
+                seen.exited = true;
             }
             Event::Load(l) if !l.ok => {
                 s.probes.push(Probe {
@@ -227,7 +284,7 @@ impl Folder {
                 // stay in `loads`, for the rules that explain the failure.
                 for path in std::iter::once(&l.path).chain(&l.unmapped).filter(|p| !p.is_empty()) {
                     let mapped = self.mapped.entry(key.clone()).or_default();
-                    unload(mapped, &mut self.libraries, &mut s.conflicts, e, path);
+                    unload(mapped, &mut self.libraries, &mut s.conflicts, e, &name, path);
                 }
             }
             Event::Load(l) => {
@@ -244,11 +301,11 @@ impl Folder {
                 *self.mapped.entry(key.clone()).or_default().entry(l.path.clone()).or_default() += 1;
                 self.loads.entry(key).or_default().push(shared);
                 if l.cuda {
-                    add_load(&mut self.libraries, &mut self.pin_uses, e, l);
+                    add_load(&mut self.libraries, &mut self.pin_uses, &name, l);
                 } else {
                     // A pin may name any library (`--pin libz.so.1=…`):
                     // its use counts though the file has no CUDA row.
-                    use_pin(&mut self.pin_uses, e, l);
+                    use_pin(&mut self.pin_uses, &name, l);
                 }
             }
             Event::Conflict { family, paths, reason } => s.conflicts.push(Conflict {
@@ -279,15 +336,14 @@ impl Folder {
 
     /// What a failed load is explained against: where it came among the
     /// process's loads, and the environment its start recorded.
-    fn keep_for_failures(&mut self, e: &Envelope) {
-        let key = (e.host.clone(), e.pid);
+    fn keep_for_failures(&mut self, key: &Key, e: &Envelope) {
         match &e.event {
             Event::Load(l) if !l.ok => {
-                let at = self.loads.get(&key).map_or(0, Vec::len);
-                self.failures.entry(key).or_default().push((at, Rc::new(Load::clone(l))));
+                let at = self.loads.get(key).map_or(0, Vec::len);
+                self.failures.entry(key.clone()).or_default().push((at, Rc::new(Load::clone(l))));
             }
             Event::ProcessStart { env: Some(env), .. } => {
-                self.env.insert(key, env.clone());
+                self.env.insert(key.clone(), env.clone());
             }
             _ => {}
         }
@@ -298,7 +354,7 @@ impl Folder {
         // vfork child exec'ing one with a cleared environment), or a forked
         // child that did nothing of its own before exec'ing one (ctypes'
         // ldconfig). They are listed under `untraced`, never counted.
-        let passed: BTreeSet<(String, i64)> = self
+        let passed: BTreeSet<Key> = self
             .seen
             .iter()
             .filter(|(k, s)| {
@@ -313,7 +369,7 @@ impl Folder {
             self.failures.remove(k);
             self.env.remove(k);
         }
-        let passed_names: BTreeSet<String> = passed.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let passed_names: BTreeSet<String> = passed.iter().map(|(h, p, n)| process_name(h, *p, *n)).collect();
         for lib in self.libraries.values_mut() {
             lib.processes.retain(|p| !passed_names.contains(p));
         }
@@ -356,6 +412,7 @@ fn unload(
     libraries: &mut BTreeMap<String, Library>,
     conflicts: &mut Vec<Conflict>,
     e: &Envelope,
+    name: &str,
     path: &str,
 ) {
     let Some(n) = mapped.get_mut(path) else { return };
@@ -365,12 +422,12 @@ fn unload(
     }
     mapped.remove(path);
     if let Some(lib) = libraries.get_mut(path) {
-        lib.processes.remove(&format!("{}:{}", e.host, e.pid));
+        lib.processes.remove(name);
     }
     conflicts.retain(|c| !(c.host == e.host && c.pid == e.pid && c.paths.iter().any(|p| p == path)));
 }
 
-fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
+fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], name: &str, l: &Load) {
     let lib = libraries.entry(l.path.clone()).or_insert_with(|| {
         // The file name is part of the trace: a release it spells out is
         // known without reading anything.
@@ -393,13 +450,13 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
     lib.how.insert(l.how.clone());
     lib.callers.extend(l.caller.clone());
     lib.search.extend(l.search.clone());
-    lib.processes.insert(format!("{}:{}", e.host, e.pid));
-    use_pin(pin_uses, e, l);
+    lib.processes.insert(name.to_owned());
+    use_pin(pin_uses, name, l);
 }
 
-fn use_pin(pin_uses: &mut [PinUse], e: &Envelope, l: &Load) {
+fn use_pin(pin_uses: &mut [PinUse], name: &str, l: &Load) {
     if let Some(pin) = pin_uses.iter_mut().find(|p| p.path == l.path) {
-        pin.used_in.insert(format!("{}:{}", e.host, e.pid));
+        pin.used_in.insert(name.to_owned());
         pin.redirected.extend(l.redirected_from.clone());
     }
 }
@@ -453,7 +510,7 @@ mod tests {
         );
         assert_eq!((p.symbol.as_deref(), p.version.as_deref()), (Some("S"), Some("V")));
         // The rules still see what was mapped for the attempt.
-        assert_eq!(f.loads[&("h".to_owned(), 1)].len(), 3);
+        assert_eq!(f.loads[&("h".to_owned(), 1, 1)].len(), 3);
     }
 
     #[test]
@@ -488,6 +545,66 @@ mod tests {
 
     fn lines(lines: &[&str]) -> Vec<Envelope> {
         parse(lines.join("\n").as_bytes()).unwrap().0
+    }
+
+    fn cudart(pid: i64, major: u32) -> String {
+        format!(
+            r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"/w/libcudart.so.{major}","soname":"libcudart.so.{major}","cuda":true,"family":"cudart"}}"#
+        )
+    }
+
+    #[test]
+    fn a_pid_used_again_after_its_exit_or_by_a_forked_child_is_another_process() {
+        let (a, b, c) = (cudart(7, 11), cudart(7, 12), cudart(7, 13));
+        let events = lines(&[
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            r#"{"pid":7,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            &a,
+            // exec: the same process
+            r#"{"pid":7,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/env"}"#,
+            r#"{"pid":7,"host":"h","event":"process_exit","status":0}"#,
+            r#"{"pid":7,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            &b,
+            // killed without a word; a forked child gets its pid
+            r#"{"pid":7,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","forked":true}"#,
+            &c,
+        ]);
+        let f = fold(&events, 0, &[]);
+        let names: Vec<String> = f.summary.processes.iter().map(|p| process_name(&p.host, p.pid, p.instance)).collect();
+        assert_eq!(names, ["h:1", "h:7", "h:7#2", "h:7#3"]);
+        assert_eq!(f.summary.processes[1].exe.as_deref(), Some("/usr/bin/env"));
+        assert_eq!(f.summary.processes[1].exit_status, Some(0));
+        let mapped: Vec<Vec<&str>> =
+            f.summary.libraries.iter().map(|l| l.processes.iter().map(String::as_str).collect()).collect();
+        assert_eq!(mapped, [["h:7"], ["h:7#2"], ["h:7#3"]]);
+        assert_eq!(f.loads.keys().map(|k| k.2).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(f.summary.processes.iter().all(|p| p.pid != 7 || p.parent_instance == 1));
+    }
+
+    #[test]
+    fn one_pid_in_two_trace_files_is_two_processes() {
+        // Two ranks, each in a pid namespace of its own on one host name:
+        // one culaunch, one trace file each.
+        let rank = |r: i64, major: u32| {
+            lines(&[
+                &format!(
+                    r#"{{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3","rank":{r}}}"#
+                ),
+                &cudart(2, major),
+            ])
+        };
+        let mut f = Folder::new(&[], None);
+        rank(0, 12).iter().for_each(|e| f.push(e));
+        f.next_file();
+        rank(1, 11).iter().for_each(|e| f.push(e));
+        let s = f.finish(0).summary;
+        let ranks: Vec<(Option<i64>, u32)> = s.processes.iter().map(|p| (p.rank, p.instance)).collect();
+        assert_eq!(ranks, [(Some(0), 1), (Some(1), 2)]);
+        let mapped: Vec<Vec<&str>> =
+            s.libraries.iter().map(|l| l.processes.iter().map(String::as_str).collect()).collect();
+        assert_eq!(mapped, [["h:2#2"], ["h:2"]]);
+        assert_eq!(super::super::summary::parse_process_name("h:2#2"), Some(("h", 2, 2)));
+        assert_eq!(super::super::summary::parse_process_name("a:b:2"), Some(("a:b", 2, 1)));
     }
 
     #[test]

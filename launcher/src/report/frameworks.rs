@@ -21,7 +21,7 @@ fn record_hash(p: &Path) -> Option<String> {
 
 /// `loads` are each process's successful loads, as the fold keeps them.
 pub fn check(
-    loads: &BTreeMap<(String, i64), Vec<std::rc::Rc<Load>>>,
+    loads: &BTreeMap<super::fold::Key, Vec<std::rc::Rc<Load>>>,
     m: &mut Machine,
 ) -> (Vec<Requirement>, Vec<Diagnosis>) {
     let mut verdicts: BTreeMap<(String, String, PathBuf), Requirement> = BTreeMap::new();
@@ -29,7 +29,7 @@ pub fn check(
     // bytes it holds.
     let mut clashes: BTreeMap<[DistRef; 2], BTreeMap<String, Option<String>>> = BTreeMap::new();
     let mut first_seen: BTreeMap<(String, String, PathBuf), (String, i64)> = BTreeMap::new();
-    for ((host, pid), loads) in loads {
+    for ((host, pid, instance), loads) in loads {
         let Some(mut here) = m.on(host) else { continue };
         // The frameworks present: owners of any object this process mapped
         // or that asked for a library.
@@ -70,7 +70,7 @@ pub fn check(
                         .entry(key)
                         .or_insert_with(|| Requirement { verdict, processes: BTreeSet::new() })
                         .processes
-                        .insert(format!("{host}:{pid}"));
+                        .insert(super::summary::process_name(host, *pid, *instance));
                 }
             }
         }

@@ -59,11 +59,7 @@ fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
     if !s.processes.iter().any(|p| p.rank.is_some()) {
         return Vec::new();
     }
-    let procs: Vec<Proc> = s
-        .processes
-        .iter()
-        .map(|p| Proc { host: p.host.clone(), pid: p.pid, ppid: p.ppid, rank: p.rank, world_size: p.world_size })
-        .collect();
+    let procs: Vec<Proc> = s.processes.iter().map(summary::Process::as_proc).collect();
     let labels: Vec<(String, String)> = s
         .libraries
         .iter()
@@ -72,12 +68,12 @@ fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
     let families: Vec<String> = s.libraries.iter().map(|l| l.family.to_string()).collect();
     let mut mapped = Vec::new();
     for ((lib, (provenance, soname)), family) in s.libraries.iter().zip(&labels).zip(&families) {
-        for hp in &lib.processes {
-            let Some((host, pid)) = hp.rsplit_once(':') else { continue };
-            let Ok(pid) = pid.parse() else { continue };
+        for name in &lib.processes {
+            let Some((host, pid, instance)) = summary::parse_process_name(name) else { continue };
             mapped.push(Mapped {
                 host,
                 pid,
+                instance,
                 family,
                 soname,
                 path: &lib.path,
@@ -294,6 +290,7 @@ pub fn of_files(traces: &[PathBuf]) -> Result<Summary, Error> {
     let mut bad = 0;
     for t in traces {
         bad += events::read_each(t, 0, |e| folder.push(&e))?;
+        folder.next_file();
     }
     Ok(finish(folder.finish(bad), Reads::Files))
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::summary::{Library, Summary};
+use super::summary::{Library, Process, Summary};
 use crate::error::Error;
 use crate::vocab::{basename, Tag};
 
@@ -246,17 +246,7 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
 /// one (torchrun's agent): one line per host however many ranks it ran.
 fn ranks(s: &Summary, out: &mut String) {
     use std::collections::BTreeMap;
-    let procs: Vec<crate::compare::divergence::Proc> = s
-        .processes
-        .iter()
-        .map(|p| crate::compare::divergence::Proc {
-            host: p.host.clone(),
-            pid: p.pid,
-            ppid: p.ppid,
-            rank: p.rank,
-            world_size: p.world_size,
-        })
-        .collect();
+    let procs: Vec<crate::compare::divergence::Proc> = s.processes.iter().map(Process::as_proc).collect();
     let rank_of = crate::compare::divergence::ranks(&procs);
     if rank_of.is_empty() {
         return;
@@ -287,13 +277,15 @@ fn ranks(s: &Summary, out: &mut String) {
     // Processes with ranks under them but none of their own.
     let mut parents = Vec::new();
     for p in &s.processes {
-        if rank_of.contains_key(&(p.host.clone(), p.pid)) {
+        if rank_of.contains_key(&(p.host.clone(), p.pid, p.instance)) {
             continue;
         }
+        let child_of_p = |c: &Process| c.ppid == p.pid && c.parent_instance == p.instance;
         let children: Vec<i64> = rank_of
             .iter()
-            .filter(|((h, pid), _)| {
-                *h == p.host && s.processes.iter().any(|c| c.host == *h && c.pid == *pid && c.ppid == p.pid)
+            .filter(|((h, pid, n), _)| {
+                *h == p.host
+                    && s.processes.iter().any(|c| c.host == *h && c.pid == *pid && c.instance == *n && child_of_p(c))
             })
             .map(|(_, r)| r.rank)
             .collect();
@@ -535,6 +527,8 @@ mod tests {
                 local_rank: None,
                 world_size: None,
                 ended_before_main: false,
+                instance: 1,
+                parent_instance: 1,
             }],
             libraries: vec![lib],
             conflicts: vec![Conflict {

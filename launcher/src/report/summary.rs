@@ -152,6 +152,54 @@ pub struct Process {
     /// loader did not start the program (or it was killed that early).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ended_before_main: bool,
+    /// 1 for the first process the trace shows under its host and pid; 2,
+    /// 3, … for the later ones (the pid reused, or ranks each in a pid
+    /// namespace of its own), named `host:pid#N` wherever processes are
+    /// named.
+    #[serde(skip_serializing_if = "is_first")]
+    pub instance: u32,
+    /// The instance of its parent's pid that was running when it started.
+    #[serde(skip)]
+    pub parent_instance: u32,
+}
+
+impl Process {
+    /// What the rank comparison knows of it.
+    pub fn as_proc(&self) -> crate::compare::divergence::Proc {
+        crate::compare::divergence::Proc {
+            host: self.host.clone(),
+            pid: self.pid,
+            instance: self.instance,
+            ppid: self.ppid,
+            parent_instance: self.parent_instance,
+            rank: self.rank,
+            world_size: self.world_size,
+        }
+    }
+}
+
+fn is_first(instance: &u32) -> bool {
+    *instance <= 1
+}
+
+/// `host:pid`, and `host:pid#N` for the Nth process (N ≥ 2) under that
+/// host and pid.
+pub fn process_name(host: &str, pid: i64, instance: u32) -> String {
+    if instance <= 1 {
+        format!("{host}:{pid}")
+    } else {
+        format!("{host}:{pid}#{instance}")
+    }
+}
+
+/// Host, pid and instance back from `process_name`'s words.
+pub fn parse_process_name(name: &str) -> Option<(&str, i64, u32)> {
+    let (host, rest) = name.rsplit_once(':')?;
+    let (pid, instance) = match rest.split_once('#') {
+        Some((pid, n)) => (pid, n.parse().ok()?),
+        None => (rest, 1),
+    };
+    Some((host, pid.parse().ok()?, instance))
 }
 
 #[derive(Debug, Serialize)]
@@ -170,7 +218,7 @@ pub struct Library {
     pub callers: BTreeSet<String>,
     /// Search steps that found it (`rpath_runpath`, `ld_library_path`, …).
     pub search: BTreeSet<Tag<SearchStep>>,
-    /// `host:pid` of every process that had it mapped.
+    /// The name (`process_name`) of every process that had it mapped.
     pub processes: BTreeSet<String>,
     /// Mapped because a pin asked for this file.
     pub pinned: bool,
@@ -179,7 +227,7 @@ pub struct Library {
 impl Library {
     /// The hosts of the processes that had it mapped.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.processes.iter().map(|p| p.rsplit_once(':').map_or(p.as_str(), |(h, _)| h))
+        self.processes.iter().map(|p| parse_process_name(p).map_or(p.as_str(), |(h, _, _)| h))
     }
 
     /// The release this file belongs to, when an installer's records or the
