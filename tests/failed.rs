@@ -398,6 +398,36 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     assert_eq!(rebuilt, words.iter().map(|w| (w, &Value::Bool(true))).collect::<Vec<_>>(), "{diagnoses:#?}");
 }
 
+/// A plugin that names no library for a symbol an object dlopened before
+/// it defines: glibc binds it only if that object was opened RTLD_GLOBAL.
+/// Never asked, the failure's cause is worked out from the files, and the
+/// object that defines the symbol is named, not called absent.
+#[test]
+fn a_symbol_only_an_object_dlopened_without_rtld_global_defines_is_named_as_out_of_scope() {
+    let d = Dir::new("failed-local-definer");
+    let provider = shared(&d.path("lib/libprov.so"), "fakelib.c", &["-DFIXTURE_DEFINES=not_defined_anywhere"]);
+    let plugin = shared(&d.path("plugin/libplugin.so"), "undefined.c", &[]);
+    let prog = program(&d);
+    let actions = [format!("now:{}", p(&provider)), format!("quiet:{}", p(&plugin))];
+    let b = run_both(&prog, &actions, &[]);
+    assert!(b.bare.stdout().contains(&format!("{}: fail\n", actions[1])), "{}", b.bare.stdout());
+    // Ground truth: glibc's words for it, and the fix the advice names.
+    let asked = format!("now:{}", p(&plugin));
+    let bare = plain(&[prog.as_os_str(), OsStr::new(&actions[0]), OsStr::new(&asked)], &[]);
+    let words = dlerror_text(&bare, &asked);
+    assert_eq!(words, format!("{}: undefined symbol: not_defined_anywhere", p(&plugin)));
+    let global = format!("global:{}", p(&provider));
+    let fixed = plain(&[prog.as_os_str(), OsStr::new(&global), OsStr::new(&asked)], &[]);
+    assert!(fixed.stdout().contains(&format!("{asked}: ok")), "RTLD_GLOBAL fixes it: {}", fixed.stdout());
+    let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
+    let d = diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}"));
+    assert_eq!(d["failure"]["error"], words.as_str(), "{d:#}");
+    assert_eq!(d["failure"]["reconstructed"], true);
+    let advice = s(&d["failure"]["explanation"]["advice"]);
+    let said = format!("{} defines it, but was dlopened without RTLD_GLOBAL", canonical(&provider));
+    assert!(advice.contains(&said), "{advice}");
+}
+
 /// The object's headers are found where `process_vm_readv` is refused (a
 /// seccomp sandbox) and where they are not at its load bias (a first
 /// PT_LOAD that is not at address 0).

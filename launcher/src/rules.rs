@@ -496,6 +496,11 @@ pub struct Scene<'a> {
     /// The objects mapped, in load order, as the loader named them, each
     /// with the search step that found it when known.
     pub loaded: Vec<(PathBuf, Option<String>)>,
+    /// Those of `loaded` that came after start-up (a dlopen, or its
+    /// DT_NEEDED): in other objects' scope only if opened RTLD_GLOBAL, which
+    /// the trace does not say. The rest (the program's own closure,
+    /// LD_PRELOAD, what a forked child inherited) are taken as global.
+    pub dlopened: std::collections::BTreeSet<PathBuf>,
     /// Whose closure the failure is in: the file the failed request mapped
     /// (a run), the program checked (`deps`).
     pub top: Option<PathBuf>,
@@ -548,6 +553,13 @@ fn search_name(r: &elf::Reason) -> &'static str {
 }
 
 impl Scene<'_> {
+    /// The loaded objects whose dynamic symbols define `symbol` (any
+    /// version), in load order.
+    fn definers(&self, symbol: &str) -> Vec<PathBuf> {
+        let defines = |o: Rc<elf::symbols::DynObject>| o.lookup(symbol.as_bytes(), None, 0, false).is_some();
+        self.loaded.iter().filter(|(p, _)| self.object(p).is_some_and(defines)).map(|(p, _)| p.clone()).collect()
+    }
+
     /// A path as named inside the root, on this machine.
     fn host(&self, p: &Path) -> PathBuf {
         match &self.ctx.root {
@@ -728,10 +740,10 @@ fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) {
     let Some(top) = &scene.top else { return };
     let Ok(closure) = elf::closure_in(top, &scene.ctx) else { return };
     let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return };
-    let defined_before = |name: &str| {
-        let defines = |o: Rc<elf::symbols::DynObject>| o.lookup(name.as_bytes(), None, 0, false).is_some();
-        scene.loaded.iter().any(|(p, _)| scene.object(p).is_some_and(defines))
-    };
+    // A symbol a global object defines binds: not the cause. One that only
+    // dlopened objects define is the cause if they were opened RTLD_LOCAL
+    // (then the failure itself says so): taken when nothing else is.
+    let mut local_only = None;
     for p in problems {
         match p.finding {
             Finding::MissingVersion { version, weak: false } => {
@@ -739,14 +751,24 @@ fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) {
                 (f.version, f.object, f.required_by) = (Some(version), p.provider, Some(p.requester));
                 return;
             }
-            Finding::UndefinedSymbol { symbol, version } if !defined_before(&symbol) => {
-                f.reason = FailReason::UndefinedSymbol;
-                (f.symbol, f.version) = (Some(symbol), version);
-                (f.object, f.required_by) = (Some(p.requester.clone()), Some(p.requester));
-                return;
+            Finding::UndefinedSymbol { symbol, version } => {
+                let definers = scene.definers(&symbol);
+                if definers.iter().all(|d| scene.dlopened.contains(d)) {
+                    let cause = (symbol, version, p.requester);
+                    if definers.is_empty() {
+                        local_only = Some(cause);
+                        break;
+                    }
+                    local_only.get_or_insert(cause);
+                }
             }
             _ => {}
         }
+    }
+    if let Some((symbol, version, requester)) = local_only {
+        f.reason = FailReason::UndefinedSymbol;
+        (f.symbol, f.version) = (Some(symbol), version);
+        (f.object, f.required_by) = (Some(requester.clone()), Some(requester));
     }
 }
 
@@ -971,10 +993,23 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         (None, _, FailReason::UndefinedSymbol | FailReason::MissingVersion) if wanted_name.is_some() => {
             format!("no other {name} on the search path or in the installations known has {what}")
         }
-        _ if unversioned => format!(
-            "none of the libraries {} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must define it",
-            requester.as_deref().map(text).unwrap_or_else(|| "the requester".into())
-        ),
+        _ if unversioned => {
+            let by = requester.as_deref().map(text).unwrap_or_else(|| "the requester".into());
+            let mut advice = format!(
+                "none of the libraries {by} needs defines {what}, in any copy where the loader looks: the program, or an object loaded before it with RTLD_GLOBAL, must define it"
+            );
+            // A dlopened object that defines it was opened RTLD_LOCAL, or
+            // the symbol would have bound.
+            if let Some(d) =
+                f.symbol.as_deref().and_then(|s| scene.definers(s).into_iter().find(|d| scene.dlopened.contains(d)))
+            {
+                advice.push_str(&format!(
+                    "; {} defines it, but was dlopened without RTLD_GLOBAL, so it is outside {by}'s scope: open it with RTLD_GLOBAL, or have {by} list it in DT_NEEDED",
+                    text(&d)
+                ));
+            }
+            advice
+        }
         _ => "no loaded object defines it, and the requester names no library that could".into(),
     };
     let e = Explanation {

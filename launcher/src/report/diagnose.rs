@@ -8,6 +8,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use culaunch_protocol::catalogue;
+use culaunch_protocol::event::How;
 
 use super::events::Load;
 use super::machine::Machine;
@@ -77,12 +78,18 @@ pub fn failed_loads(
             // mapped first), then the rest of the batch where the trace
             // records each undone object as a failure of its own.
             let batch = failed[i + 1..].iter().take_while(|(next, f)| next == at && !f.path.is_empty());
-            let loaded: Vec<(PathBuf, Option<String>)> = before[..(*at).min(before.len())]
+            let mapped: Vec<&Load> = before[..(*at).min(before.len())]
                 .iter()
                 .chain(batch.map(|(_, f)| f))
+                .map(|b| &**b)
                 .filter(|b| !b.path.is_empty())
+                .collect();
+            let loaded: Vec<(PathBuf, Option<String>)> = mapped
+                .iter()
                 .map(|b| (PathBuf::from(&b.path), b.search.as_ref().map(|s| s.as_str().to_owned())))
                 .collect();
+            let late = |b: &&&Load| !(b.how.is(How::Initial) || b.how.is(How::Inherited));
+            let dlopened = mapped.iter().filter(late).map(|b| PathBuf::from(&b.path)).collect();
             let top = (!l.path.is_empty()).then(|| PathBuf::from(&l.path));
             let mut sites: Vec<PathBuf> = Vec::new();
             for p in loaded.iter().map(|(p, _)| p.as_path()).chain(top.as_deref()) {
@@ -94,6 +101,7 @@ pub fn failed_loads(
             }
             let scene = rules::Scene {
                 loaded,
+                dlopened,
                 top,
                 ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
@@ -187,6 +195,7 @@ pub fn startup_failures(
                     super::machine::site_root(Path::new(exe)).map(Path::to_path_buf).into_iter().collect();
                 let scene = rules::Scene {
                     loaded: Vec::new(),
+                    dlopened: Default::default(),
                     top: Some(PathBuf::from(exe)),
                     ctx,
                     installations: crate::doctor::installation_places(&var, &sites),
