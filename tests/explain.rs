@@ -150,7 +150,8 @@ struct Failed<'a> {
 }
 
 /// The trace of one process of `prog` with LD_LIBRARY_PATH `llp` whose
-/// loads are `ok` (earlier successful loads: path, search step) and then
+/// loads are `ok` (earlier successful loads: path, search step; from the
+/// failed request's own file on, the objects its batch mapped) and then
 /// `failed`.
 fn trace(d: &Dir, name: &str, prog: &Path, env: &[(&str, &str)], ok: &[(&Path, &str)], failed: &Failed<'_>) -> PathBuf {
     let base = || json!({"v": 1, "ts": "2026-12-03T00:00:00.000000Z", "pid": 4242, "ppid": 1, "host": host()});
@@ -160,11 +161,20 @@ fn trace(d: &Dir, name: &str, prog: &Path, env: &[(&str, &str)], ok: &[(&Path, &
     };
     let env: serde_json::Map<String, Value> = env.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
     let mut lines = vec![with(base(), json!({"event": "process_start", "exe": prog, "argv": [prog], "env": env}))];
+    // Before the failed request's own file: the program's dlopens by path;
+    // from it on: the failed dlopen's batch, its DT_NEEDED by file name.
+    let mut in_batch = false;
     for (path, search) in ok {
         let name = path.file_name().unwrap().to_str().unwrap();
+        let own = Some(*path) == failed.path;
+        in_batch |= own;
+        let (how, request, caller) = match (own, in_batch) {
+            (false, true) => ("needed", json!(name), json!(failed.path)),
+            _ => ("dlopen", json!(path), json!(prog)),
+        };
         lines.push(with(
             base(),
-            json!({"event": "load", "how": "dlopen", "request": path, "caller": prog, "path": path,
+            json!({"event": "load", "how": how, "request": request, "caller": caller, "path": path,
                    "soname": name, "cuda": true, "family": "cudnn", "pinned": false, "redirected_from": null,
                    "ok": true, "error": null, "dur_us": 5, "search": search, "lmid": 0}),
         ));
@@ -309,6 +319,45 @@ fn cudnn8_with_the_old_library_loaded_first_is_fixed_by_the_suggested_pin() {
     let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
     assert!(d["message"].as_str().unwrap().contains(&format!("--pin {pin}")), "{d:#}");
     let fixed = run(&prog, None, &[], Some(&["--pin", &pin]));
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+}
+
+#[test]
+fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
+    // The program's own DT_NEEDED is the older ops library, found only on
+    // LD_LIBRARY_PATH: it is mapped first, and cnn_infer gets that copy.
+    // Dropping the entry would have cnn_infer's RUNPATH find the good one,
+    // and the program not start at all.
+    let c = cudnn8("cudnn8-needed");
+    let prog_path = c.d.path("bin/needs-old");
+    let old = c.old_dir.display().to_string();
+    assert!(cc(&[
+        "-o",
+        s(&prog_path),
+        s(&src("loader.c")),
+        "-ldl",
+        "-Wl,--no-as-needed",
+        &format!("-L{old}"),
+        "-l:libcudnn_ops_infer.so.8",
+    ]));
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [prog_path.as_os_str(), OsStr::new(&action)];
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
+    let trace = c.d.path("needed.jsonl");
+    let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
+    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()));
+    let (d, _) = diagnosis(&trace);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "pin", "{d:#}");
+    // The oracle: the entry dropped, the program does not start (the loader
+    // says so); the pin, it loads the good file.
+    let dropped = Command::new(&prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
+    let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
+    let fixed = run(&prog, Some(llp), &[], Some(&["--pin", &pin]));
     assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
     assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
 }

@@ -501,6 +501,11 @@ pub struct Scene<'a> {
     /// the trace does not say. The rest (the program's own closure,
     /// LD_PRELOAD, what a forked child inherited) are taken as global.
     pub dlopened: std::collections::BTreeSet<PathBuf>,
+    /// Who asked for each of `loaded`, and by what name (a run's trace:
+    /// the load's caller and request). A fix must hold for each of them,
+    /// not only for the failed request: the first to load a SONAME decides
+    /// the copy every later one gets.
+    pub requests: Vec<Request>,
     /// Whose closure the failure is in: the file the failed request mapped
     /// (a run), the program checked (`deps`).
     pub top: Option<PathBuf>,
@@ -512,6 +517,15 @@ pub struct Scene<'a> {
     pub platform: Option<&'a elf::Platform>,
     /// What was read of the files, once however many failures are explained.
     pub files: Files,
+}
+
+/// One load of a run: the file mapped, the object that asked, the name
+/// it asked by.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub path: PathBuf,
+    pub caller: PathBuf,
+    pub name: Vec<u8>,
 }
 
 /// Headers, search places and candidate files, each read once: `deps
@@ -1041,10 +1055,15 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
         });
     let entry = drop.first()?;
     let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')), deadline: None };
-    let (got, _) = elf::resolves_to(top, name, &ctx)?;
-    scene
-        .same_file(&got, good)
-        .then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
+    let good_for = |from: &Path, name: &[u8]| {
+        elf::resolves_to(from, name, &ctx).is_some_and(|(got, _)| scene.same_file(&got, good))
+    };
+    // Whoever loaded the copy that lacks it must get the good one too
+    // (else dropping the entry moves the failure to them: a program's own
+    // DT_NEEDED found only there fails its start).
+    let earlier = scene.requests.iter().filter(|r| scene.same_file(&scene.host(&r.path), &scene.host(provider)));
+    let holds = good_for(top, name) && earlier.into_iter().all(|r| good_for(&scene.host(&r.caller), &r.name));
+    holds.then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
 }
 
 /// A failed load and its explanation, as a diagnosis's `failure`.

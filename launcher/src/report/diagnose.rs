@@ -90,6 +90,16 @@ pub fn failed_loads(
                 .collect();
             let late = |b: &&&Load| !(b.how.is(How::Initial) || b.how.is(How::Inherited));
             let dlopened = mapped.iter().filter(late).map(|b| PathBuf::from(&b.path)).collect();
+            let requests = mapped
+                .iter()
+                .filter_map(|b| {
+                    Some(rules::Request {
+                        path: PathBuf::from(&b.path),
+                        caller: PathBuf::from(b.caller.as_deref()?),
+                        name: b.request.as_deref()?.as_bytes().to_vec(),
+                    })
+                })
+                .collect();
             let top = (!l.path.is_empty()).then(|| PathBuf::from(&l.path));
             let mut sites: Vec<PathBuf> = Vec::new();
             for p in loaded.iter().map(|(p, _)| p.as_path()).chain(top.as_deref()) {
@@ -102,6 +112,7 @@ pub fn failed_loads(
             let scene = rules::Scene {
                 loaded,
                 dlopened,
+                requests,
                 top,
                 ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
@@ -196,6 +207,7 @@ pub fn startup_failures(
                 let scene = rules::Scene {
                     loaded: Vec::new(),
                     dlopened: Default::default(),
+                    requests: Vec::new(),
                     top: Some(PathBuf::from(exe)),
                     ctx,
                     installations: crate::doctor::installation_places(&var, &sites),
