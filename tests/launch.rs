@@ -133,6 +133,57 @@ mod signals {
         }
     }
 
+    /// A run killed before its end (mpirun's SIGTERM then SIGKILL to every
+    /// rank, the OOM killer) leaves its private trace and run directory in
+    /// $TMPDIR; the next run removes them, and never a live run's.
+    #[test]
+    fn files_a_killed_run_left_in_tmpdir_are_removed_by_the_next_and_a_live_runs_kept() {
+        let d = dir("leftovers");
+        let tmp = d.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let ours = |pid: u32| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&tmp)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    n.starts_with(&format!("culaunch-trace-{pid}-")) || n.starts_with(&format!("culaunch-run-{pid}-"))
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let start = || {
+            let child = culaunch_q().args(["sleep", "60"]).env("TMPDIR", &tmp).spawn().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while ours(child.id()).len() < 2 {
+                assert!(Instant::now() < deadline, "no private files in {}", tmp.display());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child
+        };
+        let mut live = start();
+        let mut killed = start();
+        let killed_pid = killed.id();
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        // The ground truth: what the killed run left.
+        let left = ours(killed_pid);
+        assert_eq!(left.len(), 2, "{left:?}");
+        // Both runs' files look a few minutes old.
+        let status = Command::new("find").arg(&tmp).args(["-exec", "touch", "-h", "-d", "-5 min", "{}", "+"]).status();
+        assert!(status.unwrap().success());
+        let next = culaunch_q().arg("true").env("TMPDIR", &tmp).output().unwrap();
+        assert!(next.status.success(), "{}", String::from_utf8_lossy(&next.stderr));
+        assert_eq!(ours(killed_pid), Vec::<String>::new(), "the killed run's files are gone");
+        assert_eq!(ours(live.id()).len(), 2, "the live run's files stay: {:?}", ours(live.id()));
+        // SAFETY: the live run ends as a supervisor would end it.
+        unsafe { libc::kill(live.id() as i32, libc::SIGTERM) };
+        live.wait().unwrap();
+        let rest: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+
     const COUNTER: &str = "import signal, time\n\
         n = 0\n\
         def h(s, f):\n    global n\n    n += 1\n\

@@ -53,7 +53,13 @@ impl TraceFile {
                     // missing TMPDIR is the user's to make, not root's.
                     let ready = if ours { fs::create_dir_all(&dir) } else { Ok(()) };
                     match ready.and_then(|()| open_append(&path, true)) {
-                        Ok(file) => return Ok(TraceFile { path, start: 0, file, temporary: true }),
+                        Ok(file) => {
+                            // Held while the run lives: a later run sweeping
+                            // leftovers knows this one is not.
+                            lock(&file);
+                            sweep(&dir);
+                            return Ok(TraceFile { path, start: 0, file, temporary: true });
+                        }
                         Err(source) => last = Some(Error::TraceFile { path, source }),
                     }
                 }
@@ -99,6 +105,8 @@ impl Drop for TraceFile {
 /// and is the only one to warn.
 pub struct LossToken {
     dir: PathBuf,
+    /// The directory, locked while the run lives (`sweep`).
+    _lock: Option<File>,
 }
 
 impl LossToken {
@@ -118,7 +126,10 @@ impl LossToken {
             if fs::DirBuilder::new().mode(0o700).create(&private).is_err() {
                 continue;
             }
-            let token = LossToken { dir: private };
+            let held = File::open(&private).ok();
+            held.iter().for_each(lock);
+            sweep(&dir);
+            let token = LossToken { dir: private, _lock: held };
             let made = [TOKEN_INTACT, TOKEN_UNWARNED]
                 .iter()
                 .all(|t| OpenOptions::new().write(true).create_new(true).mode(0o600).open(token.dir.join(t)).is_ok());
@@ -147,6 +158,61 @@ impl Drop for LossToken {
             let _ = fs::remove_file(self.dir.join(t));
         }
         let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// A run's private files outlive it when it is killed before it can remove
+/// them: mpirun sends SIGTERM and, moments later, SIGKILL to every rank
+/// when one fails; the OOM killer sends SIGKILL. Each run locks its own
+/// (`flock`: the kernel drops the lock with the last descriptor, whatever
+/// killed the process, and it holds across pid namespaces sharing the
+/// directory) and removes those of this uid in `dir` that no live run
+/// holds. A file younger than a minute is left alone: its run may not have
+/// locked it yet.
+const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn lock(file: &File) {
+    // SAFETY: flock on an open descriptor; failure leaves it unlocked, and
+    // the sweep then spares it only for its first minute.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+}
+
+/// Removes the traces and run directories in `dir` that runs of this uid
+/// killed before their end left behind (`SWEEP_AGE`). Best effort.
+fn sweep(dir: &Path) {
+    use culaunch_protocol::env::{TOKEN_INTACT, TOKEN_UNWARNED};
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        let trace = name.starts_with(b"culaunch-trace-") && name.ends_with(b".jsonl");
+        if !trace && !name.starts_with(b"culaunch-run-") {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let old = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > SWEEP_AGE);
+        let kind_ok = if trace { meta.file_type().is_file() } else { meta.file_type().is_dir() };
+        if meta.uid() != uid || !old || !kind_ok {
+            continue;
+        }
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) else { continue };
+        // SAFETY: flock on the descriptor just opened.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue; // a live run holds it
+        }
+        if trace {
+            let _ = fs::remove_file(&path);
+        } else {
+            // Only what a run puts there: never a recursive removal.
+            for t in [TOKEN_INTACT, TOKEN_UNWARNED] {
+                let _ = fs::remove_file(path.join(t));
+            }
+            let _ = fs::remove_dir(&path);
+        }
     }
 }
 
