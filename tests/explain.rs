@@ -363,6 +363,87 @@ fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
 }
 
 #[test]
+fn a_dependency_the_jobs_user_may_not_read_is_named_with_its_mode_and_never_pinned() {
+    use std::os::unix::fs::PermissionsExt;
+    // The job runs as nobody; the one file of that name, in the RUNPATH,
+    // is mode 0000. Needs root (to switch the uid) and util-linux' setpriv.
+    let id = Command::new("id").arg("-u").output().unwrap();
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" || !setpriv {
+        eprintln!("skipped: switching the job to nobody needs root and setpriv");
+        return;
+    }
+    let d = std::env::temp_dir().join(format!("culaunch-explain-unreadable-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(d.join("tr")).unwrap();
+    for dir in [&d, &d.join("tr")] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let prov = d.join("unread/libprov.so.1");
+    lib(&prov, "fakelib.c", &[], &[]);
+    let user = d.join("libuser.so");
+    let fakelib = src("fakelib.c");
+    let needs_prov = [
+        "-shared",
+        "-fPIC",
+        "-o",
+        s(&user),
+        s(&fakelib),
+        "-Wl,--no-as-needed,--enable-new-dtags,-rpath,$ORIGIN/unread",
+        &format!("-L{}", prov.parent().unwrap().display()),
+        "-l:libprov.so.1",
+    ];
+    assert!(cc(&needs_prov));
+    fs::set_permissions(d.join("unread"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&prov, fs::Permissions::from_mode(0o000)).unwrap();
+    let loader = d.join("loader");
+    assert!(cc(&[OsString::from("-o"), loader.clone().into(), src("loader.c").into(), "-ldl".into()]));
+    let action = format!("dlopen:{}", user.display());
+    let nobody = |args: &[&OsStr], env: &[(&str, &str)]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]).args(args).env_remove("LD_LIBRARY_PATH");
+        c.envs(env.iter().copied()).env("FIXTURE_MAPS_DIR", d.join("tr"));
+        c.output().unwrap()
+    };
+    // Ground truth: the job's loader tried that very file and said it found
+    // nothing.
+    let bare = nobody(&[loader.as_os_str(), OsStr::new(&action)], &[("LD_DEBUG", "libs")]);
+    let debug = String::from_utf8_lossy(&bare.stderr);
+    assert!(debug.contains(&format!("trying file={}", prov.display())), "{debug}");
+    let words = "libprov.so.1: cannot open shared object file: No such file or directory";
+    assert!(String::from_utf8_lossy(&bare.stdout).contains(words), "{}", String::from_utf8_lossy(&bare.stdout));
+    let (trace, summary) = (d.join("tr/t.jsonl"), d.join("tr/s.json"));
+    let mut args: Vec<&OsStr> = vec![OsStr::new(CULAUNCH), OsStr::new("-q"), OsStr::new("-t"), trace.as_os_str()];
+    args.extend([OsStr::new("--summary-json"), summary.as_os_str(), OsStr::new("--all-libs"), OsStr::new("--")]);
+    args.extend([loader.as_os_str(), OsStr::new(&action)]);
+    let traced = nobody(&args, &[]);
+    assert!(String::from_utf8_lossy(&traced.stdout).contains(words));
+    let live: Value = serde_json::from_slice(&fs::read(&summary).unwrap()).unwrap();
+    let (by_root, _) = diagnosis(&trace);
+    let found = live["diagnoses"].as_array().unwrap().iter().find(|d| d["kind"] == "load_failed").cloned();
+    for (who, d, says) in [("the job's user", found.unwrap(), "permission denied"), ("root", by_root, "mode 0000")] {
+        let e = &d["failure"]["explanation"];
+        let advice = s_(&e["advice"]);
+        assert!(advice.contains(&format!("{} (DT_RUNPATH of libuser.so)", prov.display())), "{who}: {advice}");
+        assert!(advice.contains(says), "{who}: {advice}");
+        assert_eq!((&e["fix"], &e["pin"]), (&Value::Null, &Value::Null), "{who}: no pin to a file it cannot read");
+    }
+    // The advice applied: readable, the same job loads it.
+    fs::set_permissions(&prov, fs::Permissions::from_mode(0o644)).unwrap();
+    let fixed = nobody(&[loader.as_os_str(), OsStr::new(&action)], &[]);
+    assert!(
+        String::from_utf8_lossy(&fixed.stdout).contains(&format!("{action}: ok")),
+        "{}",
+        String::from_utf8_lossy(&fixed.stdout)
+    );
+    let _ = fs::remove_dir_all(&d);
+}
+
+fn s_(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
 fn a_missing_version_node_is_explained_and_glibc_s_words_rebuilt_when_the_trace_lacks_them() {
     let d = Dir::new("version");
     let map_new = format!("-Wl,--version-script={}", src("versioned-new.map").display());

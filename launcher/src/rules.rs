@@ -939,7 +939,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         chosen = None;
     }
     let wanted_name = chosen.as_ref().map(|(n, _, _)| String::from_utf8_lossy(n).into_owned());
-    let (provider, provider_search, alt) = match chosen {
+    let (provider, provider_search, mut alt) = match chosen {
         Some((_, p, a)) => (p.as_ref().map(|(p, _)| p.clone()), p.and_then(|(_, s)| s), a),
         None => (None, None, None),
     };
@@ -949,6 +949,29 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         (None, Some(v)) => format!("version {v}"),
         (None, None) => "it".into(),
     };
+    // A file of that name where the loader looks that it could not open is
+    // no fix to pin: its mode is the cause.
+    let mut barred = None;
+    if f.reason == FailReason::MissingDependency {
+        match &alt {
+            Some((a, label)) if loader_place(label) => {
+                if let Some(why) = unreadable(&scene.host(a), false) {
+                    barred = Some((a.clone(), label.clone(), why));
+                    alt = None;
+                }
+            }
+            Some(_) => {}
+            None => {
+                let places = scene.places(anchor.as_deref());
+                barred = names.iter().find_map(|n| {
+                    places.iter().find_map(|(dir, label)| {
+                        let p = dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n));
+                        unreadable(&p, true).map(|why| (p, label.clone(), why))
+                    })
+                });
+            }
+        }
+    }
     // A pin keyed by the good file's SONAME, which a pin must carry.
     let pin = alt.as_ref().map(|(a, _)| {
         let soname = elf::read_header(&scene.host(a)).ok().flatten().and_then(|h| h.soname);
@@ -998,9 +1021,13 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
                 quoted(fix)
             )
         }
-        (None, _, FailReason::MissingDependency) => {
-            format!("no file named {name} in the requester's directory, its RPATH/RUNPATH, LD_LIBRARY_PATH, the installations known or the loader's directories")
-        }
+        (None, _, FailReason::MissingDependency) => match &barred {
+            Some((p, label, why)) => format!(
+                "{} ({label}) is a file of that name, where the loader looks, but {why}: the loader passes over a file it cannot open; make it readable to the job's user",
+                text(p)
+            ),
+            None => format!("no file named {name} in the requester's directory, its RPATH/RUNPATH, LD_LIBRARY_PATH, the installations known or the loader's directories"),
+        },
         (None, _, FailReason::WrongClass) => {
             format!("no {name} of the right class where the loader looks or in the installations known")
         }
@@ -1039,6 +1066,40 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
     };
     f.reconstruct(&e);
     e
+}
+
+/// A place of the loader's own search for the requester (not one culaunch
+/// adds: its directory, the installations known, beside a loaded library).
+fn loader_place(label: &str) -> bool {
+    ["DT_RUNPATH of ", "DT_RPATH of ", "LD_LIBRARY_PATH", "a default directory"].iter().any(|l| label.starts_with(l))
+}
+
+/// Why the job's loader may not have opened `p`, a file that is there:
+/// this user may not read it, or (`strict` false: a file this user reads,
+/// found where the job's loader looked and said it found nothing) its
+/// mode keeps some users out.
+fn unreadable(p: &Path, strict: bool) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(p).ok().filter(std::fs::Metadata::is_file)?;
+    match std::fs::File::open(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Some(format!(
+                "this user may not read it (mode {:04o}: permission denied)",
+                meta.permissions().mode() & 0o7777
+            ));
+        }
+        Err(_) => return None,
+        Ok(_) if strict => return None,
+        Ok(_) => {}
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    (mode & 0o004 == 0).then(|| {
+        format!(
+            "its mode {mode:04o} (owner uid {}, gid {}) lets only some users read it, and the job's user was not one",
+            meta.uid(),
+            meta.gid()
+        )
+    })
 }
 
 /// The LD_LIBRARY_PATH entry to drop when `provider` (found there) lacks
