@@ -134,30 +134,35 @@ mod signals {
     }
 
     /// A run killed before its end (mpirun's SIGTERM then SIGKILL to every
-    /// rank, the OOM killer) leaves its private trace and run directory in
-    /// $TMPDIR; the next run removes them, and never a live run's.
+    /// rank, the OOM killer) leaves its private directory (the temporary
+    /// trace, the loss tokens) in $TMPDIR; the next run removes it, and never
+    /// a live run's, nor a trace of the user's, whatever its name.
     #[test]
-    fn files_a_killed_run_left_in_tmpdir_are_removed_by_the_next_and_a_live_runs_kept() {
+    fn files_a_killed_run_left_in_tmpdir_are_removed_by_the_next_and_a_live_runs_and_the_users_kept() {
         let d = dir("leftovers");
         let tmp = d.join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        let ours = |pid: u32| -> Vec<String> {
-            let mut names: Vec<String> = std::fs::read_dir(&tmp)
+        let run_dir = |pid: u32| -> Option<std::path::PathBuf> {
+            std::fs::read_dir(&tmp)
                 .unwrap()
                 .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| {
-                    n.starts_with(&format!("culaunch-trace-{pid}-")) || n.starts_with(&format!("culaunch-run-{pid}-"))
-                })
-                .collect();
+                .find(|e| e.file_name().to_string_lossy().starts_with(&format!("culaunch-run-{pid}-")))
+                .map(|e| e.path())
+        };
+        // What a run keeps there: its trace, once the job is running.
+        let files = |pid: u32| -> Vec<String> {
+            let Some(d) = run_dir(pid) else { return Vec::new() };
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
             names.sort();
             names
         };
         let start = || {
             let child = culaunch_q().args(["sleep", "60"]).env("TMPDIR", &tmp).spawn().unwrap();
             let deadline = Instant::now() + Duration::from_secs(20);
-            while ours(child.id()).len() < 2 {
-                assert!(Instant::now() < deadline, "no private files in {}", tmp.display());
+            while !files(child.id()).contains(&"trace.jsonl".to_string()) {
+                assert!(Instant::now() < deadline, "no private trace in {}", tmp.display());
                 std::thread::sleep(Duration::from_millis(20));
             }
             child
@@ -168,18 +173,39 @@ mod signals {
         killed.kill().unwrap();
         killed.wait().unwrap();
         // The ground truth: what the killed run left.
-        let left = ours(killed_pid);
-        assert_eq!(left.len(), 2, "{left:?}");
-        // Both runs' files look a few minutes old.
+        assert!(run_dir(killed_pid).is_some());
+        assert!(files(killed_pid).contains(&"trace.jsonl".to_string()), "{:?}", files(killed_pid));
+        // Traces of the user's, named as culaunch once named its own.
+        let users = [tmp.join("culaunch-trace-rank0.jsonl"), tmp.join(format!("culaunch-trace-{killed_pid}-1.jsonl"))];
+        let mine = Command::new(CULAUNCH)
+            .env_remove("CULAUNCH_TRACE")
+            .arg("-q")
+            .arg("-t")
+            .arg(&users[0])
+            .args(["--", "true"])
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        assert!(mine.status.success(), "{}", String::from_utf8_lossy(&mine.stderr));
+        std::fs::copy(&users[0], &users[1]).unwrap();
+        let traced = std::fs::read(&users[0]).unwrap();
+        assert!(!traced.is_empty());
+        // Everything looks a few minutes old.
         let status = Command::new("find").arg(&tmp).args(["-exec", "touch", "-h", "-d", "-5 min", "{}", "+"]).status();
         assert!(status.unwrap().success());
         let next = culaunch_q().arg("true").env("TMPDIR", &tmp).output().unwrap();
         assert!(next.status.success(), "{}", String::from_utf8_lossy(&next.stderr));
-        assert_eq!(ours(killed_pid), Vec::<String>::new(), "the killed run's files are gone");
-        assert_eq!(ours(live.id()).len(), 2, "the live run's files stay: {:?}", ours(live.id()));
+        assert_eq!(run_dir(killed_pid), None, "the killed run's directory is gone");
+        assert!(files(live.id()).contains(&"trace.jsonl".to_string()), "the live run's files stay");
+        for u in &users {
+            assert_eq!(std::fs::read(u).ok().as_ref(), Some(&traced), "the user's trace {} stays", u.display());
+        }
         // SAFETY: the live run ends as a supervisor would end it.
         unsafe { libc::kill(live.id() as i32, libc::SIGTERM) };
         live.wait().unwrap();
+        for u in &users {
+            std::fs::remove_file(u).unwrap();
+        }
         let rest: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(rest.is_empty(), "{rest:?}");
     }

@@ -15,7 +15,7 @@ use crate::preflight;
 use crate::report;
 use crate::rules;
 use crate::spawn::{self, Outcome};
-use crate::trace_file::{LossToken, TraceFile};
+use crate::trace_file::{LossToken, RunDir, TraceFile};
 
 /// How long the pre-flight may look at the program's closure before the
 /// job starts without it.
@@ -51,8 +51,18 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
     let argv0 = args.command.first().map(|a| a.as_os_str()).unwrap_or(OsStr::new(""));
     let program = command::resolve(argv0, path_var.as_deref())?;
     let (untraced, interp) = preflight(&program, path_var.as_deref(), &plan)?;
-    let trace = TraceFile::prepare(plan.trace.as_deref())?;
-    let token = untraced.is_none().then(LossToken::create).flatten();
+    // Without a trace of the user's, the run's directory holds the trace
+    // and cannot be done without; with one, it only holds the loss tokens.
+    let run_dir = match RunDir::create() {
+        Ok(d) => Some(d),
+        Err(e) if plan.trace.is_some() => {
+            tracing::debug!(error = %e, "no run directory: every process warns of its own lost events");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let trace = TraceFile::prepare(plan.trace.as_deref(), run_dir.as_ref())?;
+    let token = run_dir.as_ref().filter(|_| untraced.is_none()).and_then(LossToken::create);
     let env = if untraced.is_none() {
         let module = inject::module_path()?;
         if let Some((kind, reason)) = preflight::module_unusable(&module, interp.as_deref()) {

@@ -24,10 +24,14 @@ pub struct TraceFile {
     temporary: bool,
 }
 
+/// The name of the temporary trace in the run's directory.
+const TEMPORARY_TRACE: &str = "trace.jsonl";
+
 impl TraceFile {
-    /// Opens (creating) the user's trace file, or makes a temporary one.
-    /// Failing here is culaunch's failure: nothing has started yet.
-    pub fn prepare(user: Option<&Path>) -> Result<TraceFile, Error> {
+    /// Opens (creating) the user's trace file, or makes a temporary one in
+    /// the run's directory. Failing here is culaunch's failure: nothing has
+    /// started yet.
+    pub fn prepare(user: Option<&Path>, run_dir: Option<&RunDir>) -> Result<TraceFile, Error> {
         match user {
             Some(p) => {
                 let path = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -37,34 +41,18 @@ impl TraceFile {
                 Ok(TraceFile { path, start, file, temporary: false })
             }
             None => {
-                let name = format!(
-                    "culaunch-trace-{}-{}.jsonl",
-                    std::process::id(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_nanos())
-                        .unwrap_or(0)
-                );
-                // The user asked for no trace: any writable place will do.
-                let mut last = None;
-                for (dir, ours) in temporary_dirs() {
-                    let path = dir.join(&name);
-                    // Only culaunch's own cache directory is created: a
-                    // missing TMPDIR is the user's to make, not root's.
-                    let ready = if ours { fs::create_dir_all(&dir) } else { Ok(()) };
-                    match ready.and_then(|()| open_append(&path, true)) {
-                        Ok(file) => {
-                            // Held while the run lives: a later run sweeping
-                            // leftovers knows this one is not.
-                            lock(&file);
-                            sweep(&dir);
-                            return Ok(TraceFile { path, start: 0, file, temporary: true });
-                        }
-                        Err(source) => last = Some(Error::TraceFile { path, source }),
-                    }
-                }
-                Err(last
-                    .unwrap_or_else(|| Error::TraceFile { path: name.into(), source: io::ErrorKind::NotFound.into() }))
+                // The caller makes a run directory or fails when there is no
+                // trace of the user's.
+                let Some(dir) = run_dir else {
+                    return Err(Error::TraceFile {
+                        path: TEMPORARY_TRACE.into(),
+                        source: io::ErrorKind::NotFound.into(),
+                    });
+                };
+                let path = dir.path.join(TEMPORARY_TRACE);
+                let file =
+                    open_append(&path, true).map_err(|source| Error::TraceFile { path: path.clone(), source })?;
+                Ok(TraceFile { path, start: 0, file, temporary: true })
             }
         }
     }
@@ -98,46 +86,85 @@ impl Drop for TraceFile {
     }
 }
 
-/// A private directory made for one run, holding the job's two tokens
-/// (`CULAUNCH_AUDIT_WARN_TOKEN`): every process of the job that loses an
-/// event removes `intact`, so the run can say the trace is incomplete; the
-/// first one that can speak removes `unwarned` (an unlink succeeds once)
-/// and is the only one to warn.
-pub struct LossToken {
-    dir: PathBuf,
+/// The files a run may put in its directory: the only ones a removal of
+/// the directory (here or by a later run's sweep) takes, so that it is
+/// never a recursive removal.
+const RUN_FILES: [&str; 3] =
+    [TEMPORARY_TRACE, culaunch_protocol::env::TOKEN_INTACT, culaunch_protocol::env::TOKEN_UNWARNED];
+
+/// A private directory made for one run (`culaunch-run-PID-STAMP`, 0700, in
+/// `$TMPDIR` or `/tmp`), holding the temporary trace when the user asked for
+/// none and the job's loss tokens. Everything a run leaves behind is in it,
+/// so the sweep of a killed run's leftovers never touches a file of the
+/// user's, whatever its name.
+pub struct RunDir {
+    path: PathBuf,
     /// The directory, locked while the run lives (`sweep`).
     _lock: Option<File>,
 }
 
-impl LossToken {
-    /// `None` when no temporary directory takes one: every process then
-    /// warns for itself, as before tokens.
-    pub fn create() -> Option<LossToken> {
-        use culaunch_protocol::env::{TOKEN_INTACT, TOKEN_UNWARNED};
+impl RunDir {
+    pub fn create() -> Result<RunDir, Error> {
         use std::os::unix::fs::DirBuilderExt;
         let stamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let name = format!("culaunch-run-{}-{stamp}", std::process::id());
+        let mut last = None;
         for (dir, ours) in temporary_dirs() {
-            if ours && fs::create_dir_all(&dir).is_err() {
-                continue;
-            }
-            // 0700, and new: nobody else can remove (or plant) a token.
-            let private = dir.join(format!("culaunch-run-{}-{stamp}", std::process::id()));
-            if fs::DirBuilder::new().mode(0o700).create(&private).is_err() {
-                continue;
-            }
-            let held = File::open(&private).ok();
-            held.iter().for_each(lock);
-            sweep(&dir);
-            let token = LossToken { dir: private, _lock: held };
-            let made = [TOKEN_INTACT, TOKEN_UNWARNED]
-                .iter()
-                .all(|t| OpenOptions::new().write(true).create_new(true).mode(0o600).open(token.dir.join(t)).is_ok());
-            if made {
-                return Some(token);
+            let path = dir.join(&name);
+            // Only culaunch's own cache directory is created: a missing
+            // TMPDIR is the user's to make, not root's. 0700, and new:
+            // nobody else can read the trace, remove a token or plant one.
+            let made = if ours { fs::create_dir_all(&dir) } else { Ok(()) }
+                .and_then(|()| fs::DirBuilder::new().mode(0o700).create(&path));
+            match made {
+                Ok(()) => {
+                    // Held while the run lives: a later run sweeping
+                    // leftovers knows this one is not.
+                    let held = File::open(&path).ok();
+                    held.iter().for_each(lock);
+                    sweep(&dir);
+                    return Ok(RunDir { path, _lock: held });
+                }
+                Err(source) => last = Some(Error::TraceFile { path, source }),
             }
         }
-        None
+        Err(last.unwrap_or_else(|| Error::TraceFile { path: name.into(), source: io::ErrorKind::NotFound.into() }))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        remove_run_dir(&self.path);
+    }
+}
+
+fn remove_run_dir(path: &Path) {
+    for f in RUN_FILES {
+        let _ = fs::remove_file(path.join(f));
+    }
+    let _ = fs::remove_dir(path);
+}
+
+/// The job's two tokens (`CULAUNCH_AUDIT_WARN_TOKEN`), in the run's
+/// directory: every process of the job that loses an event removes
+/// `intact`, so the run can say the trace is incomplete; the first one that
+/// can speak removes `unwarned` (an unlink succeeds once) and is the only
+/// one to warn. The run's directory removes them.
+pub struct LossToken {
+    dir: PathBuf,
+}
+
+impl LossToken {
+    /// `None` when the tokens cannot be made: every process then warns for
+    /// itself, as before tokens.
+    pub fn create(run_dir: &RunDir) -> Option<LossToken> {
+        use culaunch_protocol::env::{TOKEN_INTACT, TOKEN_UNWARNED};
+        let dir = run_dir.path.clone();
+        let made = [TOKEN_INTACT, TOKEN_UNWARNED]
+            .iter()
+            .all(|t| OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(t)).is_ok());
+        made.then_some(LossToken { dir })
     }
 
     /// The directory the job is told of.
@@ -152,22 +179,13 @@ impl LossToken {
     }
 }
 
-impl Drop for LossToken {
-    fn drop(&mut self) {
-        for t in [culaunch_protocol::env::TOKEN_INTACT, culaunch_protocol::env::TOKEN_UNWARNED] {
-            let _ = fs::remove_file(self.dir.join(t));
-        }
-        let _ = fs::remove_dir(&self.dir);
-    }
-}
-
-/// A run's private files outlive it when it is killed before it can remove
-/// them: mpirun sends SIGTERM and, moments later, SIGKILL to every rank
-/// when one fails; the OOM killer sends SIGKILL. Each run locks its own
+/// A run's directory outlives it when the run is killed before it can
+/// remove it: mpirun sends SIGTERM and, moments later, SIGKILL to every
+/// rank when one fails; the OOM killer sends SIGKILL. Each run locks its own
 /// (`flock`: the kernel drops the lock with the last descriptor, whatever
 /// killed the process, and it holds across pid namespaces sharing the
 /// directory) and removes those of this uid in `dir` that no live run
-/// holds. A file younger than a minute is left alone: its run may not have
+/// holds. One younger than a minute is left alone: its run may not have
 /// locked it yet.
 const SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -177,42 +195,34 @@ fn lock(file: &File) {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
 }
 
-/// Removes the traces and run directories in `dir` that runs of this uid
-/// killed before their end left behind (`SWEEP_AGE`). Best effort.
+/// Removes the run directories in `dir` that runs of this uid killed before
+/// their end left behind (`SWEEP_AGE`). Only `culaunch-run-*` directories:
+/// a file of any other name, even one like culaunch's temporary traces of
+/// old, may be the user's. Best effort.
 fn sweep(dir: &Path) {
-    use culaunch_protocol::env::{TOKEN_INTACT, TOKEN_UNWARNED};
     let Ok(entries) = fs::read_dir(dir) else { return };
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let now = std::time::SystemTime::now();
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.as_bytes();
-        let trace = name.starts_with(b"culaunch-trace-") && name.ends_with(b".jsonl");
-        if !trace && !name.starts_with(b"culaunch-run-") {
+        if !entry.file_name().as_bytes().starts_with(b"culaunch-run-") {
             continue;
         }
         let path = entry.path();
         let Ok(meta) = fs::symlink_metadata(&path) else { continue };
         let old = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > SWEEP_AGE);
-        let kind_ok = if trace { meta.file_type().is_file() } else { meta.file_type().is_dir() };
-        if meta.uid() != uid || !old || !kind_ok {
+        if meta.uid() != uid || !old || !meta.file_type().is_dir() {
             continue;
         }
-        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) else { continue };
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY).open(&path)
+        else {
+            continue;
+        };
         // SAFETY: flock on the descriptor just opened.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             continue; // a live run holds it
         }
-        if trace {
-            let _ = fs::remove_file(&path);
-        } else {
-            // Only what a run puts there: never a recursive removal.
-            for t in [TOKEN_INTACT, TOKEN_UNWARNED] {
-                let _ = fs::remove_file(path.join(t));
-            }
-            let _ = fs::remove_dir(&path);
-        }
+        remove_run_dir(&path);
     }
 }
 
@@ -337,7 +347,8 @@ mod tests {
     #[test]
     fn a_loss_token_is_private_taken_once_and_leaves_nothing_behind() {
         use std::os::unix::fs::PermissionsExt;
-        let token = LossToken::create().expect("a temporary directory");
+        let run_dir = RunDir::create().expect("a temporary directory");
+        let token = LossToken::create(&run_dir).expect("tokens");
         let dir = token.path().to_path_buf();
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert!(!token.taken());
@@ -347,7 +358,7 @@ mod tests {
         assert!(!token.taken(), "warning is not losing");
         assert!(fs::remove_file(dir.join(culaunch_protocol::env::TOKEN_INTACT)).is_ok());
         assert!(token.taken());
-        drop(token);
+        drop(run_dir);
         assert!(!dir.exists());
     }
 
