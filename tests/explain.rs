@@ -363,6 +363,47 @@ fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
 }
 
 #[test]
+fn an_entry_another_library_is_found_only_in_is_never_the_fix_to_drop() {
+    // The program's own DT_NEEDED is another library, found only in the old
+    // toolkit on LD_LIBRARY_PATH; the ops library the failure is about has
+    // a good copy beside cnn_infer. Dropping the entry would fix cnn_infer
+    // and stop the program's start.
+    let c = cudnn8("cudnn8-other");
+    let other = c.old_dir.join("libcudart-old.so.11");
+    lib(&other, "fakelib.c", &[], &[]);
+    let prog_path = c.d.path("bin/needs-other");
+    assert!(cc(&[
+        "-o",
+        s(&prog_path),
+        s(&src("loader.c")),
+        "-ldl",
+        "-Wl,--no-as-needed",
+        &format!("-L{}", c.old_dir.display()),
+        "-l:libcudart-old.so.11",
+    ]));
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [prog_path.as_os_str(), OsStr::new(&action)];
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
+    let trace = c.d.path("other.jsonl");
+    let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
+    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()));
+    let (d, _) = diagnosis(&trace);
+    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "pin", "{d:#}");
+    // The oracle: the entry dropped, the program does not start; the pin,
+    // it loads the good file and keeps the other library.
+    let dropped = Command::new(&prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
+    let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
+    let fixed = run(&prog, Some(llp), &[], Some(&["--pin", &pin]));
+    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
+    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+    assert!(fixed.maps.contains(s(&other)), "{:?}", fixed.maps);
+}
+
+#[test]
 fn a_dependency_the_jobs_user_may_not_read_is_named_with_its_mode_and_never_pinned() {
     use std::os::unix::fs::PermissionsExt;
     // The job runs as nobody; the one file of that name, in the RUNPATH,

@@ -509,6 +509,9 @@ pub struct Scene<'a> {
     /// Whose closure the failure is in: the file the failed request mapped
     /// (a run), the program checked (`deps`).
     pub top: Option<PathBuf>,
+    /// The process's program (a run): its start-up closure, like every
+    /// dlopened object's, must survive a fix.
+    pub program: Option<PathBuf>,
     /// The process's LD_LIBRARY_PATH and `deps --root`.
     pub ctx: elf::Context,
     /// Installations known (pip wheels, toolkits, conda envs).
@@ -1104,7 +1107,9 @@ fn unreadable(p: &Path, strict: bool) -> Option<String> {
 
 /// The LD_LIBRARY_PATH entry to drop when `provider` (found there) lacks
 /// what `top`'s closure needs and, without the entries that hold its
-/// directory, the loader would map `good` for `name` instead.
+/// directory, the loader would map `good` for `name` instead, for every
+/// request that got the provider, and would still find a file for every
+/// other load from that directory.
 fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good: &Path) -> Option<Fix> {
     use std::os::unix::ffi::OsStrExt;
     let dir = scene.host(provider).parent().and_then(|d| scene.canonical(d))?;
@@ -1119,11 +1124,36 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
     let good_for = |from: &Path, name: &[u8]| {
         elf::resolves_to(from, name, &ctx).is_some_and(|(got, _)| scene.same_file(&got, good))
     };
-    // Whoever loaded the copy that lacks it must get the good one too
-    // (else dropping the entry moves the failure to them: a program's own
+    // Whoever loaded the copy that lacks it must get the good one too, and
+    // every other load from that directory must still find a file (else
+    // dropping the entry moves the failure to them: a program's own
     // DT_NEEDED found only there fails its start).
-    let earlier = scene.requests.iter().filter(|r| scene.same_file(&scene.host(&r.path), &scene.host(provider)));
-    let holds = good_for(top, name) && earlier.into_iter().all(|r| good_for(&scene.host(&r.caller), &r.name));
+    let found_for = |from: &Path, name: &[u8]| elf::resolves_to(from, name, &ctx).is_some();
+    // The trace records CUDA libraries only unless `--all-libs`: what else
+    // came from that directory shows in the files, as a name the program's
+    // or a dlopened object's closure finds with the entry and not without.
+    let missing = |root: &Path, ctx: &elf::Context| -> Option<BTreeSet<Vec<u8>>> {
+        let c = elf::closure_in(root, ctx).ok()?;
+        Some(c.edges.iter().filter(|e| matches!(e.to, elf::Target::Missing { .. })).map(|e| e.name.clone()).collect())
+    };
+    let roots = scene.program.iter().chain(scene.dlopened.iter()).map(|r| scene.host(r));
+    let closures_hold = roots.into_iter().all(|r| match (missing(&r, &scene.ctx), missing(&r, &ctx)) {
+        (Some(before), Some(after)) => after.is_subset(&before),
+        _ => true,
+    });
+    let holds = closures_hold
+        && good_for(top, name)
+        && scene.requests.iter().all(|r| {
+            let mapped = scene.host(&r.path);
+            let caller = scene.host(&r.caller);
+            if scene.same_file(&mapped, &scene.host(provider)) {
+                good_for(&caller, &r.name)
+            } else if mapped.parent().and_then(|d| scene.canonical(d)).as_ref() == Some(&dir) {
+                found_for(&caller, &r.name)
+            } else {
+                true
+            }
+        });
     holds.then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
 }
 

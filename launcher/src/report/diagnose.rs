@@ -50,9 +50,12 @@ pub fn failed_loads(
     loads: &BTreeMap<super::fold::Key, Vec<Rc<Load>>>,
     failures: &BTreeMap<super::fold::Key, Vec<super::fold::Failed>>,
     env: &BTreeMap<super::fold::Key, BTreeMap<String, String>>,
+    processes: &[super::summary::Process],
     m: &mut Machine,
 ) -> Vec<Diagnosis> {
     use std::path::PathBuf;
+    let programs: HashMap<super::fold::Key, &str> =
+        processes.iter().filter_map(|p| Some(((p.host.clone(), p.pid, p.instance), p.exe.as_deref()?))).collect();
     let mut out = Vec::new();
     for (key, failed) in failures {
         let (host, pid, _) = key;
@@ -114,6 +117,7 @@ pub fn failed_loads(
                 dlopened,
                 requests,
                 top,
+                program: programs.get(key).map(PathBuf::from),
                 ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
                 platform: None,
@@ -209,6 +213,7 @@ pub fn startup_failures(
                     dlopened: Default::default(),
                     requests: Vec::new(),
                     top: Some(PathBuf::from(exe)),
+                    program: Some(PathBuf::from(exe)),
                     ctx,
                     installations: crate::doctor::installation_places(&var, &sites),
                     platform: None,

@@ -41,7 +41,8 @@ fn finish(facts: fold::Facts, reads: Reads) -> Summary {
     let mut machine = Machine::for_trace(facts.hosts(), reads);
     let mut summary = facts.summary;
     enrich(&mut summary, &mut machine);
-    summary.diagnoses = diagnose::failed_loads(&facts.loads, &facts.failures, &facts.env, &mut machine);
+    summary.diagnoses =
+        diagnose::failed_loads(&facts.loads, &facts.failures, &facts.env, &summary.processes, &mut machine);
     let pinned = summary.pins.iter().map(|p| p.soname.as_str()).collect();
     summary.diagnoses.extend(diagnose::startup_failures(&summary.processes, &facts.env, &pinned, &mut machine));
     summary.diagnoses.extend(diagnose::diagnose(&facts.loads, &summary.libraries, &mut machine));
