@@ -512,6 +512,9 @@ pub struct Scene<'a> {
     /// The process's program (a run): its start-up closure, like every
     /// dlopened object's, must survive a fix.
     pub program: Option<PathBuf>,
+    /// The files the failed request mapped and the failure unmapped (a
+    /// run): new in it, though `loaded` may list them.
+    pub undone: BTreeSet<PathBuf>,
     /// The process's LD_LIBRARY_PATH and `deps --root`.
     pub ctx: elf::Context,
     /// Installations known (pip wheels, toolkits, conda envs).
@@ -742,51 +745,162 @@ fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
     None
 }
 
+/// A cause the files point at but the trace cannot confirm: it records
+/// neither how each object was opened nor how much static TLS was left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Suspect {
+    /// `object`, new in the failed request, uses the initial-exec TLS
+    /// model (DF_STATIC_TLS) for `size` bytes: a library loaded after
+    /// start-up gets static TLS only from the small reserve left.
+    StaticTls { object: PathBuf, size: u64 },
+    /// `requester` needs `symbol`, which only `definer`, dlopened before,
+    /// defines: in scope only if it was opened RTLD_GLOBAL (and is still
+    /// open).
+    OutOfScope { symbol: String, version: Option<String>, requester: String, definer: PathBuf },
+    /// `requester` needs `symbol`, which nothing loaded defines: the cause
+    /// unless another suspect comes first.
+    Undefined { symbol: String, version: Option<String>, requester: String },
+}
+
+/// What glibc reserves by default for the static TLS of libraries loaded
+/// after start-up (`glibc.rtld.optional_static_tls`); more than this in one
+/// request is a suspect when the cause is unknown.
+const OPTIONAL_STATIC_TLS: u64 = 512;
+
+const NO_STATIC_TLS: &str = ": cannot allocate memory in static TLS block";
+
+impl Suspect {
+    /// glibc's words for it.
+    fn words(&self) -> String {
+        match self {
+            Suspect::StaticTls { object, .. } => format!("{}{NO_STATIC_TLS}", text(object)),
+            Suspect::OutOfScope { symbol, version, requester, .. }
+            | Suspect::Undefined { symbol, version, requester } => {
+                let v = version.as_ref().map(|v| format!(", version {v}")).unwrap_or_default();
+                format!("{requester}: undefined symbol: {symbol}{v}")
+            }
+        }
+    }
+
+    /// What it is, and how to get the load through.
+    fn advice(&self) -> String {
+        match self {
+            Suspect::StaticTls { object, size } => {
+                let o = text(object);
+                // Whole KiB above what it needs, as a tunable is written.
+                let reserve = size.div_ceil(1024) * 1024 + 1024;
+                format!(
+                    "{o} keeps {size} bytes of thread-local storage in the static TLS block (initial-exec model, DF_STATIC_TLS), and a library loaded after start-up gets static TLS only from the small reserve left ({OPTIONAL_STATIC_TLS} bytes of glibc.rtld.optional_static_tls by default): load it at start-up, with LD_PRELOAD={o}, or reserve more: GLIBC_TUNABLES=glibc.rtld.optional_static_tls={reserve}"
+                )
+            }
+            Suspect::OutOfScope { symbol, requester, definer, .. } => format!(
+                "{requester} needs {symbol}, which only {} defines, and that was dlopened: it is in {requester}'s scope only if it was opened with RTLD_GLOBAL (the trace does not record how) and is still open; open it with RTLD_GLOBAL, or have {requester} list it in DT_NEEDED",
+                text(definer)
+            ),
+            Suspect::Undefined { symbol, requester, .. } => {
+                format!("{requester} needs {symbol}, which no loaded object defines")
+            }
+        }
+    }
+}
+
+/// The objects the failed request maps that were not there before (not in
+/// the program's start-up closure, not loaded) and keep thread-local
+/// storage in the static TLS block, with its size.
+fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+    let started: BTreeSet<(u64, u64)> = scene
+        .program
+        .as_ref()
+        .and_then(|p| elf::closure_in(p, &scene.ctx).ok())
+        .map(|c| c.nodes.iter().map(|n| n.header.file_id).collect())
+        .unwrap_or_default();
+    let loaded: BTreeSet<(u64, u64)> = scene
+        .loaded
+        .iter()
+        .filter(|(p, _)| !scene.undone.contains(p))
+        .filter_map(|(p, _)| scene.file_id(&scene.host(p)))
+        .collect();
+    closure
+        .nodes
+        .iter()
+        .filter(|n| n.header.dynamic_info.static_tls && n.header.tls_size > 0)
+        .filter(|n| !started.contains(&n.header.file_id) && !loaded.contains(&n.header.file_id))
+        .map(|n| (path(&n.path), n.header.tls_size))
+        .collect()
+}
+
 /// A load known to have failed, but not why (the program never asked
-/// `dlerror`): the first of the loader's checks that the failed request's
-/// closure does not pass, as `deps --check` finds it (version nodes, then
-/// each relocation's symbol), leaving out symbols an object the process had
-/// mapped before defines (the program, an RTLD_GLOBAL library). glibc's
-/// words are then rebuilt from it.
-fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) {
+/// `dlerror`), or why in words this module does not take apart: the first
+/// of the loader's checks that the failed request's closure does not pass,
+/// as `deps --check` finds it (version nodes, then each relocation's
+/// symbol), leaving out symbols an object the process had mapped at start
+/// defines. glibc's words are then rebuilt from it. What the files only
+/// suggest (a symbol that only a dlopened object defines, static TLS that
+/// may not fit) is returned, in the order glibc 2.36 checks them, and no
+/// cause is set.
+fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) -> Vec<Suspect> {
     use elf::symbols::Finding;
     use std::os::unix::ffi::OsStrExt;
-    if f.reason != FailReason::Failed || f.error.is_some() {
-        return;
+    if f.reason != FailReason::Failed {
+        return Vec::new();
     }
-    let Some(top) = &scene.top else { return };
-    let Ok(closure) = elf::closure_in(top, &scene.ctx) else { return };
-    let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return };
-    // A symbol a global object defines binds: not the cause. One that only
-    // dlopened objects define is the cause if they were opened RTLD_LOCAL
-    // (then the failure itself says so): taken when nothing else is.
-    let mut local_only = None;
+    let Some(top) = &scene.top else { return Vec::new() };
+    let Ok(closure) = elf::closure_in(top, &scene.ctx) else { return Vec::new() };
+    let tls = static_tls_objects(&closure, scene);
+    if let Some(error) = &f.error {
+        // glibc names the object it could not place.
+        let Some((named, _)) = error.split_once(NO_STATIC_TLS) else { return Vec::new() };
+        let named = Path::new(named);
+        let size = tls.iter().find(|(p, _)| scene.same_file(&scene.host(p), &scene.host(named))).map(|(_, s)| *s);
+        let size = size.or_else(|| scene.header(named).map(|h| h.tls_size).filter(|s| *s > 0));
+        return size.map(|size| Suspect::StaticTls { object: named.to_path_buf(), size }).into_iter().collect();
+    }
+    let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return Vec::new() };
+    let mut suspects: Vec<Suspect> = tls
+        .into_iter()
+        .filter(|(_, size)| *size > OPTIONAL_STATIC_TLS)
+        .map(|(object, size)| Suspect::StaticTls { object, size })
+        .collect();
+    let mut symbols = Vec::new();
     for p in problems {
         match p.finding {
+            // rtld checks every version before it places TLS or relocates.
             Finding::MissingVersion { version, weak: false } => {
                 f.reason = FailReason::MissingVersion;
                 (f.version, f.object, f.required_by) = (Some(version), p.provider, Some(p.requester));
-                return;
+                return Vec::new();
             }
             Finding::UndefinedSymbol { symbol, version } => {
+                // A symbol an object mapped at start defines binds: not
+                // the cause.
                 let definers = scene.definers(&symbol);
-                if definers.iter().all(|d| scene.dlopened.contains(d)) {
-                    let cause = (symbol, version, p.requester);
-                    if definers.is_empty() {
-                        local_only = Some(cause);
-                        break;
-                    }
-                    local_only.get_or_insert(cause);
+                if !definers.iter().all(|d| scene.dlopened.contains(d)) {
+                    continue;
                 }
+                let requester = p.requester;
+                symbols.push(match definers.into_iter().next() {
+                    Some(definer) => Suspect::OutOfScope { symbol, version, requester, definer },
+                    None => Suspect::Undefined { symbol, version, requester },
+                });
             }
             _ => {}
         }
     }
-    if let Some((symbol, version, requester)) = local_only {
+    // Nothing defines it and nothing else may come first: the cause.
+    let undefined = symbols.iter().find(|s| matches!(s, Suspect::Undefined { .. }));
+    if let (true, Some(Suspect::Undefined { symbol, version, requester })) = (suspects.is_empty(), undefined) {
         f.reason = FailReason::UndefinedSymbol;
-        (f.symbol, f.version) = (Some(symbol), version);
-        (f.object, f.required_by) = (Some(requester.clone()), Some(requester));
+        (f.symbol, f.version) = (Some(symbol.clone()), version.clone());
+        (f.object, f.required_by) = (Some(requester.clone()), Some(requester.clone()));
+        return Vec::new();
     }
+    // The first of each kind, in the loader's order: one is enough to fail
+    // the load.
+    let mut kinds = std::collections::HashSet::new();
+    suspects.extend(symbols.into_iter().filter(|s| kinds.insert(std::mem::discriminant(s))));
+    suspects
 }
 
 /// Where the loader gives up starting the program whose closure `c` is,
@@ -855,7 +969,7 @@ pub fn start_stop(c: &elf::Closure, argv0: &str, skip: &dyn Fn(&[u8]) -> bool) -
 /// would then find the good file, else pin it. Fills in glibc's words when
 /// the trace lacks them.
 pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
-    cause_from_files(f, scene);
+    let suspects = cause_from_files(f, scene);
     let base = |s: &str| -> Vec<u8> { s.rsplit('/').next().unwrap_or(s).as_bytes().to_vec() };
     let header = |p: &Path| scene.header(p);
     let wrong_file = from_closure(f, scene);
@@ -1037,6 +1151,25 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
         (None, _, FailReason::UndefinedSymbol | FailReason::MissingVersion) if wanted_name.is_some() => {
             format!("no other {name} on the search path or in the installations known has {what}")
         }
+        (None, _, FailReason::Failed) => match (f.error.is_some(), suspects.as_slice()) {
+            (true, [s, ..]) => s.advice(),
+            (true, []) => "culaunch works out no cause of these words of the loader's from the files".into(),
+            (false, []) => "the trace does not say why the load failed (the program did not ask dlerror), and the files show no missing library, version or symbol".into(),
+            (false, [s]) => format!(
+                "the trace does not say why the load failed (the program did not ask dlerror); the files show one possible cause, for which glibc says \"{}\": {}",
+                s.words(),
+                s.advice()
+            ),
+            (false, all) => {
+                let each: Vec<String> =
+                    all.iter().enumerate().map(|(i, s)| format!("({}) \"{}\": {}", i + 1, s.words(), s.advice())).collect();
+                format!(
+                    "the trace does not say why the load failed (the program did not ask dlerror); the files show {} possible causes, in the order glibc checks them: {}",
+                    all.len(),
+                    each.join("; ")
+                )
+            }
+        },
         _ if unversioned => {
             let by = requester.as_deref().map(text).unwrap_or_else(|| "the requester".into());
             let mut advice = format!(
@@ -1048,7 +1181,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
                 f.symbol.as_deref().and_then(|s| scene.definers(s).into_iter().find(|d| scene.dlopened.contains(d)))
             {
                 advice.push_str(&format!(
-                    "; {} defines it, but was dlopened without RTLD_GLOBAL, so it is outside {by}'s scope: open it with RTLD_GLOBAL, or have {by} list it in DT_NEEDED",
+                    "; {} defines it, but is outside {by}'s scope: it was dlopened without RTLD_GLOBAL (or closed since); open it with RTLD_GLOBAL, or have {by} list it in DT_NEEDED",
                     text(&d)
                 ));
             }
@@ -1136,8 +1269,8 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
         let c = elf::closure_in(root, ctx).ok()?;
         Some(c.edges.iter().filter(|e| matches!(e.to, elf::Target::Missing { .. })).map(|e| e.name.clone()).collect())
     };
-    let roots = scene.program.iter().chain(scene.dlopened.iter()).map(|r| scene.host(r));
-    let closures_hold = roots.into_iter().all(|r| match (missing(&r, &scene.ctx), missing(&r, &ctx)) {
+    let roots = scene.program.iter().chain(scene.dlopened.iter());
+    let closures_hold = roots.into_iter().all(|r| match (missing(r, &scene.ctx), missing(r, &ctx)) {
         (Some(before), Some(after)) => after.is_subset(&before),
         _ => true,
     });

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::dynamic::{
-    DF_1_NODEFLIB, DF_1_NOW, DF_1_PIE, DF_BIND_NOW, DT_BIND_NOW, DT_FLAGS, DT_FLAGS_1, DT_GNU_HASH, DT_NEEDED, DT_NULL,
-    DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
+    DF_1_NODEFLIB, DF_1_NOW, DF_1_PIE, DF_BIND_NOW, DF_STATIC_TLS, DT_BIND_NOW, DT_FLAGS, DT_FLAGS_1, DT_GNU_HASH,
+    DT_NEEDED, DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRTAB,
 };
 use goblin::elf::header::{self, Header};
-use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD};
+use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP, PT_LOAD, PT_TLS};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfHeader {
@@ -42,6 +42,8 @@ pub struct ElfHeader {
     /// (st_dev, st_ino) of the file read: how the loader tells two paths to
     /// one file apart from two files.
     pub file_id: (u64, u64),
+    /// PT_TLS's size in memory: its thread-local storage, 0 without.
+    pub tls_size: u64,
 }
 
 /// The dynamic-section entries that steer library search.
@@ -63,6 +65,9 @@ pub struct DynamicInfo {
     /// `-z now` (DT_BIND_NOW, DF_BIND_NOW or DF_1_NOW): every symbol is
     /// bound when the object is loaded, so an undefined one fails the load.
     pub bind_now: bool,
+    /// DF_STATIC_TLS: its code uses the initial-exec TLS model, so its
+    /// thread-local storage must come from the static TLS block.
+    pub static_tls: bool,
 }
 
 impl ElfHeader {
@@ -317,6 +322,7 @@ fn parse(src: &Source<'_>, file_id: (u64, u64)) -> io::Result<Option<ElfHeader>>
         interp,
         dynamic_info: dynamic.info,
         file_id,
+        tls_size: phdrs.iter().find(|p| p.p_type == PT_TLS).map_or(0, |p| p.p_memsz),
     }))
 }
 
@@ -353,7 +359,10 @@ fn read_dynamic(src: &Source<'_>, phdrs: &[ProgramHeader], ctx: Ctx) -> io::Resu
                 out.info.pie = val & DF_1_PIE != 0;
                 out.info.bind_now |= val & DF_1_NOW != 0;
             }
-            DT_FLAGS => out.info.bind_now |= val & DF_BIND_NOW != 0,
+            DT_FLAGS => {
+                out.info.bind_now |= val & DF_BIND_NOW != 0;
+                out.info.static_tls = val & DF_STATIC_TLS != 0;
+            }
             DT_BIND_NOW => out.info.bind_now = true,
             _ => {}
         }

@@ -56,6 +56,29 @@ pub fn failed_loads(
     use std::path::PathBuf;
     let programs: HashMap<super::fold::Key, &str> =
         processes.iter().filter_map(|p| Some(((p.host.clone(), p.pid, p.instance), p.exe.as_deref()?))).collect();
+    let parents: HashMap<super::fold::Key, super::fold::Key> = processes
+        .iter()
+        .filter(|p| p.forked)
+        .map(|p| ((p.host.clone(), p.pid, p.instance), (p.host.clone(), p.ppid, p.parent_instance)))
+        .collect();
+    // Whether a process got a load's object after start-up: a forked child
+    // has its parent's objects as the parent got them (one dlopened
+    // without RTLD_GLOBAL stays out of the global scope across fork). An
+    // inherited object whose parent is not in the trace counts as global.
+    let late = |key: &super::fold::Key, load: &Load| -> bool {
+        let (mut key, mut how) = (key.clone(), load.how.clone());
+        for _ in 0..64 {
+            if !how.is(How::Inherited) {
+                return !how.is(How::Initial);
+            }
+            let Some(parent) = parents.get(&key) else { return false };
+            let Some(l) = loads.get(parent).and_then(|ls| ls.iter().find(|l| l.path == load.path)) else {
+                return false;
+            };
+            (key, how) = (parent.clone(), l.how.clone());
+        }
+        false
+    };
     let mut out = Vec::new();
     for (key, failed) in failures {
         let (host, pid, _) = key;
@@ -91,8 +114,7 @@ pub fn failed_loads(
                 .iter()
                 .map(|b| (PathBuf::from(&b.path), b.search.as_ref().map(|s| s.as_str().to_owned())))
                 .collect();
-            let late = |b: &&&Load| !(b.how.is(How::Initial) || b.how.is(How::Inherited));
-            let dlopened = mapped.iter().filter(late).map(|b| PathBuf::from(&b.path)).collect();
+            let dlopened = mapped.iter().filter(|b| late(key, b)).map(|b| PathBuf::from(&b.path)).collect();
             let requests = mapped
                 .iter()
                 .filter_map(|b| {
@@ -104,6 +126,12 @@ pub fn failed_loads(
                 })
                 .collect();
             let top = (!l.path.is_empty()).then(|| PathBuf::from(&l.path));
+            let undone = std::iter::once(&l.path)
+                .chain(&l.unmapped)
+                .chain(failed[i + 1..].iter().take_while(|(next, _)| next == at).map(|(_, f)| &f.path))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
             let mut sites: Vec<PathBuf> = Vec::new();
             for p in loaded.iter().map(|(p, _)| p.as_path()).chain(top.as_deref()) {
                 if let Some(site) = super::machine::site_root(p) {
@@ -118,6 +146,7 @@ pub fn failed_loads(
                 requests,
                 top,
                 program: programs.get(key).map(PathBuf::from),
+                undone,
                 ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
                 platform: None,
@@ -214,6 +243,7 @@ pub fn startup_failures(
                     requests: Vec::new(),
                     top: Some(PathBuf::from(exe)),
                     program: Some(PathBuf::from(exe)),
+                    undone: Default::default(),
                     ctx,
                     installations: crate::doctor::installation_places(&var, &sites),
                     platform: None,

@@ -145,7 +145,8 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
                 Some(f) => {
                     // glibc's words, then the files and the fix each on a
                     // line: a command to copy is never cut.
-                    for line in wrap_to(f.failure.error.as_deref().unwrap_or(&d.message), 4) {
+                    let unsaid = || format!("loading {} failed", f.request.as_deref().unwrap_or("?"));
+                    for line in wrap_to(&f.failure.error.clone().unwrap_or_else(unsaid), 4) {
                         let _ = writeln!(out, "    {line}");
                     }
                     for (label, line, cut) in failure_lines(f) {
