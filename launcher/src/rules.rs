@@ -118,6 +118,9 @@ pub struct Diagnosis {
     /// Empty when it is about files rather than one process.
     pub host: String,
     pub pid: Option<i64>,
+    /// As a process's `instance`: which process under that host and pid.
+    #[serde(skip_serializing_if = "is_first_instance")]
+    pub instance: u32,
     pub message: String,
     pub files: Vec<String>,
     pub requester: Option<String>,
@@ -128,6 +131,10 @@ pub struct Diagnosis {
     pub failure: Option<Box<FailedLoad>>,
 }
 
+fn is_first_instance(instance: &u32) -> bool {
+    *instance <= 1
+}
+
 impl Diagnosis {
     pub fn new(kind: Kind, message: String) -> Diagnosis {
         Diagnosis {
@@ -135,6 +142,7 @@ impl Diagnosis {
             severity: kind.severity(),
             host: String::new(),
             pid: None,
+            instance: 1,
             message,
             files: Vec::new(),
             requester: None,
@@ -143,9 +151,10 @@ impl Diagnosis {
         }
     }
 
-    pub fn in_process(mut self, host: &str, pid: i64) -> Diagnosis {
+    pub fn in_process(mut self, host: &str, pid: i64, instance: u32) -> Diagnosis {
         self.host = host.to_owned();
         self.pid = Some(pid);
+        self.instance = instance;
         self
     }
 

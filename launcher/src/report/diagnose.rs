@@ -81,7 +81,7 @@ pub fn failed_loads(
     };
     let mut out = Vec::new();
     for (key, failed) in failures {
-        let (host, pid, _) = key;
+        let (host, pid, instance) = key;
         if m.on(host).is_none() {
             continue;
         }
@@ -160,7 +160,7 @@ pub fn failed_loads(
                 failure,
                 explanation,
             };
-            out.push(rules::load_failed(failed).in_process(host, *pid));
+            out.push(rules::load_failed(failed).in_process(host, *pid, *instance));
         }
     }
     out
@@ -260,7 +260,7 @@ pub fn startup_failures(
             _ => Some(argv0),
         };
         let failed = rules::FailedLoad { request, path: None, before_main: true, failure, explanation };
-        out.push(rules::load_failed(failed).in_process(&p.host, p.pid));
+        out.push(rules::load_failed(failed).in_process(&p.host, p.pid, p.instance));
     }
     out
 }
@@ -274,13 +274,13 @@ pub fn diagnose(
     let mut out = Vec::new();
     let lib_of: HashMap<&str, &Library> = libraries.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut empty_seen = BTreeSet::new();
-    for ((host, pid, _), loads) in loads {
+    for ((host, pid, instance), loads) in loads {
         let loads: Vec<&Load> = loads.iter().map(|l| &**l).collect();
-        version_skew(host, *pid, &loads, &lib_of, &mut out);
+        version_skew((host, *pid, *instance), &loads, &lib_of, &mut out);
         // The rest read the files the process mapped: this machine's only.
         let Some(mut here) = m.on(host) else { continue };
         let files = here.elf();
-        requester_mismatches(host, *pid, &loads, files, &mut out);
+        requester_mismatches((host, *pid, *instance), &loads, files, &mut out);
         for path in
             loads.iter().filter(|l| l.cuda).flat_map(|l| std::iter::once(l.path.as_str()).chain(l.caller.as_deref()))
         {
@@ -291,7 +291,7 @@ pub fn diagnose(
                             Kind::EmptySearchEntry,
                             format!("{tag} of {path} is \"{list}\": its empty entry means the current directory, so a file there can be loaded"),
                         )
-                        .in_process(host, *pid)
+                        .in_process(host, *pid, *instance)
                         .files(vec![path.to_owned()])
                         .rule(format!("an empty {tag} entry is the working directory (elf/dl-load.c fillin_rpath)")),
                     );
@@ -322,7 +322,12 @@ pub fn diagnose(
 /// copy its own DT_RUNPATH/DT_RPATH points to answer? If not, either another
 /// search step won over it (shadowing) or a copy loaded earlier by someone
 /// else answered its bare name (first-loaded-wins).
-fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], files: &mut elf::ShippedWith, out: &mut Vec<Diagnosis>) {
+fn requester_mismatches(
+    (host, pid, instance): (&str, i64, u32),
+    loads: &[&Load],
+    files: &mut elf::ShippedWith,
+    out: &mut Vec<Diagnosis>,
+) {
     let mapped: HashMap<&str, &Load> =
         loads.iter().filter(|l| l.cuda).filter_map(|l| Some((l.soname.as_deref()?, *l))).collect();
     // Objects that asked for something, and objects that need CUDA libraries
@@ -374,14 +379,19 @@ fn requester_mismatches(host: &str, pid: i64, loads: &[&Load], files: &mut elf::
                 )
                 .rule("a name already loaded is never searched again (elf/dl-load.c _dl_map_object)")
             };
-            out.push(d.in_process(host, pid).files(vec![actual.path.clone(), own]).requester(requester));
+            out.push(d.in_process(host, pid, instance).files(vec![actual.path.clone(), own]).requester(requester));
         }
     }
 }
 
 /// Families that must come from one release, with files of two releases in
 /// one process. Releases come from installers' records or file names.
-fn version_skew(host: &str, pid: i64, loads: &[&Load], lib_of: &HashMap<&str, &Library>, out: &mut Vec<Diagnosis>) {
+fn version_skew(
+    (host, pid, instance): (&str, i64, u32),
+    loads: &[&Load],
+    lib_of: &HashMap<&str, &Library>,
+    out: &mut Vec<Diagnosis>,
+) {
     let mut by_family: BTreeMap<Family, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for l in loads.iter().filter(|l| l.cuda) {
         let Some(Tag::Known(family)) = l.family.as_ref().filter(|f| matches!(f, Tag::Known(f) if f.same_release()))
@@ -399,7 +409,7 @@ fn version_skew(host: &str, pid: i64, loads: &[&Load], lib_of: &HashMap<&str, &L
                 Kind::VersionSkew,
                 format!("{family} libraries from different releases in one process: {}", listed.join("; ")),
             )
-            .in_process(host, pid)
+            .in_process(host, pid, instance)
             .files(versions.into_values().flatten().collect())
             .rule(format!("all {family} libraries must come from one release")),
         );

@@ -270,6 +270,7 @@ impl Folder {
                 s.probes.push(Probe {
                     host: e.host.clone(),
                     pid: e.pid,
+                    instance: key.2,
                     request: l.request.clone().unwrap_or_default(),
                     caller: l.caller.clone(),
                     error: l.error.clone(),
@@ -284,7 +285,7 @@ impl Folder {
                 // stay in `loads`, for the rules that explain the failure.
                 for path in std::iter::once(&l.path).chain(&l.unmapped).filter(|p| !p.is_empty()) {
                     let mapped = self.mapped.entry(key.clone()).or_default();
-                    unload(mapped, &mut self.libraries, &mut s.conflicts, e, &name, path);
+                    unload(mapped, &mut self.libraries, &mut s.conflicts, &key, &name, path);
                 }
             }
             Event::Load(l) => {
@@ -311,17 +312,25 @@ impl Folder {
             Event::Conflict { family, paths, reason } => s.conflicts.push(Conflict {
                 host: e.host.clone(),
                 pid: e.pid,
+                instance: key.2,
                 family: family.clone(),
                 paths: paths.clone(),
                 reason: reason.clone(),
             }),
             Event::Untraced { exe, reason } => {
                 seen.exec_untraced = true;
-                s.untraced.push(Untraced { host: e.host.clone(), pid: e.pid, exe: exe.clone(), reason: reason.clone() })
+                s.untraced.push(Untraced {
+                    host: e.host.clone(),
+                    pid: e.pid,
+                    instance: key.2,
+                    exe: exe.clone(),
+                    reason: reason.clone(),
+                })
             }
             Event::Deny { request, caller, reason } => s.denials.push(Denial {
                 host: e.host.clone(),
                 pid: e.pid,
+                instance: key.2,
                 request: request.clone(),
                 caller: caller.clone(),
                 reason: reason.clone(),
@@ -411,7 +420,7 @@ fn unload(
     mapped: &mut BTreeMap<String, usize>,
     libraries: &mut BTreeMap<String, Library>,
     conflicts: &mut Vec<Conflict>,
-    e: &Envelope,
+    key: &Key,
     name: &str,
     path: &str,
 ) {
@@ -424,7 +433,8 @@ fn unload(
     if let Some(lib) = libraries.get_mut(path) {
         lib.processes.remove(name);
     }
-    conflicts.retain(|c| !(c.host == e.host && c.pid == e.pid && c.paths.iter().any(|p| p == path)));
+    conflicts
+        .retain(|c| !((&c.host, c.pid, c.instance) == (&key.0, key.1, key.2) && c.paths.iter().any(|p| p == path)));
 }
 
 fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], name: &str, l: &Load) {
@@ -466,13 +476,15 @@ mod tests {
     use super::*;
     use crate::report::events::parse;
 
+    /// A CUDA library's load event by `pid` on host h (`extra`: more fields).
+    fn load(pid: i64, path: &str, ok: bool, extra: &str) -> String {
+        format!(
+            r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"{path}","soname":"libcudnn_ops_infer.so.8","cuda":true,"family":"cudnn","ok":{ok}{extra}}}"#
+        )
+    }
+
     #[test]
     fn a_load_that_failed_after_mapping_is_not_loaded_nor_a_conflict() {
-        let load = |pid: i64, path: &str, ok: bool, extra: &str| {
-            format!(
-                r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"{path}","soname":"libcudnn_ops_infer.so.8","cuda":true,"family":"cudnn","ok":{ok}{extra}}}"#
-            )
-        };
         let trace = [
             r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/bin/p"}"#.to_owned(),
             r#"{"pid":2,"ppid":0,"host":"h","event":"process_start","exe":"/bin/p"}"#.to_owned(),
@@ -511,6 +523,37 @@ mod tests {
         assert_eq!((p.symbol.as_deref(), p.version.as_deref()), (Some("S"), Some("V")));
         // The rules still see what was mapped for the attempt.
         assert_eq!(f.loads[&("h".to_owned(), 1, 1)].len(), 3);
+    }
+
+    /// A pid reused: a failure in the second process takes back nothing of
+    /// the first's, and what each says is its own.
+    #[test]
+    fn what_a_process_says_stays_its_own_when_its_pid_is_reused() {
+        let trace = [
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#.to_owned(),
+            load(2, "/w/A/libcudart.so.12", true, ""),
+            load(2, "/w/B/libcudart.so.12", true, ""),
+            r#"{"pid":2,"host":"h","event":"conflict","family":"cudart","paths":["/w/A/libcudart.so.12","/w/B/libcudart.so.12"]}"#.to_owned(),
+            r#"{"pid":2,"host":"h","event":"process_exit","status":0}"#.to_owned(),
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#.to_owned(),
+            load(2, "/w/A/libcudart.so.12", true, ""),
+            load(2, "/w/A/libplug.so", false, r#","error":"x","unmapped":["/w/A/libcudart.so.12"]"#),
+            r#"{"pid":2,"host":"h","event":"deny","request":"libz.so","reason":"r"}"#.to_owned(),
+        ]
+        .join("\n");
+        let (events, bad) = parse(trace.as_bytes()).unwrap();
+        let f = fold(&events, bad, &[]);
+        let conflicts: Vec<(i64, u32)> = f.summary.conflicts.iter().map(|c| (c.pid, c.instance)).collect();
+        assert_eq!(conflicts, [(2, 1)], "the first process's conflict stays");
+        assert_eq!(f.summary.probes.iter().map(|p| p.instance).collect::<Vec<_>>(), [2]);
+        assert_eq!(f.summary.denials.iter().map(|d| d.instance).collect::<Vec<_>>(), [2]);
+        let rows: Vec<(&str, Vec<&str>)> = f
+            .summary
+            .libraries
+            .iter()
+            .map(|l| (l.path.as_str(), l.processes.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(rows, [("/w/A/libcudart.so.12", vec!["h:2"]), ("/w/B/libcudart.so.12", vec!["h:2"])]);
     }
 
     #[test]

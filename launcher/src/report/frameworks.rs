@@ -28,7 +28,7 @@ pub fn check(
     // The pair of distributions → each loaded file both claim, and whose
     // bytes it holds.
     let mut clashes: BTreeMap<[DistRef; 2], BTreeMap<String, Option<String>>> = BTreeMap::new();
-    let mut first_seen: BTreeMap<(String, String, PathBuf), (String, i64)> = BTreeMap::new();
+    let mut first_seen: BTreeMap<(String, String, PathBuf), (String, i64, u32)> = BTreeMap::new();
     for ((host, pid, instance), loads) in loads {
         let Some(mut here) = m.on(host) else { continue };
         // The frameworks present: owners of any object this process mapped
@@ -65,7 +65,7 @@ pub fn check(
                     let loaded = Loaded { soname: soname.to_owned(), path: PathBuf::from(&l.path), version: None };
                     let verdict = site.judge(framework, &need, &loaded, &record_hash);
                     let key = (framework.name.clone(), verdict.requirement.clone(), loaded.path.clone());
-                    first_seen.entry(key.clone()).or_insert_with(|| (host.clone(), *pid));
+                    first_seen.entry(key.clone()).or_insert_with(|| (host.clone(), *pid, *instance));
                     verdicts
                         .entry(key)
                         .or_insert_with(|| Requirement { verdict, processes: BTreeSet::new() })
@@ -80,10 +80,10 @@ pub fn check(
         if r.verdict.satisfied {
             continue;
         }
-        let (host, pid) = &first_seen[key];
+        let (host, pid, instance) = &first_seen[key];
         out.push(
             Diagnosis::new(Kind::RequirementMismatch, r.verdict.message.clone())
-                .in_process(host, *pid)
+                .in_process(host, *pid, *instance)
                 .files(vec![r.verdict.path.display().to_string()])
                 .rule("a framework's Requires-Dist names the CUDA wheels it was built and tested with"),
         );

@@ -126,11 +126,11 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             let exe = s
                 .processes
                 .iter()
-                .find(|p| p.pid == c.pid && p.host == c.host)
+                .find(|p| (&p.host, p.pid, p.instance) == (&c.host, c.pid, c.instance))
                 .and_then(|p| p.exe.as_deref())
                 .map(basename)
                 .unwrap_or("?");
-            let _ = writeln!(out, "  pid {} ({exe}): {}", c.pid, c.family);
+            let _ = writeln!(out, "  pid {} ({exe}): {}", pid_named(c.pid, c.instance), c.family);
             for p in &c.paths {
                 let _ = writeln!(out, "    {}", fit(p, 4));
             }
@@ -139,7 +139,7 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
     if !s.diagnoses.is_empty() {
         let _ = writeln!(out, "diagnoses:");
         for d in &s.diagnoses {
-            let pid = d.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+            let pid = d.pid.map(|p| format!(" pid {}", pid_named(p, d.instance))).unwrap_or_default();
             let _ = writeln!(out, "  [{}]{pid}", d.kind.as_str());
             match &d.failure {
                 Some(f) => {
@@ -214,7 +214,7 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             let by = d.caller.as_deref().map(basename).unwrap_or("?");
             // The request on a line of its own: a cut must not take the
             // name of what was refused.
-            let _ = writeln!(out, "  pid {} (requested by {by}):", d.pid);
+            let _ = writeln!(out, "  pid {} (requested by {by}):", pid_named(d.pid, d.instance));
             let _ = writeln!(out, "    {}", fit(&d.request, 4));
             for line in wrap_to(&d.reason, 4) {
                 let _ = writeln!(out, "    {line}");
@@ -298,7 +298,7 @@ fn ranks(s: &Summary, out: &mut String) {
             let exe = script.map_or(exe, |s| basename(s));
             parents.push(format!(
                 "pid {} ({exe}) on {}: parent of ranks {}",
-                p.pid,
+                pid_named(p.pid, p.instance),
                 p.host,
                 crate::compare::ranges(&children)
             ));
@@ -363,8 +363,16 @@ fn pad(s: &str, width: usize, right: bool) -> String {
     }
 }
 
-/// Splits `text` at spaces into lines of at most `width` characters; a
-/// word longer than that (a path) is elided in its middle.
+/// A pid as processes are named: `123`, or `123#2` for the second process
+/// the trace showed under it.
+fn pid_named(pid: i64, instance: u32) -> String {
+    if instance <= 1 {
+        pid.to_string()
+    } else {
+        format!("{pid}#{instance}")
+    }
+}
+
 /// A failed load's explanation as labelled lines (label, text, may be cut).
 fn failure_lines(f: &crate::rules::FailedLoad) -> Vec<(&'static str, String, bool)> {
     use crate::rules::FailReason;
@@ -406,6 +414,8 @@ fn failure_lines(f: &crate::rules::FailedLoad) -> Vec<(&'static str, String, boo
     out
 }
 
+/// Splits `text` at spaces into lines of at most `width` characters; a
+/// word longer than that (a path) is elided in its middle.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = vec![String::new()];
     for word in text.split(' ') {
@@ -535,6 +545,7 @@ mod tests {
             conflicts: vec![Conflict {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 family: "cudart".into(),
                 paths: vec![long.clone(), long.clone()],
                 reason: None,
@@ -542,6 +553,7 @@ mod tests {
             denials: vec![Denial {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 request: long.clone(),
                 caller: Some(long.clone()),
                 reason: format!("--strict: another major of pinned libcudnn.so.8 ({long})"),
@@ -550,12 +562,13 @@ mod tests {
                 Kind::Shadowing,
                 format!("libcublasLt.so.12 for {long} came from {long} (ld_library_path), although its own DT_RUNPATH holds {long}"),
             )
-            .in_process("h", 1)
+            .in_process("h", 1, 1)
             .rule("ld_library_path is searched before DT_RUNPATH")],
             requirements: Vec::new(),
             probes: vec![crate::report::summary::Probe {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 request: long.clone(),
                 caller: Some("/x/libtorch_cuda_linalg_and_more.so".into()),
                 error: None,
@@ -569,6 +582,7 @@ mod tests {
             untraced: vec![crate::report::summary::Untraced {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 exe: long.clone(),
                 reason: "it is statically linked: no loader runs in it".into(),
             }],
@@ -654,12 +668,14 @@ mod tests {
             untraced: vec![crate::report::summary::Untraced {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 exe: "/sbin/ldconfig".into(),
                 reason: reason_u.into(),
             }],
             denials: vec![Denial {
                 host: "h".into(),
                 pid: 1,
+                instance: 1,
                 request: "libcudnn_cnn_infer.so.8".into(),
                 caller: Some("/opt/venvs/train/lib/python3.11/site-packages/torch/lib/libtorch_cuda.so".into()),
                 reason: reason_d.into(),

@@ -82,6 +82,9 @@ pub enum Reads {
 pub struct Denial {
     pub host: String,
     pub pid: i64,
+    /// As `Process::instance`: which process under that host and pid.
+    #[serde(skip_serializing_if = "is_first")]
+    pub instance: u32,
     pub request: String,
     pub caller: Option<String>,
     pub reason: String,
@@ -92,6 +95,9 @@ pub struct Untraced {
     pub host: String,
     /// The process that started it.
     pub pid: i64,
+    /// As `Process::instance`: which process under that host and pid.
+    #[serde(skip_serializing_if = "is_first")]
+    pub instance: u32,
     pub exe: String,
     pub reason: String,
 }
@@ -100,6 +106,9 @@ pub struct Untraced {
 pub struct Probe {
     pub host: String,
     pub pid: i64,
+    /// As `Process::instance`: which process under that host and pid.
+    #[serde(skip_serializing_if = "is_first")]
+    pub instance: u32,
     pub request: String,
     pub caller: Option<String>,
     pub error: Option<String>,
@@ -242,6 +251,9 @@ impl Library {
 pub struct Conflict {
     pub host: String,
     pub pid: i64,
+    /// As `Process::instance`: which process under that host and pid.
+    #[serde(skip_serializing_if = "is_first")]
+    pub instance: u32,
     pub family: String,
     pub paths: Vec<String>,
     pub reason: Option<String>,
