@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn fixture_src(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
@@ -737,6 +737,75 @@ fn a_program_the_loader_will_not_start_is_explained_in_glibcs_own_words() {
     assert!(text.contains(&format!("needed by: {}", p(&d.path("bin/../lib/libcudart.so.12")))), "{text}");
     assert!(runtime.exists());
     assert!(lacking.exists());
+}
+
+/// Two ranks that could not start one program, one with CUDA_HOME naming a
+/// toolkit that has the missing library: each is explained with its own
+/// environment, not the first rank's.
+#[test]
+fn ranks_that_did_not_start_are_each_explained_with_their_own_variables() {
+    let d = Dir::new("failed-start-vars");
+    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
+    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
+    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
+    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    let toolkit = d.path("toolkit");
+    std::fs::create_dir_all(toolkit.join("lib64")).unwrap();
+    std::fs::rename(&gone, toolkit.join("lib64/libgone.so.1")).unwrap();
+    // The ground truth: bare, the program does not start.
+    let bare = plain(&[missing.as_os_str()], &[]);
+    assert_eq!(bare.out.status.code(), Some(127), "{}", bare.stderr());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    let start = |pid: u32, env: Value| {
+        json!({"v": 1, "pid": pid, "ppid": 1, "host": host, "event": "process_start",
+               "exe": p(&missing), "argv": [p(&missing)], "env": env})
+        .to_string()
+    };
+    let trace = d.path("ranks.jsonl");
+    let lines = [start(10, json!({"CUDA_HOME": p(&toolkit), "RANK": "0"})), start(11, json!({"RANK": "1"}))];
+    std::fs::write(&trace, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(common::CULAUNCH).args(["report", "--json"]).arg(&trace).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report --json");
+    let alternative = |pid: u32| {
+        let all = report["diagnoses"].as_array().cloned().unwrap_or_default();
+        let d = all.into_iter().find(|d| d["pid"] == pid && d["failure"]["before_main"] == true);
+        d.unwrap_or_else(|| panic!("pid {pid}: {report:#}"))["failure"]["explanation"]["alternative"].clone()
+    };
+    assert_eq!(alternative(10), Value::from(canonical(&toolkit.join("lib64/libgone.so.1"))));
+    assert_eq!(alternative(11), Value::Null);
+    // And it is the file that lets the program start.
+    let found = plain(&[missing.as_os_str()], &[("LD_LIBRARY_PATH", toolkit.join("lib64").as_os_str())]);
+    assert_eq!(found.out.status.code(), Some(0), "{}", found.stderr());
+}
+
+/// `LD_TRACE_LOADED_OBJECTS` (what `ldd` sets): the loader lists the
+/// libraries, a missing one as "not found", and ends the process before
+/// main with status 0. That is no failed start.
+#[test]
+fn a_listing_run_of_the_loader_is_never_said_to_have_ended_before_main() {
+    let d = Dir::new("failed-listing");
+    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
+    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
+    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
+    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    std::fs::remove_file(&gone).unwrap();
+    let argv = [OsStr::new("env"), OsStr::new("LD_TRACE_LOADED_OBJECTS=1"), missing.as_os_str()];
+    let b = Both { bare: plain(&argv, &[]), traced: traced(&["-q"], &argv, &[]) };
+    // The oracle: the loader's own listing (the same, addresses aside), and
+    // its status.
+    let listed = |r: &Run| -> Vec<String> {
+        r.stdout().lines().map(|l| l.split(" (0x").next().unwrap_or(l).to_owned()).collect()
+    };
+    assert_eq!(listed(&b.traced), listed(&b.bare));
+    assert_eq!(b.traced.out.status.code(), Some(0));
+    assert_eq!(b.bare.out.status.code(), Some(0));
+    assert!(b.bare.stdout().contains("libgone.so.1 => not found"), "{}", b.bare.stdout());
+    assert!(b.bare.maps.is_empty() && b.traced.maps.is_empty(), "main never ran");
+    for found in before_main(&b.traced, &d) {
+        assert!(found.is_empty(), "{found:#?}");
+    }
+    let processes = b.traced.summary.as_ref().unwrap()["processes"].as_array().unwrap().clone();
+    assert!(processes.iter().all(|p| p.get("ended_before_main").is_none()), "{processes:#?}");
 }
 
 #[test]

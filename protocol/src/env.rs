@@ -39,7 +39,13 @@ pub const LD_AUDIT: &str = "LD_AUDIT";
 
 /// Environment variables copied into `process_start` when set: these, and
 /// every rank variable ([`RANK_VARIABLES`]).
-pub const RECORDED_ENV: &[&str] = &["CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES"];
+pub const RECORDED_ENV: &[&str] =
+    &["CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES", LD_TRACE_LOADED_OBJECTS];
+
+/// Set, the loader only lists the program's libraries (what `ldd` does)
+/// and ends without running it: a process that never reaches `main` and
+/// did not fail.
+pub const LD_TRACE_LOADED_OBJECTS: &str = "LD_TRACE_LOADED_OBJECTS";
 
 /// The launchers' rank variables (`rank.rs`), recorded as well.
 pub use crate::rank::VARIABLES as RANK_VARIABLES;

@@ -199,8 +199,12 @@ fn job_context(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> elf::Context
 }
 
 /// A program as one start reads it: host, executable, argv[0] and the
-/// job's LD_LIBRARY_PATH.
-type StartKey = (String, String, String, Option<std::ffi::OsString>);
+/// job's variables the explanation reads ([`START_VARS`]).
+type StartKey = (String, String, String, Vec<Option<std::ffi::OsString>>);
+
+/// What a start's explanation reads of the job's environment: the search
+/// path, and where the installations known are.
+const START_VARS: [&str; 4] = ["LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CONDA_PREFIX"];
 
 /// Each process that ended before its `main` (its start is recorded and
 /// nothing after the loader's start-up): where the loader gave up starting
@@ -229,8 +233,9 @@ pub fn startup_failures(
             continue;
         }
         let argv0 = p.argv.first().cloned().unwrap_or_else(|| exe.to_owned());
-        let found =
-            known.entry((p.host.clone(), exe.to_owned(), argv0.clone(), var("LD_LIBRARY_PATH"))).or_insert_with(|| {
+        let found = known
+            .entry((p.host.clone(), exe.to_owned(), argv0.clone(), START_VARS.map(var).into()))
+            .or_insert_with(|| {
                 let ctx = job_context(&var);
                 let closure = elf::closure_in(Path::new(exe), &ctx).ok()?;
                 let skip = |name: &[u8]| pinned.contains(String::from_utf8_lossy(name).as_ref());

@@ -98,6 +98,9 @@ struct Seen {
     /// Wrote its `process_exit`: a start after it is another process's,
     /// under the same pid.
     exited: bool,
+    /// Started with LD_TRACE_LOADED_OBJECTS: the loader lists its
+    /// libraries and ends it before `main`, by design.
+    listing: bool,
 }
 
 impl Folder {
@@ -255,6 +258,8 @@ impl Folder {
                 process.world_size = world_size.or(from_env.world_size);
                 seen.started = true;
                 seen.past_start = *forked;
+                let listing = culaunch_protocol::env::LD_TRACE_LOADED_OBJECTS;
+                seen.listing = env.as_ref().is_some_and(|e| e.contains_key(listing));
             }
             Event::ProcessLoaded {} | Event::Deny { .. } => seen.past_start = true,
             Event::Load(l) if !(l.how.is(How::Initial) || l.how.is(How::Inherited)) => seen.past_start = true,
@@ -400,7 +405,7 @@ impl Folder {
         }
         for (key, seen) in &self.seen {
             if let Some(p) = self.processes.get_mut(key) {
-                p.ended_before_main = seen.started && !seen.past_start;
+                p.ended_before_main = seen.started && !seen.past_start && !seen.listing;
             }
         }
         let mut s = self.s;
