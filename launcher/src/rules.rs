@@ -1222,7 +1222,7 @@ fn loader_place(label: &str) -> bool {
 /// Why the job's loader may not have opened `p`, a file that is there:
 /// this user may not read it, or (`strict` false: a file this user reads,
 /// found where the job's loader looked and said it found nothing) its
-/// mode keeps some users out.
+/// mode keeps some users out, who may have included the job's.
 fn unreadable(p: &Path, strict: bool) -> Option<String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(p).ok().filter(std::fs::Metadata::is_file)?;
@@ -1237,10 +1237,12 @@ fn unreadable(p: &Path, strict: bool) -> Option<String> {
         Ok(_) if strict => return None,
         Ok(_) => {}
     }
+    // This user reads it, and who the job's user was is not in the trace:
+    // the mode makes it likely, not certain, that they could not.
     let mode = meta.permissions().mode() & 0o7777;
     (mode & 0o004 == 0).then(|| {
         format!(
-            "its mode {mode:04o} (owner uid {}, gid {}) lets only some users read it, and the job's user was not one",
+            "it is there now with mode {mode:04o} (owner uid {}, gid {}), which lets only some users read it: it was unreadable to the job's user, or absent, when the job ran",
             meta.uid(),
             meta.gid()
         )
@@ -1356,6 +1358,24 @@ pub fn load_failed(failed: FailedLoad) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Who the job's user was is not in the trace: a file this user reads
+    /// is said to be possibly unreadable to them, never certainly.
+    #[test]
+    fn a_file_this_user_reads_is_never_said_to_have_kept_the_job_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("culaunch-unreadable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("libx.so.1");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let why = unreadable(&f, false).expect("a mode that keeps others out");
+        assert!(why.contains("mode 0640") && why.contains("unreadable to the job's user, or absent"), "{why}");
+        assert_eq!(unreadable(&f, true), None, "strict: only what this user may not read");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(unreadable(&f, false), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn kinds_serialise_as_their_names() {
