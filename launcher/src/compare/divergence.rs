@@ -49,6 +49,9 @@ pub struct Rank {
     pub host: String,
     pub rank: i64,
     pub pid: i64,
+    /// Of the topmost process: two ranks may share a host and pid (each in
+    /// a pid namespace of its own).
+    pub instance: u32,
 }
 
 /// Which processes are ranks. A process whose descendants carry another rank
@@ -90,7 +93,8 @@ pub fn ranks(procs: &[Proc]) -> HashMap<ProcKey, Rank> {
             top = q;
             hops += 1;
         }
-        let rank = Rank { host: p.host.clone(), rank: p.rank.unwrap_or_default(), pid: top.pid };
+        let rank =
+            Rank { host: p.host.clone(), rank: p.rank.unwrap_or_default(), pid: top.pid, instance: top.instance };
         out.insert((p.host.clone(), p.pid, p.instance), rank);
     }
     out
@@ -130,7 +134,8 @@ pub struct Outlier {
 /// What one rank mapped of one family: the files, each with its release
 /// and installer, sorted.
 /// A rank as the comparison sorts them: number, host, pid.
-type RankKey<'a> = (i64, &'a str, i64);
+/// Rank, host, and the topmost process's pid and instance.
+type RankKey<'a> = (i64, &'a str, i64, u32);
 
 type Variant<'a> = BTreeSet<(&'a str, &'a str, Option<&'a str>, &'a str)>;
 
@@ -138,10 +143,10 @@ type Variant<'a> = BTreeSet<(&'a str, &'a str, Option<&'a str>, &'a str)>;
 /// goes to the files of the lowest rank) and every other rank.
 pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
     let rank_of = ranks(procs);
-    let mut seen: BTreeMap<&str, BTreeMap<(i64, &str, i64), Variant<'_>>> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, BTreeMap<RankKey<'_>, Variant<'_>>> = BTreeMap::new();
     for m in mapped {
         let Some(r) = rank_of.get(&(m.host.to_owned(), m.pid, m.instance)) else { continue };
-        seen.entry(m.family).or_default().entry((r.rank, r.host.as_str(), r.pid)).or_default().insert((
+        seen.entry(m.family).or_default().entry((r.rank, r.host.as_str(), r.pid, r.instance)).or_default().insert((
             m.soname,
             m.path,
             m.version,
@@ -177,7 +182,7 @@ pub fn divergences(procs: &[Proc], mapped: &[Mapped<'_>]) -> Vec<Divergence> {
         let mut clauses = Vec::new();
         for (v, ranks) in &variants {
             let Some(f) = v.iter().next() else { continue };
-            for (rank, host, pid) in ranks {
+            for (rank, host, pid, _) in ranks {
                 outliers.push(Outlier {
                     host: (*host).to_owned(),
                     rank: *rank,
@@ -302,8 +307,8 @@ mod tests {
         procs.push(proc("n", 70, 61, Some(1), Some(3)));
         let r = ranks(&procs);
         assert!(!r.contains_key(&("n".to_owned(), 50, 1)));
-        assert_eq!(r[&("n".to_owned(), 61, 1)], Rank { host: "n".into(), rank: 1, pid: 61 });
-        assert_eq!(r[&("n".to_owned(), 70, 1)], Rank { host: "n".into(), rank: 1, pid: 61 });
+        assert_eq!(r[&("n".to_owned(), 61, 1)], Rank { host: "n".into(), rank: 1, pid: 61, instance: 1 });
+        assert_eq!(r[&("n".to_owned(), 70, 1)], Rank { host: "n".into(), rank: 1, pid: 61, instance: 1 });
         // The agent's own runtime is not compared with the workers'.
         let mut mapped = vec![cudart("n", 50, 11)];
         mapped.extend((0..3).map(|i| cudart("n", 60 + i, 12)));

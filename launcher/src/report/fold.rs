@@ -218,7 +218,9 @@ impl Folder {
             return;
         }
         let key = self.key_of(e);
-        let parent_instance = self.running(&e.host, e.ppid).unwrap_or(1);
+        // 0: its parent is not among this file's processes (a file is one
+        // culaunch's: a pid in another file is another process).
+        let parent_instance = self.running(&e.host, e.ppid).unwrap_or(0);
         self.keep_for_failures(&key, e);
         let s = &mut self.s;
         let name = process_name(&key.0, key.1, key.2);
@@ -599,6 +601,27 @@ mod tests {
         format!(
             r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"/w/libcudart.so.{major}","soname":"libcudart.so.{major}","cuda":true,"family":"cudart"}}"#
         )
+    }
+
+    #[test]
+    fn a_parent_is_looked_for_in_the_childs_own_file_only() {
+        let mut f = Folder::new(&[], None);
+        let events = lines(&[
+            r#"{"pid":1,"ppid":0,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+            r#"{"pid":2,"ppid":1,"host":"h","event":"process_start","exe":"/usr/bin/python3"}"#,
+        ]);
+        events.iter().for_each(|e| f.push(e));
+        f.next_file();
+        f.push(&events[1]);
+        let parents: Vec<(u32, u32)> = f
+            .finish(0)
+            .summary
+            .processes
+            .iter()
+            .filter(|p| p.pid == 2)
+            .map(|p| (p.instance, p.parent_instance))
+            .collect();
+        assert_eq!(parents, [(1, 1), (2, 0)], "the second file's pid 2 is not h:1's child");
     }
 
     #[test]
