@@ -158,6 +158,22 @@ fn say(config: &Config, what: &[u8]) {
         buf[len..len + n].copy_from_slice(&part[..n]);
         len += n;
     }
+    if stderr_is_the_trace(config) {
+        return;
+    }
     // SAFETY: valid buffer; stderr may be closed, which is fine.
     unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+}
+
+/// With the program's stderr closed, another thread's open of the trace
+/// may hold fd 2 right now: a warning through it would land in the trace.
+fn stderr_is_the_trace(config: &Config) -> bool {
+    // SAFETY: zeroed stat buffers are valid for fstat/stat to fill; the
+    // path is NUL-terminated.
+    unsafe {
+        let (mut ours, mut err): (libc::stat, libc::stat) = (core::mem::zeroed(), core::mem::zeroed());
+        libc::fstat(2, &mut err) == 0
+            && libc::stat(config.trace.as_ptr(), &mut ours) == 0
+            && (err.st_dev, err.st_ino) == (ours.st_dev, ours.st_ino)
+    }
 }
