@@ -341,6 +341,14 @@ fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
         &format!("-L{old}"),
         "-l:libcudnn_ops_infer.so.8",
     ]));
+    pin_not_drop(&c, &prog_path, &[]);
+}
+
+/// `prog` dlopens cnn_infer with the old toolkit on LD_LIBRARY_PATH and
+/// fails as bare; the fix named is the pin. The oracle: the entry dropped,
+/// the program does not start (the loader says so); the pin, it loads the
+/// good file and keeps `kept`.
+fn pin_not_drop(c: &Cudnn8, prog_path: &Path, kept: &[&Path]) {
     let action = format!("dlopen:{}", c.cnn.display());
     let prog = [prog_path.as_os_str(), OsStr::new(&action)];
     let llp = c.old_dir.as_os_str();
@@ -352,14 +360,15 @@ fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
     assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
     let fix = &d["failure"]["explanation"]["fix"];
     assert_eq!(fix["kind"], "pin", "{d:#}");
-    // The oracle: the entry dropped, the program does not start (the loader
-    // says so); the pin, it loads the good file.
-    let dropped = Command::new(&prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    let dropped = Command::new(prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
     assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
     let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
     let fixed = run(&prog, Some(llp), &[], Some(&["--pin", &pin]));
     assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
     assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
+    for k in kept {
+        assert!(fixed.maps.contains(s(k)), "{}: {:?}", k.display(), fixed.maps);
+    }
 }
 
 #[test]
@@ -381,26 +390,7 @@ fn an_entry_another_library_is_found_only_in_is_never_the_fix_to_drop() {
         &format!("-L{}", c.old_dir.display()),
         "-l:libcudart-old.so.11",
     ]));
-    let action = format!("dlopen:{}", c.cnn.display());
-    let prog = [prog_path.as_os_str(), OsStr::new(&action)];
-    let llp = c.old_dir.as_os_str();
-    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
-    let trace = c.d.path("other.jsonl");
-    let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
-    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()));
-    let (d, _) = diagnosis(&trace);
-    assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
-    let fix = &d["failure"]["explanation"]["fix"];
-    assert_eq!(fix["kind"], "pin", "{d:#}");
-    // The oracle: the entry dropped, the program does not start; the pin,
-    // it loads the good file and keeps the other library.
-    let dropped = Command::new(&prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
-    assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
-    let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
-    let fixed = run(&prog, Some(llp), &[], Some(&["--pin", &pin]));
-    assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
-    assert!(fixed.maps.contains(s(&c.wheel_ops)) && !fixed.maps.contains(s(&c.old_ops)), "{:?}", fixed.maps);
-    assert!(fixed.maps.contains(s(&other)), "{:?}", fixed.maps);
+    pin_not_drop(&c, &prog_path, &[&other]);
 }
 
 #[test]

@@ -398,6 +398,12 @@ fn an_undefined_symbol_the_program_never_asks_about_is_a_failed_load() {
     assert_eq!(rebuilt, words.iter().map(|w| (w, &Value::Bool(true))).collect::<Vec<_>>(), "{diagnoses:#?}");
 }
 
+/// The run's one `load_failed` diagnosis.
+fn load_failed(b: &Both) -> Value {
+    let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
+    diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}")).clone()
+}
+
 /// A plugin that names no library for a symbol an object dlopened before
 /// it defines: glibc binds it only if that object was opened RTLD_GLOBAL,
 /// which the trace does not record. Never asked, the failure's cause is
@@ -412,10 +418,6 @@ fn a_symbol_only_an_object_dlopened_before_defines_is_named_and_never_asserted_a
     let prog = program(&d);
     let asked = format!("now:{}", p(&plugin));
     let quiet = format!("quiet:{}", p(&plugin));
-    let load_failed = |b: &Both| -> Value {
-        let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
-        diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}")).clone()
-    };
     let b = run_both(&prog, &[format!("now:{}", p(&provider)), quiet.clone()], &[]);
     assert!(b.bare.stdout().contains(&format!("{quiet}: fail\n")), "{}", b.bare.stdout());
     // Ground truth: glibc's words for it, and the fix the advice names.
@@ -455,8 +457,7 @@ fn an_object_a_forked_child_inherited_from_a_dlopen_is_named_as_out_of_scope() {
     let b = run_both(&prog, &[opened, "fork:_".into(), asked.clone()], &[]);
     let words = dlerror_text(&b.bare, &asked);
     assert_eq!(words, format!("{}: undefined symbol: not_defined_anywhere", p(&plugin)));
-    let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
-    let d = diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}"));
+    let d = load_failed(&b);
     assert_eq!(d["failure"]["error"], words.as_str(), "{d:#}");
     let advice = s(&d["failure"]["explanation"]["advice"]);
     let said = format!("{} defines it, but is outside {}'s scope", canonical(&provider), canonical(&plugin));
@@ -480,10 +481,6 @@ fn a_library_that_needs_more_static_tls_than_is_left_is_named_with_both_fixes() 
     let bare = plain(&[prog.as_os_str(), OsStr::new(&global), OsStr::new(&asked)], &[]);
     let words = dlerror_text(&bare, &asked);
     assert_eq!(words, format!("{}: cannot allocate memory in static TLS block", p(&plugin)));
-    let load_failed = |b: &Both| -> Value {
-        let diagnoses = b.traced.summary.as_ref().unwrap()["diagnoses"].as_array().unwrap();
-        diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}")).clone()
-    };
     let quiet = format!("quiet:{}", p(&plugin));
     let d = load_failed(&run_both(&prog, &[global.clone(), quiet], &[]));
     assert_eq!(d["failure"]["error"], Value::Null, "no cause asserted: {d:#}");
