@@ -330,18 +330,18 @@ fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
     // Dropping the entry would have cnn_infer's RUNPATH find the good one,
     // and the program not start at all.
     let c = cudnn8("cudnn8-needed");
-    let prog_path = c.d.path("bin/needs-old");
-    let old = c.old_dir.display().to_string();
-    assert!(cc(&[
-        "-o",
-        s(&prog_path),
-        s(&src("loader.c")),
-        "-ldl",
-        "-Wl,--no-as-needed",
-        &format!("-L{old}"),
-        "-l:libcudnn_ops_infer.so.8",
-    ]));
+    let prog_path = loader_needing(&c, "bin/needs-old", "libcudnn_ops_infer.so.8");
     pin_not_drop(&c, &prog_path, &[]);
+}
+
+/// The loader fixture at `rel`, with a DT_NEEDED on `name` in the old
+/// toolkit.
+fn loader_needing(c: &Cudnn8, rel: &str, name: &str) -> PathBuf {
+    let prog = c.d.path(rel);
+    let dir = format!("-L{}", c.old_dir.display());
+    let needed = format!("-l:{name}");
+    assert!(cc(&["-o", s(&prog), s(&src("loader.c")), "-ldl", "-Wl,--no-as-needed", &dir, &needed]));
+    prog
 }
 
 /// `prog` dlopens cnn_infer with the old toolkit on LD_LIBRARY_PATH and
@@ -380,16 +380,7 @@ fn an_entry_another_library_is_found_only_in_is_never_the_fix_to_drop() {
     let c = cudnn8("cudnn8-other");
     let other = c.old_dir.join("libcudart-old.so.11");
     lib(&other, "fakelib.c", &[], &[]);
-    let prog_path = c.d.path("bin/needs-other");
-    assert!(cc(&[
-        "-o",
-        s(&prog_path),
-        s(&src("loader.c")),
-        "-ldl",
-        "-Wl,--no-as-needed",
-        &format!("-L{}", c.old_dir.display()),
-        "-l:libcudart-old.so.11",
-    ]));
+    let prog_path = loader_needing(&c, "bin/needs-other", "libcudart-old.so.11");
     pin_not_drop(&c, &prog_path, &[&other]);
 }
 

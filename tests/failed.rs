@@ -404,6 +404,24 @@ fn load_failed(b: &Both) -> Value {
     diagnoses.iter().find(|d| d["kind"] == "load_failed").unwrap_or_else(|| panic!("{diagnoses:#?}")).clone()
 }
 
+/// A provider of `not_defined_anywhere`, a plugin that needs it and names
+/// no library for it, and the program.
+fn local_definer(d: &Dir) -> (PathBuf, PathBuf, PathBuf) {
+    let provider = shared(&d.path("lib/libprov.so"), "fakelib.c", &["-DFIXTURE_DEFINES=not_defined_anywhere"]);
+    let plugin = shared(&d.path("plugin/libplugin.so"), "undefined.c", &[]);
+    (provider, plugin, program(d))
+}
+
+/// The run's failed load carries glibc's `words` and names `provider` as
+/// defining the symbol out of `plugin`'s scope.
+fn said_out_of_scope(b: &Both, words: &str, provider: &Path, plugin: &Path) {
+    let d = load_failed(b);
+    assert_eq!(d["failure"]["error"], words, "{d:#}");
+    let advice = s(&d["failure"]["explanation"]["advice"]);
+    let said = format!("{} defines it, but is outside {}'s scope", canonical(provider), canonical(plugin));
+    assert!(advice.contains(&said), "{advice}");
+}
+
 /// A plugin that names no library for a symbol an object dlopened before
 /// it defines: glibc binds it only if that object was opened RTLD_GLOBAL,
 /// which the trace does not record. Never asked, the failure's cause is
@@ -413,9 +431,7 @@ fn load_failed(b: &Both) -> Value {
 #[test]
 fn a_symbol_only_an_object_dlopened_before_defines_is_named_and_never_asserted_as_the_cause() {
     let d = Dir::new("failed-local-definer");
-    let provider = shared(&d.path("lib/libprov.so"), "fakelib.c", &["-DFIXTURE_DEFINES=not_defined_anywhere"]);
-    let plugin = shared(&d.path("plugin/libplugin.so"), "undefined.c", &[]);
-    let prog = program(&d);
+    let (provider, plugin, prog) = local_definer(&d);
     let asked = format!("now:{}", p(&plugin));
     let quiet = format!("quiet:{}", p(&plugin));
     let b = run_both(&prog, &[format!("now:{}", p(&provider)), quiet.clone()], &[]);
@@ -437,11 +453,7 @@ fn a_symbol_only_an_object_dlopened_before_defines_is_named_and_never_asserted_a
     assert!(advice.contains("only if it was opened with RTLD_GLOBAL"), "{advice}");
     // Asked: the words are the trace's, and the object is out of scope.
     let b = run_both(&prog, &[format!("now:{}", p(&provider)), asked.clone()], &[]);
-    let d = load_failed(&b);
-    assert_eq!(d["failure"]["error"], words.as_str(), "{d:#}");
-    let advice = s(&d["failure"]["explanation"]["advice"]);
-    let said = format!("{} defines it, but is outside {}'s scope", canonical(&provider), canonical(&plugin));
-    assert!(advice.contains(&said), "{advice}");
+    said_out_of_scope(&b, &words, &provider, &plugin);
 }
 
 /// The same, in a forked child: the object its parent dlopened is
@@ -449,19 +461,13 @@ fn a_symbol_only_an_object_dlopened_before_defines_is_named_and_never_asserted_a
 #[test]
 fn an_object_a_forked_child_inherited_from_a_dlopen_is_named_as_out_of_scope() {
     let d = Dir::new("failed-inherited-definer");
-    let provider = shared(&d.path("lib/libprov.so"), "fakelib.c", &["-DFIXTURE_DEFINES=not_defined_anywhere"]);
-    let plugin = shared(&d.path("plugin/libplugin.so"), "undefined.c", &[]);
-    let prog = program(&d);
+    let (provider, plugin, prog) = local_definer(&d);
     let asked = format!("now:{}", p(&plugin));
     let opened = format!("now:{}", p(&provider));
     let b = run_both(&prog, &[opened, "fork:_".into(), asked.clone()], &[]);
     let words = dlerror_text(&b.bare, &asked);
     assert_eq!(words, format!("{}: undefined symbol: not_defined_anywhere", p(&plugin)));
-    let d = load_failed(&b);
-    assert_eq!(d["failure"]["error"], words.as_str(), "{d:#}");
-    let advice = s(&d["failure"]["explanation"]["advice"]);
-    let said = format!("{} defines it, but is outside {}'s scope", canonical(&provider), canonical(&plugin));
-    assert!(advice.contains(&said), "{advice}");
+    said_out_of_scope(&b, &words, &provider, &plugin);
 }
 
 /// A plugin with 1 MiB of initial-exec TLS, opened after start-up, and
@@ -660,6 +666,17 @@ fn starts(d: &Dir, rel: &str, lib: &Path, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// A program whose fake runtime (found through `$ORIGIN/../lib`) needs
+/// libgone.so.1, and that file, for the caller to take away: the program,
+/// the file, the runtime.
+fn needs_gone(d: &Dir) -> (PathBuf, PathBuf, PathBuf) {
+    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
+    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
+    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
+    let missing = starts(d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    (missing, gone, runtime)
+}
+
 /// `prog ARGS` bare and traced (`-q`): the same status, stdout and stderr.
 fn start_both(prog: &Path, args: &[&str]) -> Both {
     let mut argv: Vec<&OsStr> = vec![prog.as_os_str()];
@@ -690,10 +707,7 @@ fn before_main(run: &Run, d: &Dir) -> [Vec<Value>; 2] {
 fn a_program_the_loader_will_not_start_is_explained_in_glibcs_own_words() {
     let d = Dir::new("failed-start");
     // Found nowhere: the fake runtime's own dependency, gone since the link.
-    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
-    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
-    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
-    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    let (missing, gone, runtime) = needs_gone(&d);
     std::fs::remove_file(&gone).unwrap();
     // A version node the file found lacks: linked against the new build,
     // run with the old.
@@ -742,10 +756,7 @@ fn a_program_the_loader_will_not_start_is_explained_in_glibcs_own_words() {
 #[test]
 fn ranks_that_did_not_start_are_each_explained_with_their_own_variables() {
     let d = Dir::new("failed-start-vars");
-    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
-    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
-    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
-    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    let (missing, gone, _) = needs_gone(&d);
     let toolkit = d.path("toolkit");
     std::fs::create_dir_all(toolkit.join("lib64")).unwrap();
     std::fs::rename(&gone, toolkit.join("lib64/libgone.so.1")).unwrap();
@@ -781,10 +792,7 @@ fn ranks_that_did_not_start_are_each_explained_with_their_own_variables() {
 #[test]
 fn a_listing_run_of_the_loader_is_never_said_to_have_ended_before_main() {
     let d = Dir::new("failed-listing");
-    let gone = d.build("gone/libgone.so.1", false, &[], &[]);
-    let runtime = d.build("lib/libcudart.so.12", false, &["gone/libgone.so.1"], &[]);
-    let rpath_link = format!("-Wl,-rpath-link,{}", p(&d.path("gone")));
-    let missing = starts(&d, "bin/missing", &runtime, &["-Wl,-rpath,$ORIGIN/../lib", &rpath_link]);
+    let (missing, gone, _) = needs_gone(&d);
     std::fs::remove_file(&gone).unwrap();
     let argv = [OsStr::new("env"), OsStr::new("LD_TRACE_LOADED_OBJECTS=1"), missing.as_os_str()];
     let b = Both { bare: plain(&argv, &[]), traced: traced(&["-q"], &argv, &[]) };
