@@ -386,6 +386,17 @@ fn a_child_switched_to_a_uid_that_cannot_write_the_trace_is_listed_untraced_and_
     let processes = summary["processes"].as_array().unwrap();
     assert!(!processes.iter().any(|p| p["pid"] == child), "{processes:#?}");
     assert!(run.stderr().contains("switched to uid 65534"), "{}", run.stderr());
+    // Without -t the trace lies in the run's 0700 directory, which a
+    // process that switched may not even search: still nothing of
+    // culaunch's in the job's stderr, as bare.
+    let exe = fixtures().root.join("bin/switch_uid");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/switch_uid.c");
+    assert!(Command::new("cc").arg(src).arg("-o").arg(&exe).arg("-ldl").status().unwrap().success());
+    let bare = Command::new(&exe).output().unwrap();
+    assert_eq!((bare.status.code(), &bare.stdout[..], &bare.stderr[..]), (Some(0), &b"loaded: 1\n"[..], &b""[..]));
+    let quiet = Command::new(CULAUNCH).env_remove("CULAUNCH_TRACE").args(["-q", "--"]).arg(&exe).output().unwrap();
+    assert_eq!((quiet.status.code(), &quiet.stdout), (bare.status.code(), &bare.stdout));
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "nothing on the job's stderr");
 }
 
 #[test]

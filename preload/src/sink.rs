@@ -60,8 +60,16 @@ fn denied_to_another_uid(config: &Config) -> bool {
     }
     // SAFETY: plain-data out-pointer; NUL-terminated path.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: as above; geteuid cannot fail.
-    unsafe { libc::stat(config.trace.as_ptr(), &mut st) == 0 && st.st_uid != libc::geteuid() }
+    // SAFETY: as above.
+    if unsafe { libc::stat(config.trace.as_ptr(), &mut st) } != 0 {
+        // Not even allowed to look: a temporary trace lies in the run's 0700
+        // directory, which only the launcher's uid (or root) may search.
+        // SAFETY: errno is this thread's.
+        let errno = unsafe { *libc::__errno_location() };
+        return errno == libc::EACCES || errno == libc::EPERM;
+    }
+    // SAFETY: geteuid cannot fail.
+    st.st_uid != unsafe { libc::geteuid() }
 }
 
 /// Appends one line through `fd`, if it is a regular file with room; or
