@@ -349,9 +349,20 @@ fn loader_needing(c: &Cudnn8, rel: &str, name: &str) -> PathBuf {
 /// the program does not start (the loader says so); the pin, it loads the
 /// good file and keeps `kept`.
 fn pin_not_drop(c: &Cudnn8, prog_path: &Path, kept: &[&Path]) {
+    pin_not_drop_with(c, prog_path, None, 127, kept);
+}
+
+/// The same with `rest` on LD_LIBRARY_PATH after the old toolkit, and the
+/// program's status bare once the old toolkit is dropped.
+fn pin_not_drop_with(c: &Cudnn8, prog_path: &Path, rest: Option<&Path>, dropped_status: i32, kept: &[&Path]) {
     let action = format!("dlopen:{}", c.cnn.display());
     let prog = [prog_path.as_os_str(), OsStr::new(&action)];
-    let llp = c.old_dir.as_os_str();
+    let mut llp = c.old_dir.as_os_str().to_owned();
+    if let Some(r) = rest {
+        llp.push(":");
+        llp.push(r);
+    }
+    let llp = llp.as_os_str();
     let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
     let trace = c.d.path("needed.jsonl");
     let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
@@ -360,8 +371,13 @@ fn pin_not_drop(c: &Cudnn8, prog_path: &Path, kept: &[&Path]) {
     assert_eq!(d["files"], json!([s(&c.old_ops), s(&c.wheel_ops)]), "{d:#}");
     let fix = &d["failure"]["explanation"]["fix"];
     assert_eq!(fix["kind"], "pin", "{d:#}");
-    let dropped = Command::new(prog_path).arg(&action).env_remove("LD_LIBRARY_PATH").output().unwrap();
-    assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
+    let mut dropped = Command::new(prog_path);
+    match rest {
+        Some(r) => dropped.env("LD_LIBRARY_PATH", r),
+        None => dropped.env_remove("LD_LIBRARY_PATH"),
+    };
+    let dropped = dropped.arg(&action).output().unwrap();
+    assert_eq!(dropped.status.code(), Some(dropped_status), "{}", String::from_utf8_lossy(&dropped.stderr));
     let pin = format!("libcudnn_ops_infer.so.8={}", fix["path"].as_str().unwrap());
     let fixed = run(&prog, Some(llp), &[], Some(&["--pin", &pin]));
     assert_eq!(fixed.error(&action), None, "{:?}", fixed.lines);
@@ -382,6 +398,51 @@ fn an_entry_another_library_is_found_only_in_is_never_the_fix_to_drop() {
     lib(&other, "fakelib.c", &[], &[]);
     let prog_path = loader_needing(&c, "bin/needs-other", "libcudart-old.so.11");
     pin_not_drop(&c, &prog_path, &[&other]);
+}
+
+#[test]
+fn an_entry_whose_library_has_only_an_older_copy_elsewhere_is_never_the_fix_to_drop() {
+    // The program's library needs f2@V2 of libversioned.so, found in the old
+    // toolkit; a system directory after it has an older copy with V1 only.
+    // Dropping the entry would have the program find that one and not start.
+    let c = cudnn8("cudnn8-older-copy");
+    let map = |m: &str| format!("-Wl,--version-script={}", src(m).display());
+    let new = c.old_dir.join("libversioned.so");
+    lib(&new, "versioned.c", &[], &["-DFIXTURE_NEW", &map("versioned-new.map")]);
+    let sys = c.d.path("sys");
+    lib(&sys.join("libversioned.so"), "versioned.c", &[], &[&map("versioned-old.map")]);
+    let uses = c.d.path("bin/libuses.so");
+    lib(&uses, "uses-versioned.c", &[&new], &[]);
+    let prog = c.d.path("bin/needs-v2");
+    let (dir, needed) = (format!("-L{}", s(uses.parent().unwrap())), "-l:libuses.so");
+    let link = format!("-Wl,-rpath-link,{}", s(&c.old_dir));
+    let loader = src("loader.c");
+    let args = ["-o", s(&prog), s(&loader), "-ldl", "-Wl,--no-as-needed", &dir, needed, "-Wl,-rpath,$ORIGIN", &link];
+    assert!(cc(&args));
+    pin_not_drop_with(&c, &prog, Some(&sys), 1, &[&new]);
+}
+
+#[test]
+fn an_entry_another_program_of_the_job_needs_is_never_the_fix_to_drop() {
+    // A shell runs a helper whose DT_NEEDED is found only in the old
+    // toolkit, then the program that fails: the entry is the whole job's.
+    let c = cudnn8("cudnn8-job");
+    let only = c.old_dir.join("libonly.so.1");
+    lib(&only, "fakelib.c", &[], &[]);
+    let helper = loader_needing(&c, "bin/helper", "libonly.so.1");
+    let action = format!("dlopen:{}", c.cnn.display());
+    let script = format!("{} && {} {action}", s(&helper), s(&c.loader));
+    let prog = [OsStr::new("sh"), OsStr::new("-c"), OsStr::new(&script)];
+    let llp = c.old_dir.as_os_str();
+    let bare = run(&prog, Some(llp), &[], None).error(&action).expect("the bare run fails");
+    let trace = c.d.path("job.jsonl");
+    let traced = run(&prog, Some(llp), &[], Some(&["-t", s(&trace)]));
+    assert_eq!(traced.error(&action).as_deref(), Some(bare.as_str()));
+    let (d, _) = diagnosis(&trace);
+    assert_eq!(d["failure"]["explanation"]["fix"]["kind"], "pin", "{d:#}");
+    // The oracle: without the entry the helper does not start.
+    let dropped = Command::new(&helper).env_remove("LD_LIBRARY_PATH").output().unwrap();
+    assert_eq!(dropped.status.code(), Some(127), "{}", String::from_utf8_lossy(&dropped.stderr));
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn scene<'a>(c: &'a Closure, ctx: &Context) -> Scene<'a> {
         requests: Vec::new(),
         top: Some(path(&c.nodes[ROOT].path)),
         program: None,
+        job_programs: Vec::new(),
         undone: Default::default(),
         ctx: Context { root: ctx.root.clone(), ld_library_path: ctx.ld_library_path.clone(), deadline: None },
         installations: crate::doctor::installation_places(&|k| std::env::var_os(k), &sites),

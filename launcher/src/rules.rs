@@ -521,6 +521,9 @@ pub struct Scene<'a> {
     /// The process's program (a run): its start-up closure, like every
     /// dlopened object's, must survive a fix.
     pub program: Option<PathBuf>,
+    /// The programs of the job's other processes on this host started with
+    /// the same LD_LIBRARY_PATH: a fix to it must hold for them too.
+    pub job_programs: Vec<PathBuf>,
     /// The files the failed request mapped and the failure unmapped (a
     /// run): new in it, though `loaded` may list them.
     pub undone: BTreeSet<PathBuf>,
@@ -1252,8 +1255,9 @@ fn unreadable(p: &Path, strict: bool) -> Option<String> {
 /// The LD_LIBRARY_PATH entry to drop when `provider` (found there) lacks
 /// what `top`'s closure needs and, without the entries that hold its
 /// directory, the loader would map `good` for `name` instead, for every
-/// request that got the provider, and would still find a file for every
-/// other load from that directory.
+/// request that got the provider, and the same file as before for every
+/// other load and every name in the closures of the job's programs and
+/// dlopened objects.
 fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good: &Path) -> Option<Fix> {
     use std::os::unix::ffi::OsStrExt;
     let dir = scene.host(provider).parent().and_then(|d| scene.canonical(d))?;
@@ -1265,38 +1269,46 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
         });
     let entry = drop.first()?;
     let ctx = elf::Context { root: scene.ctx.root.clone(), ld_library_path: Some(keep.join(&b':')), deadline: None };
-    let good_for = |from: &Path, name: &[u8]| {
-        elf::resolves_to(from, name, &ctx).is_some_and(|(got, _)| scene.same_file(&got, good))
+    let id = |p: &Path| scene.file_id(p);
+    let (provider_id, good_id) = (id(&scene.host(provider)), id(good));
+    // Dropping the entry may change one thing only: the copy that lacks it
+    // becomes the good one. Any other file that moves (an older copy of a
+    // library found only there, lacking a version the job needs) or goes
+    // missing moves the failure elsewhere.
+    let same_but_the_fix = |before: Option<(u64, u64)>, after: Option<(u64, u64)>| match before {
+        None => true,
+        b if b == provider_id => after == good_id,
+        b => after == b,
     };
-    // Whoever loaded the copy that lacks it must get the good one too, and
-    // every other load from that directory must still find a file (else
-    // dropping the entry moves the failure to them: a program's own
-    // DT_NEEDED found only there fails its start).
-    let found_for = |from: &Path, name: &[u8]| elf::resolves_to(from, name, &ctx).is_some();
+    let resolved =
+        |from: &Path, name: &[u8], ctx: &elf::Context| elf::resolves_to(from, name, ctx).and_then(|(got, _)| id(&got));
     // The trace records CUDA libraries only unless `--all-libs`: what else
-    // came from that directory shows in the files, as a name the program's
-    // or a dlopened object's closure finds with the entry and not without.
-    let missing = |root: &Path, ctx: &elf::Context| -> Option<BTreeSet<Vec<u8>>> {
+    // came from that directory shows in the files, in the closures of the
+    // program, of every object it dlopened, and of the job's other programs
+    // started with the same LD_LIBRARY_PATH.
+    type FileId = Option<(u64, u64)>;
+    let targets = |root: &Path, ctx: &elf::Context| -> Option<Vec<(Vec<u8>, FileId)>> {
         let c = elf::closure_in(root, ctx).ok()?;
-        Some(c.edges.iter().filter(|e| matches!(e.to, elf::Target::Missing { .. })).map(|e| e.name.clone()).collect())
+        let of = |e: &elf::Edge| match e.to {
+            elf::Target::New(i) | elf::Target::Repeat(i) => Some(c.nodes[i].header.file_id),
+            _ => None,
+        };
+        Some(c.edges.iter().map(|e| (e.name.clone(), of(e))).collect())
     };
-    let roots = scene.program.iter().chain(scene.dlopened.iter());
-    let closures_hold = roots.into_iter().all(|r| match (missing(r, &scene.ctx), missing(r, &ctx)) {
-        (Some(before), Some(after)) => after.is_subset(&before),
+    let roots = scene.program.iter().chain(&scene.job_programs).chain(scene.dlopened.iter());
+    let closures_hold = roots.into_iter().all(|r| match (targets(r, &scene.ctx), targets(r, &ctx)) {
+        (Some(before), Some(after)) => before.iter().all(|(n, b)| {
+            let a = after.iter().find(|(m, _)| m == n).and_then(|(_, a)| *a);
+            same_but_the_fix(*b, a)
+        }),
         _ => true,
     });
     let holds = closures_hold
-        && good_for(top, name)
+        && resolved(top, name, &ctx) == good_id
         && scene.requests.iter().all(|r| {
             let mapped = scene.host(&r.path);
-            let caller = scene.host(&r.caller);
-            if scene.same_file(&mapped, &scene.host(provider)) {
-                good_for(&caller, &r.name)
-            } else if mapped.parent().and_then(|d| scene.canonical(d)).as_ref() == Some(&dir) {
-                found_for(&caller, &r.name)
-            } else {
-                true
-            }
+            let from_dir = mapped.parent().and_then(|d| scene.canonical(d)).as_ref() == Some(&dir);
+            !from_dir || same_but_the_fix(id(&mapped), resolved(&scene.host(&r.caller), &r.name, &ctx))
         });
     holds.then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
 }

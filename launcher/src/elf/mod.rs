@@ -16,7 +16,7 @@ pub use object::{bloom_assertion, read_header, ElfHeader};
 pub use places::{places, resolves_to, Place, Seen};
 pub use platform::Platform;
 pub use search::Reason;
-pub use tree::{closure, closure_in, Closure, Context, ShippedWith, Target, INTERP, ROOT};
+pub use tree::{closure, closure_in, Closure, Context, Edge, ShippedWith, Target, INTERP, ROOT};
 
 /// A fast hash for the closure's maps of paths and names (which come from
 /// the files being read, not from an adversary racing our hash table):

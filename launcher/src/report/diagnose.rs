@@ -56,6 +56,21 @@ pub fn failed_loads(
     use std::path::PathBuf;
     let programs: HashMap<super::fold::Key, &str> =
         processes.iter().filter_map(|p| Some(((p.host.clone(), p.pid, p.instance), p.exe.as_deref()?))).collect();
+    // The other programs of the job on one host that share a process's
+    // LD_LIBRARY_PATH, each once.
+    let llp_of = |k: &super::fold::Key| env.get(k).and_then(|e| e.get("LD_LIBRARY_PATH"));
+    let job_programs = |key: &super::fold::Key| -> Vec<PathBuf> {
+        let own = programs.get(key);
+        let mut out: Vec<PathBuf> = Vec::new();
+        for (k, exe) in &programs {
+            if k.0 == key.0 && Some(exe) != own && llp_of(k) == llp_of(key) && !out.iter().any(|p| p == Path::new(exe))
+            {
+                out.push(PathBuf::from(exe));
+            }
+        }
+        out.sort();
+        out
+    };
     let parents: HashMap<super::fold::Key, super::fold::Key> = processes
         .iter()
         .filter(|p| p.forked)
@@ -146,6 +161,7 @@ pub fn failed_loads(
                 requests,
                 top,
                 program: programs.get(key).map(PathBuf::from),
+                job_programs: job_programs(key),
                 undone,
                 ctx: job_context(&var),
                 installations: crate::doctor::installation_places(&var, &sites),
@@ -248,6 +264,7 @@ pub fn startup_failures(
                     requests: Vec::new(),
                     top: Some(PathBuf::from(exe)),
                     program: Some(PathBuf::from(exe)),
+                    job_programs: Vec::new(),
                     undone: Default::default(),
                     ctx,
                     installations: crate::doctor::installation_places(&var, &sites),
