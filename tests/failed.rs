@@ -786,6 +786,45 @@ fn ranks_that_did_not_start_are_each_explained_with_their_own_variables() {
     assert_eq!(found.out.status.code(), Some(0), "{}", found.stderr());
 }
 
+/// Static TLS used up by a library dlopened before: the next one, small,
+/// fails for it, though it also needs a symbol nothing defines. Never
+/// asked, the symbol is not asserted; static TLS is named, with what the
+/// earlier one took. A `-z now` library whose symbol a dlopened object
+/// provides is never advised to be preloaded: that would stop the start.
+#[test]
+fn static_tls_taken_by_earlier_dlopens_is_counted_and_a_preload_that_cannot_start_is_never_advised() {
+    let d = Dir::new("failed-static-tls-earlier");
+    let first =
+        shared(&d.path("lib/libfirst.so"), "static_tls.c", &["-DTLS_SIZE=1400", "-Dnot_defined_anywhere=getpid"]);
+    let small = shared(&d.path("lib/libsmall.so"), "static_tls.c", &["-DTLS_SIZE=400"]);
+    let prog = program(&d);
+    let opened = format!("now:{}", p(&first));
+    let asked = format!("now:{}", p(&small));
+    let bare = plain(&[prog.as_os_str(), OsStr::new(&opened), OsStr::new(&asked)], &[]);
+    let words = dlerror_text(&bare, &asked);
+    assert_eq!(words, format!("{}: cannot allocate memory in static TLS block", p(&small)));
+    let d1 = load_failed(&run_both(&prog, &[opened.clone(), format!("quiet:{}", p(&small))], &[]));
+    assert_eq!(d1["failure"]["error"], Value::Null, "no cause asserted: {d1:#}");
+    let advice = s(&d1["failure"]["explanation"]["advice"]).to_owned();
+    assert!(advice.contains(&format!("(1) \"{words}\"")), "{advice}");
+    assert!(advice.contains("dlopened before it took 1400 bytes"), "{advice}");
+    // A `-z now` plugin whose symbol an RTLD_GLOBAL provider defines.
+    let provider = shared(&d.path("lib/libprov.so"), "fakelib.c", &["-DFIXTURE_DEFINES=not_defined_anywhere"]);
+    let now = shared(&d.path("plugin/libnow.so"), "static_tls.c", &["-Wl,-z,now"]);
+    let global = format!("global:{}", p(&provider));
+    let asked = format!("now:{}", p(&now));
+    let d2 = load_failed(&run_both(&prog, &[global.clone(), asked.clone()], &[]));
+    let advice = s(&d2["failure"]["explanation"]["advice"]).to_owned();
+    assert!(!advice.contains("LD_PRELOAD="), "{advice}");
+    // The oracle: preloaded, it stops the start; the tunable fixes it.
+    let argv = [prog.as_os_str(), OsStr::new(&global), OsStr::new(&asked)];
+    let preloaded = plain(&argv, &[("LD_PRELOAD", now.as_os_str())]);
+    assert_eq!(preloaded.out.status.code(), Some(127), "{}", preloaded.stderr());
+    let tunable = advice.split("GLIBC_TUNABLES=").nth(1).expect("a tunable").split_whitespace().next().unwrap();
+    let fixed = plain(&argv, &[("GLIBC_TUNABLES", OsStr::new(tunable))]);
+    assert!(fixed.stdout().contains(&format!("{asked}: ok")), "{}", fixed.stdout());
+}
+
 /// `LD_TRACE_LOADED_OBJECTS` (what `ldd` sets): the loader lists the
 /// libraries, a missing one as "not found", and ends the process before
 /// main with status 0. That is no failed start.

@@ -763,8 +763,11 @@ fn from_closure(f: &mut Failure, scene: &Scene<'_>) -> Option<PathBuf> {
 enum Suspect {
     /// `object`, new in the failed request, uses the initial-exec TLS
     /// model (DF_STATIC_TLS) for `size` bytes: a library loaded after
-    /// start-up gets static TLS only from the small reserve left.
-    StaticTls { object: PathBuf, size: u64 },
+    /// start-up gets static TLS only from the small reserve left, of which
+    /// those dlopened before took `earlier` bytes. `preload`: loading it at
+    /// start-up would not itself stop the start (no `-z now` object of its
+    /// closure has a symbol its closure does not define).
+    StaticTls { object: PathBuf, size: u64, earlier: u64, preload: bool },
     /// `requester` needs `symbol`, which only `definer`, dlopened before,
     /// defines: in scope only if it was opened RTLD_GLOBAL (and is still
     /// open).
@@ -774,9 +777,10 @@ enum Suspect {
     Undefined { symbol: String, version: Option<String>, requester: String },
 }
 
-/// What glibc reserves by default for the static TLS of libraries loaded
-/// after start-up (`glibc.rtld.optional_static_tls`); more than this in one
-/// request is a suspect when the cause is unknown.
+/// What glibc reserves at least for the static TLS of libraries loaded
+/// after start-up (`glibc.rtld.optional_static_tls`; it keeps a little
+/// more spare): more than this, with what was dlopened before, is a
+/// suspect when the cause is unknown.
 const OPTIONAL_STATIC_TLS: u64 = 512;
 
 const NO_STATIC_TLS: &str = ": cannot allocate memory in static TLS block";
@@ -797,12 +801,21 @@ impl Suspect {
     /// What it is, and how to get the load through.
     fn advice(&self) -> String {
         match self {
-            Suspect::StaticTls { object, size } => {
+            Suspect::StaticTls { object, size, earlier, preload } => {
                 let o = text(object);
-                // Whole KiB above what it needs, as a tunable is written.
-                let reserve = size.div_ceil(1024) * 1024 + 1024;
+                // Whole KiB above what the late libraries need together.
+                let reserve = (size + earlier).div_ceil(1024) * 1024 + 1024;
+                let before = match earlier {
+                    0 => String::new(),
+                    e => format!(", of which the libraries dlopened before it took {e} bytes"),
+                };
+                let preload = if *preload {
+                    format!("load it at start-up, with LD_PRELOAD={o} (added to any LD_PRELOAD already set), or ")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{o} keeps {size} bytes of thread-local storage in the static TLS block (initial-exec model, DF_STATIC_TLS), and a library loaded after start-up gets static TLS only from the small reserve left ({OPTIONAL_STATIC_TLS} bytes of glibc.rtld.optional_static_tls by default): load it at start-up, with LD_PRELOAD={o}, or reserve more: GLIBC_TUNABLES=glibc.rtld.optional_static_tls={reserve}"
+                    "{o} keeps {size} bytes of thread-local storage in the static TLS block (initial-exec model, DF_STATIC_TLS), and a library loaded after start-up gets static TLS only from the small reserve left (at least {OPTIONAL_STATIC_TLS} bytes, glibc.rtld.optional_static_tls){before}: {preload}reserve more: GLIBC_TUNABLES=glibc.rtld.optional_static_tls={reserve} (added to any GLIBC_TUNABLES already set, with a colon)"
                 )
             }
             Suspect::OutOfScope { symbol, requester, definer, .. } => format!(
@@ -818,8 +831,9 @@ impl Suspect {
 
 /// The objects the failed request maps that were not there before (not in
 /// the program's start-up closure, not loaded) and keep thread-local
-/// storage in the static TLS block, with its size.
-fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> Vec<(PathBuf, u64)> {
+/// storage in the static TLS block, with its size; and how much of it the
+/// objects dlopened before and still loaded keep.
+fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> (Vec<(PathBuf, u64)>, u64) {
     use std::os::unix::ffi::OsStrExt;
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
     let started: BTreeSet<(u64, u64)> = scene
@@ -828,19 +842,40 @@ fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> Vec<(PathBuf
         .and_then(|p| elf::closure_in(p, &scene.ctx).ok())
         .map(|c| c.nodes.iter().map(|n| n.header.file_id).collect())
         .unwrap_or_default();
-    let loaded: BTreeSet<(u64, u64)> = scene
-        .loaded
+    let before: Vec<&PathBuf> = scene.loaded.iter().map(|(p, _)| p).filter(|p| !scene.undone.contains(*p)).collect();
+    let loaded: BTreeSet<(u64, u64)> = before.iter().filter_map(|p| scene.file_id(&scene.host(p))).collect();
+    let static_tls = |h: &elf::ElfHeader| h.dynamic_info.static_tls && h.tls_size > 0;
+    let mut seen = BTreeSet::new();
+    let earlier = before
         .iter()
-        .filter(|(p, _)| !scene.undone.contains(p))
-        .filter_map(|(p, _)| scene.file_id(&scene.host(p)))
-        .collect();
-    closure
+        .filter(|p| scene.dlopened.contains(**p))
+        .filter_map(|p| scene.header(p))
+        .filter(|h| static_tls(h) && !started.contains(&h.file_id) && seen.insert(h.file_id))
+        .map(|h| h.tls_size)
+        .sum();
+    let new = closure
         .nodes
         .iter()
-        .filter(|n| n.header.dynamic_info.static_tls && n.header.tls_size > 0)
+        .filter(|n| static_tls(&n.header))
         .filter(|n| !started.contains(&n.header.file_id) && !loaded.contains(&n.header.file_id))
         .map(|n| (path(&n.path), n.header.tls_size))
-        .collect()
+        .collect();
+    (new, earlier)
+}
+
+/// Whether loading `object` at start-up (LD_PRELOAD) would not itself stop
+/// the start: no `-z now` object of its closure has a symbol the closure
+/// does not define.
+fn preloadable(object: &Path, scene: &Scene<'_>) -> bool {
+    use elf::symbols::Finding;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = elf::closure_in(object, &scene.ctx) else { return false };
+    let Ok(problems) = elf::symbols::check(&c, object.as_os_str().as_bytes()) else { return false };
+    !problems.iter().any(|p| match p.finding {
+        Finding::UndefinedSymbol { .. } => c.nodes[p.requester_node].header.dynamic_info.bind_now,
+        Finding::MissingVersion { weak, .. } => !weak,
+        _ => false,
+    })
 }
 
 /// A load known to have failed, but not why (the program never asked
@@ -850,8 +885,7 @@ fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> Vec<(PathBuf
 /// symbol), leaving out symbols an object the process had mapped at start
 /// defines. glibc's words are then rebuilt from it. What the files only
 /// suggest (a symbol that only a dlopened object defines, static TLS that
-/// may not fit) is returned, in the order glibc 2.36 checks them, and no
-/// cause is set.
+/// may not fit) is returned, and no cause is set.
 fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) -> Vec<Suspect> {
     use elf::symbols::Finding;
     use std::os::unix::ffi::OsStrExt;
@@ -860,21 +894,27 @@ fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) -> Vec<Suspect> {
     }
     let Some(top) = &scene.top else { return Vec::new() };
     let Ok(closure) = elf::closure_in(top, &scene.ctx) else { return Vec::new() };
-    let tls = static_tls_objects(&closure, scene);
+    let (tls, earlier) = static_tls_objects(&closure, scene);
+    let suspect = |object: PathBuf, size| {
+        let preload = preloadable(&object, scene);
+        Suspect::StaticTls { object, size, earlier, preload }
+    };
     if let Some(error) = &f.error {
         // glibc names the object it could not place.
         let Some((named, _)) = error.split_once(NO_STATIC_TLS) else { return Vec::new() };
         let named = Path::new(named);
         let size = tls.iter().find(|(p, _)| scene.same_file(&scene.host(p), &scene.host(named))).map(|(_, s)| *s);
         let size = size.or_else(|| scene.header(named).map(|h| h.tls_size).filter(|s| *s > 0));
-        return size.map(|size| Suspect::StaticTls { object: named.to_path_buf(), size }).into_iter().collect();
+        return size.map(|size| suspect(named.to_path_buf(), size)).into_iter().collect();
     }
     let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return Vec::new() };
-    let mut suspects: Vec<Suspect> = tls
-        .into_iter()
-        .filter(|(_, size)| *size > OPTIONAL_STATIC_TLS)
-        .map(|(object, size)| Suspect::StaticTls { object, size })
-        .collect();
+    // What the request adds, with what was dlopened before, may not fit.
+    let late_total = earlier + tls.iter().map(|(_, size)| size).sum::<u64>();
+    let mut suspects: Vec<Suspect> = if late_total > OPTIONAL_STATIC_TLS {
+        tls.into_iter().map(|(object, size)| suspect(object, size)).collect()
+    } else {
+        Vec::new()
+    };
     let mut symbols = Vec::new();
     for p in problems {
         match p.finding {
@@ -1176,7 +1216,7 @@ pub fn explain(f: &mut Failure, scene: &Scene<'_>) -> Explanation {
                 let each: Vec<String> =
                     all.iter().enumerate().map(|(i, s)| format!("({}) \"{}\": {}", i + 1, s.words(), s.advice())).collect();
                 format!(
-                    "the trace does not say why the load failed (the program did not ask dlerror); the files show {} possible causes, in the order glibc checks them: {}",
+                    "the trace does not say why the load failed (the program did not ask dlerror); the files show {} possible causes: {}",
                     all.len(),
                     each.join("; ")
                 )
