@@ -210,6 +210,31 @@ mod signals {
         assert!(rest.is_empty(), "{rest:?}");
     }
 
+    /// No writable temporary place and no `-t`: culaunch's error (125)
+    /// names the run directory it could not make, not a "trace file", and
+    /// the command does not run.
+    #[test]
+    fn a_run_with_nowhere_to_keep_its_files_says_so_and_runs_nothing() {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !root || Command::new("unshare").arg("--version").output().is_err() {
+            eprintln!("skipped: a read-only /tmp in a mount namespace needs root and unshare");
+            return;
+        }
+        let d = dir("nowhere");
+        let ran = d.join("ran");
+        let script = format!(
+            "mount -t tmpfs -o ro none /tmp && TMPDIR=/tmp XDG_CACHE_HOME=/tmp HOME=/tmp {} -q -- touch {}",
+            CULAUNCH,
+            ran.display()
+        );
+        let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(err.contains("cannot make the run's private directory /tmp/culaunch-run-"), "{err}");
+        assert!(err.contains("Read-only file system"), "{err}");
+        assert!(!ran.exists(), "the command must not run");
+    }
+
     const COUNTER: &str = "import signal, time\n\
         n = 0\n\
         def h(s, f):\n    global n\n    n += 1\n\

@@ -30,6 +30,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("cannot make the run's private directory {} (nor one in $TMPDIR, /tmp or the cache directory): {source}", .path.display())]
+    RunDirectory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("trace path {}: {reason}", .template.display())]
     TraceTemplate { template: PathBuf, reason: String },
     #[error("cannot read the trace file {}: {source}", .path.display())]
@@ -110,6 +116,9 @@ impl Error {
         match self {
             Error::AuditModule { .. } => Some("set XDG_CACHE_HOME or TMPDIR to a writable directory".to_owned()),
             Error::CommandNotFound(_) => Some("check the command's name and PATH".to_owned()),
+            Error::RunDirectory { .. } => {
+                Some("set TMPDIR to a writable directory, or name a trace file with -t".to_owned())
+            }
             Error::ModuleUnusable { kind, .. } => Some(match kind {
                 Unusable::Libraries if std::env::var_os("CULAUNCH_AUDIT_MODULE").is_some() => format!(
                     "CULAUNCH_AUDIT_MODULE names a module built for another system; unset it to use culaunch's own (glibc {} or newer)",

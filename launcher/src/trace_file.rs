@@ -109,7 +109,7 @@ impl RunDir {
         let stamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let name = format!("culaunch-run-{}-{stamp}", std::process::id());
-        let mut last = None;
+        let mut first = None;
         for (dir, ours) in temporary_dirs() {
             let path = dir.join(&name);
             // Only culaunch's own cache directory is created: a missing
@@ -126,10 +126,11 @@ impl RunDir {
                     sweep(&dir);
                     return Ok(RunDir { path, _lock: held });
                 }
-                Err(source) => last = Some(Error::TraceFile { path, source }),
+                // The first place's reason: $TMPDIR's, or /tmp's.
+                Err(source) => _ = first.get_or_insert(Error::RunDirectory { path, source }),
             }
         }
-        Err(last.unwrap_or_else(|| Error::TraceFile { path: name.into(), source: io::ErrorKind::NotFound.into() }))
+        Err(first.unwrap_or_else(|| Error::RunDirectory { path: name.into(), source: io::ErrorKind::NotFound.into() }))
     }
 }
 
