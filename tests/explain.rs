@@ -324,6 +324,36 @@ fn cudnn8_with_the_old_library_loaded_first_is_fixed_by_the_suggested_pin() {
 }
 
 #[test]
+fn every_spelling_of_the_entry_to_drop_is_named() {
+    // The old toolkit twice on LD_LIBRARY_PATH, once through a link: the
+    // fix must name both, or applied it changes nothing.
+    let c = cudnn8("cudnn8-two-spellings");
+    let link = c.d.path("oldlink");
+    std::os::unix::fs::symlink(&c.old_dir, &link).unwrap();
+    let llp = format!("{}:{}", c.old_dir.display(), link.display());
+    let action = format!("dlopen:{}", c.cnn.display());
+    let prog = [c.loader.as_os_str(), OsStr::new(&action)];
+    let trace = c.d.path("two.jsonl");
+    let traced = run(&prog, Some(OsStr::new(&llp)), &[], Some(&["-t", s(&trace)]));
+    assert!(traced.error(&action).is_some());
+    let (d, _) = diagnosis(&trace);
+    let fix = &d["failure"]["explanation"]["fix"];
+    assert_eq!(fix["kind"], "remove_from_ld_library_path", "{d:#}");
+    let named: Vec<&str> = std::iter::once(&fix["entry"])
+        .chain(fix["also"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(named, [s(&c.old_dir), s(&link)], "{fix:#}");
+    // The oracle: without one of them the load still fails; without both
+    // it loads the good file.
+    let one = run(&prog, Some(&without(&llp, s(&c.old_dir))), &[], None);
+    assert!(one.error(&action).is_some(), "{:?}", one.lines);
+    let both = run(&prog, Some(OsStr::new("")), &[], None);
+    assert_eq!(both.error(&action), None, "{:?}", both.lines);
+    assert!(both.maps.contains(s(&c.wheel_ops)), "{:?}", both.maps);
+}
+
+#[test]
 fn an_entry_the_program_itself_needs_is_never_the_fix_to_drop() {
     // The program's own DT_NEEDED is the older ops library, found only on
     // LD_LIBRARY_PATH: it is mapped first, and cnn_infer gets that copy.

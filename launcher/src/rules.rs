@@ -461,7 +461,14 @@ impl Failure {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fix {
     /// Drop this LD_LIBRARY_PATH entry: the loader then finds `path`.
-    RemoveFromLdLibraryPath { entry: String, path: String },
+    RemoveFromLdLibraryPath {
+        entry: String,
+        /// Other entries that name the same directory (another spelling, a
+        /// link): all must go.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        also: Vec<String>,
+        path: String,
+    },
     /// `culaunch --pin SONAME=PATH`.
     Pin { soname: String, path: String },
 }
@@ -469,7 +476,13 @@ pub enum Fix {
 impl std::fmt::Display for Fix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fix::RemoveFromLdLibraryPath { entry, .. } => write!(f, "remove {entry} from LD_LIBRARY_PATH"),
+            Fix::RemoveFromLdLibraryPath { entry, also, .. } => {
+                write!(f, "remove {entry}")?;
+                for a in also {
+                    write!(f, " and {a}")?;
+                }
+                write!(f, " from LD_LIBRARY_PATH")
+            }
             Fix::Pin { soname, path } => write!(f, "--pin {soname}={path}"),
         }
     }
@@ -1350,7 +1363,14 @@ fn drop_entry(scene: &Scene<'_>, top: &Path, name: &[u8], provider: &Path, good:
             let from_dir = mapped.parent().and_then(|d| scene.canonical(d)).as_ref() == Some(&dir);
             !from_dir || same_but_the_fix(id(&mapped), resolved(&scene.host(&r.caller), &r.name, &ctx))
         });
-    holds.then(|| Fix::RemoveFromLdLibraryPath { entry: String::from_utf8_lossy(entry).into_owned(), path: text(good) })
+    let shown = |e: &&[u8]| String::from_utf8_lossy(e).into_owned();
+    let mut also: Vec<String> = Vec::new();
+    for e in drop[1..].iter().filter(|e| *e != entry).map(shown) {
+        if !also.contains(&e) {
+            also.push(e);
+        }
+    }
+    holds.then(|| Fix::RemoveFromLdLibraryPath { entry: shown(entry), also, path: text(good) })
 }
 
 /// A failed load and its explanation, as a diagnosis's `failure`.
