@@ -131,7 +131,7 @@ pub fn warn_lost(config: &Config, what: &[u8]) {
         // A process whose stderr is closed (coreutils close it at exit,
         // where `process_exit` is written) could not say it: it leaves the
         // warning to one that can.
-        if !stderr_writable() {
+        if !stderr_writable() || stderr_is_the_trace(config) {
             return;
         }
         // SAFETY: NUL-terminated path.
