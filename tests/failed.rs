@@ -190,6 +190,29 @@ fn a_missing_version_node_names_the_node_and_who_required_it() {
     assert_trace_matches_maps(&b, &[&user, &old, &d.path("new/libversioned.so")]);
 }
 
+/// The old copy is loaded first (by path); the plugin's own RUNPATH would
+/// find the new one, but the loader gives it the copy already loaded under
+/// that SONAME. Never asked, the cause is the version that copy lacks, in
+/// glibc's words.
+#[test]
+fn a_version_the_copy_already_loaded_lacks_is_the_cause_of_a_quiet_failure() {
+    let d = Dir::new("failed-version-loaded");
+    let (user, old) = versioned(&d);
+    let prog = program(&d);
+    let first = format!("now:{}", p(&old));
+    let asked = format!("now:{}", p(&user));
+    let bare = plain(&[prog.as_os_str(), OsStr::new(&first), OsStr::new(&asked)], &[]);
+    let words = dlerror_text(&bare, &asked);
+    assert!(words.contains("version `V2' not found"), "{words}");
+    let b = run_both(&prog, &[first, format!("quiet:{}", p(&user))], &[]);
+    let d = load_failed(&b);
+    assert_eq!(
+        (&d["failure"]["error"], &d["failure"]["reconstructed"]),
+        (&Value::from(words), &Value::Bool(true)),
+        "{d:#}"
+    );
+}
+
 #[test]
 fn a_missing_dependency_of_a_dlopened_library() {
     let d = Dir::new("failed-dependency");

@@ -876,6 +876,41 @@ fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> (Vec<(PathBu
     (new, earlier)
 }
 
+/// A version that an object of the failed request needs from a file the
+/// process already has loaded under that name, and that the loaded copy
+/// lacks: the loader uses the loaded copy, whatever the request's own
+/// search would find (the closure the files show), and checks versions
+/// first. (provider, version, requester), as glibc names them.
+fn version_missing_from_loaded(closure: &elf::Closure, scene: &Scene<'_>) -> Option<(String, String, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+    let before: BTreeSet<(u64, u64)> = scene
+        .loaded
+        .iter()
+        .filter(|(p, _)| !scene.undone.contains(p))
+        .filter_map(|(p, _)| scene.file_id(&scene.host(p)))
+        .collect();
+    // The objects new in the request: those loaded before passed their
+    // check when they came.
+    for node in closure.nodes.iter().filter(|n| !before.contains(&n.header.file_id)) {
+        let Some(object) = scene.object(&path(&node.path)) else { continue };
+        for (file, versions) in object.needs() {
+            let Some((loaded, _)) = scene.loaded_as(file) else { continue };
+            if scene.file_id(&scene.host(loaded)) == Some(node.header.file_id) {
+                continue;
+            }
+            // Without version definitions glibc only notes the need.
+            let Some(provider) = scene.object(loaded).filter(|o| o.has_verdef()) else { continue };
+            let defined = |name: &[u8]| provider.definitions().any(|d| d.name == name);
+            if let Some(v) = versions.iter().find(|v| !v.weak && !defined(&v.name)) {
+                let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                return Some((text(loaded), s(&v.name), s(&node.path)));
+            }
+        }
+    }
+    None
+}
+
 /// Whether loading `object` at start-up (LD_PRELOAD) would not itself stop
 /// the start: no `-z now` object of its closure has a symbol the closure
 /// does not define.
@@ -919,6 +954,11 @@ fn cause_from_files(f: &mut Failure, scene: &Scene<'_>) -> Vec<Suspect> {
         let size = tls.iter().find(|(p, _)| scene.same_file(&scene.host(p), &scene.host(named))).map(|(_, s)| *s);
         let size = size.or_else(|| scene.header(named).map(|h| h.tls_size).filter(|s| *s > 0));
         return size.map(|size| suspect(named.to_path_buf(), size)).into_iter().collect();
+    }
+    if let Some((provider, version, requester)) = version_missing_from_loaded(&closure, scene) {
+        f.reason = FailReason::MissingVersion;
+        (f.version, f.object, f.required_by) = (Some(version), Some(provider), Some(requester));
+        return Vec::new();
     }
     let Ok(problems) = elf::symbols::check(&closure, top.as_os_str().as_bytes()) else { return Vec::new() };
     // What the request adds, with what was dlopened before, may not fit.
