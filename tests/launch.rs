@@ -223,7 +223,8 @@ mod signals {
         let d = dir("nowhere");
         let ran = d.join("ran");
         let script = format!(
-            "mount -t tmpfs -o ro none /tmp && TMPDIR=/tmp XDG_CACHE_HOME=/tmp HOME=/tmp {} -q -- touch {}",
+            // /tmp itself, read-only: the checkout (and culaunch) may be in it.
+            "mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && TMPDIR=/tmp XDG_CACHE_HOME=/tmp HOME=/tmp {} -q -- touch {}",
             CULAUNCH,
             ran.display()
         );
