@@ -605,6 +605,17 @@ impl Scene<'_> {
         self.loaded.iter().filter(|(p, _)| self.object(p).is_some_and(defines)).map(|(p, _)| p.clone()).collect()
     }
 
+    /// The objects the process had mapped before the failed request: what
+    /// it loaded, less what the failure took back.
+    fn loaded_before(&self) -> Vec<&PathBuf> {
+        self.loaded.iter().map(|(p, _)| p).filter(|p| !self.undone.contains(*p)).collect()
+    }
+
+    /// Their (device, inode) pairs.
+    fn ids_before(&self) -> BTreeSet<(u64, u64)> {
+        self.loaded_before().into_iter().filter_map(|p| self.file_id(&self.host(p))).collect()
+    }
+
     /// A path as named inside the root, on this machine.
     fn host(&self, p: &Path) -> PathBuf {
         match &self.ctx.root {
@@ -855,8 +866,8 @@ fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> (Vec<(PathBu
         .and_then(|p| elf::closure_in(p, &scene.ctx).ok())
         .map(|c| c.nodes.iter().map(|n| n.header.file_id).collect())
         .unwrap_or_default();
-    let before: Vec<&PathBuf> = scene.loaded.iter().map(|(p, _)| p).filter(|p| !scene.undone.contains(*p)).collect();
-    let loaded: BTreeSet<(u64, u64)> = before.iter().filter_map(|p| scene.file_id(&scene.host(p))).collect();
+    let before = scene.loaded_before();
+    let loaded = scene.ids_before();
     let static_tls = |h: &elf::ElfHeader| h.dynamic_info.static_tls && h.tls_size > 0;
     let mut seen = BTreeSet::new();
     let earlier = before
@@ -884,12 +895,7 @@ fn static_tls_objects(closure: &elf::Closure, scene: &Scene<'_>) -> (Vec<(PathBu
 fn version_missing_from_loaded(closure: &elf::Closure, scene: &Scene<'_>) -> Option<(String, String, String)> {
     use std::os::unix::ffi::OsStrExt;
     let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
-    let before: BTreeSet<(u64, u64)> = scene
-        .loaded
-        .iter()
-        .filter(|(p, _)| !scene.undone.contains(p))
-        .filter_map(|(p, _)| scene.file_id(&scene.host(p)))
-        .collect();
+    let before = scene.ids_before();
     // The objects new in the request: those loaded before passed their
     // check when they came.
     for node in closure.nodes.iter().filter(|n| !before.contains(&n.header.file_id)) {
