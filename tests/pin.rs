@@ -323,3 +323,47 @@ fn a_pinned_library_loading_another_pinned_one_gets_that_pin_not_itself() {
     let e = run.load_event(&ops);
     assert_eq!((e["caller"].as_str(), e["pinned"].as_bool()), (Some(canonical(&cudnn).as_str()), Some(true)));
 }
+
+/// A wheel's own copies of libcudart under auditwheel's hashed names (as
+/// PyTorch's builds bundle them: `libcudart-d0da41ae.so.11.0`). Bare, both
+/// copies map beside the other library; traced, the 11.0 copy is cudart (a
+/// conflict with libcudart.so.12, refused under `--strict`), and a pin of
+/// libcudart.so.12 takes the place of the hashed 12 copy.
+#[test]
+fn a_vendored_copy_under_a_hashed_name_is_cudart_and_a_pin_of_its_major_takes_its_place() {
+    let f = fixtures();
+    let d = Dir::new("vendored");
+    let v11 = d.build("torch/lib/libcudart-d0da41ae.so.11.0", false, &[], &["-DFIXTURE_BUILD=\"vendored-11\""]);
+    let v12 = d.build("torch/lib/libcudart-0123abcd.so.12", false, &[], &["-DFIXTURE_BUILD=\"vendored-12\""]);
+    let mapped = |run: &Run| -> BTreeSet<String> {
+        assert_eq!(run.maps.len(), 1, "one process; stderr:\n{}", run.stderr());
+        let all = run.maps.values().next().unwrap();
+        all.iter().filter(|p| p.rsplit('/').next().unwrap().starts_with("libcudart")).cloned().collect()
+    };
+
+    let two = vec![format!("dlopen:{}", p(&v11)), format!("dlopen:{}", p(&f.wheel_cudart12))];
+    let bare = plain(&loader(&two), &[]);
+    let both: BTreeSet<String> = [canonical(&v11), canonical(&f.wheel_cudart12)].into();
+    assert_eq!(mapped(&bare), both, "bare: both copies map");
+    let run = traced(&[], &loader(&two), &[]);
+    assert_eq!(mapped(&run), both);
+    let e = run.load_event(&v11);
+    assert_eq!((&e["cuda"], &e["family"]), (&true.into(), &"cudart".into()), "{e}");
+    let c = run.events_of("conflict");
+    assert_eq!(c.len(), 1, "{:#?}", run.events);
+    let paths: BTreeSet<String> = c[0]["paths"].as_array().unwrap().iter().map(s).collect();
+    assert_eq!((s(&c[0]["family"]), paths), ("cudart".into(), both));
+    let summary = run.summary.as_ref().unwrap();
+    assert_eq!(summary["conflicts"].as_array().unwrap().len(), 1, "{summary:#}");
+
+    let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+    let a = vec![format!("dlopen:{}", p(&v12)), format!("dlopen:{}", p(&v11))];
+    let bare = plain(&loader(&a), &[]);
+    assert!(bare.stdout().contains(&format!("dlopen:{}: ok which=vendored-12", p(&v12))), "{}", bare.stdout());
+    let strict = traced(&[&pin, "--strict"], &loader(&a), &[]);
+    let out = strict.stdout();
+    assert_eq!(mapped(&strict), [canonical(&f.pinned_cudart)].into(), "{out}");
+    assert!(out.contains(&format!("dlopen:{}: ok which=pinned-12", p(&v12))), "{out}");
+    assert!(out.contains(&format!("dlopen:{}: fail: culaunch: refused", p(&v11))), "{out}");
+    assert_eq!(strict.load_event(&f.pinned_cudart)["redirected_from"], canonical(&v12).as_str());
+}

@@ -39,7 +39,7 @@ pub fn decide<'a>(
     let mut other_major = None;
     for (n, soname) in pins.enumerate() {
         match catalogue::pin_match(request, soname) {
-            PinMatch::Soname | PinMatch::DevName | PinMatch::FullVersion => {
+            PinMatch::Soname | PinMatch::DevName | PinMatch::FullVersion | PinMatch::Vendored => {
                 // The pinned file asked for by its own path: already what
                 // the pin wants, and redirecting it would change nothing
                 // but the trace's `redirected_from`.
