@@ -527,14 +527,25 @@ fn scripts_test_runs_every_step_after_a_failure_and_names_each_failed_one() {
     .unwrap();
     std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test");
-    let out = Command::new(&script).env("PATH", format!("{}:/usr/bin:/bin", d.display())).output().unwrap();
+    // The peer-suites step gets one suite that does not exist: it fails
+    // at once, and is named too.
+    let out = Command::new(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", d.display()))
+        .env("CULAUNCH_PEER_SUITES", "test_culaunch_no_such_suite")
+        .output()
+        .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     let calls = std::fs::read_to_string(&log).unwrap();
     let calls: Vec<&str> = calls.lines().collect();
-    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls.len(), 4, "{calls:?}");
     assert_eq!(calls[2], "test --workspace --locked --no-fail-fast");
+    assert!(calls[3].starts_with("build -q --locked --bin culaunch"), "{calls:?}");
     assert!(stdout.contains("skipped the wheel and the glibc matrix"), "the last step was reached: {stdout}");
-    assert_eq!(stderr.lines().last(), Some("scripts/test: failed: cargo clippy, cargo test"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("scripts/test: failed: cargo clippy, cargo test, scripts/peer-suites"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }
