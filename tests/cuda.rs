@@ -198,6 +198,57 @@ fn without_any_record_the_version_comes_from_the_library_itself() {
     assert_eq!(run.events_of("process_start").len(), 1);
 }
 
+/// The job loads a library, then its file is replaced on disk (as a
+/// `pip install -U` during a long job does) and the job loads the new one
+/// through another name. What answered each load is the ground truth: the
+/// old build, then the new one. Neither the version nor the installer of
+/// the file there now may be claimed for what the job mapped first.
+#[test]
+fn a_library_replaced_on_disk_after_its_load_is_never_given_the_new_files_version() {
+    let d = Dir::new("replaced");
+    let lib = d.build("lib/libcudart.so.12", false, &[], &["-DFIXTURE_VERSION=12080", "-DFIXTURE_BUILD=\"old-12\""]);
+    let new = d.build("new/libcudart.so.12", false, &[], &["-DFIXTURE_VERSION=12040", "-DFIXTURE_BUILD=\"new-12\""]);
+    std::os::unix::fs::symlink("libcudart.so.12", d.path("lib/libcudart.so")).unwrap();
+    let a = vec![
+        format!("dlopen:{}", p(&lib)),
+        format!("rename:{}:{}", p(&new), p(&lib)),
+        format!("dlopen:{}", p(&d.path("lib/libcudart.so"))),
+    ];
+    let run = traced(&[], &loader(&a), &[]);
+    let out = run.stdout();
+    assert!(out.contains(&format!("dlopen:{}: ok which=old-12", p(&lib))), "{out}");
+    assert!(out.contains("libcudart.so: ok which=new-12"), "the second load mapped the new file: {out}");
+    let libs = run.summary.as_ref().unwrap()["libraries"].as_array().unwrap().clone();
+    assert_eq!(libs.len(), 1, "{libs:#?}");
+    assert_eq!(libs[0]["replaced"], true, "{:#}", libs[0]);
+    assert_ne!(s(&libs[0]["version"]), "12.4", "the new file's answer is not the mapped file's: {:#}", libs[0]);
+    let stderr = run.stderr();
+    assert!(stderr.contains("replaced on disk after the job loaded it"), "{stderr}");
+    assert!(stderr.contains("one path, two files"), "the conflict names one path twice: {stderr}");
+    // A later report of the same trace says the same.
+    let trace = run.events.iter().map(|e| e.to_string() + "\n").collect::<String>();
+    let file = d.path("trace.jsonl");
+    std::fs::write(&file, trace).unwrap();
+    let report = Command::new(CULAUNCH).args(["report", "--json"]).arg(&file).output().unwrap();
+    let later: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(later["libraries"][0]["replaced"], true, "{later:#}");
+    assert_ne!(s(&later["libraries"][0]["version"]), "12.4");
+
+    // Replaced after the job, before the summary: the same (the file
+    // there now is another).
+    let d = Dir::new("replaced-after");
+    let lib = d.build("lib/libcudart.so.12", false, &[], &["-DFIXTURE_VERSION=12080"]);
+    d.build("new/libcudart.so.12", false, &[], &["-DFIXTURE_VERSION=12040"]);
+    let run = traced(&[], &loader(&[format!("dlopen:{}", p(&lib))]), &[]);
+    assert_eq!(s(&run.summary.as_ref().unwrap()["libraries"][0]["version"]), "12.8", "not replaced: the call answers");
+    let trace = run.events.iter().map(|e| e.to_string() + "\n").collect::<String>();
+    std::fs::write(d.path("trace.jsonl"), trace).unwrap();
+    std::fs::rename(d.path("new/libcudart.so.12"), &lib).unwrap();
+    let report = Command::new(CULAUNCH).args(["report", "--json"]).arg(d.path("trace.jsonl")).output().unwrap();
+    let later: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(later["libraries"][0]["replaced"], true, "{later:#}");
+}
+
 #[test]
 fn a_forward_compatibility_driver_is_named_with_its_version() {
     let d = Dir::new("compat");

@@ -240,6 +240,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
         dur_ns: arrival.dur_ns,
         pinned: is_pinned(config, &entry),
         redirected_from: arrival.redirected_from,
+        file: resolved.as_ref().map(|r| r.id),
     };
     events::load(config, line, &load);
     if let (Some(family), Some(earlier)) = (family, objects.conflicting(&entry)) {
@@ -535,6 +536,7 @@ fn inherited(config: &Config, s: &mut Scratch, e: &Entry) {
         dur_ns: 0,
         pinned: is_pinned(config, e),
         redirected_from: None,
+        file: (e.dev != 0).then_some((e.dev, e.ino)),
     };
     events::load(config, &mut s.line, &load);
 }

@@ -56,6 +56,9 @@ pub struct Load<'a> {
     pub dur_ns: u64,
     pub pinned: bool,
     pub redirected_from: Option<&'a [u8]>,
+    /// The mapped file's (st_dev, st_ino): a file put in its place later
+    /// is another file, whatever its path.
+    pub file: Option<(u64, u64)>,
 }
 
 pub fn process_start(config: &Config, s: &mut Scratch, forked: bool) {
@@ -102,6 +105,9 @@ pub fn load(config: &Config, line: &mut [u8], l: &Load<'_>) {
         .u64("dur_us", l.dur_ns / 1000)
         .opt_str("search", l.step.map(|s| s.as_str().as_bytes()))
         .i64("lmid", l.lmid);
+    if let Some((dev, ino)) = l.file {
+        w.begin_object("file").u64("dev", dev).u64("ino", ino).end_object();
+    }
     emit(config, w);
 }
 

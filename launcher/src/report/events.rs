@@ -103,6 +103,9 @@ pub struct Load {
     pub pinned: bool,
     #[serde(default)]
     pub redirected_from: Option<String>,
+    /// The mapped file's identity, when the module could ask.
+    #[serde(default)]
+    pub file: Option<FileId>,
     /// For `ok:false`: why (`not_found`, `undefined_symbol`, …), and the
     /// symbol, version node and requiring object glibc's text names.
     #[serde(default)]
@@ -118,9 +121,20 @@ pub struct Load {
     pub unmapped: Vec<String>,
 }
 
+/// A file's (st_dev, st_ino) on the host that mapped it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 #[derive(Clone, Debug, serde::Serialize, Deserialize)]
 pub struct FileFacts {
     pub path: String,
+    /// The file at `path` when the facts were read was not the one the job
+    /// mapped: they are not about it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -398,6 +398,7 @@ impl Folder {
             if !host.is_empty() && !lib.hosts().any(|h| h == host || h.is_empty()) {
                 continue;
             }
+            lib.replaced |= f.replaced;
             if let Some(origin) = f.origin {
                 lib.origin = origin;
             }
@@ -461,8 +462,15 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
             search: BTreeSet::new(),
             processes: BTreeSet::new(),
             pinned: false,
+            file: l.file,
+            replaced: false,
         }
     });
+    // Another file mapped from the same path: it was replaced in between.
+    if let (Some(first), Some(this)) = (lib.file, l.file) {
+        lib.replaced |= first != this;
+    }
+    lib.file = lib.file.or(l.file);
     lib.pinned |= l.pinned;
     lib.how.insert(l.how.clone());
     lib.callers.extend(l.caller.clone());

@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::events::FileId;
 use super::provenance::{Finder, Origin};
 use super::summary::{Consulted, Reads};
 use crate::python::site::Site;
@@ -95,6 +96,13 @@ impl Here<'_> {
     /// Which installer put the file there, from its own records.
     pub fn origin(&mut self, path: &str) -> Origin {
         self.local.origins.origin(Path::new(path))
+    }
+
+    /// Whether the file at `path` now is another than `mapped` (the one a
+    /// process mapped there). A file that is gone is not another.
+    pub fn is_another_file(&mut self, path: &str, mapped: FileId) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) != (mapped.dev, mapped.ino))
     }
 
     /// The library's own answer (in a helper process), on a live run only.

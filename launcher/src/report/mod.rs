@@ -93,6 +93,12 @@ fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
 fn enrich(s: &mut Summary, m: &mut Machine) {
     for lib in &mut s.libraries {
         let Some(mut here) = m.on_any(lib.hosts()) else { continue };
+        // A file put in the mapped one's place is not what the job ran:
+        // its installer's records and its own answer are not asked.
+        lib.replaced |= lib.file.is_some_and(|id| here.is_another_file(&lib.path, id));
+        if lib.replaced {
+            continue;
+        }
         // What the trace's own facts say stands when this machine knows
         // nothing of the file (it was deleted, or never was here).
         let found = here.origin(&lib.path);
@@ -134,6 +140,10 @@ pub fn lock_from(s: &Summary) -> Result<LockFile, Error> {
             continue;
         }
         let path = PathBuf::from(&lib.path);
+        if lib.replaced {
+            warning!("{} was replaced on disk after the job loaded it; it is not locked", path.display());
+            continue;
+        }
         // A path the trace could not carry exactly (bytes that are not
         // UTF-8) cannot be locked; say so rather than fail the run.
         match crate::digest::sha256_file(&path) {
@@ -194,11 +204,12 @@ pub fn append_facts(trace: &Path, s: &Summary) -> Result<(), Error> {
         file.write_all(&line).map_err(err)?;
     }
     for lib in &s.libraries {
-        if lib.origin == provenance::Origin::Unknown && lib.version.is_none() {
+        if lib.origin == provenance::Origin::Unknown && lib.version.is_none() && !lib.replaced {
             continue;
         }
         let facts = events::FileFacts {
             path: lib.path.clone(),
+            replaced: lib.replaced,
             version: lib.version.clone(),
             version_source: lib.version_source.clone(),
             origin: Some(lib.origin.clone()),

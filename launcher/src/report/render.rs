@@ -118,6 +118,9 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
                 _ => format!("{label}: {}", lib.path),
             };
             let _ = writeln!(out, "    {}", fit(&from, 4));
+            if lib.replaced {
+                let _ = writeln!(out, "    replaced on disk after the job loaded it: the file there now is another");
+            }
         }
     }
     if !s.conflicts.is_empty() {
@@ -133,6 +136,9 @@ pub fn text_in(s: &Summary, width: Option<usize>) -> String {
             let _ = writeln!(out, "  pid {} ({exe}): {}", pid_named(c.pid, c.instance), c.family);
             for p in &c.paths {
                 let _ = writeln!(out, "    {}", fit(p, 4));
+            }
+            if c.paths.len() > 1 && c.paths.iter().all(|p| p == &c.paths[0]) {
+                let _ = writeln!(out, "    (one path, two files: it was replaced on disk between the two loads)");
             }
         }
     }
@@ -524,6 +530,8 @@ mod tests {
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
             pinned: false,
+            file: None,
+            replaced: false,
         };
         let s = Summary {
             processes: vec![Process {
@@ -633,6 +641,8 @@ mod tests {
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
             pinned: false,
+            file: None,
+            replaced: false,
         }
     }
 

@@ -231,6 +231,15 @@ pub struct Library {
     pub processes: BTreeSet<String>,
     /// Mapped because a pin asked for this file.
     pub pinned: bool,
+    /// The file the job mapped, as its first load saw it.
+    #[serde(skip)]
+    pub file: Option<super::events::FileId>,
+    /// The file at `path` is not (or not only) the one the job mapped: it
+    /// was replaced on disk after a load (two files were mapped from this
+    /// path, or the one there now is another). `version` and `origin` are
+    /// then only what the file name and the trace say.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 impl Library {
