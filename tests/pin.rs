@@ -367,3 +367,50 @@ fn a_vendored_copy_under_a_hashed_name_is_cudart_and_a_pin_of_its_major_takes_it
     assert!(out.contains(&format!("dlopen:{}: fail: culaunch: refused", p(&v11))), "{out}");
     assert_eq!(strict.load_event(&f.pinned_cudart)["redirected_from"], canonical(&v12).as_str());
 }
+
+/// A locked file replaced on disk while the job runs (after culaunch
+/// checked its sha256): the lock vouches for the file it hashed, so the
+/// job's later request is refused, in a process started before the swap and
+/// in one started after it. Bare, the same job loads the new build.
+#[test]
+fn a_locked_file_replaced_during_the_run_is_refused_not_loaded() {
+    let f = fixtures();
+    let d = Dir::new("locked-replaced");
+    let lib = d.path("lib/libcudart.so.12");
+    std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+    std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+    let new = d.build("new/libcudart.so.12", false, &[], &["-DFIXTURE_BUILD=\"new-12\""]);
+    let lock = d.path("culaunch.lock");
+    let a = vec![format!("dlopen:{}", p(&lib))];
+    let out = Command::new(CULAUNCH).args(["lock", "-q", "-o"]).arg(&lock).arg("--").args(loader(&a)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let locked = format!("--locked={}", p(&lock));
+
+    // The swap, then a request by bare name, in this process and in a
+    // child started (exec) after the swap.
+    let keep = d.path("keep.so");
+    std::fs::copy(&new, &keep).unwrap();
+    let a = vec![
+        format!("rename:{}:{}", p(&new), p(&lib)),
+        "dlopen:libcudart.so.12".into(),
+        "exec".into(),
+        "dlopen:libcudart.so.12".into(),
+    ];
+    let env = [("LD_LIBRARY_PATH", lib.parent().unwrap().as_os_str())];
+    let run = traced(&[&locked], &loader(&a), &env);
+    let out = run.stdout();
+    let refused: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("dlopen:libcudart.so.12: fail: culaunch: refused")).collect();
+    assert_eq!(refused.len(), 2, "{out}\n{}", run.stderr());
+    assert!(refused[0].contains("--locked:") && refused[0].contains("replaced after the check"), "{out}");
+    for (pid, maps) in &run.maps {
+        assert!(!maps.iter().any(|m| m.contains("libcudart")), "pid {pid} mapped {maps:?}");
+    }
+    assert_eq!(run.events_of("deny").len(), 2, "{:#?}", run.events);
+
+    // Bare: the same steps load the new build.
+    std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+    std::fs::copy(&keep, &new).unwrap();
+    let bare = plain(&loader(&a), &env);
+    assert_eq!(bare.stdout().matches("dlopen:libcudart.so.12: ok which=new-12").count(), 2, "{}", bare.stdout());
+}

@@ -7,13 +7,29 @@ use sha2::{Digest, Sha256};
 
 /// The file's sha256, lowercase hex.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    Ok(sha256_bytes_of(path)?.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&sha256_bytes_of(path)?))
+}
+
+/// The file's sha256, lowercase hex, and the (st_dev, st_ino) of the very
+/// file that was read: what a lock's check vouches for.
+pub fn sha256_and_identity(path: &Path) -> io::Result<(String, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let f = crate::input::open_regular(path)?;
+    let m = f.metadata()?;
+    Ok((hex(&sha256_of(f)?), (m.dev(), m.ino())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The file's sha256, as bytes.
 pub fn sha256_bytes_of(path: &Path) -> io::Result<[u8; 32]> {
     // Through the one reader of outside files: never a FIFO or a device.
-    let mut f = crate::input::open_regular(path)?;
+    sha256_of(crate::input::open_regular(path)?)
+}
+
+fn sha256_of(mut f: std::fs::File) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

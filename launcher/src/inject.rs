@@ -126,8 +126,8 @@ pub struct Injection {
     pub trace: PathBuf,
     pub all_libs: bool,
     pub strict: bool,
-    /// (SONAME, canonical path), validated: no tabs or newlines.
-    pub pins: Vec<(String, PathBuf)>,
+    /// Validated: no tabs or newlines.
+    pub pins: Vec<crate::plan::pins::Pin>,
     /// The run's token directory (`trace_file::LossToken`), if made.
     pub warn_token: Option<PathBuf>,
 }
@@ -143,13 +143,16 @@ pub fn environment(inj: &Injection, current_ld_audit: Option<&OsStr>) -> Vec<(&'
         flags.push(proto::FLAG_STRICT);
     }
     let mut pins = Vec::new();
-    for (soname, path) in &inj.pins {
+    for pin in &inj.pins {
         if !pins.is_empty() {
             pins.push(b'\n');
         }
-        pins.extend_from_slice(soname.as_bytes());
+        pins.extend_from_slice(pin.soname.as_bytes());
         pins.push(b'\t');
-        pins.extend_from_slice(path.as_os_str().as_bytes());
+        pins.extend_from_slice(pin.path.as_os_str().as_bytes());
+        if let Some((dev, ino)) = pin.locked_file {
+            pins.extend_from_slice(format!("\t{dev}:{ino}").as_bytes());
+        }
     }
     vec![
         (proto::LD_AUDIT, prepend_to_list(inj.module.as_os_str(), current_ld_audit)),

@@ -73,7 +73,7 @@ fn run_with_summary(args: &RunArgs, needed: bool) -> Result<(Outcome, Option<rep
             trace: trace.path.clone(),
             all_libs: plan.all_libs,
             strict: plan.strict,
-            pins: plan.pins.iter().map(|p| (p.soname.clone(), p.path.clone())).collect(),
+            pins: plan.pins.clone(),
             warn_token: token.as_ref().map(|t| t.path().to_path_buf()),
         };
         inject::environment(&injection, std::env::var_os("LD_AUDIT").as_deref())

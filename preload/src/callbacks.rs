@@ -57,6 +57,11 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
     match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n])) {
         Decision::Pass => SearchAnswer::AsAsked,
         Decision::Redirect(n) => {
+            // A lock vouches for the file it hashed, not for its path.
+            let pin = &config.pins[n];
+            if pin.locked && paths::file_id(&pin.path) != Some((pin.dev, pin.ino)) {
+                return refuse(config, request, loader, Refusal::Replaced(n));
+            }
             if let Some(mut st) = PROCESS.state.try_lock() {
                 st.tracker.mark_redirected();
             }
@@ -133,6 +138,14 @@ fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> Searc
                 b" (",
                 config.pins[n].path.as_bytes(),
                 b")",
+            ],
+        ),
+        Refusal::Replaced(n) => concat_into(
+            rule_buf,
+            &[
+                b"--locked: ",
+                config.pins[n].path.as_bytes(),
+                b" is not the file whose sha256 the lock holds (it was replaced after the check)",
             ],
         ),
     };

@@ -47,6 +47,9 @@ pub struct Pin {
     /// Identity of the pinned file, to recognise it once mapped.
     pub dev: u64,
     pub ino: u64,
+    /// A lock file's pin: `dev` and `ino` are the file whose sha256 the
+    /// launcher checked, and a path that holds another file is refused.
+    pub locked: bool,
 }
 
 /// Reads the configuration from the environment; `None` means culaunch did not
@@ -83,18 +86,29 @@ fn from_env(var: impl Fn(&str) -> Option<OsString>) -> Option<Config> {
     })
 }
 
-/// `SONAME<TAB>PATH` lines; the launcher validated them, so a malformed line
-/// is skipped rather than trusted.
+/// `SONAME<TAB>PATH[<TAB>DEV:INO]` lines; the launcher validated them, so a
+/// malformed line is skipped rather than trusted.
 fn parse_pins(text: &[u8]) -> Vec<Pin> {
     text.split(|&b| b == b'\n')
         .filter_map(|line| {
-            let tab = line.iter().position(|&b| b == b'\t')?;
-            let (soname, path) = (&line[..tab], &line[tab + 1..]);
+            let mut fields = line.split(|&b| b == b'\t');
+            let (soname, path) = (fields.next()?, fields.next()?);
             let path = CString::new(path).ok()?;
-            let (dev, ino) = file_id(&path).unwrap_or((0, 0));
-            (!soname.is_empty()).then(|| Pin { soname: soname.to_vec(), path, dev, ino })
+            let locked = match fields.next() {
+                Some(id) => Some(parse_id(id)?),
+                None => None,
+            };
+            let (dev, ino) = locked.or_else(|| file_id(&path)).unwrap_or((0, 0));
+            (!soname.is_empty()).then(|| Pin { soname: soname.to_vec(), path, dev, ino, locked: locked.is_some() })
         })
         .collect()
+}
+
+/// `DEV:INO`, decimal.
+fn parse_id(text: &[u8]) -> Option<(u64, u64)> {
+    let colon = text.iter().position(|&b| b == b':')?;
+    let number = |t: &[u8]| core::str::from_utf8(t).ok()?.parse::<u64>().ok();
+    Some((number(&text[..colon])?, number(&text[colon + 1..])?))
 }
 
 fn file_id(path: &std::ffi::CStr) -> Option<(u64, u64)> {
@@ -136,6 +150,14 @@ mod tests {
         let names: Vec<&[u8]> = pins.iter().map(|p| p.soname.as_slice()).collect();
         assert_eq!(names, [&b"libcudart.so.12"[..], b"libcublas.so.12"]);
         assert_eq!(pins[0].path.as_bytes(), b"/opt/cu/libcudart.so.12");
+        assert!(!pins[0].locked);
+    }
+
+    #[test]
+    fn a_lock_pin_carries_the_checked_files_identity_and_a_bad_one_is_skipped() {
+        let pins = parse_pins(b"libcudart.so.12\t/nonexistent/libcudart.so.12\t2049:77\nlibcublas.so.12\t/x\t2049\n");
+        assert_eq!(pins.len(), 1);
+        assert_eq!((pins[0].dev, pins[0].ino, pins[0].locked), (2049, 77, true));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum Refusal {
     NotPinned,
     /// Another major of pin `n`.
     OtherMajor(usize),
+    /// Lock pin `n`'s path holds another file than the one whose sha256
+    /// was checked.
+    Replaced(usize),
 }
 
 /// `request` is what the program asked for (a name or a path); `pins` are

@@ -16,8 +16,10 @@ pub const FLAG_ALL_LIBS: &str = "all-libs";
 /// Refuse CUDA-family objects that no pin allows.
 pub const FLAG_STRICT: &str = "strict";
 
-/// The pins: one `SONAME<TAB>PATH` per line, PATH canonical. The launcher
-/// refuses pins whose SONAME or PATH contains a tab or a newline.
+/// The pins: one `SONAME<TAB>PATH` per line, PATH canonical, and for a lock
+/// file's pin `<TAB>DEV:INO`, the identity of the file whose sha256 the
+/// launcher checked. The launcher refuses pins whose SONAME or PATH
+/// contains a tab or a newline.
 pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
 
 /// A private directory the launcher made for this run, holding two token

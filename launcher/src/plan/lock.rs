@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::sha256_file;
+use crate::digest::sha256_and_identity;
 use crate::error::Error;
 
 pub const LOCK_VERSION: u32 = 1;
@@ -63,13 +63,15 @@ pub fn write(path: &Path, lock: &LockFile) -> Result<(), Error> {
 
 /// Checks every locked file before anything starts: each file is hashed once
 /// per run, not once per process or per dlopen.
-pub fn verify(lock: &LockFile) -> Result<(), Error> {
+pub fn verify(lock: &LockFile) -> Result<Vec<(u64, u64)>, Error> {
+    let mut files = Vec::with_capacity(lock.libs.len());
     for e in &lock.libs {
-        let found = sha256_file(&e.path).map_err(|source| Error::LockedFileMissing {
+        let (found, file) = sha256_and_identity(&e.path).map_err(|source| Error::LockedFileMissing {
             soname: e.soname.clone(),
             path: e.path.clone(),
             source,
         })?;
+        files.push(file);
         if !found.eq_ignore_ascii_case(&e.sha256) {
             return Err(Error::LockMismatch {
                 soname: e.soname.clone(),
@@ -79,7 +81,7 @@ pub fn verify(lock: &LockFile) -> Result<(), Error> {
             });
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -53,9 +53,10 @@ impl Plan {
         }
         let lock = locked.as_deref().map(lock::read).transpose()?;
         if let Some(lock) = &lock {
-            lock::verify(lock)?;
-            for e in &lock.libs {
-                add(pins::validate(&e.soname, &e.path, Source::Lock)?, true)?;
+            let files = lock::verify(lock)?;
+            for (e, file) in lock.libs.iter().zip(files) {
+                let pin = pins::validate(&e.soname, &e.path, Source::Lock)?;
+                add(pins::Pin { locked_file: Some(file), ..pin }, true)?;
             }
         }
         if let Some(dir) = &toolkit {

@@ -17,6 +17,9 @@ pub struct Pin {
     pub soname: String,
     pub path: PathBuf,
     pub source: Source,
+    /// For a lock's pin: the (st_dev, st_ino) of the file whose sha256 was
+    /// checked. The module refuses the pin if the path then holds another.
+    pub locked_file: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +59,9 @@ fn check(soname: &str, path: &Path, canonical: PathBuf, header: elf::ElfHeader, 
         )));
     }
     match header.soname {
-        Some(s) if s == soname.as_bytes() => Ok(Pin { soname: soname.to_owned(), path: canonical, source }),
+        Some(s) if s == soname.as_bytes() => {
+            Ok(Pin { soname: soname.to_owned(), path: canonical, source, locked_file: None })
+        }
         Some(s) => Err(fail(format!("its SONAME is {}", String::from_utf8_lossy(&s)))),
         None => Err(fail("it has no SONAME".into())),
     }
