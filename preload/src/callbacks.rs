@@ -17,7 +17,7 @@ use crate::events::{Error, Failed};
 use crate::failure::{Failure, Teardown, Words};
 use crate::global::{State, PROCESS, REFUSAL_CAP};
 use crate::linkmap::{self, LinkMap, Object};
-use crate::objects::{stem_hash, Entry};
+use crate::objects::{stem_hash, Entry, Objects};
 use crate::paths::{self, PATH_MAX};
 use crate::tracker::{Close, Tracker, Unanswered, LA_ACT_ADD, LA_SER_ORIG};
 use crate::{clock, exec, libc_hooks, relro, sink};
@@ -182,11 +182,14 @@ fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
 /// `la_activity`.
 pub fn activity(flag: c_uint) {
     let Some(mut st) = PROCESS.state.try_lock() else { return };
-    let State { tracker, scratch, failure, .. } = &mut *st;
+    let State { tracker, scratch, failure, objects } = &mut *st;
     if flag == LA_ACT_ADD {
         if let Some(config) = crate::config::get() {
             flush_failure(config, scratch, failure);
         }
+    }
+    if flag == crate::tracker::LA_ACT_CONSISTENT {
+        objects.forget_closed();
     }
     tracker.on_activity(flag);
     note_pending(tracker, failure);
@@ -237,10 +240,14 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     };
     let caller = path_of_loader(arrival.loader, caller);
     let cuda_stem = family.map(|_| stem_hash(catalogue::stem(object.soname.unwrap_or(name.to_bytes()))));
-    let entry = Entry { map: object.map, dev: id.0, ino: id.1, cuda_stem };
+    let entry = Entry { map: object.map, dev: id.0, ino: id.1, cuda_stem, dynamic: object.l_ld(), closing: false };
     if untold && !is_pinned(config, &entry) {
         return;
     }
+    let earlier = family.and(objects.conflicting(&entry).copied());
+    // In the table before its event is written: a child that another
+    // thread forks meanwhile has it mapped, and inherits it.
+    let tracked = objects.add(entry);
     let load = Load {
         request: arrival.request,
         how: arrival.how,
@@ -256,13 +263,13 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
         file: resolved.as_ref().map(|r| r.id),
     };
     events::load(config, line, &load);
-    if let (Some(family), Some(earlier)) = (family, objects.conflicting(&entry)) {
+    if let (Some(family), Some(earlier)) = (family, earlier) {
         // SAFETY: tracked objects are live: la_objclose removes them.
         let earlier_name = unsafe { linkmap::name(earlier.map as *const LinkMap) };
         let earlier_path = paths::resolve(earlier_name, other).map(|r| r.path).unwrap_or(earlier_name.to_bytes());
         events::conflict(config, line, family, earlier_path, path);
     }
-    if !objects.add(entry) {
+    if !tracked {
         sink::warn_once(config, b"too many objects to track; conflicts may be missed");
     }
 }
@@ -273,7 +280,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
 pub fn closed(map: usize) {
     let Some(mut st) = PROCESS.state.try_lock() else { return };
     let State { tracker, objects, scratch, failure } = &mut *st;
-    let reported = objects.remove(map);
+    let reported = objects.closing(map);
     let close = tracker.on_close(map);
     let Some(config) = crate::config::get() else { return };
     match close {
@@ -498,13 +505,20 @@ extern "C" fn after_fork_in_child() {
         PROCESS.refusal.force_unlock_after_fork();
         let Some(mut st) = PROCESS.state.try_lock() else { return };
         let State { tracker, objects, scratch, failure } = &mut *st;
+        let loading = tracker.loading();
         tracker.reset_after_fork();
         // The parent reports its own failed load.
         failure.clear();
         PROCESS.failure_pending.store(false, Ordering::Relaxed);
         events::process_start(config, scratch, true);
+        // Forked in the middle of another thread's dlclose: what it had not
+        // unmapped yet is this child's for good.
+        objects.settle_after_fork(|e| relro::file_mapped_at(e.dynamic, e.ino));
         for e in objects.iter() {
             inherited(config, scratch, e);
+        }
+        if loading {
+            mapped_unannounced(config, scratch, objects);
         }
     })
 }
@@ -527,6 +541,49 @@ fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
     let event =
         Failed::nothing_mapped(u.request, u.how, caller, family, Error::NotFound(u.request), FailReason::NotFound);
     events::load_failed(config, &mut s.line, event);
+}
+
+/// Forked while another thread of the parent was inside the loader: objects
+/// it had mapped and not yet announced (`la_objopen` comes after the
+/// mapping) are this child's too, for good. Found in /proc/self/maps: each
+/// file mapped from its start that is an ELF object and not in the table.
+#[inline(never)]
+fn mapped_unannounced(config: &Config, s: &mut Scratch, objects: &Objects) {
+    const SEEN: usize = 64;
+    let (mut seen, mut n) = ([0u64; SEEN], 0);
+    let Scratch { line, .. } = s;
+    relro::each_file_start(|m| {
+        if objects.iter().any(|e| e.ino == m.inode) || seen[..n].contains(&m.inode) {
+            return;
+        }
+        let family = catalogue::family(m.path);
+        // SAFETY: the mapping is readable and starts at `lo`; this child
+        // has one thread, so nothing unmaps it meanwhile.
+        let elf = unsafe { core::ptr::read_unaligned(m.lo as *const [u8; 4]) } == *b"\x7fELF";
+        if (family.is_none() && !config.all_libs) || !elf || n == SEEN {
+            return;
+        }
+        seen[n] = m.inode;
+        n += 1;
+        let entry = Entry { map: 0, dev: m.dev, ino: m.inode, cuda_stem: None, dynamic: 0, closing: false };
+        // The kernel's name for a file unlinked since it was mapped.
+        let path = m.path.strip_suffix(b" (deleted)").unwrap_or(m.path);
+        let load = Load {
+            request: None,
+            how: How::Inherited,
+            caller: None,
+            path,
+            soname: None,
+            family,
+            step: None,
+            lmid: 0,
+            dur_ns: 0,
+            pinned: is_pinned(config, &entry),
+            redirected_from: None,
+            file: Some((m.dev, m.inode)),
+        };
+        events::load(config, line, &load);
+    });
 }
 
 /// The child of a fork starts with its parent's objects mapped: report them as

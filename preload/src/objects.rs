@@ -14,6 +14,13 @@ pub struct Entry {
     pub ino: u64,
     /// Hash of the library's stem for CUDA-family objects, else `None`.
     pub cuda_stem: Option<u64>,
+    /// An address in the object's mapping (its dynamic section): whether it
+    /// is still mapped, asked in a forked child.
+    pub dynamic: usize,
+    /// `la_objclose` came and the loader has not finished the close
+    /// (`LA_ACT_CONSISTENT`): the object may still be mapped, and a child
+    /// forked now keeps it mapped for good (no thread of its finishes it).
+    pub closing: bool,
 }
 
 pub struct Objects {
@@ -23,7 +30,8 @@ pub struct Objects {
 
 impl Objects {
     pub const fn new() -> Objects {
-        Objects { entries: [Entry { map: 0, dev: 0, ino: 0, cuda_stem: None }; CAP], len: 0 }
+        const EMPTY: Entry = Entry { map: 0, dev: 0, ino: 0, cuda_stem: None, dynamic: 0, closing: false };
+        Objects { entries: [EMPTY; CAP], len: 0 }
     }
 
     /// Records `e`; false when the table is full (the object is then reported
@@ -39,12 +47,36 @@ impl Objects {
         }
     }
 
-    /// Forgets `map`; whether it was in the table (reported).
-    pub fn remove(&mut self, map: usize) -> bool {
-        let Some(i) = self.entries[..self.len].iter().position(|e| e.map == map) else { return false };
-        self.entries.copy_within(i + 1..self.len, i);
-        self.len -= 1;
+    /// `map` is being closed; whether it was in the table (reported). It
+    /// stays, marked, until the close ends ([`Objects::forget_closed`]).
+    pub fn closing(&mut self, map: usize) -> bool {
+        let Some(e) = self.entries[..self.len].iter_mut().find(|e| e.map == map && !e.closing) else { return false };
+        e.closing = true;
         true
+    }
+
+    /// The loader finished closing (or opening): what was being closed is
+    /// gone.
+    pub fn forget_closed(&mut self) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if !self.entries[i].closing {
+                self.entries[kept] = self.entries[i];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    /// In a forked child: an object that was being closed is this
+    /// process's for good where `still_mapped` says so, else it is gone.
+    pub fn settle_after_fork(&mut self, still_mapped: impl Fn(&Entry) -> bool) {
+        for e in &mut self.entries[..self.len] {
+            if e.closing && still_mapped(e) {
+                e.closing = false;
+            }
+        }
+        self.forget_closed();
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
@@ -55,7 +87,7 @@ impl Objects {
     /// different files of one family in one process).
     pub fn conflicting(&self, new: &Entry) -> Option<&Entry> {
         let stem = new.cuda_stem?;
-        self.iter().find(|e| e.cuda_stem == Some(stem) && (e.dev, e.ino) != (new.dev, new.ino))
+        self.iter().find(|e| !e.closing && e.cuda_stem == Some(stem) && (e.dev, e.ino) != (new.dev, new.ino))
     }
 }
 
@@ -69,7 +101,7 @@ mod tests {
     use super::*;
 
     fn cuda(map: usize, ino: u64, stem: &[u8]) -> Entry {
-        Entry { map, dev: 1, ino, cuda_stem: Some(stem_hash(stem)) }
+        Entry { map, dev: 1, ino, cuda_stem: Some(stem_hash(stem)), dynamic: map, closing: false }
     }
 
     #[test]
@@ -80,7 +112,7 @@ mod tests {
         assert_eq!(o.conflicting(&cuda(3, 11, b"libcudart")).map(|e| e.map), Some(1));
         assert_eq!(o.conflicting(&cuda(3, 10, b"libcudart")), None);
         assert_eq!(o.conflicting(&cuda(3, 30, b"libcublasLt")), None);
-        let plain = Entry { map: 4, dev: 1, ino: 11, cuda_stem: None };
+        let plain = Entry { cuda_stem: None, ..cuda(4, 11, b"") };
         assert_eq!(o.conflicting(&plain), None);
     }
 
@@ -89,9 +121,25 @@ mod tests {
         let mut o = Objects::new();
         o.add(cuda(1, 10, b"libcudart"));
         o.add(cuda(2, 20, b"libcublas"));
-        o.remove(1);
-        assert_eq!(o.iter().map(|e| e.map).collect::<Vec<_>>(), vec![2]);
+        assert!(o.closing(1));
+        assert!(!o.closing(1), "once");
+        // Being closed: no conflict with a new copy, though still listed.
         assert_eq!(o.conflicting(&cuda(3, 11, b"libcudart")), None);
+        assert_eq!(o.iter().count(), 2);
+        o.forget_closed();
+        assert_eq!(o.iter().map(|e| e.map).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_fork_child_keeps_what_was_being_closed_only_while_it_is_mapped() {
+        let mut o = Objects::new();
+        for m in 1..=3 {
+            o.add(cuda(m, 10 * m as u64, b"x"));
+        }
+        o.closing(1);
+        o.closing(2);
+        o.settle_after_fork(|e| e.map == 1);
+        assert_eq!(o.iter().map(|e| (e.map, e.closing)).collect::<Vec<_>>(), vec![(1, false), (3, false)]);
     }
 
     #[test]

@@ -128,6 +128,13 @@ fn writable_at(addr: usize) -> Option<bool> {
     .flatten()
 }
 
+/// Whether the file with inode `inode` is mapped at `addr`, from
+/// /proc/self/maps.
+pub fn file_mapped_at(addr: usize, inode: u64) -> bool {
+    scan_maps(|l| if l.lo <= addr && addr < l.hi { Some(l.inode == inode) } else { (l.lo > addr).then_some(false) })
+        .unwrap_or(false)
+}
+
 /// The start of the first mapping of the file mapped at `addr`: the last
 /// mapping at file offset 0 below it, if it is of the same file.
 fn first_mapping_of_file_at(addr: usize) -> Option<usize> {
@@ -175,16 +182,30 @@ fn parse_line(head: &[u8]) -> Option<Line> {
     })
 }
 
+/// The path field of a maps line: what follows the inode, spaces skipped.
+fn path_of(line: &[u8]) -> &[u8] {
+    let mut rest = line;
+    for _ in 0..5 {
+        let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+        rest = &rest[start..];
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    &rest[start..]
+}
+
 /// Splits what /proc/PID/maps gives, in chunks of any size, into lines,
-/// keeping of each only its start (the fields before the path).
-struct Lines {
-    head: [u8; 128],
+/// keeping of each only its first `N` bytes (128: the fields before the
+/// path).
+struct Lines<const N: usize = 128> {
+    head: [u8; N],
     len: usize,
 }
 
-impl Lines {
-    const fn new() -> Lines {
-        Lines { head: [0; 128], len: 0 }
+impl<const N: usize> Lines<N> {
+    const fn new() -> Lines<N> {
+        Lines { head: [0; N], len: 0 }
     }
 
     /// Hands each line this chunk completes to `each`, until it answers.
@@ -208,14 +229,41 @@ impl Lines {
 
 /// Reads /proc/self/maps line by line until `each` answers.
 fn scan_maps<T>(mut each: impl FnMut(&Line) -> Option<T>) -> Option<T> {
+    read_maps::<128, T>(|head| parse_line(head).and_then(|l| each(&l)))
+}
+
+/// A readable mapping of a file from its start (offset 0), as
+/// /proc/self/maps lists it.
+pub struct FileStart<'a> {
+    pub lo: usize,
+    /// `st_dev` as stat(2) gives it.
+    pub dev: u64,
+    pub inode: u64,
+    /// As the kernel names it (a replaced file ends in " (deleted)").
+    pub path: &'a [u8],
+}
+
+/// Each readable mapping of a file at offset 0 in /proc/self/maps.
+pub fn each_file_start(mut each: impl FnMut(&FileStart<'_>)) {
+    const LINE: usize = crate::paths::PATH_MAX + 128;
+    read_maps::<LINE, ()>(|line| {
+        let l = parse_line(line)?;
+        if l.inode != 0 && l.offset == 0 && l.readable {
+            let dev = libc::makedev(l.dev.0, l.dev.1);
+            each(&FileStart { lo: l.lo, dev, inode: l.inode, path: path_of(line) });
+        }
+        None
+    });
+}
+
+fn read_maps<const N: usize, T>(mut on_line: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
     // SAFETY: NUL-terminated path.
     let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
-    let mut lines = Lines::new();
+    let mut lines = Lines::<N>::new();
     let mut buf = [0u8; 1024];
-    let mut on_line = |head: &[u8]| parse_line(head).and_then(|l| each(&l));
     let answer = loop {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -241,9 +289,17 @@ mod tests {
 7f0000001000-7f0000003000 rw-p 00001000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n";
 
+    #[test]
+    fn the_path_is_everything_after_the_inode() {
+        let lines: Vec<&[u8]> = MAPS.split(|&b| b == b'\n').collect();
+        assert_eq!(path_of(lines[0]), b"/usr/bin/prog");
+        assert_eq!(path_of(b"7f00-7f01 r--p 00000000 08:01 9    /a b/libx.so (deleted)"), b"/a b/libx.so (deleted)");
+        assert_eq!(path_of(b"7f00-7f01 rw-p 00000000 00:00 0"), b"");
+    }
+
     /// `writable_at`'s question, asked of `MAPS` fed in chunks of `size`.
     fn scan_in_chunks(addr: usize, size: usize) -> Option<bool> {
-        let mut lines = Lines::new();
+        let mut lines = Lines::<128>::new();
         let mut each = |head: &[u8]| {
             let l = parse_line(head)?;
             if l.lo <= addr && addr < l.hi {

@@ -351,6 +351,13 @@ impl Tracker {
 
     /// In a forked child: whatever the parent's other threads were loading
     /// will never finish here.
+    /// A load or a close is under way: a request searched for and not yet
+    /// answered, or a batch not yet consistent. A child forked now may have
+    /// objects mapped that `la_objopen` has not announced yet.
+    pub fn loading(&self) -> bool {
+        self.request.live || self.in_batch
+    }
+
     pub fn reset_after_fork(&mut self) {
         self.root_pending = false;
         self.in_batch = false;
