@@ -523,6 +523,30 @@ fn a_failed_dlopen_is_reported_with_the_loaders_own_error_text() {
     assert_trace_matches_maps(&run);
 }
 
+/// An LD_PRELOAD entry found nowhere: the loader says so on stderr and
+/// goes on. The trace has the failed load in the loader's own words (the
+/// bare run's stderr line, byte for byte), and the summary lists the probe.
+#[test]
+fn a_preload_entry_found_nowhere_is_a_failed_load_in_the_loaders_words() {
+    let f = fixtures();
+    let preload = format!("{}:libcublas.so.99", p(&f.wheel_cudart12));
+    let env = [("LD_PRELOAD", std::ffi::OsStr::new(&preload))];
+    let a = actions(&["call:libcudart.so.12"]);
+    let bare = plain(&loader(&a), &env);
+    let said = bare.stderr().lines().find(|l| l.contains("libcublas.so.99")).map(str::to_owned);
+    let said = said.unwrap_or_else(|| panic!("bare: {}", bare.stderr()));
+    assert!(bare.stdout().contains("call:libcudart.so.12: ok which=wheel-12"), "{}", bare.stdout());
+    let run = traced(&[], &loader(&a), &env);
+    assert_eq!(run.stdout(), bare.stdout());
+    let failed: Vec<&serde_json::Value> = run.events_of("load").into_iter().filter(|e| e["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{:#?}", run.events);
+    assert_eq!((s(&failed[0]["request"]), s(&failed[0]["how"])), ("libcublas.so.99".into(), "initial".into()));
+    assert_eq!(s(&failed[0]["error"]), said);
+    let probes = run.summary.as_ref().unwrap()["probes"].as_array().unwrap().clone();
+    assert_eq!(probes.len(), 1, "{probes:#?}");
+    assert_trace_matches_maps(&run);
+}
+
 #[test]
 fn the_old_dlopen_symbol_version_nvidia_binds_is_seen_too() {
     let f = fixtures();

@@ -213,6 +213,11 @@ pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
 /// `la_objopen`: the loader mapped `object` in namespace `lmid`.
 pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let now = clock::now_monotonic_ns();
+    // The vDSO answers no request: the loader announces it after
+    // LD_PRELOAD's entries, the last of which may have just failed.
+    if !object.is_file() && !object.name.to_bytes().is_empty() {
+        return;
+    }
     let Some(mut st) = PROCESS.state.try_lock() else { return };
     let State { tracker, objects, scratch, failure } = &mut *st;
     let arrival = tracker.on_open(object.map, lmid, now);
@@ -538,9 +543,25 @@ fn report_unanswered(config: &Config, s: &mut Scratch, u: &Unanswered<'_>) {
         return;
     }
     let caller = path_of_loader(u.loader, &mut s.caller);
-    let event =
-        Failed::nothing_mapped(u.request, u.how, caller, family, Error::NotFound(u.request), FailReason::NotFound);
+    // Before `main`, only a preload's failure lets the process go on: the
+    // loader said so on stderr, in its own words.
+    let error = if u.how == How::Initial {
+        let from = if listed_in(config.recorded("LD_PRELOAD"), u.request) {
+            &b"LD_PRELOAD"[..]
+        } else {
+            b"/etc/ld.so.preload"
+        };
+        Error::PreloadNotFound { request: u.request, from }
+    } else {
+        Error::NotFound(u.request)
+    };
+    let event = Failed::nothing_mapped(u.request, u.how, caller, family, error, FailReason::NotFound);
     events::load_failed(config, &mut s.line, event);
+}
+
+/// Whether `name` is an entry of a preload list (`:` or space separated).
+fn listed_in(list: Option<&[u8]>, name: &[u8]) -> bool {
+    list.is_some_and(|l| l.split(|&b| b == b':' || b == b' ').any(|e| e == name))
 }
 
 /// Forked while another thread of the parent was inside the loader: objects

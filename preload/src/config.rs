@@ -39,6 +39,13 @@ fn tokens(dir: OsString) -> Option<Tokens> {
     Some(Tokens { intact: file(env::TOKEN_INTACT)?, unwarned: file(env::TOKEN_UNWARNED)? })
 }
 
+impl Config {
+    /// A recorded variable of this process's environment (`RECORDED_ENV`).
+    pub fn recorded(&self, key: &str) -> Option<&[u8]> {
+        self.env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_slice())
+    }
+}
+
 /// Every request for `soname` maps `path`.
 pub struct Pin {
     pub soname: Vec<u8>,

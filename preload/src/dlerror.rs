@@ -118,6 +118,19 @@ pub fn not_found_parts(request: &[u8]) -> [&[u8]; 2] {
     [request, NOT_FOUND]
 }
 
+/// What the loader prints on stderr for an LD_PRELOAD (or
+/// /etc/ld.so.preload) entry found nowhere, and goes on (rtld.c,
+/// `do_preload`).
+pub fn preload_not_found_parts<'a>(request: &'a [u8], from: &'a [u8]) -> [&'a [u8]; 5] {
+    [
+        b"ERROR: ld.so: object '",
+        request,
+        b"' from ",
+        from,
+        b" cannot be preloaded (cannot open shared object file): ignored.",
+    ]
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -117,6 +117,12 @@ pub enum Error<'a> {
     Said(&'a [u8]),
     /// glibc's words when no file answers this name.
     NotFound(&'a [u8]),
+    /// The loader's words for a preload entry found nowhere, from
+    /// `LD_PRELOAD` or `/etc/ld.so.preload`.
+    PreloadNotFound {
+        request: &'a [u8],
+        from: &'a [u8],
+    },
     Unknown,
 }
 
@@ -184,6 +190,9 @@ pub fn load_failed<'u>(config: &Config, line: &mut [u8], f: Failed<'_, impl Iter
     match f.error {
         Error::Said(text) => w.str("error", text),
         Error::NotFound(name) => w.str_concat("error", &dlerror::not_found_parts(name)),
+        Error::PreloadNotFound { request, from } => {
+            w.str_concat("error", &dlerror::preload_not_found_parts(request, from))
+        }
         Error::Unknown => w.null("error"),
     };
     w.str("reason", f.reason.as_str().as_bytes())
