@@ -213,25 +213,34 @@ impl Site {
     /// The verdict on one loaded library against one need that concerns it.
     pub fn judge(&self, framework: &Dist, need: &Need, loaded: &Loaded, hash: HashFn) -> Expectation {
         let provider = self.relative(&loaded.path).and_then(|rel| self.owner_on_disk(&rel, hash)).map(Dist::reference);
+        // The framework's own bundled copy (torch 1.13's
+        // `libcudart-e409450e.so.11.0`) is what it was built with, whatever
+        // wheel it also declares; its version is the framework's, not the
+        // library's.
+        let own = provider.as_ref().is_some_and(|p| p.name == framework.name);
         let required = need.installed.as_ref();
-        let satisfied = match (required, &provider) {
-            (Some(req), Some(p)) => req.name == p.name && need.requirement.specifiers.contains(&p.version),
-            _ => false,
-        };
-        let version = provider.as_ref().map(|p| p.version.clone()).or_else(|| loaded.version.clone());
-        let from = match &provider {
-            Some(p) => p.name.clone(),
-            None => loaded.path.display().to_string(),
+        let satisfied = own
+            || match (required, &provider) {
+                (Some(req), Some(p)) => req.name == p.name && need.requirement.specifiers.contains(&p.version),
+                _ => false,
+            };
+        let version = match &provider {
+            Some(p) if !own => Some(p.version.clone()),
+            _ => loaded.version.clone(),
         };
         let via = need.via.as_ref().map(|v| format!(" (through {v})")).unwrap_or_default();
-        let message = format!(
-            "{} {} requires {}{via}; {} loaded is {} from {from}",
-            framework.name,
-            framework.version,
-            need.requirement.text,
-            loaded.soname,
-            version.as_deref().unwrap_or("of unknown release"),
-        );
+        let head = format!("{} {} requires {}{via}", framework.name, framework.version, need.requirement.text);
+        let message = match &provider {
+            Some(_) if own => {
+                let file = self.relative(&loaded.path).unwrap_or_else(|| loaded.path.display().to_string());
+                format!("{head}; {} loaded is {}'s own copy, {file}", loaded.soname, framework.name)
+            }
+            _ => {
+                let from = provider.as_ref().map_or_else(|| loaded.path.display().to_string(), |p| p.name.clone());
+                let version = version.as_deref().unwrap_or("of unknown release");
+                format!("{head}; {} loaded is {version} from {from}", loaded.soname)
+            }
+        };
         Expectation {
             framework: framework.reference(),
             requirement: need.requirement.text.clone(),
@@ -585,6 +594,35 @@ mod tests {
         assert_eq!(s.cuda_majors(torch), [13]);
         assert_eq!(s.cuda_majors(tf), [12]);
         assert_eq!(s.frameworks().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["torch", "tensorflow"]);
+    }
+
+    /// torch 1.13's layout: the wheel bundles its own libcudart under a
+    /// hashed name and also declares NVIDIA's runtime wheel.
+    #[test]
+    fn a_frameworks_own_bundled_copy_is_what_it_was_built_with_and_has_no_release_of_its_own() {
+        let dir = tempdir();
+        let own = write(&dir, "torch/lib/libcudart-e409450e.so.13", 7);
+        let torch = dist(TORCH, &[("torch/lib/libcudart-e409450e.so.13", "x", 7)]);
+        let s = Site::new(
+            dir.clone(),
+            Environment { python_version: "3.11".into(), platform_machine: "x86_64".into() },
+            vec![
+                torch,
+                dist(TOOLKIT, &[]),
+                dist("Name: nvidia-cuda-runtime\nVersion: 13.2.86\n", &[("nvidia/cu13/lib/libcudart.so.13", "r", 3)]),
+            ],
+        );
+        let torch = s.get("torch").expect("torch");
+        let needs = s.cuda_needs(torch);
+        let need = needs.iter().find(|n| s.concerns(n, &own, "libcudart.so.13")).expect("the runtime need concerns it");
+        let no_hash = |_: &Path| None;
+        let e = s.judge(torch, need, &Loaded { soname: "libcudart.so.13".into(), path: own, version: None }, &no_hash);
+        assert!(e.satisfied, "{e:?}");
+        assert_eq!(e.loaded_version, None, "torch's version is not the library's");
+        assert_eq!(
+            e.message,
+            "torch 2.15.0 requires nvidia-cuda-runtime==13.2.86.* (through cuda-toolkit[cudart]==13.2.2); libcudart.so.13 loaded is torch's own copy, torch/lib/libcudart-e409450e.so.13"
+        );
     }
 
     fn tempdir() -> PathBuf {

@@ -105,7 +105,7 @@ fn enrich(s: &mut Summary, m: &mut Machine) {
         if found != provenance::Origin::Unknown || lib.origin == provenance::Origin::Unknown {
             lib.origin = found;
         }
-        if let Some(v) = lib.origin.version() {
+        if let Some(v) = lib.origin.library_version(lib.family.as_str()) {
             (lib.version, lib.version_source) = (Some(v.to_owned()), lib.origin.version_source());
         } else if lib.version.is_none() {
             if let Some((v, call)) = here.version_call(&lib.path) {

@@ -63,6 +63,23 @@ impl Origin {
         }
     }
 
+    /// The release of a library of `family` that this record gives: a pip
+    /// wheel's version is its library's only when the wheel is that
+    /// library's own (NVIDIA's `nvidia-*` and `cuda-*` wheels, or one named
+    /// for the family, as `tensorrt-cu12-libs`). A framework that bundles a
+    /// copy (torch 1.13's `torch/lib/libcudart-e409450e.so.11.0`) gives it
+    /// its own version, not the library's.
+    pub fn library_version(&self, family: &str) -> Option<&str> {
+        match self {
+            Origin::Pip { package, .. } => {
+                let name = package.to_ascii_lowercase().replace('_', "-");
+                let own = name.starts_with("nvidia-") || name.starts_with("cuda-") || name.contains(family);
+                self.version().filter(|_| own)
+            }
+            _ => self.version(),
+        }
+    }
+
     /// Which record the version came from.
     pub fn version_source(&self) -> Option<VersionSource> {
         match self {
@@ -270,6 +287,11 @@ pub fn version_from_file_name(path: &str, soname: Option<&str>) -> Option<String
         return None;
     }
     let (_, version) = name.split_once(".so.")?;
+    // A wheel's hashed copy (`libcudart-e409450e.so.11.0`) spells only its
+    // SONAME's version.
+    if soname.and_then(|s| s.split_once(".so.")).is_some_and(|(_, v)| v == version) {
+        return None;
+    }
     (version.matches('.').count() >= 1
         && version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
     .then(|| version.to_owned())
@@ -285,7 +307,22 @@ mod tests {
         assert_eq!(v("/t/lib64/libcudart.so.12.4.127", "libcudart.so.12").as_deref(), Some("12.4.127"));
         assert_eq!(v("/w/libcudart.so.12", "libcudart.so.12"), None);
         assert_eq!(v("/w/libcudart.so.11.0", "libcudart.so.11.0"), None);
+        assert_eq!(v("/t/torch/lib/libcudart-e409450e.so.11.0", "libcudart.so.11.0"), None);
         assert_eq!(v("/w/libfoo.so", "libfoo.so"), None);
+    }
+
+    #[test]
+    fn a_wheels_version_is_its_librarys_only_when_the_wheel_is_the_librarys_own() {
+        let pip = |package: &str| Origin::Pip {
+            package: package.into(),
+            version: "1.13.1".into(),
+            record_hash: RecordHash::Matches,
+        };
+        assert_eq!(pip("nvidia-cuda-runtime-cu11").library_version("cudart"), Some("1.13.1"));
+        assert_eq!(pip("cuda_toolkit").library_version("cudart"), Some("1.13.1"));
+        assert_eq!(pip("tensorrt-cu12-libs").library_version("tensorrt"), Some("1.13.1"));
+        assert_eq!(pip("torch").library_version("cudart"), None);
+        assert_eq!(pip("jaxlib").library_version("cudnn"), None);
     }
 
     #[test]
