@@ -177,6 +177,45 @@ fn a_child_forked_mid_load_or_mid_close_inherits_exactly_what_it_has_mapped() {
     assert!(wrong.is_empty(), "{} of {children} children:\n{}", wrong.len(), wrong.join("\n"));
 }
 
+/// What a fork child is told it inherited comes from the loader's objects,
+/// never from other mappings: a CUDA library the program mapped as data
+/// (not in its link map) is not inherited, and a mapping whose file was
+/// truncated under it is never read (bare, the child exits 0; a read would
+/// raise SIGBUS). The parent's failed dlopen leaves the loader's request
+/// open, which once made the child look at every mapping.
+#[test]
+fn a_fork_child_inherits_no_data_mapping_and_never_touches_a_truncated_one() {
+    let f = fixtures();
+    let dir = f.root.join("robust-mapfork");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("maps")).unwrap();
+    let truncated = dir.join("libcudart.so.98");
+    std::fs::write(&truncated, vec![0x7fu8; 8192]).unwrap();
+    let argv = [stress().as_os_str(), "mapfork".as_ref(), f.wheel_cudart12.as_os_str(), truncated.as_os_str()];
+    let bare = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    let bare_out = String::from_utf8_lossy(&bare.stdout).into_owned();
+    assert_eq!(bare_out, "nowhere: not found\nchild: no lib in its link map\nchild: exit 0\n");
+    std::fs::write(&truncated, vec![0x7fu8; 8192]).unwrap();
+    let trace = dir.join("trace.jsonl");
+    let out = Command::new(CULAUNCH)
+        .args(["-q", "-t"])
+        .arg(&trace)
+        .arg("--")
+        .args(argv)
+        .env("FIXTURE_MAPS_DIR", dir.join("maps"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), bare_out, "{}", String::from_utf8_lossy(&out.stderr));
+    let inherited: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "load" && e["how"] == "inherited")
+        .map(|e| s(&e["path"]))
+        .collect();
+    assert!(inherited.iter().all(|p| !looks_cuda(p)), "{inherited:?}");
+}
+
 #[test]
 fn a_program_that_closes_every_descriptor_never_gets_trace_lines_in_its_files() {
     let f = fixtures();

@@ -564,38 +564,50 @@ fn listed_in(list: Option<&[u8]>, name: &[u8]) -> bool {
     list.is_some_and(|l| l.split(|&b| b == b':' || b == b' ').any(|e| e == name))
 }
 
-/// Forked while another thread of the parent was inside the loader: objects
-/// it had mapped and not yet announced (`la_objopen` comes after the
-/// mapping) are this child's too, for good. Found in /proc/self/maps: each
-/// file mapped from its start that is an ELF object and not in the table.
+/// Forked while another thread of the parent was inside the loader: CUDA
+/// libraries it had mapped and not yet announced (`la_objopen` comes after
+/// the mapping) are this child's too, for good. Found in /proc/self/maps
+/// as the loader lays an object out, not in the table: a file of a CUDA
+/// library's name mapped from its start and then executable, or (forked
+/// between the loader's first two mmaps) mapped from its start over exactly
+/// its segments' span, read through the kernel. A program's own read-only
+/// mapping of such a file is no load. Other
+/// libraries (`--all-libs`) are not looked for: the audit module's own
+/// namespace maps some the program never loaded.
 #[inline(never)]
 fn mapped_unannounced(config: &Config, s: &mut Scratch, objects: &Objects) {
-    const SEEN: usize = 64;
-    let (mut seen, mut n) = ([0u64; SEEN], 0);
+    const MAX: usize = 64;
+    let (mut starts, mut n) = ([0u64; MAX], 0);
+    let (mut told, mut t) = ([0u64; MAX], 0);
     let Scratch { line, .. } = s;
-    relro::each_file_start(|m| {
-        if objects.iter().any(|e| e.ino == m.inode) || seen[..n].contains(&m.inode) {
-            return;
-        }
-        let family = catalogue::family(m.path);
-        // SAFETY: the mapping is readable and starts at `lo`; this child
-        // has one thread, so nothing unmaps it meanwhile.
-        let elf = unsafe { core::ptr::read_unaligned(m.lo as *const [u8; 4]) } == *b"\x7fELF";
-        if (family.is_none() && !config.all_libs) || !elf || n == SEEN {
-            return;
-        }
-        seen[n] = m.inode;
-        n += 1;
-        let entry = Entry { map: 0, dev: m.dev, ino: m.inode, cuda_stem: None, dynamic: 0, closing: false };
-        // The kernel's name for a file unlinked since it was mapped.
+    relro::each_file_mapping(|m| {
         let path = m.path.strip_suffix(b" (deleted)").unwrap_or(m.path);
+        let Some(family) = catalogue::family(path) else { return };
+        if objects.iter().any(|e| e.ino == m.inode) {
+            return;
+        }
+        let laid_out = if m.offset == 0 {
+            if n < MAX && !starts[..n].contains(&m.inode) {
+                starts[n] = m.inode;
+                n += 1;
+            }
+            m.readable && relro::is_loader_reservation(m.lo, m.hi)
+        } else {
+            m.executable && starts[..n].contains(&m.inode)
+        };
+        if !laid_out || told[..t].contains(&m.inode) || t == MAX {
+            return;
+        }
+        told[t] = m.inode;
+        t += 1;
+        let entry = Entry { map: 0, dev: m.dev, ino: m.inode, cuda_stem: None, dynamic: 0, closing: false };
         let load = Load {
             request: None,
             how: How::Inherited,
             caller: None,
             path,
             soname: None,
-            family,
+            family: Some(family),
             step: None,
             lmid: 0,
             dur_ns: 0,

@@ -92,6 +92,41 @@ fn headers_at(base: usize, l_addr: usize, l_ld: usize) -> Option<Option<(u64, u6
     (l_addr.wrapping_add(usize::try_from(dynamic?).ok()?) == l_ld).then_some(relro)
 }
 
+/// Whether the mapping `lo..hi` is the loader's first mapping of an object
+/// it is loading: one that spans exactly the object's PT_LOAD segments,
+/// page-rounded (`_dl_map_segments` maps the whole span from the first
+/// segment, then the others over it). Read through the kernel: a mapping
+/// past its file's end answers an error, not SIGBUS.
+pub fn is_loader_reservation(lo: usize, hi: usize) -> bool {
+    span_of_object_at(lo) == Some(hi.wrapping_sub(lo))
+}
+
+fn span_of_object_at(base: usize) -> Option<usize> {
+    const PT_LOAD: u32 = 1;
+    let mut ehdr = [0u8; EHDR_SIZE];
+    if !memory::read_own(base, &mut ehdr) {
+        return None;
+    }
+    let (phoff, n) = program_headers(&ehdr)?;
+    let at = base.checked_add(usize::try_from(phoff).ok()?)?;
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
+    for first in (0..n).step_by(PHDRS_AT_ONCE) {
+        let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
+        if !memory::read_own(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
+            return None;
+        }
+        for p in chunk[..len].chunks_exact(PHDR_SIZE).filter(|p| u32_at(p, 0) == Some(PT_LOAD)) {
+            let (vaddr, memsz) = (u64_at(p, 16)?, u64_at(p, 40)?);
+            start = start.min(vaddr);
+            end = end.max(vaddr.checked_add(memsz)?);
+        }
+    }
+    let page = page_size() as u64;
+    let span = end.checked_add(page - 1)? / page * page - start / page * page;
+    (start < end).then_some(usize::try_from(span).ok()?)
+}
+
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
@@ -159,6 +194,7 @@ struct Line {
     hi: usize,
     readable: bool,
     writable: bool,
+    executable: bool,
     offset: u64,
     dev: (u32, u32),
     inode: u64,
@@ -176,6 +212,7 @@ fn parse_line(head: &[u8]) -> Option<Line> {
         hi: usize::try_from(hex(&hi[1..])?).ok()?,
         readable: *perms.first()? == b'r',
         writable: *perms.get(1)? == b'w',
+        executable: *perms.get(2)? == b'x',
         offset: hex(offset)?,
         dev: (u32::try_from(hex(major)?).ok()?, u32::try_from(hex(&minor[1..])?).ok()?),
         inode: decimal(inode)?,
@@ -232,10 +269,13 @@ fn scan_maps<T>(mut each: impl FnMut(&Line) -> Option<T>) -> Option<T> {
     read_maps::<128, T>(|head| parse_line(head).and_then(|l| each(&l)))
 }
 
-/// A readable mapping of a file from its start (offset 0), as
-/// /proc/self/maps lists it.
-pub struct FileStart<'a> {
+/// A mapping of a file, as /proc/self/maps lists it.
+pub struct FileMapping<'a> {
     pub lo: usize,
+    pub hi: usize,
+    pub readable: bool,
+    pub offset: u64,
+    pub executable: bool,
     /// `st_dev` as stat(2) gives it.
     pub dev: u64,
     pub inode: u64,
@@ -243,14 +283,24 @@ pub struct FileStart<'a> {
     pub path: &'a [u8],
 }
 
-/// Each readable mapping of a file at offset 0 in /proc/self/maps.
-pub fn each_file_start(mut each: impl FnMut(&FileStart<'_>)) {
+/// Each mapping of a file in /proc/self/maps, in address order. Nothing
+/// mapped is read: a mapping past its file's end would raise SIGBUS.
+pub fn each_file_mapping(mut each: impl FnMut(&FileMapping<'_>)) {
     const LINE: usize = crate::paths::PATH_MAX + 128;
     read_maps::<LINE, ()>(|line| {
         let l = parse_line(line)?;
-        if l.inode != 0 && l.offset == 0 && l.readable {
+        if l.inode != 0 {
             let dev = libc::makedev(l.dev.0, l.dev.1);
-            each(&FileStart { lo: l.lo, dev, inode: l.inode, path: path_of(line) });
+            each(&FileMapping {
+                lo: l.lo,
+                hi: l.hi,
+                readable: l.readable,
+                offset: l.offset,
+                executable: l.executable,
+                dev,
+                inode: l.inode,
+                path: path_of(line),
+            });
         }
         None
     });
@@ -288,6 +338,21 @@ mod tests {
 7f0000000000-7f0000001000 r--p 00000000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
 7f0000001000-7f0000003000 rw-p 00001000 08:01 9 /a/very/long/path/that/goes/on/and/on/past/the/kept/head/libx.so\n\
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n";
+
+    /// This test binary's own first mapping is the loader's span of it.
+    #[test]
+    fn an_objects_first_mapping_spans_exactly_its_segments() {
+        let mut first = None;
+        each_file_mapping(|m| {
+            if first.is_none() && m.offset == 0 {
+                first = Some((m.lo, m.hi));
+            }
+        });
+        let Some((lo, hi)) = first else { panic!("no file mapping") };
+        assert_eq!(span_of_object_at(lo).map(|s| s >= hi - lo), Some(true));
+        assert!(!is_loader_reservation(lo, lo + 4096) || hi - lo == 4096);
+        assert!(!is_loader_reservation(8, 4096), "nothing mapped there: an answer, not a fault");
+    }
 
     #[test]
     fn the_path_is_everything_after_the_inode() {
@@ -332,6 +397,7 @@ mod tests {
             hi: 0x7f00_0000_3000,
             readable: true,
             writable: true,
+            executable: false,
             offset: 0x1000,
             dev: (0xfd, 1),
             inode: 1_234_567,
