@@ -414,3 +414,53 @@ fn a_locked_file_replaced_during_the_run_is_refused_not_loaded() {
     let bare = plain(&loader(&a), &env);
     assert_eq!(bare.stdout().matches("dlopen:libcudart.so.12: ok which=new-12").count(), 2, "{}", bare.stdout());
 }
+
+/// A framework library that needs a wheel's hashed copy of libcudart, with
+/// symbol versions naming the copy, asked for after the pinned libcudart
+/// is loaded: redirecting it then made glibc stop on an assertion
+/// (`_dl_check_map_versions`, status 127). The copy now loads as bare (a
+/// conflict), and under `--strict` it is refused in culaunch's words.
+#[test]
+fn a_vendored_copy_asked_for_after_the_pin_is_loaded_is_not_redirected() {
+    let f = fixtures();
+    let d = Dir::new("vendored-after");
+    let script = d.path("cudart.map");
+    std::fs::write(&script, "libcudart.so.12 { global: *; };\n").unwrap();
+    let versioned = format!("-Wl,--version-script={}", p(&script));
+    d.build("sys/libcudart.so.12", false, &[], &[&versioned, "-DFIXTURE_BUILD=\"system-12\""]);
+    d.build("wheel/libcudart-d0da41ae.so.12", false, &[], &[&versioned, "-DFIXTURE_BUILD=\"vendored-12\""]);
+    let user = d.build_from(
+        "vendored_user.c",
+        "wheel/libuser.so",
+        false,
+        &["wheel/libcudart-d0da41ae.so.12"],
+        &["-Wl,-rpath,$ORIGIN"],
+    );
+    let readelf = Command::new("readelf").arg("-V").arg(&user).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&readelf.stdout).contains("File: libcudart-d0da41ae.so.12"),
+        "a verneed on the copy"
+    );
+    let a = vec!["dlopen:libcudart.so.12".to_owned(), format!("dlopen:{}", p(&user))];
+    let env = [("LD_LIBRARY_PATH", d.path("sys").into_os_string())];
+    let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    let bare = plain(&loader(&a), &env);
+    assert!(bare.out.status.success(), "{}", bare.stderr());
+    assert!(bare.stdout().contains(&format!("dlopen:{}: ok which=vendored-12", p(&user))), "{}", bare.stdout());
+
+    let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+    let run = traced(&[&pin], &loader(&a), &env);
+    assert_eq!(run.out.status.code(), bare.out.status.code(), "{}", run.stderr());
+    let out = run.stdout();
+    assert!(out.contains("dlopen:libcudart.so.12: ok which=pinned-12"), "{out}");
+    assert!(out.contains(&format!("dlopen:{}: ok which=vendored-12", p(&user))), "{out}");
+    let c = run.events_of("conflict");
+    assert_eq!(c.len(), 1, "{:#?}", run.events);
+    assert_eq!(c[0]["family"], "cudart");
+
+    let strict = traced(&[&pin, "--strict"], &loader(&a), &env);
+    let out = strict.stdout();
+    assert!(out.contains(&format!("dlopen:{}: fail: culaunch: refused libcudart-d0da41ae.so.12", p(&user))), "{out}");
+    assert!(out.contains("hashed copy of pinned libcudart.so.12"), "{out}");
+    assert_eq!(strict.events_of("deny").len(), 1);
+}

@@ -54,7 +54,8 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
     // Decided from the configuration alone, which never changes: a pin
     // holds whatever the state's lock is doing.
     let pins = config.pins.iter().map(|p| p.soname.as_slice());
-    match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n])) {
+    let pin_mapped = |n: usize| pin_is_mapped(&config.pins[n]);
+    match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n]), pin_mapped) {
         Decision::Pass => SearchAnswer::AsAsked,
         Decision::Redirect(n) => {
             // A lock vouches for the file it hashed, not for its path.
@@ -94,6 +95,14 @@ fn track_search(config: &Config, request: &[u8], flag: c_uint, loader: usize) {
 fn note_pending(tracker: &Tracker, failure: &Failure) {
     let pending = failure.held || tracker.unanswered_now().is_some();
     PROCESS.failure_pending.store(pending, Ordering::Relaxed);
+}
+
+/// Whether `pin`'s file is mapped in this process, as far as the table
+/// tells; when the table cannot be read now, it may be.
+fn pin_is_mapped(pin: &Pin) -> bool {
+    let Some(st) = PROCESS.state.try_lock() else { return true };
+    let mapped = st.objects.iter().any(|e| !e.closing && e.dev != 0 && (e.dev, e.ino) == (pin.dev, pin.ino));
+    mapped
 }
 
 /// `request`, a path, names the pinned file itself.
@@ -138,6 +147,16 @@ fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> Searc
                 b" (",
                 config.pins[n].path.as_bytes(),
                 b")",
+            ],
+        ),
+        Refusal::VendoredAfterPin(n) => concat_into(
+            rule_buf,
+            &[
+                b"--strict: a wheel's hashed copy of pinned ",
+                &config.pins[n].soname,
+                b" (",
+                config.pins[n].path.as_bytes(),
+                b"), asked for once that file is loaded: the loader cannot give it the copy's name, which the requester's symbol versions name",
             ],
         ),
         Refusal::Replaced(n) => concat_into(

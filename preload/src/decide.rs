@@ -26,22 +26,35 @@ pub enum Refusal {
     /// Lock pin `n`'s path holds another file than the one whose sha256
     /// was checked.
     Replaced(usize),
+    /// A wheel's hashed copy of pin `n`, asked for once pin `n`'s file is
+    /// mapped: see [`decide`].
+    VendoredAfterPin(usize),
 }
 
 /// `request` is what the program asked for (a name or a path); `pins` are
 /// the pinned SONAMEs in order; `is_pinned_file(n)` says whether the path
 /// `request` names pin `n`'s own file (through any link). It is asked only
 /// for a path that matches pin `n` by name, so a bare name never costs a
-/// `stat`.
+/// `stat`. `pin_mapped(n)`: pin `n`'s file is mapped already.
+///
+/// A wheel's hashed copy (`libcudart-d0da41ae.so.12`) is redirected only
+/// while the pinned file is not mapped: mapped, the loader would hand back
+/// that object under the pinned path and never under the copy's name, which
+/// the requester's symbol versions (`vn_file`) name, and glibc stops on an
+/// assertion. It then loads as asked (and is a conflict), or under
+/// `--strict` is refused.
 pub fn decide<'a>(
     request: &[u8],
     pins: impl Iterator<Item = &'a [u8]>,
     strict: bool,
     is_pinned_file: impl FnOnce(usize) -> bool,
+    pin_mapped: impl Fn(usize) -> bool,
 ) -> Decision {
     let mut other_major = None;
+    let mut vendored_after = None;
     for (n, soname) in pins.enumerate() {
         match catalogue::pin_match(request, soname) {
+            PinMatch::Vendored if pin_mapped(n) => vendored_after = vendored_after.or(Some(n)),
             PinMatch::Soname | PinMatch::DevName | PinMatch::FullVersion | PinMatch::Vendored => {
                 // The pinned file asked for by its own path: already what
                 // the pin wants, and redirecting it would change nothing
@@ -52,6 +65,9 @@ pub fn decide<'a>(
             PinMatch::OtherMajor => other_major = other_major.or(Some(n)),
             PinMatch::Unrelated => {}
         }
+    }
+    if let Some(n) = vendored_after {
+        return if strict { Decision::Refuse(Refusal::VendoredAfterPin(n)) } else { Decision::Pass };
     }
     match (other_major, strict) {
         (Some(n), true) => Decision::Refuse(Refusal::OtherMajor(n)),
@@ -74,7 +90,7 @@ mod tests {
     /// The decision when the file system says `request` is (or is not) the
     /// pinned file itself.
     fn decide(request: &[u8], pins: &[&[u8]], strict: bool, is_pin_path: bool) -> Decision {
-        super::decide(request, pins.iter().copied(), strict, |_| is_pin_path)
+        super::decide(request, pins.iter().copied(), strict, |_| is_pin_path, |_| false)
     }
 
     #[test]
@@ -94,15 +110,33 @@ mod tests {
     #[test]
     fn a_bare_name_never_asks_the_file_system_and_is_redirected() {
         let asked = core::cell::Cell::new(false);
-        let d = super::decide(b"libcudart.so.12", PIN_NAMES.iter().copied(), false, |_| {
-            asked.set(true);
-            true
-        });
+        let d = super::decide(
+            b"libcudart.so.12",
+            PIN_NAMES.iter().copied(),
+            false,
+            |_| {
+                asked.set(true);
+                true
+            },
+            |_| false,
+        );
         assert_eq!(d, Decision::Redirect(0));
         assert!(!asked.get());
         // Only the matching pin's file is asked about.
-        let d = super::decide(b"/x/libcublas.so.12", PIN_NAMES.iter().copied(), false, |n| n == 1);
+        let d = super::decide(b"/x/libcublas.so.12", PIN_NAMES.iter().copied(), false, |n| n == 1, |_| false);
         assert_eq!(d, Decision::Pass);
+    }
+
+    #[test]
+    fn a_vendored_copy_is_redirected_until_the_pinned_file_is_mapped() {
+        let hashed = b"libcudart-d0da41ae.so.12";
+        assert_eq!(decide(hashed, PIN_NAMES, false, false), Decision::Redirect(0));
+        let mapped = |strict| super::decide(hashed, PIN_NAMES.iter().copied(), strict, |_| false, |n| n == 0);
+        assert_eq!(mapped(false), Decision::Pass);
+        assert_eq!(mapped(true), Decision::Refuse(Refusal::VendoredAfterPin(0)));
+        // Other names of the library are redirected as before.
+        let plain = super::decide(b"libcudart.so", PIN_NAMES.iter().copied(), true, |_| false, |_| true);
+        assert_eq!(plain, Decision::Redirect(0));
     }
 
     #[test]
