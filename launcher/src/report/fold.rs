@@ -462,15 +462,16 @@ fn add_load(libraries: &mut BTreeMap<String, Library>, pin_uses: &mut [PinUse], 
             search: BTreeSet::new(),
             processes: BTreeSet::new(),
             pinned: false,
-            file: l.file,
+            files: BTreeMap::new(),
             replaced: false,
         }
     });
-    // Another file mapped from the same path: it was replaced in between.
-    if let (Some(first), Some(this)) = (lib.file, l.file) {
-        lib.replaced |= first != this;
+    // Another file mapped from the same path on one host: it was replaced
+    // in between.
+    if let Some(this) = l.file {
+        let host = super::summary::parse_process_name(name).map_or("", |(h, _, _)| h);
+        lib.replaced |= *lib.files.entry(host.to_owned()).or_insert(this) != this;
     }
-    lib.file = lib.file.or(l.file);
     lib.pinned |= l.pinned;
     lib.how.insert(l.how.clone());
     lib.callers.extend(l.caller.clone());
@@ -609,6 +610,24 @@ mod tests {
         format!(
             r#"{{"pid":{pid},"host":"h","event":"load","how":"dlopen","path":"/w/libcudart.so.{major}","soname":"libcudart.so.{major}","cuda":true,"family":"cudart"}}"#
         )
+    }
+
+    /// One path mapped as two files is a replacement only on one host: two
+    /// nodes (or NFS clients) give one file other device numbers.
+    #[test]
+    fn one_path_as_two_files_is_replaced_only_within_a_host() {
+        let load = |host: &str, pid: i64, ino: u64| {
+            format!(
+                r#"{{"pid":{pid},"host":"{host}","event":"load","how":"dlopen","path":"/w/libcudart.so.12","soname":"libcudart.so.12","cuda":true,"family":"cudart","file":{{"dev":2049,"ino":{ino}}}}}"#
+            )
+        };
+        let fold_of = |l: &[String]| {
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            fold(&lines(&l), 0, &[]).summary.libraries.into_iter().map(|lib| lib.replaced).collect::<Vec<_>>()
+        };
+        assert_eq!(fold_of(&[load("a", 1, 10), load("b", 1, 99)]), [false]);
+        assert_eq!(fold_of(&[load("a", 1, 10), load("a", 2, 10)]), [false]);
+        assert_eq!(fold_of(&[load("a", 1, 10), load("b", 1, 99), load("a", 2, 11)]), [true]);
     }
 
     #[test]

@@ -54,6 +54,12 @@ impl Machine {
         Machine { reads: if ours { reads } else { Reads::Nothing }, host, elsewhere, local }
     }
 
+    /// Whether `host` (a trace's `host` field) is this machine, and this
+    /// machine is read for it.
+    pub fn is_local(&self, host: &str) -> bool {
+        self.is_here(host)
+    }
+
     /// Whether `host` (a trace's `host` field) is this machine.
     fn is_here(&self, host: &str) -> bool {
         self.local.is_some() && (host.is_empty() || host == self.host)

@@ -92,10 +92,11 @@ fn divergences(s: &Summary) -> Vec<crate::compare::divergence::Divergence> {
 /// files mapped on this machine: another host's are left as the trace says.
 fn enrich(s: &mut Summary, m: &mut Machine) {
     for lib in &mut s.libraries {
+        let mapped_here = lib.files.iter().find(|(host, _)| m.is_local(host)).map(|(_, id)| *id);
         let Some(mut here) = m.on_any(lib.hosts()) else { continue };
         // A file put in the mapped one's place is not what the job ran:
         // its installer's records and its own answer are not asked.
-        lib.replaced |= lib.file.is_some_and(|id| here.is_another_file(&lib.path, id));
+        lib.replaced |= mapped_here.is_some_and(|id| here.is_another_file(&lib.path, id));
         if lib.replaced {
             continue;
         }

@@ -530,7 +530,7 @@ mod tests {
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
             pinned: false,
-            file: None,
+            files: Default::default(),
             replaced: false,
         };
         let s = Summary {
@@ -641,7 +641,7 @@ mod tests {
             search: Default::default(),
             processes: ["h:1".to_owned()].into(),
             pinned: false,
-            file: None,
+            files: Default::default(),
             replaced: false,
         }
     }

@@ -3,7 +3,7 @@
 //! One row per CUDA library file, the processes, the conflicts. Field names
 //! and values are the readers' contract (docs/trace-schema.md, "Summary").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use culaunch_protocol::event::{FailReason, How, SearchStep};
 use serde::Serialize;
@@ -231,9 +231,10 @@ pub struct Library {
     pub processes: BTreeSet<String>,
     /// Mapped because a pin asked for this file.
     pub pinned: bool,
-    /// The file the job mapped, as its first load saw it.
+    /// The file the job mapped, as the first load on each host saw it:
+    /// another host (or an NFS client) has its own device numbers.
     #[serde(skip)]
-    pub file: Option<super::events::FileId>,
+    pub files: BTreeMap<String, super::events::FileId>,
     /// The file at `path` is not (or not only) the one the job mapped: it
     /// was replaced on disk after a load (two files were mapped from this
     /// path, or the one there now is another). `version` and `origin` are
