@@ -402,7 +402,7 @@ fn a_locked_file_replaced_during_the_run_is_refused_not_loaded() {
     let refused: Vec<&str> =
         out.lines().filter(|l| l.starts_with("dlopen:libcudart.so.12: fail: culaunch: refused")).collect();
     assert_eq!(refused.len(), 2, "{out}\n{}", run.stderr());
-    assert!(refused[0].contains("--locked:") && refused[0].contains("replaced after the check"), "{out}");
+    assert!(refused[0].contains("--locked:") && refused[0].contains("replaced or changed after the check"), "{out}");
     for (pid, maps) in &run.maps {
         assert!(!maps.iter().any(|m| m.contains("libcudart")), "pid {pid} mapped {maps:?}");
     }
@@ -413,6 +413,23 @@ fn a_locked_file_replaced_during_the_run_is_refused_not_loaded() {
     std::fs::copy(&keep, &new).unwrap();
     let bare = plain(&loader(&a), &env);
     assert_eq!(bare.stdout().matches("dlopen:libcudart.so.12: ok which=new-12").count(), 2, "{}", bare.stdout());
+
+    // Written over in place (`cp` keeps the inode): changed after the
+    // check, refused too; bare, the new build loads.
+    std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+    let script = format!("cp {} {} && exec {} dlopen:libcudart.so.12", p(&keep), p(&lib), p(&f.loader));
+    let sh = ["/bin/sh".as_ref(), "-c".as_ref(), OsStr::new(&script)];
+    let run = traced(&[&locked], &sh, &env);
+    assert!(
+        run.stdout().contains("dlopen:libcudart.so.12: fail: culaunch: refused"),
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(run.stdout().contains("replaced or changed after the check"), "{}", run.stdout());
+    std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+    let bare = plain(&sh, &env);
+    assert!(bare.stdout().contains("dlopen:libcudart.so.12: ok which=new-12"), "{}", bare.stdout());
 }
 
 /// A framework library that needs a wheel's hashed copy of libcudart, with

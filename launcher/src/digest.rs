@@ -3,6 +3,7 @@
 use std::io::{self, Read};
 use std::path::Path;
 
+use culaunch_protocol::env::LockedFile;
 use sha2::{Digest, Sha256};
 
 /// The file's sha256, lowercase hex.
@@ -10,13 +11,15 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex(&sha256_bytes_of(path)?))
 }
 
-/// The file's sha256, lowercase hex, and the (st_dev, st_ino) of the very
-/// file that was read: what a lock's check vouches for.
-pub fn sha256_and_identity(path: &Path) -> io::Result<(String, (u64, u64))> {
+/// The file's sha256, lowercase hex, and the very file that was read: what
+/// a lock's check vouches for.
+pub fn sha256_and_identity(path: &Path) -> io::Result<(String, LockedFile)> {
     use std::os::unix::fs::MetadataExt;
     let f = crate::input::open_regular(path)?;
     let m = f.metadata()?;
-    Ok((hex(&sha256_of(f)?), (m.dev(), m.ino())))
+    let file =
+        LockedFile { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_sec: m.mtime(), mtime_nsec: m.mtime_nsec() };
+    Ok((hex(&sha256_of(f)?), file))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -150,8 +150,8 @@ pub fn environment(inj: &Injection, current_ld_audit: Option<&OsStr>) -> Vec<(&'
         pins.extend_from_slice(pin.soname.as_bytes());
         pins.push(b'\t');
         pins.extend_from_slice(pin.path.as_os_str().as_bytes());
-        if let Some((dev, ino)) = pin.locked_file {
-            pins.extend_from_slice(format!("\t{dev}:{ino}").as_bytes());
+        if let Some(file) = pin.locked_file {
+            pins.extend_from_slice(format!("\t{file}").as_bytes());
         }
     }
     vec![

@@ -60,7 +60,7 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
         Decision::Redirect(n) => {
             // A lock vouches for the file it hashed, not for its path.
             let pin = &config.pins[n];
-            if pin.locked && paths::file_id(&pin.path) != Some((pin.dev, pin.ino)) {
+            if pin.locked.is_some_and(|f| paths::locked_file(&pin.path) != Some(f)) {
                 return refuse(config, request, loader, Refusal::Replaced(n));
             }
             if let Some(mut st) = PROCESS.state.try_lock() {
@@ -164,7 +164,7 @@ fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> Searc
             &[
                 b"--locked: ",
                 config.pins[n].path.as_bytes(),
-                b" is not the file whose sha256 the lock holds (it was replaced after the check)",
+                b" is not the file whose sha256 the lock holds (it was replaced or changed after the check)",
             ],
         ),
     };

@@ -54,9 +54,10 @@ pub struct Pin {
     /// Identity of the pinned file, to recognise it once mapped.
     pub dev: u64,
     pub ino: u64,
-    /// A lock file's pin: `dev` and `ino` are the file whose sha256 the
-    /// launcher checked, and a path that holds another file is refused.
-    pub locked: bool,
+    /// A lock file's pin: the file whose sha256 the launcher checked (`dev`
+    /// and `ino` are its); a path that then holds another, or a changed
+    /// one, is refused.
+    pub locked: Option<env::LockedFile>,
 }
 
 /// Reads the configuration from the environment; `None` means culaunch did not
@@ -102,20 +103,13 @@ fn parse_pins(text: &[u8]) -> Vec<Pin> {
             let (soname, path) = (fields.next()?, fields.next()?);
             let path = CString::new(path).ok()?;
             let locked = match fields.next() {
-                Some(id) => Some(parse_id(id)?),
+                Some(text) => Some(env::LockedFile::parse(text)?),
                 None => None,
             };
-            let (dev, ino) = locked.or_else(|| file_id(&path)).unwrap_or((0, 0));
-            (!soname.is_empty()).then(|| Pin { soname: soname.to_vec(), path, dev, ino, locked: locked.is_some() })
+            let (dev, ino) = locked.map(|f| (f.dev, f.ino)).or_else(|| file_id(&path)).unwrap_or((0, 0));
+            (!soname.is_empty()).then(|| Pin { soname: soname.to_vec(), path, dev, ino, locked })
         })
         .collect()
-}
-
-/// `DEV:INO`, decimal.
-fn parse_id(text: &[u8]) -> Option<(u64, u64)> {
-    let colon = text.iter().position(|&b| b == b':')?;
-    let number = |t: &[u8]| core::str::from_utf8(t).ok()?.parse::<u64>().ok();
-    Some((number(&text[..colon])?, number(&text[colon + 1..])?))
 }
 
 fn file_id(path: &std::ffi::CStr) -> Option<(u64, u64)> {
@@ -157,14 +151,15 @@ mod tests {
         let names: Vec<&[u8]> = pins.iter().map(|p| p.soname.as_slice()).collect();
         assert_eq!(names, [&b"libcudart.so.12"[..], b"libcublas.so.12"]);
         assert_eq!(pins[0].path.as_bytes(), b"/opt/cu/libcudart.so.12");
-        assert!(!pins[0].locked);
+        assert!(pins[0].locked.is_none());
     }
 
     #[test]
     fn a_lock_pin_carries_the_checked_files_identity_and_a_bad_one_is_skipped() {
-        let pins = parse_pins(b"libcudart.so.12\t/nonexistent/libcudart.so.12\t2049:77\nlibcublas.so.12\t/x\t2049\n");
+        let pins =
+            parse_pins(b"libcudart.so.12\t/nonexistent/libcudart.so.12\t2049:77:5:6:7\nlibcublas.so.12\t/x\t2049\n");
         assert_eq!(pins.len(), 1);
-        assert_eq!((pins[0].dev, pins[0].ino, pins[0].locked), (2049, 77, true));
+        assert_eq!((pins[0].dev, pins[0].ino, pins[0].locked.map(|f| f.size)), (2049, 77, Some(5)));
     }
 
     #[test]

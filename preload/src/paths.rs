@@ -70,6 +70,21 @@ pub fn file_id(path: &CStr) -> Option<(u64, u64)> {
     (unsafe { libc::stat(path.as_ptr(), &mut st) } == 0).then_some((st.st_dev, st.st_ino))
 }
 
+/// `path`'s identity, size and modification time, as a lock's check
+/// recorded them.
+pub fn locked_file(path: &CStr) -> Option<culaunch_protocol::env::LockedFile> {
+    // SAFETY: plain-data out-pointer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: NUL-terminated path and a valid out-pointer.
+    (unsafe { libc::stat(path.as_ptr(), &mut st) } == 0).then_some(culaunch_protocol::env::LockedFile {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+    })
+}
+
 /// `bytes` as a NUL-terminated string in `buf`, if it fits and holds no NUL.
 pub fn c_str<'b>(bytes: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b CStr> {
     if bytes.len() >= buf.len() || bytes.contains(&0) {

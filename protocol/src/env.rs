@@ -17,10 +17,43 @@ pub const FLAG_ALL_LIBS: &str = "all-libs";
 pub const FLAG_STRICT: &str = "strict";
 
 /// The pins: one `SONAME<TAB>PATH` per line, PATH canonical, and for a lock
-/// file's pin `<TAB>DEV:INO`, the identity of the file whose sha256 the
-/// launcher checked. The launcher refuses pins whose SONAME or PATH
-/// contains a tab or a newline.
+/// file's pin `<TAB>` and the [`LockedFile`] whose sha256 the launcher
+/// checked. The launcher refuses pins whose SONAME or PATH contains a tab
+/// or a newline.
 pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
+
+/// The file a lock's sha256 check read, as `DEV:INO:SIZE:SEC:NSEC` (stat's
+/// st_dev, st_ino, st_size and st_mtime): a file renamed over the path has
+/// another inode, one written over in place another size or time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockedFile {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
+impl LockedFile {
+    pub fn parse(text: &[u8]) -> Option<LockedFile> {
+        let mut f = text.split(|&b| b == b':');
+        let mut next = || core::str::from_utf8(f.next()?).ok();
+        let file = LockedFile {
+            dev: next()?.parse().ok()?,
+            ino: next()?.parse().ok()?,
+            size: next()?.parse().ok()?,
+            mtime_sec: next()?.parse().ok()?,
+            mtime_nsec: next()?.parse().ok()?,
+        };
+        next().is_none().then_some(file)
+    }
+}
+
+impl core::fmt::Display for LockedFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{}:{}:{}:{}", self.dev, self.ino, self.size, self.mtime_sec, self.mtime_nsec)
+    }
+}
 
 /// A private directory the launcher made for this run, holding two token
 /// files: a process of the job that loses an event removes
@@ -60,6 +93,17 @@ pub fn has_flag(flags: &[u8], flag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_locked_file_reads_back_what_was_written_and_nothing_else() {
+        extern crate std;
+        use std::string::ToString;
+        let f = LockedFile { dev: 2049, ino: 77, size: 123, mtime_sec: 1_700_000_000, mtime_nsec: 5 };
+        assert_eq!(LockedFile::parse(f.to_string().as_bytes()), Some(f));
+        for bad in [&b"2049:77"[..], b"2049:77:1:2:3:4", b"a:77:1:2:3", b""] {
+            assert_eq!(LockedFile::parse(bad), None);
+        }
+    }
 
     #[test]
     fn flags_match_whole_words_only() {

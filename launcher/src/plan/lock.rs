@@ -63,7 +63,7 @@ pub fn write(path: &Path, lock: &LockFile) -> Result<(), Error> {
 
 /// Checks every locked file before anything starts: each file is hashed once
 /// per run, not once per process or per dlopen.
-pub fn verify(lock: &LockFile) -> Result<Vec<(u64, u64)>, Error> {
+pub fn verify(lock: &LockFile) -> Result<Vec<culaunch_protocol::env::LockedFile>, Error> {
     let mut files = Vec::with_capacity(lock.libs.len());
     for e in &lock.libs {
         let (found, file) = sha256_and_identity(&e.path).map_err(|source| Error::LockedFileMissing {

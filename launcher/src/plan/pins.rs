@@ -17,9 +17,9 @@ pub struct Pin {
     pub soname: String,
     pub path: PathBuf,
     pub source: Source,
-    /// For a lock's pin: the (st_dev, st_ino) of the file whose sha256 was
-    /// checked. The module refuses the pin if the path then holds another.
-    pub locked_file: Option<(u64, u64)>,
+    /// For a lock's pin: the file whose sha256 was checked. The module
+    /// refuses the pin if the path then holds another, or it changed.
+    pub locked_file: Option<culaunch_protocol::env::LockedFile>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
