@@ -176,12 +176,48 @@ def torch_tf_checks(venv, work):
     check("doctor: one venv with frameworks built for two CUDA majors is called out", "frameworks_cuda_majors" in dk, str(dk))
 
 
+# A CUDA library file, a wheel's hashed copy included (libcudart-e409450e.so.11.0).
+HASHED_CUDA = re.compile(r"/lib(cudart|nvToolsExt|cublas|cublasLt|cudnn[a-z_]*|nvrtc)(-[0-9a-f]{8})?\.so")
+
+
+def torch113_checks(venv, work):
+    """torch 1.13.1 bundles libcudart and libnvToolsExt under auditwheel's
+    hashed names and also installs NVIDIA's cu11 wheels."""
+    global CUDA
+    plain, CUDA = CUDA, HASHED_CUDA
+    try:
+        torch113_checks_hashed(venv, work)
+    finally:
+        CUDA = plain
+
+
+def torch113_checks_hashed(venv, work):
+    py = os.path.join(venv, "bin/python")
+    site = site_packages(venv)
+    summary, _ = traced_vs_maps("torch 1.13 import", py, "import torch; print(torch.ones(3).sum().item())", work)
+    vendored = [l for l in summary["libraries"] if os.path.basename(l["path"]).startswith("libcudart-")]
+    check("torch 1.13: its hashed libcudart is a cudart, not given torch's version",
+          len(vendored) == 1 and vendored[0]["family"] == "cudart" and vendored[0].get("version") != "1.13.1",
+          json.dumps(vendored)[:1500])
+    wheel = os.path.join(site, "nvidia/cuda_runtime/lib/libcudart.so.11.0")
+    maps = os.path.join(work, "pin113.maps")
+    r = run([CULAUNCH, "-q", "--pin", f"libcudart.so.11.0={wheel}", "--", py, "-c",
+             MAPS + "import torch; print(torch.ones(3).sum().item())"], env={"MAPS_OUT": maps})
+    mapped = set().union(*mapped_cuda(maps).values())
+    cudarts = {os.path.realpath(p) for p in mapped if "libcudart" in p}
+    check("torch 1.13 pin: the hashed copy's requests map NVIDIA's libcudart.so.11.0 instead, and the import computes",
+          r.returncode == 0 and "3.0" in r.stdout and cudarts == {os.path.realpath(wheel)}, f"{cudarts} {r.stderr[-1500:]}")
+    r = run([CULAUNCH, "-q", "--strict", "--toolkit", os.path.join(site, "nvidia"), "--", py, "-c", "import torch"])
+    check("torch 1.13 strict with --toolkit nvidia/: the unpinned hashed libnvToolsExt is refused, named",
+          r.returncode != 0 and "culaunch: refused libnvToolsExt-847d78f2.so.1" in r.stderr, r.stderr[-1500:])
+
+
 def main():
     tier, names = sys.argv[1], sys.argv[2:]
     work = tempfile.mkdtemp(prefix="culaunch-frameworks-")
     for name in names:
         venv = os.path.join(tier, name)
-        {"torch": torch_checks, "tf": tf_checks, "torch-tf": torch_tf_checks}[name](venv, os.path.join(work, name) if os.makedirs(os.path.join(work, name)) is None else work)
+        {"torch": torch_checks, "tf": tf_checks, "torch-tf": torch_tf_checks, "torch113": torch113_checks}[name](venv, os.path.join(work, name) if os.makedirs(os.path.join(work, name)) is None else work)
     failed = sum(1 for _, ok in results if not ok)
     print(f"frameworks: {len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
