@@ -430,6 +430,25 @@ fn a_locked_file_replaced_during_the_run_is_refused_not_loaded() {
     std::fs::copy(&f.pinned_cudart, &lib).unwrap();
     let bare = plain(&sh, &env);
     assert!(bare.stdout().contains("dlopen:libcudart.so.12: ok which=new-12"), "{}", bare.stdout());
+
+    // The same asked for by the locked file's own path; and a write in
+    // place that keeps size and mtime (`cp -p` of a build of the same size
+    // and time): refused too.
+    for (flags, request) in [("", p(&lib)), ("-p", "libcudart.so.12".to_owned())] {
+        std::fs::copy(&f.pinned_cudart, &lib).unwrap();
+        let same = d.path("same-size.so");
+        let mut bytes = std::fs::read(&lib).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&same, &bytes).unwrap();
+        let touch = Command::new("touch").arg("-r").arg(&lib).arg(&same).status().unwrap();
+        assert!(touch.success());
+        let script = format!("cp {flags} {} {} && exec {} dlopen:{request}", p(&same), p(&lib), p(&f.loader));
+        let sh = ["/bin/sh".as_ref(), "-c".as_ref(), OsStr::new(&script)];
+        let run = traced(&[&locked], &sh, &env);
+        let out = run.stdout();
+        assert!(out.contains(&format!("dlopen:{request}: fail: culaunch: refused")), "cp {flags}, {request}: {out}");
+    }
 }
 
 /// A framework library that needs a wheel's hashed copy of libcudart, with

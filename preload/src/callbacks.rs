@@ -54,7 +54,7 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
     // Decided from the configuration alone, which never changes: a pin
     // holds whatever the state's lock is doing.
     let pins = config.pins.iter().map(|p| p.soname.as_slice());
-    let pin_mapped = |n: usize| pin_is_mapped(&config.pins[n]);
+    let pin_mapped = |n: usize| pin_is_mapped(&config.pins[n], loader);
     match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n]), pin_mapped) {
         Decision::Pass => SearchAnswer::AsAsked,
         Decision::Redirect(n) => {
@@ -97,17 +97,31 @@ fn note_pending(tracker: &Tracker, failure: &Failure) {
     PROCESS.failure_pending.store(pending, Ordering::Relaxed);
 }
 
-/// Whether `pin`'s file is mapped in this process, as far as the table
-/// tells; when the table cannot be read now, it may be.
-fn pin_is_mapped(pin: &Pin) -> bool {
-    let Some(st) = PROCESS.state.try_lock() else { return true };
-    let mapped = st.objects.iter().any(|e| !e.closing && e.dev != 0 && (e.dev, e.ino) == (pin.dev, pin.ino));
-    mapped
+/// Whether `pin`'s file is mapped in the namespace of `loader` (the
+/// requester's link map), from the loader's own list, which `la_objsearch`
+/// runs under the loader's lock: each object's name is asked for its
+/// identity. Asked only for a wheel's hashed copy of a pinned library.
+fn pin_is_mapped(pin: &Pin, loader: usize) -> bool {
+    let mut buf = [0u8; paths::PATH_MAX];
+    // SAFETY: the cookie is a live link map (set in la_objopen), and the
+    // loader holds its lock while it calls la_objsearch.
+    unsafe {
+        linkmap::any_in_namespace(loader as *const LinkMap, |name| {
+            let name = name.to_bytes();
+            !name.is_empty()
+                && (name == pin.path.as_bytes()
+                    || paths::c_str(name, &mut buf).and_then(paths::file_id) == Some((pin.dev, pin.ino)))
+        })
+    }
 }
 
-/// `request`, a path, names the pinned file itself.
+/// `request`, a path, names the pinned file itself (for a lock's pin: the
+/// very file the lock's check read, unchanged).
 fn is_pinned_file(request: &CStr, pin: &Pin) -> bool {
-    paths::file_id(request).is_some_and(|id| id == (pin.dev, pin.ino))
+    match pin.locked {
+        Some(f) => paths::locked_file(request) == Some(f),
+        None => paths::file_id(request).is_some_and(|id| id == (pin.dev, pin.ino)),
+    }
 }
 
 #[inline(never)]
@@ -587,10 +601,11 @@ fn listed_in(list: Option<&[u8]>, name: &[u8]) -> bool {
 /// libraries it had mapped and not yet announced (`la_objopen` comes after
 /// the mapping) are this child's too, for good. Found in /proc/self/maps
 /// as the loader lays an object out, not in the table: a file of a CUDA
-/// library's name mapped from its start and then executable, or (forked
-/// between the loader's first two mmaps) mapped from its start over exactly
-/// its segments' span, read through the kernel. A program's own read-only
-/// mapping of such a file is no load. Other
+/// library's name mapped executable from its start (NVIDIA's layout), or
+/// mapped from its start and executable further on (the linker's default),
+/// or (forked between the loader's first two mmaps) mapped from its start
+/// over exactly its segments' span, read through the kernel. A program's
+/// own read-only mapping of such a file is no load. Other
 /// libraries (`--all-libs`) are not looked for: the audit module's own
 /// namespace maps some the program never loaded.
 #[inline(never)]
@@ -610,7 +625,8 @@ fn mapped_unannounced(config: &Config, s: &mut Scratch, objects: &Objects) {
                 starts[n] = m.inode;
                 n += 1;
             }
-            m.readable && relro::is_loader_reservation(m.lo, m.hi)
+            // NVIDIA's libraries start with their text segment.
+            m.executable || (m.readable && relro::is_loader_reservation(m.lo, m.hi))
         } else {
             m.executable && starts[..n].contains(&m.inode)
         };
