@@ -17,15 +17,8 @@ pub fn sha256_and_identity(path: &Path) -> io::Result<(String, LockedFile)> {
     use std::os::unix::fs::MetadataExt;
     let f = crate::input::open_regular(path)?;
     let m = f.metadata()?;
-    let file = LockedFile {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime_sec: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-        ctime_sec: m.ctime(),
-        ctime_nsec: m.ctime_nsec(),
-    };
+    let file =
+        LockedFile { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_sec: m.mtime(), mtime_nsec: m.mtime_nsec() };
     Ok((hex(&sha256_of(f)?), file))
 }
 

@@ -15,7 +15,7 @@ use crate::dlerror::{self, Said};
 use crate::events::{self, Load, Scratch};
 use crate::events::{Error, Failed};
 use crate::failure::{Failure, Teardown, Words};
-use crate::global::{State, PROCESS, REFUSAL_CAP};
+use crate::global::{State, PINNED_SLOTS, PROCESS, REFUSAL_CAP};
 use crate::linkmap::{self, LinkMap, Object};
 use crate::objects::{stem_hash, Entry, Objects};
 use crate::paths::{self, PATH_MAX};
@@ -54,7 +54,7 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
     // Decided from the configuration alone, which never changes: a pin
     // holds whatever the state's lock is doing.
     let pins = config.pins.iter().map(|p| p.soname.as_slice());
-    let pin_mapped = |n: usize| pin_is_mapped(&config.pins[n], loader);
+    let pin_mapped = |n: usize| pin_is_mapped(n, loader);
     match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n]), pin_mapped) {
         Decision::Pass => SearchAnswer::AsAsked,
         Decision::Redirect(n) => {
@@ -97,21 +97,42 @@ fn note_pending(tracker: &Tracker, failure: &Failure) {
     PROCESS.failure_pending.store(pending, Ordering::Relaxed);
 }
 
-/// Whether `pin`'s file is mapped in the namespace of `loader` (the
-/// requester's link map), from the loader's own list, which `la_objsearch`
-/// runs under the loader's lock: each object's name is asked for its
-/// identity. Asked only for a wheel's hashed copy of a pinned library.
-fn pin_is_mapped(pin: &Pin, loader: usize) -> bool {
-    let mut buf = [0u8; paths::PATH_MAX];
+/// Whether pin `n`'s file is mapped in the namespace of `loader` (the
+/// requester's link map): one of the loader's own list for that namespace
+/// (which `la_objsearch` runs under the loader's lock) that `la_objopen`
+/// found to be pin `n`'s file. Asked only for a wheel's hashed copy.
+fn pin_is_mapped(n: usize, loader: usize) -> bool {
+    let is_pin_n = |map: usize| {
+        (0..PINNED_SLOTS).any(|i| {
+            PROCESS.pinned_maps[i].load(Ordering::Relaxed) == map
+                && PROCESS.pinned_which[i].load(Ordering::Relaxed) == n + 1
+        })
+    };
     // SAFETY: the cookie is a live link map (set in la_objopen), and the
     // loader holds its lock while it calls la_objsearch.
-    unsafe {
-        linkmap::any_in_namespace(loader as *const LinkMap, |name| {
-            let name = name.to_bytes();
-            !name.is_empty()
-                && (name == pin.path.as_bytes()
-                    || paths::c_str(name, &mut buf).and_then(paths::file_id) == Some((pin.dev, pin.ino)))
-        })
+    unsafe { linkmap::any_in_namespace(loader as *const LinkMap, |map| is_pin_n(map as usize)) }
+}
+
+/// `la_objopen` of `object`: remember it if it is a pinned file.
+fn note_if_pinned(config: &Config, object: &Object<'_>) {
+    if config.pins.is_empty() || !object.is_file() {
+        return;
+    }
+    let Some(id) = paths::file_id(object.name) else { return };
+    let Some(n) = config.pins.iter().position(|p| p.dev != 0 && (p.dev, p.ino) == id) else { return };
+    if let Some(i) = (0..PINNED_SLOTS).find(|&i| PROCESS.pinned_which[i].load(Ordering::Relaxed) == 0) {
+        PROCESS.pinned_maps[i].store(object.map, Ordering::Relaxed);
+        PROCESS.pinned_which[i].store(n + 1, Ordering::Relaxed);
+    }
+}
+
+/// `la_objclose` of `map`: no longer a mapped pinned file.
+fn forget_if_pinned(map: usize) {
+    for i in 0..PINNED_SLOTS {
+        if PROCESS.pinned_maps[i].load(Ordering::Relaxed) == map {
+            PROCESS.pinned_which[i].store(0, Ordering::Relaxed);
+            PROCESS.pinned_maps[i].store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -246,6 +267,7 @@ pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
 /// `la_objopen`: the loader mapped `object` in namespace `lmid`.
 pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let now = clock::now_monotonic_ns();
+    note_if_pinned(config, object);
     // The vDSO answers no request: the loader announces it after
     // LD_PRELOAD's entries, the last of which may have just failed.
     if !object.is_file() && !object.name.to_bytes().is_empty() {
@@ -316,6 +338,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
 /// `dlerror` wrapper or the exit handler holds the state for an instant
 /// (a freed link map then stays in the table, as an object not unmapped).
 pub fn closed(map: usize) {
+    forget_if_pinned(map);
     let Some(mut st) = PROCESS.state.try_lock() else { return };
     let State { tracker, objects, scratch, failure } = &mut *st;
     let reported = objects.closing(map);
@@ -626,7 +649,8 @@ fn mapped_unannounced(config: &Config, s: &mut Scratch, objects: &Objects) {
                 n += 1;
             }
             // NVIDIA's libraries start with their text segment.
-            m.executable || (m.readable && relro::is_loader_reservation(m.lo, m.hi))
+            (m.executable && relro::is_first_segment(m.lo, m.hi))
+                || (m.readable && relro::is_loader_reservation(m.lo, m.hi))
         } else {
             m.executable && starts[..n].contains(&m.inode)
         };

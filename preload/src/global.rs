@@ -38,6 +38,9 @@ pub struct State {
     pub failure: Failure,
 }
 
+/// Mapped pinned files tracked at once (one per namespace each).
+pub const PINNED_SLOTS: usize = 64;
+
 pub struct Process {
     /// What the launcher asked for: read once in `la_version`, immutable.
     /// `None` inside means culaunch did not ask for tracing.
@@ -60,6 +63,13 @@ pub struct Process {
     /// This process has lost an event (and taken the job's token, or
     /// found it taken).
     pub lost: AtomicBool,
+    /// Link maps of mapped pinned files, and which pin each is (+1; 0: a
+    /// free slot): whether a pin is mapped, asked in `la_objsearch`, must
+    /// not wait on the state's lock nor trust a name. Written and read
+    /// under the loader's lock (`la_objopen`, `la_objclose`,
+    /// `la_objsearch`).
+    pub pinned_maps: [AtomicUsize; PINNED_SLOTS],
+    pub pinned_which: [AtomicUsize; PINNED_SLOTS],
     /// The real `exec*`/`posix_spawn*` functions, by their index in
     /// `exec.rs`'s list; stored by `la_symbind64` before the wrapper is
     /// handed out. Lock-free: read in vfork children.
@@ -91,6 +101,8 @@ pub static PROCESS: Process = Process {
     disabled: AtomicBool::new(false),
     warned: AtomicBool::new(false),
     lost: AtomicBool::new(false),
+    pinned_maps: [const { AtomicUsize::new(0) }; PINNED_SLOTS],
+    pinned_which: [const { AtomicUsize::new(0) }; PINNED_SLOTS],
     exec_real: [const { AtomicUsize::new(0) }; EXEC_WRAPPED],
     identity_real: [const { AtomicUsize::new(0) }; IDENTITY_WRAPPED],
     environ: AtomicUsize::new(0),

@@ -46,13 +46,13 @@ const DT_SONAME: i64 = 14;
 /// corrupt one.
 const MAX_DYN: usize = 4096;
 
-/// Whether `pred` holds for the name of any object in `map`'s namespace
-/// (its list, walked from the head). A null `map` holds none.
+/// Whether `pred` holds for any object in `map`'s namespace (its list,
+/// walked from the head). A null `map` holds none.
 ///
 /// # Safety
 /// `map` is null or a live link map whose list the loader is not changing
 /// (its lock is held, as in `la_objsearch`).
-pub unsafe fn any_in_namespace(map: *const LinkMap, mut pred: impl FnMut(&CStr) -> bool) -> bool {
+pub unsafe fn any_in_namespace(map: *const LinkMap, mut pred: impl FnMut(*const LinkMap) -> bool) -> bool {
     let mut head = map;
     // Bounded: a corrupted list must not hang the job.
     for _ in 0..100_000 {
@@ -66,8 +66,7 @@ pub unsafe fn any_in_namespace(map: *const LinkMap, mut pred: impl FnMut(&CStr) 
     for _ in 0..100_000 {
         // SAFETY: as above.
         let Some(m) = (unsafe { at.as_ref() }) else { return false };
-        // SAFETY: a live link map's name.
-        if pred(unsafe { name(at) }) {
+        if pred(at) {
             return true;
         }
         at = m.l_next;

@@ -82,8 +82,6 @@ pub fn locked_file(path: &CStr) -> Option<culaunch_protocol::env::LockedFile> {
         size: u64::try_from(st.st_size).unwrap_or(0),
         mtime_sec: st.st_mtime,
         mtime_nsec: st.st_mtime_nsec,
-        ctime_sec: st.st_ctime,
-        ctime_nsec: st.st_ctime_nsec,
     })
 }
 

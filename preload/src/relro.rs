@@ -101,6 +101,54 @@ pub fn is_loader_reservation(lo: usize, hi: usize) -> bool {
     span_of_object_at(lo) == Some(hi.wrapping_sub(lo))
 }
 
+/// Whether the mapping `lo..hi`, from its file's start, is the loader's
+/// mapping of the object's first PT_LOAD segment: exactly its page-rounded
+/// extent (NVIDIA's libraries start with their text; a program's own
+/// mapping of the file has its own length).
+pub fn is_first_segment(lo: usize, hi: usize) -> bool {
+    let Some((vaddr, filesz, memsz)) = first_load_at(lo) else { return false };
+    let page = page_size() as u64;
+    let extent =
+        |size: u64| (vaddr.checked_add(size)?.checked_add(page - 1)? / page * page).checked_sub(vaddr / page * page);
+    let len = hi.wrapping_sub(lo) as u64;
+    extent(filesz) == Some(len) || extent(memsz) == Some(len)
+}
+
+/// (p_vaddr, p_filesz, p_memsz) of the first PT_LOAD of the object whose
+/// headers are at `base`.
+fn first_load_at(base: usize) -> Option<(u64, u64, u64)> {
+    let mut found = None;
+    each_phdr_at(base, |p| {
+        if found.is_none() && u32_at(p, 0) == Some(1) {
+            found = Some((u64_at(p, 16)?, u64_at(p, 32)?, u64_at(p, 40)?));
+        }
+        Some(())
+    })?;
+    found
+}
+
+/// Hands each program header of the object at `base` to `each` (read
+/// through the kernel); `None` when they cannot be read.
+fn each_phdr_at(base: usize, mut each: impl FnMut(&[u8]) -> Option<()>) -> Option<()> {
+    let mut ehdr = [0u8; EHDR_SIZE];
+    if !memory::read_own(base, &mut ehdr) {
+        return None;
+    }
+    let (phoff, n) = program_headers(&ehdr)?;
+    let at = base.checked_add(usize::try_from(phoff).ok()?)?;
+    let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
+    for first in (0..n).step_by(PHDRS_AT_ONCE) {
+        let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
+        if !memory::read_own(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
+            return None;
+        }
+        for p in chunk[..len].chunks_exact(PHDR_SIZE) {
+            each(p)?;
+        }
+    }
+    Some(())
+}
+
 fn span_of_object_at(base: usize) -> Option<usize> {
     const PT_LOAD: u32 = 1;
     let mut ehdr = [0u8; EHDR_SIZE];

@@ -22,11 +22,11 @@ pub const FLAG_STRICT: &str = "strict";
 /// or a newline.
 pub const PINS: &str = "CULAUNCH_AUDIT_PINS";
 
-/// The file a lock's sha256 check read, as `DEV:INO:SIZE:SEC:NSEC:SEC:NSEC`
-/// (stat's st_dev, st_ino, st_size, st_mtime and st_ctime): a file renamed
-/// over the path has another inode, one written over in place another size
-/// or times (a write that restores the mtime, `cp -p`, still changes the
-/// ctime; so do `chmod` and `ln`, which are then refused too).
+/// The file a lock's sha256 check read, as `DEV:INO:SIZE:SEC:NSEC` (stat's
+/// st_dev, st_ino, st_size and st_mtime): a file renamed over the path has
+/// another inode, one written over in place another size or mtime. Not the
+/// ctime: a hard link made or removed elsewhere (uv and conda install from
+/// their caches so) changes it and not the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockedFile {
     pub dev: u64,
@@ -34,8 +34,6 @@ pub struct LockedFile {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: i64,
-    pub ctime_sec: i64,
-    pub ctime_nsec: i64,
 }
 
 impl LockedFile {
@@ -48,8 +46,6 @@ impl LockedFile {
             size: next()?.parse().ok()?,
             mtime_sec: next()?.parse().ok()?,
             mtime_nsec: next()?.parse().ok()?,
-            ctime_sec: next()?.parse().ok()?,
-            ctime_nsec: next()?.parse().ok()?,
         };
         next().is_none().then_some(file)
     }
@@ -57,8 +53,8 @@ impl LockedFile {
 
 impl core::fmt::Display for LockedFile {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let LockedFile { dev, ino, size, mtime_sec, mtime_nsec, ctime_sec, ctime_nsec } = self;
-        write!(f, "{dev}:{ino}:{size}:{mtime_sec}:{mtime_nsec}:{ctime_sec}:{ctime_nsec}")
+        let LockedFile { dev, ino, size, mtime_sec, mtime_nsec } = self;
+        write!(f, "{dev}:{ino}:{size}:{mtime_sec}:{mtime_nsec}")
     }
 }
 
@@ -105,17 +101,9 @@ mod tests {
     fn a_locked_file_reads_back_what_was_written_and_nothing_else() {
         extern crate std;
         use std::string::ToString;
-        let f = LockedFile {
-            dev: 2049,
-            ino: 77,
-            size: 123,
-            mtime_sec: 1_700_000_000,
-            mtime_nsec: 5,
-            ctime_sec: 1_700_000_001,
-            ctime_nsec: 6,
-        };
+        let f = LockedFile { dev: 2049, ino: 77, size: 123, mtime_sec: 1_700_000_000, mtime_nsec: 5 };
         assert_eq!(LockedFile::parse(f.to_string().as_bytes()), Some(f));
-        for bad in [&b"2049:77"[..], b"2049:77:1:2:3:4:5:6", b"a:77:1:2:3:4:5", b""] {
+        for bad in [&b"2049:77"[..], b"2049:77:1:2:3:4", b"a:77:1:2:3", b""] {
             assert_eq!(LockedFile::parse(bad), None);
         }
     }
