@@ -67,27 +67,15 @@ fn relro_in_memory(l_addr: usize, l_ld: usize) -> Option<(u64, u64)> {
 }
 
 fn headers_at(base: usize, l_addr: usize, l_ld: usize) -> Option<Option<(u64, u64)>> {
-    let mut ehdr = [0u8; EHDR_SIZE];
-    if !memory::read_own(base, &mut ehdr) {
-        return None;
-    }
-    let (phoff, n) = program_headers(&ehdr)?;
-    let at = base.checked_add(usize::try_from(phoff).ok()?)?;
     let (mut dynamic, mut relro) = (None, None);
-    let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
-    for first in (0..n).step_by(PHDRS_AT_ONCE) {
-        let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
-        if !memory::read_own(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
-            return None;
+    each_phdr_at(base, |p| {
+        match u32_at(p, 0) {
+            Some(PT_DYNAMIC) => dynamic = u64_at(p, 16),
+            Some(PT_GNU_RELRO) => relro = Some((u64_at(p, 16)?, u64_at(p, 40)?)),
+            _ => {}
         }
-        for p in chunk[..len].chunks_exact(PHDR_SIZE) {
-            match u32_at(p, 0) {
-                Some(PT_DYNAMIC) => dynamic = u64_at(p, 16),
-                Some(PT_GNU_RELRO) => relro = Some((u64_at(p, 16)?, u64_at(p, 40)?)),
-                _ => {}
-            }
-        }
-    }
+        Some(())
+    })?;
     // The object's own headers: with or without a RELRO, the answer is here.
     (l_addr.wrapping_add(usize::try_from(dynamic?).ok()?) == l_ld).then_some(relro)
 }
@@ -151,25 +139,15 @@ fn each_phdr_at(base: usize, mut each: impl FnMut(&[u8]) -> Option<()>) -> Optio
 
 fn span_of_object_at(base: usize) -> Option<usize> {
     const PT_LOAD: u32 = 1;
-    let mut ehdr = [0u8; EHDR_SIZE];
-    if !memory::read_own(base, &mut ehdr) {
-        return None;
-    }
-    let (phoff, n) = program_headers(&ehdr)?;
-    let at = base.checked_add(usize::try_from(phoff).ok()?)?;
     let (mut start, mut end) = (u64::MAX, 0u64);
-    let mut chunk = [0u8; PHDRS_AT_ONCE * PHDR_SIZE];
-    for first in (0..n).step_by(PHDRS_AT_ONCE) {
-        let len = (n - first).min(PHDRS_AT_ONCE) * PHDR_SIZE;
-        if !memory::read_own(at.checked_add(first * PHDR_SIZE)?, &mut chunk[..len]) {
-            return None;
-        }
-        for p in chunk[..len].chunks_exact(PHDR_SIZE).filter(|p| u32_at(p, 0) == Some(PT_LOAD)) {
+    each_phdr_at(base, |p| {
+        if u32_at(p, 0) == Some(PT_LOAD) {
             let (vaddr, memsz) = (u64_at(p, 16)?, u64_at(p, 40)?);
             start = start.min(vaddr);
             end = end.max(vaddr.checked_add(memsz)?);
         }
-    }
+        Some(())
+    })?;
     let page = page_size() as u64;
     let span = end.checked_add(page - 1)? / page * page - start / page * page;
     (start < end).then_some(usize::try_from(span).ok()?)
