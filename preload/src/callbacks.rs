@@ -113,12 +113,13 @@ fn pin_is_mapped(n: usize, loader: usize) -> bool {
     unsafe { linkmap::any_in_namespace(loader as *const LinkMap, |map| is_pin_n(map as usize)) }
 }
 
-/// `la_objopen` of `object`: remember it if it is a pinned file.
-fn note_if_pinned(config: &Config, object: &Object<'_>) {
+/// `la_objopen` of `object`, whose file is `id` when already known: remember
+/// it if it is a pinned file.
+fn note_if_pinned(config: &Config, object: &Object<'_>, id: Option<(u64, u64)>) {
     if config.pins.is_empty() || !object.is_file() {
         return;
     }
-    let Some(id) = paths::file_id(object.name) else { return };
+    let Some(id) = id.or_else(|| paths::file_id(object.name)) else { return };
     let Some(n) = config.pins.iter().position(|p| p.dev != 0 && (p.dev, p.ino) == id) else { return };
     if let Some(i) = (0..PINNED_SLOTS).find(|&i| PROCESS.pinned_which[i].load(Ordering::Relaxed) == 0) {
         PROCESS.pinned_maps[i].store(object.map, Ordering::Relaxed);
@@ -267,13 +268,16 @@ pub fn bind_flags(object: &Object<'_>, lmid: libc::c_long) -> c_uint {
 /// `la_objopen`: the loader mapped `object` in namespace `lmid`.
 pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     let now = clock::now_monotonic_ns();
-    note_if_pinned(config, object);
     // The vDSO answers no request: the loader announces it after
     // LD_PRELOAD's entries, the last of which may have just failed.
     if !object.is_file() && !object.name.to_bytes().is_empty() {
         return;
     }
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = PROCESS.state.try_lock() else {
+        // Whether it is a pinned file must be known whatever the lock does.
+        note_if_pinned(config, object, None);
+        return;
+    };
     let State { tracker, objects, scratch, failure } = &mut *st;
     let arrival = tracker.on_open(object.map, lmid, now);
     // The request is answered.
@@ -298,6 +302,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
         Some(r) => (r.path, r.id),
         None => (name.to_bytes(), (0, object.map as u64)),
     };
+    note_if_pinned(config, object, resolved.as_ref().map(|r| r.id));
     let caller = path_of_loader(arrival.loader, caller);
     let cuda_stem = family.map(|_| stem_hash(catalogue::stem(object.soname.unwrap_or(name.to_bytes()))));
     let entry = Entry { map: object.map, dev: id.0, ino: id.1, cuda_stem, dynamic: object.l_ld(), closing: false };
