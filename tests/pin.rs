@@ -96,6 +96,40 @@ fn a_pin_holds_for_every_route_and_maps_exactly_one_copy() {
     }
 }
 
+/// `dlmopen` of a path: glibc asks the audit interface nothing about it
+/// (no requester, no `la_objsearch`), in a new namespace or the base one.
+#[test]
+fn a_pin_holds_for_dlmopen_of_a_path_into_any_namespace() {
+    let f = fixtures();
+    let pinned = canonical(&f.pinned_cudart);
+    let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+    for action in ["dlmopen", "basedlmopen"] {
+        let a = vec![format!("{action}:{}", p(&f.wheel_cudart12))];
+        let bare = plain(&loader(&a), &[]);
+        assert!(bare.stdout().contains(": ok which=wheel-12"), "{action} bare: {}", bare.stdout());
+        let run = traced(&[&pin], &loader(&a), &[]);
+        assert!(run.stdout().contains(": ok which=pinned-12"), "{action}: {}\n{}", run.stdout(), run.stderr());
+        assert_eq!(mapped_cudart12(&run), [pinned.clone()].into(), "{action}: the pinned file, and no other copy");
+        let e = run.load_event(&f.pinned_cudart);
+        assert_eq!(e["pinned"], true, "{action}: {e}");
+        assert_eq!(e["redirected_from"], canonical(&f.wheel_cudart12).as_str(), "{action}: {e}");
+    }
+}
+
+#[test]
+fn strict_refuses_a_dlmopen_of_a_path_with_a_culaunch_dlerror() {
+    let f = fixtures();
+    for action in ["dlmopen", "basedlmopen"] {
+        let a = vec![format!("{action}:{}", p(&f.conda_cublas))];
+        let run = traced(&["--strict"], &loader(&a), &[]);
+        let out = run.stdout();
+        assert!(out.contains(&format!("{action}:{}: fail: culaunch: refused", p(&f.conda_cublas))), "{action}: {out}");
+        assert!(out.contains("no pin or lock entry allows it"), "{action}: {out}");
+        assert!(run.mapped_cuda(*run.maps.keys().next().unwrap()).is_empty(), "{action}: nothing mapped");
+        assert_eq!(run.events_of("deny").len(), 1, "{action}");
+    }
+}
+
 #[test]
 fn a_pin_holds_for_dt_needed_of_the_executable() {
     let f = fixtures();

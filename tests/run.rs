@@ -50,6 +50,24 @@ fn bare_name_dlopen_from_an_rpath_library_loads_its_private_copy_not_the_decoy()
     assert_trace_matches_maps(&run);
 }
 
+/// With a pin, the program's `dlmopen` calls go through culaunch's
+/// trampoline; a bare name must still be searched from the caller's
+/// DT_RPATH, not from the module's.
+#[test]
+fn bare_name_dlmopen_from_an_rpath_library_under_a_pin_loads_its_private_copy() {
+    let f = fixtures();
+    let a = actions(&[&format!("mvia:{}:libnvrtc-builtins.so.12", p(&f.nvrtc_rpath))]);
+    let env = [("LD_LIBRARY_PATH", f.decoy_dir.as_os_str())];
+    let bare = plain(&loader(&a), &env);
+    assert!(bare.stdout().contains("which=private"), "{}", bare.stdout());
+    let pin = format!("--pin=libcudart.so.12={}", p(&f.pinned_cudart));
+    let run = traced(&[&pin], &loader(&a), &env);
+    assert_eq!(run.stdout(), bare.stdout(), "{}", run.stderr());
+    let private = f.nvrtc_rpath.parent().unwrap().join("private/libnvrtc-builtins.so.12");
+    assert_eq!(run.load_event(&private)["search"], "rpath_runpath");
+    assert_trace_matches_maps(&run);
+}
+
 #[test]
 fn bare_name_dlopen_from_a_runpath_library_loads_its_private_copy() {
     let f = fixtures();

@@ -10,7 +10,6 @@ use culaunch_protocol::event::{FailReason, How};
 
 use crate::config::{Config, Pin};
 use crate::decide::{decide, Decision, Refusal};
-use crate::dlclose;
 use crate::dlerror::{self, Said};
 use crate::events::{self, Load, Scratch};
 use crate::events::{Error, Failed};
@@ -21,6 +20,7 @@ use crate::objects::{stem_hash, Entry, Objects};
 use crate::paths::{self, PATH_MAX};
 use crate::tracker::{Close, Tracker, Unanswered, LA_ACT_ADD, LA_SER_ORIG};
 use crate::{clock, exec, libc_hooks, relro, sink};
+use crate::{dlclose, dlmopen};
 
 /// What `la_objsearch` hands back to the loader.
 pub enum SearchAnswer {
@@ -48,6 +48,26 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
         return if refusing { SearchAnswer::Skip } else { SearchAnswer::AsAsked };
     }
     PROCESS.refusing.store(false, Ordering::Relaxed);
+    dlmopen::forget_redirect();
+    answer(config, request_c, loader, Asked::BySearch)
+}
+
+/// Where a request is answered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// In `la_objsearch`, under the loader's lock: the tracker follows the
+    /// request, and a refusal also skips its candidates.
+    BySearch,
+    /// In the `dlmopen` trampoline, before the loader's lock is taken: no
+    /// candidate follows, and the tracker (whose request another thread
+    /// may be searching) is left alone.
+    ByDlmopen,
+}
+
+/// The answer to request `request_c` of `loader` (0: none), from the pins
+/// and `--strict`.
+pub fn answer(config: &Config, request_c: &CStr, loader: usize, asked: Asked) -> SearchAnswer {
+    let request = request_c.to_bytes();
     if config.pins.is_empty() && !config.strict {
         return SearchAnswer::AsAsked;
     }
@@ -61,10 +81,15 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
             // A lock vouches for the file it hashed, not for its path.
             let pin = &config.pins[n];
             if pin.locked.is_some_and(|f| paths::locked_file(&pin.path) != Some(f)) {
-                return refuse(config, request, loader, Refusal::Replaced(n));
+                return refuse(config, request, loader, Refusal::Replaced(n), asked);
             }
-            if let Some(mut st) = PROCESS.state.try_lock() {
-                st.tracker.mark_redirected();
+            match asked {
+                Asked::BySearch => {
+                    if let Some(mut st) = PROCESS.state.try_lock() {
+                        st.tracker.mark_redirected();
+                    }
+                }
+                Asked::ByDlmopen => dlmopen::note_redirect(request_c, n),
             }
             SearchAnswer::Instead(config.pins[n].path.as_ptr())
         }
@@ -72,7 +97,7 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
             other_major(config, &config.pins[n], request, loader);
             SearchAnswer::AsAsked
         }
-        Decision::Refuse(why) => refuse(config, request, loader, why),
+        Decision::Refuse(why) => refuse(config, request, loader, why, asked),
     }
 }
 
@@ -160,14 +185,18 @@ fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
 /// "culaunch: … : cannot open shared object file". Before `main` there is
 /// no caller to tell: the process ends with status 125 and the same words.
 #[inline(never)]
-fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal) -> SearchAnswer {
-    PROCESS.refusing.store(true, Ordering::Relaxed);
+fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal, asked: Asked) -> SearchAnswer {
+    if asked == Asked::BySearch {
+        PROCESS.refusing.store(true, Ordering::Relaxed);
+    }
     let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
     let mut st = PROCESS.state.try_lock();
     let mut no_room = [0u8; 0];
     let (caller, rule_buf, line) = match st.as_deref_mut() {
         Some(State { tracker, scratch, .. }) => {
-            tracker.mark_refused();
+            if asked == Asked::BySearch {
+                tracker.mark_refused();
+            }
             let Scratch { line, other, caller, .. } = scratch;
             (path_of_loader(loader, caller), &mut other[..], &mut line[..])
         }
@@ -280,6 +309,11 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     };
     let State { tracker, objects, scratch, failure } = &mut *st;
     let arrival = tracker.on_open(object.map, lmid, now);
+    // A pin the dlmopen trampoline applied: the loader was asked nothing.
+    let unasked_redirect = match (arrival.request, arrival.how) {
+        (None, How::Dlopen | How::Dlmopen) => dlmopen::take_redirect(),
+        _ => None,
+    };
     // The request is answered.
     PROCESS.failure_pending.store(failure.held, Ordering::Relaxed);
     // The program itself (""), and the vDSO (no file), are not loads.
@@ -313,8 +347,11 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     // In the table before its event is written: a child that another
     // thread forks meanwhile has it mapped, and inherits it.
     let tracked = objects.add(entry);
+    // SAFETY: the program's name for its dlmopen, which is still running.
+    let unasked =
+        unasked_redirect.filter(|_| is_pinned(config, &entry)).map(|r| unsafe { CStr::from_ptr(r.request) }.to_bytes());
     let load = Load {
-        request: arrival.request,
+        request: arrival.request.or(unasked),
         how: arrival.how,
         caller,
         path,
@@ -324,7 +361,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
         lmid,
         dur_ns: arrival.dur_ns,
         pinned: is_pinned(config, &entry),
-        redirected_from: arrival.redirected_from,
+        redirected_from: arrival.redirected_from.or(unasked),
         file: resolved.as_ref().map(|r| r.id),
     };
     events::load(config, line, &load);

@@ -21,7 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::callbacks::{self, SearchAnswer};
 use crate::global::PROCESS;
 use crate::linkmap::{self, LinkMap, Object};
-use crate::{config, dlclose, dlerror, exec, identity, quick_exit, sink};
+use crate::{config, dlclose, dlerror, dlmopen, exec, identity, quick_exit, sink};
 
 /// The highest rtld-audit interface version this module implements; the
 /// hooks it uses have the same signatures in versions 1 and 2.
@@ -117,6 +117,7 @@ pub unsafe extern "C" fn la_symbind64(
         let bytes = name.to_bytes();
         dlerror::bind(bytes, real)
             .or_else(|| dlclose::bind(bytes, real, dlsym))
+            .or_else(|| dlmopen::bind(bytes, real, dlsym))
             .or_else(|| quick_exit::bind(bytes, real))
             .unwrap_or_else(|| exec::bind(name, real))
     });

@@ -21,6 +21,7 @@ mod config;
 mod decide;
 mod dlclose;
 mod dlerror;
+mod dlmopen;
 mod events;
 mod exec;
 mod exports;
