@@ -130,6 +130,42 @@ fn strict_refuses_a_dlmopen_of_a_path_with_a_culaunch_dlerror() {
     }
 }
 
+/// A redirected `dlmopen` that maps nothing (the pinned file is mapped
+/// already) leaves nothing behind for a later load to be blamed with.
+#[test]
+fn a_redirect_of_a_dlmopen_ends_with_its_call() {
+    let f = fixtures();
+    let pin = pin_arg("libcudart.so.12", &f.pinned_cudart);
+    let a = vec![
+        format!("dlopen:{}", p(&f.pinned_cudart)),
+        format!("basedlmopen:{}", p(&f.wheel_cudart12)),
+        format!("symdlmopen:{}", p(&f.pinned_cudart)),
+    ];
+    let run = traced(&[&pin], &loader(&a), &[]);
+    let out = run.stdout();
+    assert!(out.contains(&format!("basedlmopen:{}: ok which=pinned-12", p(&f.wheel_cudart12))), "{out}");
+    assert!(out.contains(&format!("symdlmopen:{}: ok which=pinned-12", p(&f.pinned_cudart))), "{out}");
+    let late: Vec<_> = run.events_of("load").into_iter().filter(|e| e["lmid"] != 0).collect();
+    assert_eq!(late.len(), 1, "{late:#?}");
+    assert_eq!(late[0]["redirected_from"], serde_json::Value::Null, "nothing redirected it: {}", late[0]);
+    assert_eq!(late[0]["request"], canonical(&f.pinned_cudart).as_str(), "{}", late[0]);
+}
+
+/// Refusals at once in eight threads, through `dlopen` and `dlmopen`: each
+/// `dlerror()` names its own request, and each refusal is a `deny` event.
+#[test]
+fn concurrent_refusals_each_keep_their_own_text() {
+    let f = fixtures();
+    let exe = f.root.join("bin/refuse_race");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/refuse_race.c");
+    let built = Command::new("cc").arg(&src).arg("-o").arg(&exe).args(["-pthread", "-ldl"]).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let run = traced(&["--strict"], &[exe.as_os_str()], &[]);
+    assert_eq!(run.stdout(), "asked=2400 wrong=0\n", "{}", run.stderr());
+    assert_eq!(run.events_of("deny").len(), 2400);
+    assert!(run.events_of("deny").iter().all(|e| e["caller"] == canonical(&exe).as_str()));
+}
+
 #[test]
 fn a_pin_holds_for_dt_needed_of_the_executable() {
     let f = fixtures();

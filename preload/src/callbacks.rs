@@ -48,25 +48,25 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
         return if refusing { SearchAnswer::Skip } else { SearchAnswer::AsAsked };
     }
     PROCESS.refusing.store(false, Ordering::Relaxed);
-    dlmopen::forget_redirect();
     answer(config, request_c, loader, Asked::BySearch)
 }
 
 /// Where a request is answered.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Asked {
+pub enum Asked<'t> {
     /// In `la_objsearch`, under the loader's lock: the tracker follows the
     /// request, and a refusal also skips its candidates.
     BySearch,
     /// In the `dlmopen` trampoline, before the loader's lock is taken: no
     /// candidate follows, and the tracker (whose request another thread
-    /// may be searching) is left alone.
-    ByDlmopen,
+    /// may be searching) is left alone. `caller` is the calling object's
+    /// link map (0: not known), `text` where a refusal's text goes: it must
+    /// outlive the real call, and no other thread's may overwrite it.
+    ByDlmopen { caller: usize, text: &'t mut [u8; REFUSAL_CAP] },
 }
 
 /// The answer to request `request_c` of `loader` (0: none), from the pins
 /// and `--strict`.
-pub fn answer(config: &Config, request_c: &CStr, loader: usize, asked: Asked) -> SearchAnswer {
+pub fn answer(config: &Config, request_c: &CStr, loader: usize, asked: Asked<'_>) -> SearchAnswer {
     let request = request_c.to_bytes();
     if config.pins.is_empty() && !config.strict {
         return SearchAnswer::AsAsked;
@@ -83,13 +83,10 @@ pub fn answer(config: &Config, request_c: &CStr, loader: usize, asked: Asked) ->
             if pin.locked.is_some_and(|f| paths::locked_file(&pin.path) != Some(f)) {
                 return refuse(config, request, loader, Refusal::Replaced(n), asked);
             }
-            match asked {
-                Asked::BySearch => {
-                    if let Some(mut st) = PROCESS.state.try_lock() {
-                        st.tracker.mark_redirected();
-                    }
+            if let Asked::BySearch = asked {
+                if let Some(mut st) = PROCESS.state.try_lock() {
+                    st.tracker.mark_redirected();
                 }
-                Asked::ByDlmopen => dlmopen::note_redirect(request_c, n),
             }
             SearchAnswer::Instead(config.pins[n].path.as_ptr())
         }
@@ -185,16 +182,48 @@ fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
 /// "culaunch: … : cannot open shared object file". Before `main` there is
 /// no caller to tell: the process ends with status 125 and the same words.
 #[inline(never)]
-fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal, asked: Asked) -> SearchAnswer {
-    if asked == Asked::BySearch {
-        PROCESS.refusing.store(true, Ordering::Relaxed);
+fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal, asked: Asked<'_>) -> SearchAnswer {
+    match asked {
+        Asked::BySearch => {
+            PROCESS.refusing.store(true, Ordering::Relaxed);
+            let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
+            refusal_text(config, request, loader, why, state_for_refusal(), true, &mut text)
+        }
+        Asked::ByDlmopen { caller, text } => {
+            refusal_text(config, request, caller, why, state_for_refusal(), false, text)
+        }
     }
-    let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
-    let mut st = PROCESS.state.try_lock();
+}
+
+/// The state, for a refusal's `deny` event and caller's name: worth a short
+/// wait when another thread is writing an event (a refused `dlmopen`, which
+/// runs outside the loader's lock, often is). Bounded: the holder may be
+/// this thread, interrupted by a signal; its event is then not written.
+fn state_for_refusal() -> Option<crate::lock::TryGuard<'static, State>> {
+    (0..1000).find_map(|_| {
+        PROCESS.state.try_lock().or_else(|| {
+            // SAFETY: sched_yield takes no arguments.
+            unsafe { libc::sched_yield() };
+            None
+        })
+    })
+}
+
+/// Writes the refusal of `request` into `text` (and the `deny` event, when
+/// the state `st` could be had), and answers with `text`.
+fn refusal_text(
+    config: &Config,
+    request: &[u8],
+    loader: usize,
+    why: Refusal,
+    mut st: Option<crate::lock::TryGuard<'_, State>>,
+    by_search: bool,
+    text: &mut [u8; REFUSAL_CAP],
+) -> SearchAnswer {
     let mut no_room = [0u8; 0];
     let (caller, rule_buf, line) = match st.as_deref_mut() {
         Some(State { tracker, scratch, .. }) => {
-            if asked == Asked::BySearch {
+            if by_search {
                 tracker.mark_refused();
             }
             let Scratch { line, other, caller, .. } = scratch;

@@ -1,37 +1,43 @@
 //! Pins and `--strict` for `dlmopen` of a path. glibc asks the audit
 //! interface nothing about such a request: `dlmopen` names its namespace,
-//! so for a name with a `/` and no `$` glibc needs no caller and passes the
+//! so for a name with a `/` and no `$` glibc needs no caller, passes the
 //! loader none, and `la_objsearch` is never called for it (dl-open.c,
-//! `dl_open_worker`; `_dl_audit_objsearch` returns early without one). The
-//! program's `dlmopen` calls therefore reach a trampoline here (bound
-//! through `la_symbind64`, as `dlclose`'s are), which puts that one case
-//! through the same decision as `la_objsearch` and hands the real
-//! `dlmopen` the pinned path or a refusal text in place of the name.
+//! `dl_open_worker`: the caller's map is looked up only for a `$`, a bare
+//! name or `dlopen`'s "the caller's namespace"; `_dl_audit_objsearch`
+//! returns early without one). The program's `dlmopen` calls therefore
+//! reach a trampoline here, bound through `la_symbind64` as `dlclose`'s
+//! are, when there are pins or `--strict`, on x86-64.
 //!
-//! The trampoline jumps to the real function; it never calls it. The return
+//! Every other name goes on by a *jump* to the real `dlmopen`: the return
 //! address glibc reads to find the caller is still the program's, so a bare
-//! name or a `$ORIGIN` name (whose search depends on the caller's DT_RPATH,
-//! DT_RUNPATH and namespace) is searched exactly as without culaunch, and
-//! `la_objsearch` then sees it. It is bound only when there are pins or
-//! `--strict`, and only on x86-64. `dlsym` gets the real `dlmopen`, and
-//! calls that bind to no wrapper (through a `dlsym` pointer, a `-z now`
-//! object before glibc 2.35) are not seen.
+//! or `$ORIGIN` name is searched from the caller's DT_RPATH, DT_RUNPATH and
+//! namespace exactly as without culaunch, and `la_objsearch` sees it. A
+//! path, for which glibc looks at no caller, goes to [`dlmopen_path`]
+//! instead, which answers it as `la_objsearch` would, calls the real
+//! `dlmopen` with the pinned path or a refusal text (written on its own
+//! stack: another thread's refusal cannot overwrite it), and returns to the
+//! program. The redirect it notes for the trace lives only during that
+//! call.
+//!
+//! Not seen: `dlmopen` through a `dlsym` pointer (which gets the real
+//! function), a GOT call under `-fno-plt`, a call from an object in another
+//! namespace (the module asks for bindings of the program's namespace
+//! only), or from a `-z now` object before glibc 2.35.
 
-use core::ffi::{c_char, CStr};
+use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::callbacks::{self, Asked, SearchAnswer};
 use crate::config;
 use crate::exports::guarded;
+use crate::global::REFUSAL_CAP;
 
 /// The real `dlmopen` (the program's libc's, or libdl's before glibc
 /// 2.34), stored by `bind` before the trampoline is handed out. Read by the
 /// trampoline.
 static REAL: AtomicUsize = AtomicUsize::new(0);
 
-/// Given to the real `dlmopen` when a refusal's text could not be written:
-/// no file has this name, so the call fails.
-const BUSY_REFUSAL: &CStr = c"culaunch: refused by --strict or a lock (the refusal's text was busy)";
+type DlmopenFn = extern "C" fn(c_long, *const c_char, c_int) -> *mut c_void;
 
 /// For `la_symbind64`: the address to bind `name` to, when it is `dlmopen`,
 /// not a `dlsym` lookup, and there is a pin or `--strict` to apply.
@@ -60,10 +66,11 @@ fn trampoline() -> Option<usize> {
     None
 }
 
-// dlmopen(lmid: rdi, file: rsi, mode: rdx). The three arguments are kept
-// on the stack (with the return address, 32 bytes: the call below is
-// 16-byte aligned); `culaunch_dlmopen_file(file)` returns the name to use;
-// then a jump, so that the real function returns to the program.
+// dlmopen(lmid: rdi, file: rsi, mode: rdx). The arguments are kept on the
+// stack (with the return address, 32 bytes: the call is 16-byte aligned)
+// while `unasked(file)` is asked; then, with the stack as the program left
+// it, a jump: to `dlmopen_path(lmid, file, mode, return address)`, which
+// returns to the program, or to the real function.
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".pushsection .text.culaunch_dlmopen_trampoline,\"ax\",@progbits",
@@ -76,77 +83,122 @@ core::arch::global_asm!(
     "push rsi",
     "push rdx",
     "mov rdi, rsi",
-    "call {file}",
+    "call {unasked}",
     "pop rdx",
     "pop rsi",
     "pop rdi",
-    "mov rsi, rax",
+    "test eax, eax",
+    "jz 2f",
+    "mov rcx, qword ptr [rsp]",
+    "jmp {path}",
+    "2:",
     "jmp qword ptr [rip + {real}]",
     ".size culaunch_dlmopen_trampoline, .-culaunch_dlmopen_trampoline",
     ".popsection",
-    file = sym culaunch_dlmopen_file,
+    unasked = sym unasked_c,
+    path = sym dlmopen_path,
     real = sym REAL,
 );
 
-/// The name the real `dlmopen` is to get for `file`: `file` itself, unless
-/// it is a path glibc will not show `la_objsearch` and a pin or `--strict`
-/// has another answer for it.
-extern "C" fn culaunch_dlmopen_file(file: *const c_char) -> *const c_char {
-    guarded(file, || {
-        let Some(config) = config::get() else { return file };
+/// For the trampoline: 1 when `file` is a name glibc will not show
+/// `la_objsearch`.
+extern "C" fn unasked_c(file: *const c_char) -> c_int {
+    guarded(0, || {
         if file.is_null() {
-            return file;
+            return 0;
         }
         // SAFETY: dlmopen's contract: a NUL-terminated name.
-        let name = unsafe { CStr::from_ptr(file) };
-        if !unasked(name.to_bytes()) {
-            return file;
-        }
-        forget_redirect();
-        // No requester: glibc passes none for this request either.
-        match callbacks::answer(config, name, 0, Asked::ByDlmopen) {
-            SearchAnswer::AsAsked => file,
-            SearchAnswer::Instead(other) => other,
-            SearchAnswer::Skip => BUSY_REFUSAL.as_ptr(),
-        }
+        c_int::from(unasked(unsafe { CStr::from_ptr(file) }.to_bytes()))
     })
 }
 
-/// A redirect the trampoline made, for the trace: `la_objopen` of the
+/// `dlmopen(lmid, file, mode)` of a path, called from `caller_pc`: the
+/// pins and `--strict` applied, then the real call.
+extern "C" fn dlmopen_path(lmid: c_long, file: *const c_char, mode: c_int, caller_pc: usize) -> *mut c_void {
+    let address = REAL.load(Ordering::Relaxed);
+    if address == 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the address the loader bound `dlmopen` to, stored by `bind`.
+    let real = unsafe { core::mem::transmute::<usize, DlmopenFn>(address) };
+    let mut refusal = [0u8; REFUSAL_CAP];
+    let name = guarded(file, || {
+        let Some(config) = config::get() else { return file };
+        // SAFETY: the trampoline passes only a non-null `file`.
+        let request = unsafe { CStr::from_ptr(file) };
+        let asked = Asked::ByDlmopen { caller: caller_map(caller_pc), text: &mut refusal };
+        // No requester for the decision: glibc passes none either.
+        match callbacks::answer(config, request, 0, asked) {
+            SearchAnswer::AsAsked | SearchAnswer::Skip => file,
+            SearchAnswer::Instead(other) => other,
+        }
+    });
+    let redirected = name != file && name != refusal.as_ptr().cast();
+    if redirected {
+        note_redirect(file);
+    }
+    let handle = real(lmid, name, mode);
+    if redirected {
+        forget_redirect();
+    }
+    handle
+}
+
+/// `<dlfcn.h>`: `dladdr1` stores the object's link map.
+const RTLD_DL_LINKMAP: c_int = 2;
+
+/// The link map of the object whose code is at `pc` (0: none found).
+fn caller_map(pc: usize) -> usize {
+    let mut info = core::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let mut map: *mut c_void = core::ptr::null_mut();
+    // SAFETY: valid out-pointers; RTLD_DL_LINKMAP stores a link map there.
+    let found =
+        unsafe { libc::dladdr1(pc as *const c_void, info.as_mut_ptr(), (&raw mut map).cast(), RTLD_DL_LINKMAP) };
+    if found == 0 {
+        0
+    } else {
+        map as usize
+    }
+}
+
+/// A `dlmopen` name glibc searches for without asking the audit interface:
+/// a path (a `/`) with no dynamic string token (`$`, which needs the
+/// caller).
+fn unasked(name: &[u8]) -> bool {
+    name.contains(&b'/') && !name.contains(&b'$')
+}
+
+/// A redirect [`dlmopen_path`] made, for the trace: `la_objopen` of the
 /// pinned file, in the same thread and during the same call, takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Redirect {
     /// The program's name for the file (its string, alive during the call).
     pub request: *const c_char,
-    pub pin: usize,
 }
 
-/// One per thread inside a redirected `dlmopen`: its thread id (0: free),
-/// the request, and the pin + 1. Lock-free: the trampoline runs outside
-/// the loader's lock, `la_objopen` inside it. More threads at once than
-/// slots lose only the trace's `redirected_from`.
+/// One per thread inside a redirected `dlmopen`: its thread id (0: free)
+/// and the request. Lock-free: [`dlmopen_path`] runs outside the loader's
+/// lock, `la_objopen` inside it. More threads at once than slots lose only
+/// the trace's `redirected_from`.
 struct Slot {
     tid: AtomicI32,
     request: AtomicUsize,
-    pin: AtomicUsize,
 }
 
-static SLOTS: [Slot; 16] =
-    [const { Slot { tid: AtomicI32::new(0), request: AtomicUsize::new(0), pin: AtomicUsize::new(0) } }; 16];
+static SLOTS: [Slot; 16] = [const { Slot { tid: AtomicI32::new(0), request: AtomicUsize::new(0) } }; 16];
 
 /// Slots in use: `la_objopen` asks for its thread id only when one is.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// Notes that this thread's `dlmopen` of `request` goes to pin `pin`.
-pub fn note_redirect(request: &CStr, pin: usize) {
+/// Notes that this thread's `dlmopen` of `request` is redirected.
+fn note_redirect(request: *const c_char) {
     let tid = thread_id();
     let Some(slot) = SLOTS.iter().find(|s| s.tid.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed).is_ok())
     else {
         return;
     };
+    slot.request.store(request as usize, Ordering::Release);
     USED.fetch_add(1, Ordering::AcqRel);
-    slot.request.store(request.as_ptr() as usize, Ordering::Relaxed);
-    slot.pin.store(pin + 1, Ordering::Release);
 }
 
 /// Takes this thread's redirect, if its `dlmopen` made one.
@@ -156,29 +208,21 @@ pub fn take_redirect() -> Option<Redirect> {
     }
     let tid = thread_id();
     let slot = SLOTS.iter().find(|s| s.tid.load(Ordering::Acquire) == tid)?;
-    let pin = slot.pin.swap(0, Ordering::Acquire);
-    let request = slot.request.swap(0, Ordering::Relaxed) as *const c_char;
+    let request = slot.request.swap(0, Ordering::AcqRel) as *const c_char;
     slot.tid.store(0, Ordering::Release);
     USED.fetch_sub(1, Ordering::AcqRel);
-    (pin != 0 && !request.is_null()).then_some(Redirect { request, pin: pin - 1 })
+    (!request.is_null()).then_some(Redirect { request })
 }
 
-/// Drops this thread's redirect: a later request is under way (the pinned
-/// file was mapped already, so no `la_objopen` took it).
-pub fn forget_redirect() {
+/// Drops this thread's redirect once its call is over (the pinned file may
+/// have been mapped already, and no `la_objopen` took it).
+fn forget_redirect() {
     let _ = take_redirect();
 }
 
 fn thread_id() -> i32 {
-    // SAFETY: gettid takes no arguments and cannot fail.
+    // SAFETY: gettid takes no arguments and cannot fail; it keeps errno.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
-/// A `dlmopen` name glibc searches for without asking the audit interface:
-/// a path (a `/`) with no dynamic string token (`$`, which needs the
-/// caller).
-fn unasked(name: &[u8]) -> bool {
-    name.contains(&b'/') && !name.contains(&b'$')
 }
 
 #[cfg(test)]
@@ -197,14 +241,15 @@ mod tests {
     #[test]
     fn a_redirect_is_taken_once_by_its_own_thread() {
         let name = c"/w/libcudart.so.12";
-        note_redirect(name, 3);
-        let other = std::thread::spawn(|| take_redirect().map(|r| r.pin)).join().ok().flatten();
-        assert_eq!(other, None, "another thread's la_objopen");
-        assert_eq!(take_redirect(), Some(Redirect { request: name.as_ptr(), pin: 3 }));
+        note_redirect(name.as_ptr());
+        let other = std::thread::spawn(|| take_redirect().is_some()).join().ok();
+        assert_eq!(other, Some(false), "another thread's la_objopen");
+        assert_eq!(take_redirect(), Some(Redirect { request: name.as_ptr() }));
         assert_eq!(take_redirect(), None);
-        note_redirect(name, 0);
+        note_redirect(name.as_ptr());
         forget_redirect();
         assert_eq!(take_redirect(), None);
+        assert_eq!(USED.load(Ordering::Relaxed), 0);
     }
 
     #[test]
