@@ -57,9 +57,10 @@ pub fn inside() -> bool {
     INSIDE.iter().any(|s| s.load(Ordering::Acquire) == tid)
 }
 
-fn thread_id() -> i32 {
+/// The calling thread's id (also the `dlmopen` trampoline's key).
+pub fn thread_id() -> i32 {
     // SAFETY: gettid takes no arguments and cannot fail (glibc before
-    // 2.30 has no wrapper for it).
+    // 2.30 has no wrapper for it); it keeps errno.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 

@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::callbacks::{self, Asked, SearchAnswer};
 use crate::config;
+use crate::dlclose::thread_id;
 use crate::exports::guarded;
 use crate::global::REFUSAL_CAP;
 
@@ -218,11 +219,6 @@ pub fn take_redirect() -> Option<Redirect> {
 /// have been mapped already, and no `la_objopen` took it).
 fn forget_redirect() {
     let _ = take_redirect();
-}
-
-fn thread_id() -> i32 {
-    // SAFETY: gettid takes no arguments and cannot fail; it keeps errno.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
 #[cfg(test)]
