@@ -197,16 +197,11 @@ fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal, asked: A
 
 /// The state, for a refusal's `deny` event and caller's name: worth a short
 /// wait when another thread is writing an event (a refused `dlmopen`, which
-/// runs outside the loader's lock, often is). Bounded: the holder may be
-/// this thread, interrupted by a signal; its event is then not written.
+/// runs outside the loader's lock, often is). A quarter second, bounded: the
+/// holder may be this thread, interrupted by a signal; its event is then not
+/// written.
 fn state_for_refusal() -> Option<crate::lock::TryGuard<'static, State>> {
-    (0..1000).find_map(|_| {
-        PROCESS.state.try_lock().or_else(|| {
-            // SAFETY: sched_yield takes no arguments.
-            unsafe { libc::sched_yield() };
-            None
-        })
-    })
+    PROCESS.state.lock_within(250_000_000)
 }
 
 /// Writes the refusal of `request` into `text` (and the `deny` event, when

@@ -1,10 +1,11 @@
-//! A lock that is only ever tried, never waited on, and that a forked child can
-//! take back from a thread that no longer exists.
+//! A lock that is tried, never waited on without bound, and that a forked
+//! child can take back from a thread that no longer exists.
 //!
 //! Audit callbacks already run one at a time under the loader's own lock; this
 //! one only guards against the few callers outside it (the exit and fork
-//! handlers). Waiting could deadlock a job, so a busy lock costs one event
-//! instead.
+//! handlers, and the `dlmopen` wrapper). Waiting without bound could deadlock
+//! a job, so a busy lock costs one event instead; only a refusal, whose
+//! `deny` event the user must see, waits a bounded while (`lock_within`).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -29,11 +30,50 @@ impl<T> TryLock<T> {
             .map(|_| TryGuard { lock: self })
     }
 
+    /// Tries until the lock is had or `budget_ns` of monotonic time have
+    /// passed: yields first, then sleeps in growing steps, so that a holder
+    /// the scheduler has put off (two cores, many threads) gets to finish.
+    /// Bounded, because the holder may be this very thread, interrupted by a
+    /// signal whose handler loads a library.
+    pub fn lock_within(&self, budget_ns: u64) -> Option<TryGuard<'_, T>> {
+        if let Some(g) = self.try_lock() {
+            return Some(g);
+        }
+        let start = crate::clock::now_monotonic_ns();
+        let mut step_ns: u64 = 1_000;
+        for attempt in 0u32.. {
+            if let Some(g) = self.try_lock() {
+                return Some(g);
+            }
+            if crate::clock::now_monotonic_ns().saturating_sub(start) >= budget_ns {
+                return None;
+            }
+            if attempt < 64 {
+                // SAFETY: sched_yield takes no arguments.
+                unsafe { libc::sched_yield() };
+            } else {
+                sleep_ns(step_ns);
+                step_ns = (step_ns * 2).min(1_000_000);
+            }
+        }
+        None
+    }
+
     /// Releases the lock whoever holds it. Only for the child side of `fork`,
     /// where the thread that held it was not copied.
     pub fn force_unlock_after_fork(&self) {
         self.held.store(false, Ordering::Release);
     }
+}
+
+/// The raw system call, not libc's `nanosleep`: no cancellation point is
+/// added inside the job's own `dlmopen`.
+fn sleep_ns(ns: u64) {
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: ns.min(999_999_999) as libc::c_long };
+    // SAFETY: `ts` is a valid timespec; a null remainder is allowed.
+    unsafe {
+        libc::syscall(libc::SYS_nanosleep, &ts as *const libc::timespec, core::ptr::null_mut::<libc::timespec>())
+    };
 }
 
 pub struct TryGuard<'a, T> {
@@ -75,6 +115,22 @@ mod tests {
         }
         drop(g);
         assert_eq!(lock.try_lock().map(|g| *g), Some(2));
+    }
+
+    #[test]
+    fn lock_within_waits_for_a_holder_that_lets_go_and_gives_up_on_one_that_does_not() {
+        static LOCK: TryLock<u32> = TryLock::new(0);
+        let g = LOCK.try_lock();
+        let start = crate::clock::now_monotonic_ns();
+        assert!(LOCK.lock_within(20_000_000).is_none());
+        assert!(crate::clock::now_monotonic_ns() - start >= 20_000_000);
+        let holder = std::thread::spawn(move || {
+            let g = g;
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(g);
+        });
+        assert!(LOCK.lock_within(5_000_000_000).is_some(), "the lock, once let go");
+        assert!(holder.join().is_ok());
     }
 
     #[test]
