@@ -54,6 +54,26 @@ fn run_with_timeout(cmd: &mut Command, secs: u64) -> std::process::Output {
     }
 }
 
+/// A thread with a cancel pending that loads a CUDA library is cancelled at
+/// its next cancellation point, as without culaunch: the module reads and
+/// writes without any (a cancel acted on inside it aborted the process).
+#[test]
+fn a_pending_cancel_acts_at_the_programs_next_cancellation_point_not_inside_a_load() {
+    let f = fixtures();
+    let argv = [f.thread_loads.as_os_str(), os("cancel"), f.wheel_cudart12.as_os_str()];
+    let bare = plain(&argv, &[]);
+    assert_eq!(bare.stdout(), "dlopen: ok\njoined: cancelled\n");
+    let run = traced(&[], &argv, &[]);
+    assert_eq!(run.stdout(), bare.stdout(), "{}", run.stderr());
+    assert!(run.out.status.success());
+    assert_eq!(run.load_event(&f.wheel_cudart12)["how"], "dlopen");
+    // A refusal writes its event too.
+    let argv = [f.thread_loads.as_os_str(), os("cancel"), f.conda_cublas.as_os_str()];
+    let run = traced(&["--strict"], &argv, &[]);
+    assert!(run.stdout().ends_with("\njoined: cancelled\n"), "{}\n{}", run.stdout(), run.stderr());
+    assert_eq!(run.events_of("deny").len(), 1);
+}
+
 #[test]
 fn sixteen_threads_loading_concurrently_lose_no_event_and_tear_no_line() {
     let libs = libs(16);

@@ -236,7 +236,7 @@ fn reason_untraced(path: &CStr, envp: Argv) -> Option<&'static [u8]> {
         );
     }
     // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    let fd = unsafe { crate::sys::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0) };
     if fd < 0 {
         return None;
     }
@@ -246,8 +246,8 @@ fn reason_untraced(path: &CStr, envp: Argv) -> Option<&'static [u8]> {
     // SAFETY: valid buffers; closing what we opened.
     let n = unsafe {
         let stat_ok = libc::fstat(fd, &mut st) == 0;
-        let n = if stat_ok { libc::read(fd, head.as_mut_ptr().cast(), head.len()) } else { -1 };
-        libc::close(fd);
+        let n = if stat_ok { crate::sys::read(fd, head.as_mut_ptr().cast(), head.len()) } else { -1 };
+        crate::sys::close(fd);
         n
     };
     if n < 0 {

@@ -116,7 +116,7 @@ impl Switch {
             _ => Ok(()),
         });
         // SAFETY: closing the descriptor `begin` opened.
-        unsafe { libc::close(self.fd) };
+        unsafe { crate::sys::close(self.fd) };
         // Once it is closed: it may have been fd 2 (sink::write_line).
         if let (Err(what), Some(config)) = (appended, config::get()) {
             exports::guarded((), || sink::warn_lost(config, what));

@@ -37,6 +37,7 @@ mod paths;
 mod quick_exit;
 mod relro;
 mod sink;
+mod sys;
 mod tracker;
 
 pub use exports::{la_activity, la_objclose, la_objopen, la_objsearch, la_preinit, la_symbind64, la_version};

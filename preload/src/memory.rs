@@ -39,14 +39,14 @@ pub fn read_own(addr: usize, out: &mut [u8]) -> bool {
     }
     let Ok(offset) = libc::off_t::try_from(addr) else { return false };
     // SAFETY: a NUL-terminated path.
-    let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { crate::sys::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         return false;
     }
     // SAFETY: the kernel writes at most `out.len()` bytes into `out`.
-    let n = unsafe { libc::pread(fd, out.as_mut_ptr().cast(), out.len(), offset) };
+    let n = unsafe { crate::sys::pread(fd, out.as_mut_ptr().cast(), out.len(), offset) };
     // SAFETY: closing what we opened.
-    unsafe { libc::close(fd) };
+    unsafe { crate::sys::close(fd) };
     n == out.len() as isize
 }
 

@@ -19,7 +19,7 @@ pub struct Resolved<'b> {
 /// descriptor's path.
 pub fn resolve<'b>(path: &CStr, out: &'b mut [u8; PATH_MAX]) -> Option<Resolved<'b>> {
     // SAFETY: NUL-terminated path; O_PATH opens without reading.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    let fd = unsafe { crate::sys::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         return None;
     }
@@ -38,7 +38,7 @@ pub fn resolve<'b>(path: &CStr, out: &'b mut [u8; PATH_MAX]) -> Option<Resolved<
     let (stat_ok, len) = unsafe {
         let ok = libc::fstat(fd, &mut st) == 0;
         let len = libc::readlink(link.as_ptr().cast(), out.as_mut_ptr().cast(), out.len());
-        libc::close(fd);
+        crate::sys::close(fd);
         (ok, len)
     };
     if !stat_ok || len <= 0 {
@@ -105,7 +105,7 @@ pub fn self_exe(buf: &mut [u8]) -> Option<&[u8]> {
 /// Reads a small file whole, or as much as fits; the flag says whether it all fit.
 pub fn read_small_file<'b>(path: &CStr, buf: &'b mut [u8]) -> (&'b [u8], bool) {
     // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { crate::sys::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         return (&buf[..0], false);
     }
@@ -113,7 +113,7 @@ pub fn read_small_file<'b>(path: &CStr, buf: &'b mut [u8]) -> (&'b [u8], bool) {
     let mut whole = false;
     while len < buf.len() {
         // SAFETY: the destination lies inside `buf`.
-        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        let n = unsafe { crate::sys::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
         if n <= 0 {
             whole = n == 0;
             break;
@@ -121,7 +121,7 @@ pub fn read_small_file<'b>(path: &CStr, buf: &'b mut [u8]) -> (&'b [u8], bool) {
         len += n as usize;
     }
     // SAFETY: closing what we opened.
-    unsafe { libc::close(fd) };
+    unsafe { crate::sys::close(fd) };
     (&buf[..len], whole)
 }
 

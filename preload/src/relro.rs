@@ -334,7 +334,7 @@ pub fn each_file_mapping(mut each: impl FnMut(&FileMapping<'_>)) {
 
 fn read_maps<const N: usize, T>(mut on_line: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
     // SAFETY: NUL-terminated path.
-    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { crate::sys::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         return None;
     }
@@ -342,7 +342,7 @@ fn read_maps<const N: usize, T>(mut on_line: impl FnMut(&[u8]) -> Option<T>) -> 
     let mut buf = [0u8; 1024];
     let answer = loop {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { crate::sys::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
             break None;
         }
@@ -351,7 +351,7 @@ fn read_maps<const N: usize, T>(mut on_line: impl FnMut(&[u8]) -> Option<T>) -> 
         }
     };
     // SAFETY: closing what we opened.
-    unsafe { libc::close(fd) };
+    unsafe { crate::sys::close(fd) };
     answer
 }
 
@@ -538,7 +538,7 @@ mod tests {
                 )
             };
             // SAFETY: the descriptor opened above.
-            unsafe { libc::close(fd) };
+            unsafe { crate::sys::close(fd) };
             p as usize
         };
         // Two pages reserved, then the file's two pages mapped as glibc

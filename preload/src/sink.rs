@@ -35,7 +35,7 @@ pub fn write_line(config: &Config, line: &[u8]) {
     }
     let appended = append(fd, line);
     // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
+    unsafe { crate::sys::close(fd) };
     // Only now: with stderr closed, the trace's descriptor may have been
     // fd 2, and a warning written through it would land in the trace.
     if let Err(what) = appended {
@@ -46,7 +46,7 @@ pub fn write_line(config: &Config, line: &[u8]) {
 /// Opens the trace for one append: a descriptor, or -1 with errno set.
 pub fn open(config: &Config) -> libc::c_int {
     // SAFETY: `trace` is NUL-terminated.
-    unsafe { libc::open(config.trace.as_ptr(), FLAGS, 0o644) }
+    unsafe { crate::sys::open(config.trace.as_ptr(), FLAGS, 0o644) }
 }
 
 /// The last open failed for want of permission, and the trace belongs to
@@ -90,12 +90,12 @@ pub fn append(fd: i32, line: &[u8]) -> Result<(), &'static [u8]> {
     }
     // SAFETY: `line` is a valid buffer; a short or failed write loses this one
     // event and is never retried (a retry could tear the line).
-    let n = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+    let n = unsafe { crate::sys::write(fd, line.as_ptr().cast(), line.len()) };
     if n != line.len() as isize {
         if n > 0 {
             // End the torn line, so that the next process's line stays whole.
             // SAFETY: a one-byte buffer.
-            unsafe { libc::write(fd, b"\n".as_ptr().cast(), 1) };
+            unsafe { crate::sys::write(fd, b"\n".as_ptr().cast(), 1) };
         }
         return Err(b"cannot append to the trace file; some events are lost");
     }
@@ -170,7 +170,7 @@ fn say(config: &Config, what: &[u8]) {
         return;
     }
     // SAFETY: valid buffer; stderr may be closed, which is fine.
-    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+    unsafe { crate::sys::write(2, buf.as_ptr().cast(), len) };
 }
 
 /// With the program's stderr closed, another thread's open of the trace

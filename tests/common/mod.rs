@@ -44,6 +44,12 @@ pub struct Fixtures {
     /// Another build of libcudart.so.12 (`which=pinned-12`, version 12990),
     /// in a directory of its own: what the pin tests pin to.
     pub pinned_cudart: PathBuf,
+    /// Two builds of the driver, `libcuda.so.1` (`which=driver-a`, `-b`),
+    /// in directories of their own: CUDA libraries `--strict` allows.
+    pub drivers: [PathBuf; 2],
+    /// `tests/fixtures/thread_loads.c`: loads from threads in corners of
+    /// the thread API.
+    pub thread_loads: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
@@ -148,8 +154,21 @@ fn build(root: &Path) -> Fixtures {
     lib(&p("naive/libnaivehook.so"), "naive_hook.c", "libnaivehook.so", "naive", &["-ldl"]);
     lib(&p("pinned/libcudart.so.12"), "fakelib.c", "libcudart.so.12", "pinned-12", &["-DFIXTURE_VERSION=12990"]);
 
+    for d in ["driver-a", "driver-b"] {
+        lib(&p(d).join("libcuda.so.1"), "fakelib.c", "libcuda.so.1", d, &[]);
+    }
+
     let loader = p("bin/loader");
     cc(&[src("loader.c").as_os_str(), "-o".as_ref(), loader.as_os_str(), "-ldl".as_ref()]);
+    let thread_loads = p("bin/thread_loads");
+    let args = [
+        src("thread_loads.c").into_os_string(),
+        "-o".into(),
+        thread_loads.clone().into(),
+        "-pthread".into(),
+        "-ldl".into(),
+    ];
+    cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
     let needs_cudart = p("bin/needs_cudart");
     let rpath = format!("-Wl,-rpath,{rt_str}");
     cc(&[
@@ -192,6 +211,8 @@ fn build(root: &Path) -> Fixtures {
         nvrtc_runpath: p("nvrtc-runpath/libnvrtc.so.12"),
         decoy_dir: p("decoy"),
         pinned_cudart: p("pinned/libcudart.so.12"),
+        drivers: [p("driver-a/libcuda.so.1"), p("driver-b/libcuda.so.1")],
+        thread_loads,
     }
 }
 
