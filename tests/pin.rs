@@ -166,6 +166,90 @@ fn concurrent_refusals_each_keep_their_own_text() {
     assert!(run.events_of("deny").iter().all(|e| e["caller"] == canonical(&exe).as_str()));
 }
 
+/// A thread whose `dlmopen`s `--strict` refuses, beside one that loads and
+/// unloads two allowed libraries: every mapping of the other thread is in
+/// the trace, and no unmapping is missed (a refusal holds the module's
+/// state outside the loader's lock; the loader's callbacks wait for it).
+#[test]
+fn refusals_in_one_thread_cost_the_loads_of_another_nothing() {
+    let f = fixtures();
+    let [a, b] = &f.drivers;
+    let refused = os("/nonexistent/libcublas.so.12");
+    let argv = [f.thread_loads.as_os_str(), os("beside"), os("400"), a.as_os_str(), b.as_os_str(), refused];
+    let run = traced(&["--strict"], &argv, &[]);
+    let out = run.stdout();
+    let count = |key: &str| -> usize {
+        let word = out.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap_or_else(|| panic!("{key} in {out}"));
+        word.parse().unwrap()
+    };
+    assert_eq!((count("fresh="), count("wrong=")), (800, 0), "each dlopen mapped its file anew: {out}");
+    let (a, b) = (canonical(a), canonical(b));
+    let loads =
+        run.events_of("load").into_iter().filter(|e| e["path"] == a.as_str() || e["path"] == b.as_str()).count();
+    assert_eq!(loads, 800, "{out}");
+    assert_eq!(run.events_of("conflict"), Vec::<&serde_json::Value>::new(), "the two never were mapped at once");
+    assert_eq!(run.events_of("deny").len(), count("refusals="));
+}
+
+/// Loads from the program's constructor, which runs before `main` (and
+/// before `la_preinit`): a refusal is the caller's failed call, not the
+/// end of the process, and a redirect is reported as the `dlopen` or
+/// `dlmopen` it was.
+#[test]
+fn loads_from_a_constructor_are_refused_and_redirected_as_calls() {
+    let f = fixtures();
+    let cublas = p(&f.conda_cublas);
+    let ctor = format!("dlmopen:{cublas} dlopen:{cublas}");
+    let run = traced(&["--strict"], &loader(&["dlopen:libm.so.6".into()]), &[("FIXTURE_CTOR", os(&ctor))]);
+    let out = run.stdout();
+    assert!(run.out.status.success(), "{out}\n{}", run.stderr());
+    for action in ["dlmopen", "dlopen"] {
+        assert!(out.contains(&format!("ctor {action}:{cublas}: fail: culaunch: refused {cublas}")), "{action}: {out}");
+    }
+    assert!(out.ends_with("dlopen:libm.so.6: ok\n"), "main ran: {out}");
+    assert_eq!(run.events_of("deny").len(), 2);
+
+    let wheel = p(&f.wheel_cudart12);
+    let ctor = format!("dlmopen:{wheel} dlopen:{wheel}");
+    let run = traced(&[&pin_arg("libcudart.so.12", &f.pinned_cudart)], &loader(&[]), &[("FIXTURE_CTOR", os(&ctor))]);
+    let out = run.stdout();
+    assert_eq!(out, format!("ctor dlmopen:{wheel}: ok which=pinned-12\nctor dlopen:{wheel}: ok which=pinned-12\n"));
+    let pinned = canonical(&f.pinned_cudart);
+    let loads: Vec<_> = run.events_of("load").into_iter().filter(|e| e["path"] == pinned.as_str()).collect();
+    let hows: Vec<_> = loads.iter().map(|e| s(&e["how"])).collect();
+    assert_eq!(hows, ["dlmopen", "dlopen"], "{loads:#?}");
+    for e in loads {
+        assert_eq!(e["redirected_from"], canonical(&f.wheel_cudart12).as_str(), "{e}");
+    }
+}
+
+/// A `dlmopen` that loads nothing whatever culaunch says (RTLD_NOLOAD of a
+/// file not loaded, a mode glibc rejects) ends under `--strict` exactly as
+/// without culaunch: no refusal, no `deny`.
+#[test]
+fn strict_leaves_a_dlmopen_that_would_load_nothing_as_it_is() {
+    let f = fixtures();
+    let a = vec![format!("mnoload:{}", p(&f.conda_cublas)), format!("mnomode:{}", p(&f.conda_cublas))];
+    let bare = plain(&loader(&a), &[]);
+    assert!(bare.stdout().contains("invalid mode"), "{}", bare.stdout());
+    let run = traced(&["--strict"], &loader(&a), &[]);
+    assert_eq!(run.stdout(), bare.stdout());
+    assert_eq!(run.events_of("deny").len(), 0);
+}
+
+/// A `dlmopen` of a path from a thread with the smallest stack the system
+/// allows works under pins and `--strict` as without them.
+#[test]
+fn a_dlmopen_from_the_smallest_thread_stack_works_under_pins_and_strict() {
+    let f = fixtures();
+    let argv = [f.thread_loads.as_os_str(), os("smallstack"), f.drivers[0].as_os_str()];
+    assert_eq!(plain(&argv, &[]).stdout(), "smallstack: ok\n");
+    for opt in ["--strict".to_owned(), pin_arg("libcudart.so.12", &f.pinned_cudart)] {
+        let run = traced(&[&opt], &argv, &[]);
+        assert_eq!(run.stdout(), "smallstack: ok\n", "{opt}: {}", run.stderr());
+    }
+}
+
 #[test]
 fn a_pin_holds_for_dt_needed_of_the_executable() {
     let f = fixtures();

@@ -34,7 +34,7 @@ pub enum SearchAnswer {
 
 /// `la_version`: the process's first event.
 pub fn process_started(config: &Config) {
-    if let Some(mut st) = PROCESS.state.try_lock() {
+    if let Some(mut st) = state() {
         events::process_start(config, &mut st.scratch, false);
     }
 }
@@ -48,59 +48,70 @@ pub fn search(config: &Config, request_c: &CStr, flag: c_uint, loader: usize) ->
         return if refusing { SearchAnswer::Skip } else { SearchAnswer::AsAsked };
     }
     PROCESS.refusing.store(false, Ordering::Relaxed);
-    answer(config, request_c, loader, Asked::BySearch)
+    match answer(config, request_c, loader, true) {
+        Answer::AsAsked => SearchAnswer::AsAsked,
+        Answer::Redirect(pinned) => SearchAnswer::Instead(pinned),
+        Answer::Refuse(why) => {
+            // Its candidates are refused too.
+            PROCESS.refusing.store(true, Ordering::Relaxed);
+            let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
+            let answer = refusal_text(config, request, loader, why, true, &mut text);
+            SearchAnswer::Instead(answer)
+        }
+    }
 }
 
-/// Where a request is answered.
-pub enum Asked<'t> {
-    /// In `la_objsearch`, under the loader's lock: the tracker follows the
-    /// request, and a refusal also skips its candidates.
-    BySearch,
-    /// In the `dlmopen` trampoline, before the loader's lock is taken: no
-    /// candidate follows, and the tracker (whose request another thread
-    /// may be searching) is left alone. `caller` is the calling object's
-    /// link map (0: not known), `text` where a refusal's text goes: it must
-    /// outlive the real call, and no other thread's may overwrite it.
-    ByDlmopen { caller: usize, text: &'t mut [u8; REFUSAL_CAP] },
+/// What the pins and `--strict` make of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Search for it as without culaunch.
+    AsAsked,
+    /// Open this pinned path instead.
+    Redirect(*const c_char),
+    /// Refuse it; [`refusal_text`] says why.
+    Refuse(Refusal),
 }
 
 /// The answer to request `request_c` of `loader` (0: none), from the pins
-/// and `--strict`.
-pub fn answer(config: &Config, request_c: &CStr, loader: usize, asked: Asked<'_>) -> SearchAnswer {
+/// and `--strict`. `by_search`: asked in `la_objsearch`, under the loader's
+/// lock, whose tracker follows the request (the `dlmopen` wrapper asks
+/// before that lock is taken, and leaves the tracker, whose request another
+/// thread may be searching, alone).
+pub fn answer(config: &Config, request_c: &CStr, loader: usize, by_search: bool) -> Answer {
     let request = request_c.to_bytes();
     if config.pins.is_empty() && !config.strict {
-        return SearchAnswer::AsAsked;
+        return Answer::AsAsked;
     }
     // Decided from the configuration alone, which never changes: a pin
     // holds whatever the state's lock is doing.
     let pins = config.pins.iter().map(|p| p.soname.as_slice());
     let pin_mapped = |n: usize| pin_is_mapped(n, loader);
     match decide(request, pins, config.strict, |n| is_pinned_file(request_c, &config.pins[n]), pin_mapped) {
-        Decision::Pass => SearchAnswer::AsAsked,
+        Decision::Pass => Answer::AsAsked,
         Decision::Redirect(n) => {
             // A lock vouches for the file it hashed, not for its path.
             let pin = &config.pins[n];
             if pin.locked.is_some_and(|f| paths::locked_file(&pin.path) != Some(f)) {
-                return refuse(config, request, loader, Refusal::Replaced(n), asked);
+                return Answer::Refuse(Refusal::Replaced(n));
             }
-            if let Asked::BySearch = asked {
-                if let Some(mut st) = PROCESS.state.try_lock() {
+            if by_search {
+                if let Some(mut st) = state() {
                     st.tracker.mark_redirected();
                 }
             }
-            SearchAnswer::Instead(config.pins[n].path.as_ptr())
+            Answer::Redirect(config.pins[n].path.as_ptr())
         }
         Decision::OtherMajor(n) => {
             other_major(config, &config.pins[n], request, loader);
-            SearchAnswer::AsAsked
+            Answer::AsAsked
         }
-        Decision::Refuse(why) => refuse(config, request, loader, why, asked),
+        Decision::Refuse(why) => Answer::Refuse(why),
     }
 }
 
 fn track_search(config: &Config, request: &[u8], flag: c_uint, loader: usize) {
     let now = clock::now_monotonic_ns();
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, .. } = &mut *st;
     if flag == LA_SER_ORIG {
         // A new request: whatever failed before was not asked about.
@@ -170,51 +181,43 @@ fn is_pinned_file(request: &CStr, pin: &Pin) -> bool {
 
 #[inline(never)]
 fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = state() else { return };
     let Scratch { line, caller, .. } = &mut st.scratch;
     let caller = path_of_loader(loader, caller);
     let family = catalogue::family(request).unwrap_or("");
     events::conflict_with_pin(config, line, family, pin.path.as_bytes(), request, caller);
 }
 
-/// Refuses `request` under `--strict`: the loader gets a name that starts
-/// with "culaunch:" and cannot be opened, so dlerror() reads
-/// "culaunch: … : cannot open shared object file". Before `main` there is
-/// no caller to tell: the process ends with status 125 and the same words.
-#[inline(never)]
-fn refuse(config: &Config, request: &[u8], loader: usize, why: Refusal, asked: Asked<'_>) -> SearchAnswer {
-    match asked {
-        Asked::BySearch => {
-            PROCESS.refusing.store(true, Ordering::Relaxed);
-            let Some(mut text) = PROCESS.refusal.try_lock() else { return SearchAnswer::Skip };
-            refusal_text(config, request, loader, why, state_for_refusal(), true, &mut text)
-        }
-        Asked::ByDlmopen { caller, text } => {
-            refusal_text(config, request, caller, why, state_for_refusal(), false, text)
-        }
-    }
+/// The module's state. Audit callbacks run one at a time under the
+/// loader's lock; the holders outside it (a `dlmopen` of a path refused
+/// before that lock is taken, the `dlerror`, exit and fork handlers) hold
+/// it for one event's write, so everyone waits for them: a callback that
+/// gave up would miss a load, or leave in the table an object the loader
+/// then frees. Bounded, a quarter second: the holder may be this very
+/// thread, interrupted by a signal whose handler loads a library; that
+/// event is then lost.
+fn state() -> Option<crate::lock::TryGuard<'static, State>> {
+    PROCESS.state.lock_within(STATE_WAIT_NS)
 }
 
-/// The state, for a refusal's `deny` event and caller's name: worth a short
-/// wait when another thread is writing an event (a refused `dlmopen`, which
-/// runs outside the loader's lock, often is). A quarter second, bounded: the
-/// holder may be this thread, interrupted by a signal; its event is then not
-/// written.
-fn state_for_refusal() -> Option<crate::lock::TryGuard<'static, State>> {
-    PROCESS.state.lock_within(250_000_000)
-}
+const STATE_WAIT_NS: u64 = 250_000_000;
 
-/// Writes the refusal of `request` into `text` (and the `deny` event, when
-/// the state `st` could be had), and answers with `text`.
-fn refusal_text(
+/// The refusal of `request` (asked by the object whose link map is
+/// `loader`, 0 when not known) for `why`, written into `text`: a name that
+/// starts with "culaunch:" and cannot be opened, so that dlerror() reads
+/// "culaunch: … : cannot open shared object file". The `deny` event is
+/// written too. While the loader maps the program's initial objects there
+/// is no caller to tell: the process ends with status 125 and the same
+/// words. `by_search`: asked in `la_objsearch` (see [`answer`]).
+pub fn refusal_text(
     config: &Config,
     request: &[u8],
     loader: usize,
     why: Refusal,
-    mut st: Option<crate::lock::TryGuard<'_, State>>,
     by_search: bool,
     text: &mut [u8; REFUSAL_CAP],
-) -> SearchAnswer {
+) -> *const c_char {
+    let mut st = state();
     let mut no_room = [0u8; 0];
     let (caller, rule_buf, line) = match st.as_deref_mut() {
         Some(State { tracker, scratch, .. }) => {
@@ -268,12 +271,12 @@ fn refusal_text(
         // SAFETY: writing a valid buffer to stderr, then ending the process
         // as the contract says for a refusal before main.
         unsafe {
-            libc::write(2, text.as_ptr().cast(), n);
-            libc::write(2, b"\n".as_ptr().cast(), 1);
+            crate::sys::write(2, text.as_ptr().cast(), n);
+            crate::sys::write(2, b"\n".as_ptr().cast(), 1);
             libc::_exit(125);
         }
     }
-    SearchAnswer::Instead(text.as_ptr().cast())
+    text.as_ptr().cast()
 }
 
 /// Copies `parts` one after another into `buf`, cutting what does not fit.
@@ -289,7 +292,12 @@ fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
 
 /// `la_activity`.
 pub fn activity(flag: c_uint) {
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    if flag == crate::tracker::LA_ACT_CONSISTENT {
+        // The initial objects are mapped: a refusal from now on has a
+        // caller to answer (a constructor's `dlopen` included).
+        PROCESS.started.store(true, Ordering::Relaxed);
+    }
+    let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, objects } = &mut *st;
     if flag == LA_ACT_ADD {
         if let Some(config) = crate::config::get() {
@@ -326,7 +334,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
     if !object.is_file() && !object.name.to_bytes().is_empty() {
         return;
     }
-    let Some(mut st) = PROCESS.state.try_lock() else {
+    let Some(mut st) = state() else {
         // Whether it is a pinned file must be known whatever the lock does.
         note_if_pinned(config, object, None);
         return;
@@ -405,7 +413,7 @@ pub fn opened(config: &Config, object: &Object<'_>, lmid: libc::c_long) {
 /// (a freed link map then stays in the table, as an object not unmapped).
 pub fn closed(map: usize) {
     forget_if_pinned(map);
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = state() else { return };
     let State { tracker, objects, scratch, failure } = &mut *st;
     let reported = objects.closing(map);
     let close = tracker.on_close(map);
@@ -528,7 +536,7 @@ fn write_failure(config: &Config, s: &mut Scratch, f: &Failure, j: &crate::failu
 /// `dlsym` error) changes nothing.
 pub fn dlerror_said(text: &[u8]) {
     let Some(config) = crate::config::get() else { return };
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, .. } = &mut *st;
     let said = dlerror::parse(text);
     if failure.held {
@@ -570,7 +578,7 @@ pub unsafe fn preinit(config: &Config, main_map: *mut LinkMap) {
     PROCESS.started.store(true, Ordering::Relaxed);
     // SAFETY: getpid cannot fail.
     PROCESS.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
-    if let Some(mut st) = PROCESS.state.try_lock() {
+    if let Some(mut st) = state() {
         st.tracker.on_preinit();
     }
     events::process_loaded(config);
@@ -605,14 +613,13 @@ pub fn before_program_ends() {
 }
 
 /// Writes a failed load (or a request that mapped nothing) that was never
-/// asked about, with what the module knows. It tries the state only when
-/// one is pending (another thread may be inside the loader: a busy state
-/// costs that event).
+/// asked about, with what the module knows. It takes the state only when
+/// one is pending.
 fn flush_pending(config: &Config) {
     if !PROCESS.failure_pending.load(Ordering::Relaxed) {
         return;
     }
-    let Some(mut st) = PROCESS.state.try_lock() else { return };
+    let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, .. } = &mut *st;
     flush_failure(config, scratch, failure);
     if let Some(u) = tracker.take_unanswered() {
@@ -630,7 +637,7 @@ extern "C" fn after_fork_in_child() {
         // A parent thread that held the state is gone in the child.
         PROCESS.state.force_unlock_after_fork();
         PROCESS.refusal.force_unlock_after_fork();
-        let Some(mut st) = PROCESS.state.try_lock() else { return };
+        let Some(mut st) = state() else { return };
         let State { tracker, objects, scratch, failure } = &mut *st;
         let loading = tracker.loading();
         tracker.reset_after_fork();

@@ -27,8 +27,9 @@
 use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use crate::callbacks::{self, Asked, SearchAnswer};
+use crate::callbacks::{self, Answer};
 use crate::config;
+use crate::decide::Refusal;
 use crate::dlclose::thread_id;
 use crate::exports::guarded;
 use crate::global::REFUSAL_CAP;
@@ -122,27 +123,51 @@ extern "C" fn dlmopen_path(lmid: c_long, file: *const c_char, mode: c_int, calle
     }
     // SAFETY: the address the loader bound `dlmopen` to, stored by `bind`.
     let real = unsafe { core::mem::transmute::<usize, DlmopenFn>(address) };
-    let mut refusal = [0u8; REFUSAL_CAP];
-    let name = guarded(file, || {
-        let Some(config) = config::get() else { return file };
+    let answer = guarded(Answer::AsAsked, || {
+        let Some(config) = config::get() else { return Answer::AsAsked };
         // SAFETY: the trampoline passes only a non-null `file`.
         let request = unsafe { CStr::from_ptr(file) };
-        let asked = Asked::ByDlmopen { caller: caller_map(caller_pc), text: &mut refusal };
         // No requester for the decision: glibc passes none either.
-        match callbacks::answer(config, request, 0, asked) {
-            SearchAnswer::AsAsked | SearchAnswer::Skip => file,
-            SearchAnswer::Instead(other) => other,
-        }
+        callbacks::answer(config, request, 0, false)
     });
-    let redirected = name != file && name != refusal.as_ptr().cast();
-    if redirected {
-        note_redirect(file);
+    match answer {
+        Answer::AsAsked => real(lmid, file, mode),
+        Answer::Redirect(pinned) => {
+            note_redirect(file);
+            let handle = real(lmid, pinned, mode);
+            forget_redirect();
+            handle
+        }
+        // Nothing would be loaded (a probe, or a mode glibc rejects): the
+        // call goes on as asked, and fails or answers as without culaunch.
+        Answer::Refuse(_) if mode & libc::RTLD_NOLOAD != 0 || mode & RTLD_BINDING_MASK == 0 => real(lmid, file, mode),
+        Answer::Refuse(why) => refused(real, lmid, file, mode, caller_pc, why),
     }
-    let handle = real(lmid, name, mode);
-    if redirected {
-        forget_redirect();
-    }
-    handle
+}
+
+/// `<dlfcn.h>`: the bits of a mode that say when to bind (one must be set).
+const RTLD_BINDING_MASK: c_int = 0x3;
+
+/// The refused `dlmopen` of `file`: the real call, given the refusal's text
+/// for a name. Its own function, so that the text's room is taken from the
+/// program's stack only by a refusal, not by every `dlmopen` of a path.
+#[inline(never)]
+fn refused(
+    real: DlmopenFn,
+    lmid: c_long,
+    file: *const c_char,
+    mode: c_int,
+    caller_pc: usize,
+    why: Refusal,
+) -> *mut c_void {
+    let mut text = [0u8; REFUSAL_CAP];
+    let name = guarded(file, || {
+        let Some(config) = config::get() else { return file };
+        // SAFETY: as in `dlmopen_path`.
+        let request = unsafe { CStr::from_ptr(file) }.to_bytes();
+        callbacks::refusal_text(config, request, caller_map(caller_pc), why, false, &mut text)
+    });
+    real(lmid, name, mode)
 }
 
 /// `<dlfcn.h>`: `dladdr1` stores the object's link map.

@@ -1,12 +1,15 @@
 //! Everything the module keeps for the life of the process, in one place,
 //! with the rule for each: who writes it, and under what.
 //!
-//! Nothing here is ever waited on. The loader's callbacks run one at a time
-//! (under the loader's own lock), so the try-locks below only guard against
-//! the few callers outside it (the fork-child handler; the `dlerror` wrapper,
-//! the exit handler and the `exec*`/`_exit` wrappers, which try the state
-//! only while `failure_pending` says a failed load awaits its words); a busy lock costs one event, never
-//! a pin.
+//! Nothing here is waited on without bound. The loader's callbacks run one
+//! at a time (under the loader's own lock), so the locks below only guard
+//! against the few callers outside it: the fork-child handler; a refused
+//! `dlmopen` of a path, for its `deny` event; the `dlerror` wrapper, the
+//! exit handler and the `exec*`/`_exit` wrappers, which take the state only
+//! while `failure_pending` says a failed load awaits its words. They hold
+//! it for one event and wait for nothing meanwhile, so the others wait for
+//! them, a quarter second at most (`TryLock::lock_within`): a lock still
+//! busy then costs one event, never a pin.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
 use std::sync::OnceLock;
@@ -28,8 +31,9 @@ pub const EXEC_WRAPPED: usize = 6;
 /// How many functions `identity.rs` wraps (its `WATCHED` list).
 pub const IDENTITY_WRAPPED: usize = 4;
 
-/// What changes while the loader runs. Taken by the loader's callbacks and
-/// by the fork-child handler (alone in the child, after reclaiming it).
+/// What changes while the loader runs. Taken by the loader's callbacks, by
+/// the callers named above, and by the fork-child handler (alone in the
+/// child, after reclaiming it).
 pub struct State {
     pub tracker: Tracker,
     pub objects: Objects,
@@ -54,7 +58,8 @@ pub struct Process {
     pub failure_pending: AtomicBool,
     /// The current request was refused: its candidate paths are refused too.
     pub refusing: AtomicBool,
-    /// `la_preinit` has run: a refusal no longer ends the process.
+    /// The initial objects are mapped (the first `LA_ACT_CONSISTENT`, before
+    /// any constructor): a refusal no longer ends the process.
     pub started: AtomicBool,
     /// Set after an internal error: the module then only passes through.
     pub disabled: AtomicBool,

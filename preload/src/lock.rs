@@ -1,11 +1,12 @@
-//! A lock that is tried, never waited on without bound, and that a forked
-//! child can take back from a thread that no longer exists.
+//! A lock that is never waited on without bound, and that a forked child
+//! can take back from a thread that no longer exists.
 //!
-//! Audit callbacks already run one at a time under the loader's own lock; this
-//! one only guards against the few callers outside it (the exit and fork
-//! handlers, and the `dlmopen` wrapper). Waiting without bound could deadlock
-//! a job, so a busy lock costs one event instead; only a refusal, whose
-//! `deny` event the user must see, waits a bounded while (`lock_within`).
+//! Audit callbacks already run one at a time under the loader's own lock;
+//! this one guards against the few callers outside it (the `dlmopen`
+//! wrapper, the `dlerror`, exit and fork handlers). A holder never waits
+//! for anything while it holds the lock, so a short wait for it
+//! (`lock_within`) always ends, but for one case: the holder is this very
+//! thread, interrupted by a signal. The wait is bounded for that case.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};

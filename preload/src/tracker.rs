@@ -26,7 +26,9 @@ pub const LA_ACT_DELETE: u32 = 2;
 const NAME_CAP: usize = 4096;
 
 pub struct Tracker {
-    /// `la_preinit` has run: later loads are not `initial`.
+    /// The loader has mapped the program's initial objects (its first
+    /// `LA_ACT_CONSISTENT`): later loads are not `initial`. Constructors,
+    /// which run before `la_preinit`, `dlopen` as the program does.
     started: bool,
     /// The current batch began with LA_ACT_ADD and its first object is still
     /// to come.
@@ -245,6 +247,7 @@ impl Tracker {
                 self.batch.root = 0;
             }
             LA_ACT_CONSISTENT => {
+                self.started = true;
                 self.root_pending = false;
                 self.in_batch = false;
                 self.batch.phase = match self.batch.phase {
@@ -407,6 +410,22 @@ mod tests {
         let a = t.on_open(0x100, 0, 0);
         assert_eq!((a.how, a.loader, a.step), (How::Needed, 0x2, Some(SearchStep::RpathRunpath)));
         t.on_activity(LA_ACT_CONSISTENT);
+    }
+
+    #[test]
+    fn once_the_initial_objects_are_consistent_a_constructors_dlopen_is_a_dlopen() {
+        let mut t = Tracker::new();
+        t.on_activity(LA_ACT_ADD);
+        t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x1, 0);
+        assert_eq!(t.on_open(0x100, 0, 0).how, How::Initial);
+        t.on_activity(LA_ACT_CONSISTENT);
+        // A constructor runs, before la_preinit.
+        t.on_search(b"/w/libcublas.so.12", LA_SER_ORIG, 0x100, 0);
+        t.on_activity(LA_ACT_ADD);
+        let a = t.on_open(0x200, 0, 0);
+        assert_eq!((a.how, a.request), (How::Dlopen, Some(&b"/w/libcublas.so.12"[..])));
+        t.on_activity(LA_ACT_CONSISTENT);
+        t.on_preinit();
     }
 
     #[test]
