@@ -248,6 +248,11 @@ fn a_dlmopen_from_the_smallest_thread_stack_works_under_pins_and_strict() {
         let run = traced(&[&opt], &argv, &[]);
         assert_eq!(run.stdout(), "smallstack: ok\n", "{opt}: {}", run.stderr());
     }
+    // Refused, with its text.
+    let argv = [f.thread_loads.as_os_str(), os("smallstack"), f.conda_cublas.as_os_str()];
+    let run = traced(&["--strict"], &argv, &[]);
+    let refused = format!("smallstack: culaunch: refused {}", p(&f.conda_cublas));
+    assert!(run.stdout().starts_with(&refused), "{}\n{}", run.stdout(), run.stderr());
 }
 
 #[test]
@@ -300,12 +305,23 @@ fn strict_refuses_an_unpinned_cuda_library_with_a_culaunch_dlerror() {
 #[test]
 fn strict_refusal_before_main_ends_the_process_with_125() {
     let f = fixtures();
-    let out = Command::new(CULAUNCH).args(["-q", "--strict", "--"]).arg(&f.needs_cudart).output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
-    assert_eq!(out.stdout, b"", "main never ran");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("culaunch: refused libcudart.so.12"), "{err}");
-    assert!(err.contains(&canonical(&f.needs_cudart)), "{err}");
+    // A user's own audit module beside culaunch's: its namespace becomes
+    // consistent before the program's DT_NEEDED are mapped.
+    for user_audit in [None, Some(&f.audit_probe)] {
+        let mut cmd = Command::new(CULAUNCH);
+        cmd.args(["-q", "--strict", "--"]).arg(&f.needs_cudart);
+        if let Some(m) = user_audit {
+            cmd.env("LD_AUDIT", m);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{user_audit:?}");
+        assert_eq!(out.stdout, b"", "main never ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("culaunch: refused libcudart.so.12"), "{user_audit:?}: {err}");
+        assert!(err.contains(&canonical(&f.needs_cudart)), "{err}");
+    }
+    let run = traced(&[], &[f.needs_cudart.as_os_str()], &[("LD_AUDIT", f.audit_probe.as_os_str())]);
+    assert_eq!(run.load_event(&f.wheel_cudart12)["how"], "initial");
 }
 
 #[test]

@@ -470,10 +470,7 @@ fn verbose_prints_each_cuda_load_on_stderr_as_it_happens() {
 #[test]
 fn a_users_own_ld_audit_module_keeps_working_beside_culaunchs() {
     let f = fixtures();
-    let probe = f.root.join("audit-probe/libauditprobe.so");
-    std::fs::create_dir_all(probe.parent().unwrap()).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/audit_probe.c");
-    assert!(Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&probe).arg(src).status().unwrap().success());
+    let probe = &f.audit_probe;
     let seen = f.root.join("audit-probe/seen.txt");
     let _ = std::fs::remove_file(&seen);
     let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart12))]);

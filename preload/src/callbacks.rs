@@ -193,9 +193,9 @@ fn other_major(config: &Config, pin: &Pin, request: &[u8], loader: usize) {
 /// before that lock is taken, the `dlerror`, exit and fork handlers) hold
 /// it for one event's write, so everyone waits for them: a callback that
 /// gave up would miss a load, or leave in the table an object the loader
-/// then frees. Bounded, a quarter second: the holder may be this very
-/// thread, interrupted by a signal whose handler loads a library; that
-/// event is then lost.
+/// then frees. A quarter second at most, and not at all when the holder is
+/// this very thread, interrupted by a signal whose handler loads a library:
+/// that load's events are then lost.
 fn state() -> Option<crate::lock::TryGuard<'static, State>> {
     PROCESS.state.lock_within(STATE_WAIT_NS)
 }
@@ -290,15 +290,21 @@ fn concat_into<'b>(buf: &'b mut [u8], parts: &[&[u8]]) -> &'b [u8] {
     &buf[..len]
 }
 
-/// `la_activity`.
-pub fn activity(flag: c_uint) {
-    if flag == crate::tracker::LA_ACT_CONSISTENT {
-        // The initial objects are mapped: a refusal from now on has a
-        // caller to answer (a constructor's `dlopen` included).
-        PROCESS.started.store(true, Ordering::Relaxed);
-    }
+/// `la_activity` of the namespace whose first object's link map is `head`.
+pub fn activity(flag: c_uint, head: usize) {
+    // The program's own namespace is consistent: its initial objects are
+    // mapped, and a refusal from now on has a caller to answer (a
+    // constructor's `dlopen` included). Another audit module's namespace
+    // is consistent before, when that module is loaded.
+    let initial_done = flag == crate::tracker::LA_ACT_CONSISTENT
+        && head != 0
+        && head == PROCESS.main_map.load(Ordering::Relaxed)
+        && !PROCESS.started.swap(true, Ordering::Relaxed);
     let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, objects } = &mut *st;
+    if initial_done {
+        tracker.on_initial_objects_mapped();
+    }
     if flag == LA_ACT_ADD {
         if let Some(config) = crate::config::get() {
             flush_failure(config, scratch, failure);
@@ -637,6 +643,7 @@ extern "C" fn after_fork_in_child() {
         // A parent thread that held the state is gone in the child.
         PROCESS.state.force_unlock_after_fork();
         PROCESS.refusal.force_unlock_after_fork();
+        dlmopen::after_fork();
         let Some(mut st) = state() else { return };
         let State { tracker, objects, scratch, failure } = &mut *st;
         let loading = tracker.loading();

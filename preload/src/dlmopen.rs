@@ -14,9 +14,9 @@
 //! namespace exactly as without culaunch, and `la_objsearch` sees it. A
 //! path, for which glibc looks at no caller, goes to [`dlmopen_path`]
 //! instead, which answers it as `la_objsearch` would, calls the real
-//! `dlmopen` with the pinned path or a refusal text (written on its own
-//! stack: another thread's refusal cannot overwrite it), and returns to the
-//! program. The redirect it notes for the trace lives only during that
+//! `dlmopen` with the pinned path or a refusal text (in a slot of its own
+//! while the call lasts: another thread's refusal cannot overwrite it), and
+//! returns to the program. The redirect it notes for the trace lives only during that
 //! call.
 //!
 //! Not seen: `dlmopen` through a `dlsym` pointer (which gets the real
@@ -33,6 +33,7 @@ use crate::decide::Refusal;
 use crate::dlclose::thread_id;
 use crate::exports::guarded;
 use crate::global::REFUSAL_CAP;
+use crate::lock::TryLock;
 
 /// The real `dlmopen` (the program's libc's, or libdl's before glibc
 /// 2.34), stored by `bind` before the trampoline is handed out. Read by the
@@ -148,10 +149,15 @@ extern "C" fn dlmopen_path(lmid: c_long, file: *const c_char, mode: c_int, calle
 /// `<dlfcn.h>`: the bits of a mode that say when to bind (one must be set).
 const RTLD_BINDING_MASK: c_int = 0x3;
 
-/// The refused `dlmopen` of `file`: the real call, given the refusal's text
-/// for a name. Its own function, so that the text's room is taken from the
-/// program's stack only by a refusal, not by every `dlmopen` of a path.
-#[inline(never)]
+/// Where refusals' texts live while their calls last (a text must outlive
+/// the real call, and no other thread's may overwrite it): off the
+/// caller's stack, which may be a small thread's. A refusal finds a free
+/// one by trying each; with more at once than these, its text goes on the
+/// stack after all.
+static TEXTS: [TryLock<[u8; REFUSAL_CAP]>; 8] = [const { TryLock::new([0; REFUSAL_CAP]) }; 8];
+
+/// The refused `dlmopen` of `file`: the real call, given the refusal's
+/// text for a name.
 fn refused(
     real: DlmopenFn,
     lmid: c_long,
@@ -160,14 +166,48 @@ fn refused(
     caller_pc: usize,
     why: Refusal,
 ) -> *mut c_void {
-    let mut text = [0u8; REFUSAL_CAP];
-    let name = guarded(file, || {
-        let Some(config) = config::get() else { return file };
-        // SAFETY: as in `dlmopen_path`.
-        let request = unsafe { CStr::from_ptr(file) }.to_bytes();
-        callbacks::refusal_text(config, request, caller_map(caller_pc), why, false, &mut text)
-    });
-    real(lmid, name, mode)
+    let call = Call { real, lmid, file, mode, caller_pc, why };
+    match TEXTS.iter().find_map(TryLock::try_lock) {
+        Some(mut text) => call.refused_with(&mut text),
+        None => call.refused_on_stack(),
+    }
+}
+
+/// A refused `dlmopen` call.
+#[derive(Clone, Copy)]
+struct Call {
+    real: DlmopenFn,
+    lmid: c_long,
+    file: *const c_char,
+    mode: c_int,
+    caller_pc: usize,
+    why: Refusal,
+}
+
+impl Call {
+    #[inline(never)]
+    fn refused_on_stack(self) -> *mut c_void {
+        let mut text = [0u8; REFUSAL_CAP];
+        self.refused_with(&mut text)
+    }
+
+    fn refused_with(self, text: &mut [u8; REFUSAL_CAP]) -> *mut c_void {
+        let name = guarded(self.file, || {
+            let Some(config) = config::get() else { return self.file };
+            // SAFETY: as in `dlmopen_path`.
+            let request = unsafe { CStr::from_ptr(self.file) }.to_bytes();
+            callbacks::refusal_text(config, request, caller_map(self.caller_pc), self.why, false, text)
+        });
+        (self.real)(self.lmid, name, self.mode)
+    }
+}
+
+/// In a forked child: the texts other threads of the parent held are free
+/// (those threads were not copied).
+pub fn after_fork() {
+    for t in &TEXTS {
+        t.force_unlock_after_fork();
+    }
 }
 
 /// `<dlfcn.h>`: `dladdr1` stores the object's link map.

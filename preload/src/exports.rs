@@ -67,9 +67,14 @@ pub unsafe extern "C" fn la_objsearch(name: *const c_char, cookie: *mut usize, f
     })
 }
 
+/// # Safety
+/// Called by the dynamic loader only, with the pointers rtld-audit defines.
 #[no_mangle]
-pub extern "C" fn la_activity(_cookie: *mut usize, flag: c_uint) {
-    guarded((), || callbacks::activity(flag))
+pub unsafe extern "C" fn la_activity(cookie: *mut usize, flag: c_uint) {
+    // SAFETY: the loader passes the cookie slot of the namespace's first
+    // object (set in la_objopen to its link map, when it was opened here).
+    let head = unsafe { cookie.as_ref().copied().unwrap_or(0) };
+    guarded((), || callbacks::activity(flag, head))
 }
 
 /// # Safety
@@ -81,6 +86,11 @@ pub unsafe extern "C" fn la_objopen(map: *mut LinkMap, lmid: libc::c_long, cooki
     // SAFETY: the loader passes a valid cookie slot.
     if let Some(c) = unsafe { cookie.as_mut() } {
         *c = map as usize;
+    }
+    // The loader opens the program itself first, before anything of its
+    // namespace (rtld.c: main map, then ld.so, then the vDSO).
+    if lmid == 0 {
+        let _ = PROCESS.main_map.compare_exchange(0, map as usize, Ordering::Relaxed, Ordering::Relaxed);
     }
     guarded(0, || {
         let Some(config) = config::get() else { return 0 };

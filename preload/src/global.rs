@@ -8,8 +8,9 @@
 //! exit handler and the `exec*`/`_exit` wrappers, which take the state only
 //! while `failure_pending` says a failed load awaits its words. They hold
 //! it for one event and wait for nothing meanwhile, so the others wait for
-//! them, a quarter second at most (`TryLock::lock_within`): a lock still
-//! busy then costs one event, never a pin.
+//! them, a quarter second at most (`TryLock::lock_within`), and not at all
+//! for a holder that is the waiting thread itself (a signal handler's
+//! load): a lock still busy then costs one event, never a pin.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize};
 use std::sync::OnceLock;
@@ -61,6 +62,9 @@ pub struct Process {
     /// The initial objects are mapped (the first `LA_ACT_CONSISTENT`, before
     /// any constructor): a refusal no longer ends the process.
     pub started: AtomicBool,
+    /// The program's own link map, the first `la_objopen` of namespace 0:
+    /// its cookie names the program's namespace in `la_activity`.
+    pub main_map: AtomicUsize,
     /// Set after an internal error: the module then only passes through.
     pub disabled: AtomicBool,
     /// A warning about tracing has been given in this process.
@@ -103,6 +107,7 @@ pub static PROCESS: Process = Process {
     failure_pending: AtomicBool::new(false),
     refusing: AtomicBool::new(false),
     started: AtomicBool::new(false),
+    main_map: AtomicUsize::new(0),
     disabled: AtomicBool::new(false),
     warned: AtomicBool::new(false),
     lost: AtomicBool::new(false),

@@ -5,14 +5,17 @@
 //! this one guards against the few callers outside it (the `dlmopen`
 //! wrapper, the `dlerror`, exit and fork handlers). A holder never waits
 //! for anything while it holds the lock, so a short wait for it
-//! (`lock_within`) always ends, but for one case: the holder is this very
-//! thread, interrupted by a signal. The wait is bounded for that case.
+//! (`lock_within`) ends, unless the holder is this very thread, interrupted
+//! by a signal: the lock knows its owner, and such a wait gives up at once.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub struct TryLock<T> {
     held: AtomicBool,
+    /// The holding thread (`pthread_self`), 0 when free: a wait for a lock
+    /// this very thread holds would never end.
+    owner: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
@@ -21,24 +24,29 @@ unsafe impl<T: Send> Sync for TryLock<T> {}
 
 impl<T> TryLock<T> {
     pub const fn new(value: T) -> TryLock<T> {
-        TryLock { held: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        TryLock { held: AtomicBool::new(false), owner: AtomicUsize::new(0), value: UnsafeCell::new(value) }
     }
 
     pub fn try_lock(&self) -> Option<TryGuard<'_, T>> {
-        self.held
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| TryGuard { lock: self })
+        self.held.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        self.owner.store(this_thread(), Ordering::Relaxed);
+        Some(TryGuard { lock: self })
     }
 
     /// Tries until the lock is had or `budget_ns` of monotonic time have
     /// passed: yields first, then sleeps in growing steps, so that a holder
     /// the scheduler has put off (two cores, many threads) gets to finish.
-    /// Bounded, because the holder may be this very thread, interrupted by a
-    /// signal whose handler loads a library.
+    /// No wait at all when the holder is this very thread, interrupted by a
+    /// signal whose handler loads a library (each of that load's callbacks
+    /// would wait in turn, for a holder that resumes only after them); the
+    /// bound is for the instant between taking the lock and naming its
+    /// owner.
     pub fn lock_within(&self, budget_ns: u64) -> Option<TryGuard<'_, T>> {
         if let Some(g) = self.try_lock() {
             return Some(g);
+        }
+        if self.owner.load(Ordering::Relaxed) == this_thread() {
+            return None;
         }
         let start = crate::clock::now_monotonic_ns();
         let mut step_ns: u64 = 1_000;
@@ -63,8 +71,16 @@ impl<T> TryLock<T> {
     /// Releases the lock whoever holds it. Only for the child side of `fork`,
     /// where the thread that held it was not copied.
     pub fn force_unlock_after_fork(&self) {
+        self.owner.store(0, Ordering::Relaxed);
         self.held.store(false, Ordering::Release);
     }
+}
+
+/// The calling thread, as a number no other live thread has (its thread
+/// pointer): cheaper than asking the kernel for its thread id.
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    unsafe { libc::pthread_self() as usize }
 }
 
 /// The raw system call, not libc's `nanosleep`: no cancellation point is
@@ -98,6 +114,7 @@ impl<T> core::ops::DerefMut for TryGuard<'_, T> {
 
 impl<T> Drop for TryGuard<'_, T> {
     fn drop(&mut self) {
+        self.lock.owner.store(0, Ordering::Relaxed);
         self.lock.held.store(false, Ordering::Release);
     }
 }
@@ -119,19 +136,35 @@ mod tests {
     }
 
     #[test]
-    fn lock_within_waits_for_a_holder_that_lets_go_and_gives_up_on_one_that_does_not() {
+    fn lock_within_waits_for_another_threads_hold_a_bounded_while() {
         static LOCK: TryLock<u32> = TryLock::new(0);
-        let g = LOCK.try_lock();
-        let start = crate::clock::now_monotonic_ns();
-        assert!(LOCK.lock_within(20_000_000).is_none());
-        assert!(crate::clock::now_monotonic_ns() - start >= 20_000_000);
+        let (taken_tx, taken) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
-            let g = g;
+            let g = LOCK.try_lock();
+            let _ = taken_tx.send(g.is_some());
+            let _ = release_rx.recv();
             std::thread::sleep(std::time::Duration::from_millis(30));
             drop(g);
         });
+        assert_eq!(taken.recv().ok(), Some(true));
+        let start = crate::clock::now_monotonic_ns();
+        assert!(LOCK.lock_within(20_000_000).is_none(), "held all along");
+        assert!(crate::clock::now_monotonic_ns() - start >= 20_000_000, "waited its budget");
+        let _ = release.send(());
         assert!(LOCK.lock_within(5_000_000_000).is_some(), "the lock, once let go");
         assert!(holder.join().is_ok());
+    }
+
+    #[test]
+    fn lock_within_gives_up_at_once_on_a_lock_this_thread_holds() {
+        let lock = TryLock::new(());
+        let g = lock.try_lock();
+        let start = crate::clock::now_monotonic_ns();
+        assert!(lock.lock_within(5_000_000_000).is_none());
+        assert!(crate::clock::now_monotonic_ns() - start < 1_000_000_000, "no wait");
+        drop(g);
+        assert!(lock.lock_within(0).is_some());
     }
 
     #[test]

@@ -27,8 +27,10 @@ const NAME_CAP: usize = 4096;
 
 pub struct Tracker {
     /// The loader has mapped the program's initial objects (its first
-    /// `LA_ACT_CONSISTENT`): later loads are not `initial`. Constructors,
-    /// which run before `la_preinit`, `dlopen` as the program does.
+    /// `LA_ACT_CONSISTENT` of the program's namespace; another audit
+    /// module's namespace has its own before): later loads are not
+    /// `initial`. Constructors, which run before `la_preinit`, `dlopen` as
+    /// the program does.
     started: bool,
     /// The current batch began with LA_ACT_ADD and its first object is still
     /// to come.
@@ -247,7 +249,6 @@ impl Tracker {
                 self.batch.root = 0;
             }
             LA_ACT_CONSISTENT => {
-                self.started = true;
                 self.root_pending = false;
                 self.in_batch = false;
                 self.batch.phase = match self.batch.phase {
@@ -296,6 +297,12 @@ impl Tracker {
             lmid: b.lmid,
             dur_ns: now_ns.saturating_sub(b.t0_ns),
         }
+    }
+
+    /// The loader's first `LA_ACT_CONSISTENT` of the program's own
+    /// namespace: the initial objects are mapped.
+    pub fn on_initial_objects_mapped(&mut self) {
+        self.started = true;
     }
 
     pub fn on_preinit(&mut self) {
@@ -419,6 +426,7 @@ mod tests {
         t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x1, 0);
         assert_eq!(t.on_open(0x100, 0, 0).how, How::Initial);
         t.on_activity(LA_ACT_CONSISTENT);
+        t.on_initial_objects_mapped();
         // A constructor runs, before la_preinit.
         t.on_search(b"/w/libcublas.so.12", LA_SER_ORIG, 0x100, 0);
         t.on_activity(LA_ACT_ADD);

@@ -50,6 +50,8 @@ pub struct Fixtures {
     /// `tests/fixtures/thread_loads.c`: loads from threads in corners of
     /// the thread API.
     pub thread_loads: PathBuf,
+    /// A user's own rtld-audit module (`tests/fixtures/audit_probe.c`).
+    pub audit_probe: PathBuf,
 }
 
 pub fn fixtures() -> &'static Fixtures {
@@ -169,6 +171,8 @@ fn build(root: &Path) -> Fixtures {
         "-ldl".into(),
     ];
     cc(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    let audit_probe = p("audit-probe/libauditprobe.so");
+    lib(&audit_probe, "audit_probe.c", "libauditprobe.so", "audit-probe", &[]);
     let needs_cudart = p("bin/needs_cudart");
     let rpath = format!("-Wl,-rpath,{rt_str}");
     cc(&[
@@ -213,6 +217,7 @@ fn build(root: &Path) -> Fixtures {
         pinned_cudart: p("pinned/libcudart.so.12"),
         drivers: [p("driver-a/libcuda.so.1"), p("driver-b/libcuda.so.1")],
         thread_loads,
+        audit_probe,
     }
 }
 
