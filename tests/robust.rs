@@ -74,20 +74,6 @@ fn a_pending_cancel_acts_at_the_programs_next_cancellation_point_not_inside_a_lo
     assert_eq!(run.events_of("deny").len(), 1);
 }
 
-/// A signal handler that loads a library, often while its own thread is
-/// inside the loader and the audit module: not held up (a wait for the
-/// module's state, which its own thread holds, would never end; bare, the
-/// slowest handler takes well under a millisecond).
-#[test]
-fn a_signal_handler_that_loads_while_its_thread_is_in_the_module_is_not_held_up() {
-    let f = fixtures();
-    let argv = [f.thread_loads.as_os_str(), os("signals"), os("3000"), f.wheel_cudart12.as_os_str()];
-    let quick = "signals: slowest handler under half a second\n";
-    assert_eq!(plain(&argv, &[]).stdout(), quick);
-    let run = traced(&[], &argv, &[]);
-    assert_eq!(run.stdout(), quick, "{}", run.stderr());
-}
-
 #[test]
 fn sixteen_threads_loading_concurrently_lose_no_event_and_tear_no_line() {
     let libs = libs(16);
