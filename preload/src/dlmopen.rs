@@ -142,7 +142,7 @@ extern "C" fn dlmopen_path(lmid: c_long, file: *const c_char, mode: c_int, calle
         // Nothing would be loaded (a probe, or a mode glibc rejects): the
         // call goes on as asked, and fails or answers as without culaunch.
         Answer::Refuse(_) if mode & libc::RTLD_NOLOAD != 0 || mode & RTLD_BINDING_MASK == 0 => real(lmid, file, mode),
-        Answer::Refuse(why) => refused(real, lmid, file, mode, caller_pc, why),
+        Answer::Refuse(why) => Call { real, lmid, file, mode, caller_pc, why }.refused(),
     }
 }
 
@@ -156,23 +156,6 @@ const RTLD_BINDING_MASK: c_int = 0x3;
 /// stack after all.
 static TEXTS: [TryLock<[u8; REFUSAL_CAP]>; 8] = [const { TryLock::new([0; REFUSAL_CAP]) }; 8];
 
-/// The refused `dlmopen` of `file`: the real call, given the refusal's
-/// text for a name.
-fn refused(
-    real: DlmopenFn,
-    lmid: c_long,
-    file: *const c_char,
-    mode: c_int,
-    caller_pc: usize,
-    why: Refusal,
-) -> *mut c_void {
-    let call = Call { real, lmid, file, mode, caller_pc, why };
-    match TEXTS.iter().find_map(TryLock::try_lock) {
-        Some(mut text) => call.refused_with(&mut text),
-        None => call.refused_on_stack(),
-    }
-}
-
 /// A refused `dlmopen` call.
 #[derive(Clone, Copy)]
 struct Call {
@@ -185,6 +168,14 @@ struct Call {
 }
 
 impl Call {
+    /// The real call, given the refusal's text for a name.
+    fn refused(self) -> *mut c_void {
+        match TEXTS.iter().find_map(TryLock::try_lock) {
+            Some(mut text) => self.refused_with(&mut text),
+            None => self.refused_on_stack(),
+        }
+    }
+
     #[inline(never)]
     fn refused_on_stack(self) -> *mut c_void {
         let mut text = [0u8; REFUSAL_CAP];

@@ -68,9 +68,14 @@ impl<T> TryLock<T> {
         None
     }
 
-    /// Releases the lock whoever holds it. Only for the child side of `fork`,
-    /// where the thread that held it was not copied.
+    /// Releases the lock if another thread holds it. Only for the child side
+    /// of `fork`, where that thread was not copied. The child's own thread
+    /// (the one that forked, from a signal handler perhaps) keeps a hold it
+    /// had: the code it interrupted still uses what the lock guards.
     pub fn force_unlock_after_fork(&self) {
+        if self.owner.load(Ordering::Relaxed) == this_thread() {
+            return;
+        }
         self.owner.store(0, Ordering::Relaxed);
         self.held.store(false, Ordering::Release);
     }
@@ -168,12 +173,17 @@ mod tests {
     }
 
     #[test]
-    fn force_unlock_frees_a_lost_holder() {
-        let lock = TryLock::new(());
-        let g = lock.try_lock();
-        core::mem::forget(g);
-        assert!(lock.try_lock().is_none());
-        lock.force_unlock_after_fork();
-        assert!(lock.try_lock().is_some());
+    fn force_unlock_frees_a_lost_holder_but_not_this_threads_own_hold() {
+        static LOCK: TryLock<()> = TryLock::new(());
+        let lost = std::thread::spawn(|| core::mem::forget(LOCK.try_lock())).join();
+        assert!(lost.is_ok());
+        assert!(LOCK.try_lock().is_none(), "held by a thread that is gone");
+        LOCK.force_unlock_after_fork();
+        let mine = LOCK.try_lock();
+        assert!(mine.is_some());
+        LOCK.force_unlock_after_fork();
+        assert!(LOCK.try_lock().is_none(), "this thread's hold stays");
+        drop(mine);
+        assert!(LOCK.try_lock().is_some());
     }
 }
