@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,6 +22,24 @@ fn assert_trace_matches_maps(run: &Run) {
             run.loads(pid).into_iter().filter(|p| looks_cuda(p)).collect();
         assert_eq!(reported, run.mapped_cuda(pid), "pid {pid}: trace vs /proc/{pid}/maps\n{}", run.stderr());
     }
+}
+
+/// `ld.so PROGRAM`: the loader is the command, and it audits the program
+/// it runs as any other. No "statically linked" warning, and the trace is
+/// the program's maps.
+#[test]
+fn a_program_run_by_the_loader_itself_is_traced_without_a_warning() {
+    let f = fixtures();
+    let bytes = std::fs::read(&f.loader).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    let ld_so = std::ffi::OsString::from(elf.interpreter.unwrap());
+    let a = actions(&[&format!("dlopen:{}", p(&f.wheel_cudart12))]);
+    let argv: Vec<&OsStr> = std::iter::once(ld_so.as_os_str()).chain(loader(&a)).collect();
+    let run = traced(&[], &argv, &[]);
+    assert!(run.stdout().contains("ok which=wheel-12"), "{}", run.stdout());
+    assert!(!run.stderr().contains("warning"), "{}", run.stderr());
+    assert_trace_matches_maps(&run);
+    assert_eq!(run.load_event(&f.wheel_cudart12)["how"], "dlopen");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `culaunch run`: check the command, inject the audit module, run, summarise.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -167,6 +168,11 @@ fn preflight(
             );
             let why = format!("it is a {} program; culaunch's audit module is not", h.describe_machine());
             return Ok((Some(why), None));
+        }
+        Ok(Some(h)) if h.is_dynamic_loader() => {
+            // `ld.so PROGRAM`: the command is the loader, which reads
+            // LD_AUDIT and audits the program it runs as any other.
+            interp = Some(runs.as_os_str().as_bytes().to_vec());
         }
         Ok(Some(h)) if !h.dynamic => {
             warning!("{shown} is statically linked: no loader runs in it, so only the dynamically linked programs it starts are traced");

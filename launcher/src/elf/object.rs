@@ -76,6 +76,15 @@ impl ElfHeader {
         self.is_64 == cfg!(target_pointer_width = "64") && self.machine == native_machine()
     }
 
+    /// The dynamic loader itself, which runs a program given as its
+    /// argument (`ld.so PROGRAM`): a shared object with no PT_INTERP whose
+    /// DT_SONAME is a glibc loader's (`ld-linux-x86-64.so.2`,
+    /// `ld-linux-aarch64.so.1`, `ld64.so.2`, `ld.so.1`, …).
+    pub fn is_dynamic_loader(&self) -> bool {
+        let loader_name = |s: &[u8]| [&b"ld-linux"[..], b"ld64.so.", b"ld.so."].iter().any(|p| s.starts_with(p));
+        !self.dynamic && self.shared && self.soname.as_deref().is_some_and(loader_name)
+    }
+
     pub fn describe_machine(&self) -> String {
         let bits = if self.is_64 { 64 } else { 32 };
         format!("{bits}-bit {}", header::machine_to_str(self.machine))
