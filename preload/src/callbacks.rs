@@ -303,7 +303,7 @@ pub fn activity(flag: c_uint, head: usize) {
     let Some(mut st) = state() else { return };
     let State { tracker, scratch, failure, objects } = &mut *st;
     if initial_done {
-        tracker.on_initial_objects_mapped();
+        tracker.on_started();
     }
     if flag == LA_ACT_ADD {
         if let Some(config) = crate::config::get() {
@@ -585,7 +585,7 @@ pub unsafe fn preinit(config: &Config, main_map: *mut LinkMap) {
     // SAFETY: getpid cannot fail.
     PROCESS.pid.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     if let Some(mut st) = state() {
-        st.tracker.on_preinit();
+        st.tracker.on_started();
     }
     events::process_loaded(config);
     // SAFETY: the caller's contract.

@@ -16,8 +16,8 @@
 //! instead, which answers it as `la_objsearch` would, calls the real
 //! `dlmopen` with the pinned path or a refusal text (in a slot of its own
 //! while the call lasts: another thread's refusal cannot overwrite it), and
-//! returns to the program. The redirect it notes for the trace lives only during that
-//! call.
+//! returns to the program. The redirect it notes for the trace lives only
+//! during that call.
 //!
 //! Not seen: `dlmopen` through a `dlsym` pointer (which gets the real
 //! function), a GOT call under `-fno-plt`, a call from an object in another

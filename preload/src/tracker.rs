@@ -299,13 +299,10 @@ impl Tracker {
         }
     }
 
-    /// The loader's first `LA_ACT_CONSISTENT` of the program's own
-    /// namespace: the initial objects are mapped.
-    pub fn on_initial_objects_mapped(&mut self) {
-        self.started = true;
-    }
-
-    pub fn on_preinit(&mut self) {
+    /// The initial objects are mapped: the loader's first
+    /// `LA_ACT_CONSISTENT` of the program's own namespace, or `la_preinit`
+    /// at the latest.
+    pub fn on_started(&mut self) {
         self.started = true;
     }
 
@@ -407,7 +404,7 @@ mod tests {
     #[test]
     fn first_object_of_a_batch_is_the_dlopen_target_the_rest_are_needed() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"libtorch_cuda.so", LA_SER_ORIG, 0x1, 0);
         t.on_search(b"/w/torch/lib/libtorch_cuda.so", LA_SER_RUNPATH, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
@@ -426,20 +423,19 @@ mod tests {
         t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x1, 0);
         assert_eq!(t.on_open(0x100, 0, 0).how, How::Initial);
         t.on_activity(LA_ACT_CONSISTENT);
-        t.on_initial_objects_mapped();
+        t.on_started();
         // A constructor runs, before la_preinit.
         t.on_search(b"/w/libcublas.so.12", LA_SER_ORIG, 0x100, 0);
         t.on_activity(LA_ACT_ADD);
         let a = t.on_open(0x200, 0, 0);
         assert_eq!((a.how, a.request), (How::Dlopen, Some(&b"/w/libcublas.so.12"[..])));
         t.on_activity(LA_ACT_CONSISTENT);
-        t.on_preinit();
     }
 
     #[test]
     fn a_batch_in_another_namespace_is_dlmopen() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"/abs/libfoo.so", LA_SER_ORIG, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
         let a = t.on_open(0x100, 2, 0);
@@ -449,7 +445,7 @@ mod tests {
     #[test]
     fn a_redirected_request_remembers_what_was_asked() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"libcudart.so.12", LA_SER_ORIG, 0x1, 0);
         t.mark_redirected();
         t.on_activity(LA_ACT_ADD);
@@ -463,7 +459,7 @@ mod tests {
     #[test]
     fn a_request_that_mapped_nothing_is_handed_out_once_with_its_last_candidate() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"libcudnn.so.9", LA_SER_ORIG, 0x7, 0);
         t.on_search(b"/a/libcudnn.so.9", LA_SER_RUNPATH, 0x7, 0);
         t.on_search(b"/usr/lib/libcudnn.so.9", LA_SER_DEFAULT, 0x7, 0);
@@ -492,7 +488,7 @@ mod tests {
     #[test]
     fn a_request_is_used_once() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"libx.so", LA_SER_ORIG, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
         assert!(t.on_open(0x100, 0, 0).request.is_some());
@@ -502,7 +498,7 @@ mod tests {
     #[test]
     fn a_fork_drops_a_half_done_load() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"libx.so", LA_SER_ORIG, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
         t.reset_after_fork();
@@ -535,7 +531,7 @@ mod tests {
     #[test]
     fn a_close_before_the_batch_is_consistent_is_a_failure_after_it_only_suspect() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         assert_eq!(batch(&mut t, false), Close::FailedRoot);
         let root = t.batch_root(70);
         assert_eq!(root.request, Some(&b"/w/libcudnn_cnn_infer.so.8"[..]));
@@ -546,14 +542,14 @@ mod tests {
         assert_eq!(t.on_close(0xb), Close::Other);
 
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         assert_eq!(batch(&mut t, true), Close::SuspectRoot);
     }
 
     #[test]
     fn a_close_after_anything_else_happened_is_no_failure() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"/w/liba.so", LA_SER_ORIG, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
         t.on_open(0xa, 0, 0);
@@ -573,7 +569,7 @@ mod tests {
     #[test]
     fn a_dependency_not_found_is_the_current_request_when_the_batch_fails() {
         let mut t = Tracker::new();
-        t.on_preinit();
+        t.on_started();
         t.on_search(b"/w/libneedy.so", LA_SER_ORIG, 0x1, 0);
         t.on_activity(LA_ACT_ADD);
         t.on_open(0xa, 0, 0);
