@@ -16,12 +16,15 @@
 #[path = "src/preflight/elfver.rs"]
 #[allow(dead_code)]
 mod elfver;
+#[path = "../preload/static_unwinder.rs"]
+mod static_unwinder;
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
+    static_unwinder::link_statically();
     println!("cargo:rerun-if-env-changed=CULAUNCH_AUDIT_MODULE");
     println!("cargo:rerun-if-env-changed=CULAUNCH_GLIBC_FLOOR");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -51,7 +54,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn build_module(out: &Path, target: &str) -> PathBuf {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("launcher/ sits in the workspace root");
-    for watched in ["preload/src", "preload/Cargo.toml", "protocol/src", "protocol/Cargo.toml", "Cargo.lock"] {
+    for watched in [
+        "preload/src",
+        "preload/build.rs",
+        "preload/static_unwinder.rs",
+        "preload/Cargo.toml",
+        "protocol/src",
+        "protocol/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // OUT_DIR is <target-dir>[/<triple>]/<profile>/build/<pkg>-<hash>/out;
