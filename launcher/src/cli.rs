@@ -211,6 +211,35 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
     Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
+/// `culaunch deps [--json | --ldd | --all | --check]... FILE`, the forms
+/// scripts run over many files, read without clap: building clap's parser
+/// costs about a seventh of a `deps` of a small library. Anything else (another
+/// option, `--`, help, a flag given twice, `--json` with `--ldd`, an empty
+/// FILE or one that starts with `-`) is None, for clap to read and, where
+/// wrong, to explain. The test `plain_deps_agrees_with_clap` holds the two
+/// to the same answers.
+pub fn plain_deps(args: &[OsString]) -> Option<DepsArgs> {
+    let [_, sub, rest @ ..] = args else { return None };
+    let (file, flags) = rest.split_last()?;
+    if sub != "deps" || file.is_empty() || file.as_bytes().starts_with(b"-") {
+        return None;
+    }
+    let mut a = DepsArgs { json: false, ldd: false, all: false, check: false, root: None, file: PathBuf::from(file) };
+    for flag in flags {
+        let set = match flag.as_bytes() {
+            b"--json" => &mut a.json,
+            b"--ldd" => &mut a.ldd,
+            b"--all" => &mut a.all,
+            b"--check" => &mut a.check,
+            _ => return None,
+        };
+        if std::mem::replace(set, true) {
+            return None;
+        }
+    }
+    (!(a.json && a.ldd)).then_some(a)
+}
+
 /// The clap command, with top-level help that also lists the run options
 /// (the default command's) and a few real examples.
 fn command() -> clap::Command {
@@ -301,6 +330,46 @@ pub fn exit_for_clap(e: clap::Error) -> u8 {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn plain_deps_agrees_with_clap() {
+        use std::os::unix::ffi::OsStringExt;
+        // Every argv of up to four words after `deps` from these: wherever
+        // the fast path answers, clap answers the same; wherever clap
+        // refuses, the fast path leaves it to clap.
+        let words = ["--json", "--ldd", "--all", "--check", "--root", "lib.so", "-", "", "--", "-h", "--jso", "-j"];
+        let mut answered = 0;
+        let mut argv = vec![OsString::from("culaunch"), OsString::from("deps")];
+        let mut check = |argv: &[OsString]| {
+            let fast = plain_deps(argv);
+            match parse(argv.iter().cloned()) {
+                Ok(Cli { command: Command::Deps(slow) }) => {
+                    if let Some(fast) = fast {
+                        assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{argv:?}");
+                        answered += 1;
+                    }
+                }
+                other => assert!(fast.is_none(), "{argv:?}: clap says {other:?}, the fast path {fast:?}"),
+            }
+        };
+        fn each(argv: &mut Vec<OsString>, words: &[&str], left: usize, f: &mut dyn FnMut(&[OsString])) {
+            f(argv);
+            if left == 0 {
+                return;
+            }
+            for w in words {
+                argv.push(OsString::from(w));
+                each(argv, words, left - 1, f);
+                argv.pop();
+            }
+        }
+        each(&mut argv, &words, 4, &mut check);
+        // `deps FILE` with each ordered choice of up to three distinct
+        // flags, less those with both --json and --ldd: 1 + 4 + 10 + 12.
+        assert_eq!(answered, 27);
+        let odd = [OsString::from("culaunch"), "deps".into(), OsString::from_vec(b"\xff.so".to_vec())];
+        assert_eq!(plain_deps(&odd).map(|a| a.file), Some(PathBuf::from(OsString::from_vec(b"\xff.so".to_vec()))));
+    }
 
     fn run_args(argv: &[&str]) -> RunArgs {
         match parse(argv.iter().map(OsString::from)) {

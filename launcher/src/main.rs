@@ -47,25 +47,32 @@ extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char
 
 #[cfg_attr(test, allow(dead_code))]
 fn culaunch() -> u8 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The version-probe helper loads a CUDA library in a process of its own.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().take(3).collect();
     if args.len() == 3 && args[1] == probe::SUBCOMMAND {
         return probe::helper(&args[2]);
     }
     init_logging();
-    let cli = match cli::parse(std::env::args_os()) {
+    if let Some(deps) = cli::plain_deps(&args) {
+        return exit_status(deps::command(deps));
+    }
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => return cli::exit_for_clap(e),
     };
-    let outcome = match cli.command {
+    exit_status(match cli.command {
         cli::Command::Run(args) => run::run(args).map(spawn::finish_like),
         cli::Command::Lock(args) => run::lock(args).map(spawn::finish_like),
         cli::Command::Deps(args) => deps::command(args),
         cli::Command::Doctor(args) => doctor::command(args).map(|()| 0),
         cli::Command::Report(args) => report::command(&args.traces, args.json).map(|()| 0),
         cli::Command::Diff(args) => compare::command::diff(&args),
-    };
-    outcome.unwrap_or_else(|e: Error| {
+    })
+}
+
+/// The command's status, or its error printed once and turned into one.
+fn exit_status(outcome: Result<u8, Error>) -> u8 {
+    outcome.unwrap_or_else(|e| {
         messages::error(&e);
         if let Some(hint) = e.hint() {
             messages::hint(&hint);
