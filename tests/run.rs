@@ -192,7 +192,7 @@ fn without_pins_every_process_maps_the_same_files_as_without_culaunch() {
     let run = traced(&["--all-libs"], &loader(&a), &env);
     assert_eq!(run.stdout(), bare.stdout());
     let only = |r: &Run| r.maps.values().next().cloned().unwrap_or_default();
-    // The audit module and what it needs (its own libc copy, libgcc_s) are
+    // The audit module and what it needs (its own copy of libc) are
     // culaunch's, in their own namespace; ldd names them.
     let ours: std::collections::BTreeSet<String> = only(&run)
         .into_iter()
@@ -204,6 +204,15 @@ fn without_pins_every_process_maps_the_same_files_as_without_culaunch() {
         set.into_iter().filter(|p| !ours.contains(p) && !module_deps.contains(p)).collect()
     };
     assert_eq!(strip(only(&run)), strip(only(&bare)));
+    // Beyond the bare run's files, the process maps the module alone: the
+    // libc it needs is the program's file, mapped again in the module's
+    // namespace, and Rust's unwinder is linked in (from the C compiler's
+    // libgcc_eh.a, where there is one), not libgcc_s.so.1 mapped beside it.
+    let libgcc_eh = Command::new("cc").arg("-print-file-name=libgcc_eh.a").output().unwrap().stdout;
+    if Path::new(String::from_utf8_lossy(&libgcc_eh).trim()).is_absolute() {
+        let extra: std::collections::BTreeSet<String> = only(&run).difference(&only(&bare)).cloned().collect();
+        assert_eq!(extra, ours, "files mapped only under culaunch");
+    }
     // With --all-libs, every object in the program's maps is reported too.
     let pid = *run.maps.keys().next().unwrap();
     let reported = run.loads(pid);
