@@ -68,7 +68,7 @@ fn build_module(out: &Path, target: &str) -> PathBuf {
     // OUT_DIR is <target-dir>[/<triple>]/<profile>/build/<pkg>-<hash>/out;
     // build beside <profile>, in a directory of its own so the outer build's
     // lock is not ours.
-    // One per linker too: a module linked by the host's cc (glibc 2.34+) must
+    // One per linker too: a module linked by the host's cc (glibc 2.35+ on bookworm) must
     // never be reused by a zig build of the same triple (glibc 2.17).
     let linker = env::var("RUSTC_LINKER").unwrap_or_default();
     let name = if linker.is_empty() {

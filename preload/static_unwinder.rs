@@ -11,9 +11,11 @@
 //! the linker the static archive instead (what `-static-libgcc` does for C).
 //!
 //! Only where it can be done for certain: a `linux-gnu` target not already
-//! static, and a linker (the target's, else `cc`) that names an existing
-//! `libgcc_eh.a`. zig's linker (the 2.17 wheel) brings its own unwinder and
-//! names none, so such builds stay as they were.
+//! static, a linker (the target's, else `cc`) that is not zig's, and one
+//! that names an existing `libgcc_eh.a` whose path a linker script can
+//! quote. zig (the 2.17 wheel) brings its own unwinder and answers the
+//! question with the host gcc's archive, built for the host's glibc: its
+//! builds stay as they were.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -29,15 +31,21 @@ pub fn link_statically() {
         return;
     }
     let linker = env::var_os("RUSTC_LINKER").filter(|l| !l.is_empty()).unwrap_or_else(|| "cc".into());
+    // cargo-zigbuild's and maturin's wrappers are named `zigcc-<target>-….sh`.
+    if Path::new(&linker).file_name().is_some_and(|n| n.to_string_lossy().contains("zig")) {
+        return;
+    }
     let Ok(out) = Command::new(&linker).arg("-print-file-name=libgcc_eh.a").output() else { return };
     let printed = String::from_utf8_lossy(&out.stdout);
     let archive = PathBuf::from(printed.trim());
-    // A compiler that has no such file prints the bare name back.
-    if !out.status.success() || !archive.is_absolute() || !archive.is_file() {
+    // A compiler that has no such file prints the bare name back. The
+    // script quotes the path; one with a quote or a newline in it cannot be.
+    let quotable = !printed.trim().contains(['"', '\n']);
+    if !out.status.success() || !quotable || !archive.is_absolute() || !archive.is_file() {
         return;
     }
     let dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("static-unwinder");
-    let script = format!("INPUT({})\n", archive.display());
+    let script = format!("INPUT(\"{}\")\n", archive.display());
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join("libgcc_s.so"), script))
         .unwrap_or_else(|e| panic!("cannot write the unwinder's linker script in {}: {e}", dir.display()));
