@@ -213,7 +213,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli, clap::Erro
 
 /// `culaunch deps [--json | --ldd | --all | --check]... FILE`, the forms
 /// scripts run over many files, read without clap: building clap's parser
-/// costs about a seventh of a `deps` of a small library. Anything else (another
+/// costs about an eighth of a `deps` of a small library. Anything else (another
 /// option, `--`, help, a flag given twice, `--json` with `--ldd`, an empty
 /// FILE or one that starts with `-`) is None, for clap to read and, where
 /// wrong, to explain. The test `plain_deps_agrees_with_clap` holds the two
